@@ -1,0 +1,404 @@
+"""``orchestra``: the terminal surface. Human output by default, ``--json`` for scripts.
+
+Every error a user can meet is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from bot.app import App, ConsoleSink, open_app, run_engine
+from core.clock import iso
+from core.config import load_config
+from core.errors import OrchestraError
+from core.models import Task, TaskState
+from core.service import Delegation, task_json
+from core.summary import format_cost, format_duration, render_phone
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"orchestra: {message} (see `orchestra --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="orchestra", description="Delegate coding tasks to AI agent CLIs running in tmux.")
+    parser.add_argument("--config", type=Path, help="path to bots.yaml (default: ./bots.yaml, then $ORCHESTRA_HOME)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("delegate", help="route a task to an agent and run it in tmux")
+    p.add_argument("--task", "-t", required=True, help="what to do, in plain words ('-' reads stdin)")
+    p.add_argument("--agent", "-a", help="run on this agent, whatever the routing says")
+    p.add_argument("--cwd", help="working directory for the agent (default: here)")
+    p.add_argument("--wait", "-w", action="store_true", help="stay until the task ends and print its summary")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("status", help="running, queued and recent tasks")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--recent", type=int, default=10, help="how many finished tasks to list")
+    for name, text in (
+        ("show", "a task's details and summary"),
+        ("peek", "the live pane of a task (or the end of its output)"),
+        ("attach", "attach your terminal to the task's tmux window"),
+        ("cancel", "stop a task (graceful, then kill)"),
+        ("approve", "approve a task waiting for approval or review"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("id")
+        if name in ("show", "cancel", "approve"):
+            p.add_argument("--json", action="store_true")
+    p = sub.add_parser("logs", help="a task's full output log")
+    p.add_argument("id")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the task ends")
+    p = sub.add_parser("retry", help="run a finished task again, optionally with feedback")
+    p.add_argument("id")
+    p.add_argument("--feedback", help="appended to the task text for the new attempt")
+    p.add_argument("--wait", "-w", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("reject", help="reject a task waiting for approval or review")
+    p.add_argument("id")
+    p.add_argument("--reason", "-r", default="")
+    p.add_argument("--retry", action="store_true", help="after a review, start a new attempt with the reason")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("route", help="show where a task would go, without running it")
+    p.add_argument("text")
+    p.add_argument("--agent", "-a")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("cost", help="what the agents cost: total, by agent, by category")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--days", type=float, help="only the last N days")
+    sub.add_parser("doctor", help="check tmux, agent CLIs, config and the data directory")
+    p = sub.add_parser("demo", help="run one real task end to end on the stand-in agent, in a scratch git repo")
+    p.add_argument("--task", default="Create User model")
+    p = sub.add_parser("config", help="validate bots.yaml and explain it")
+    p.add_argument("action", choices=["check"])
+    sub.add_parser("engine", help="run the engine in the foreground (started on demand in tmux)")
+    sub.add_parser("bot", help="run the bot process: engine plus the configured chat transports")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return 0
+    try:
+        return _dispatch(args)
+    except OrchestraError as exc:
+        print(f"orchestra: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "config":
+        return _config_check(args)
+    app = open_app(args.config)
+    try:
+        handler = globals()[f"_cmd_{args.command}"]
+        code: int = handler(app, args)
+        return code
+    finally:
+        app.close()
+
+
+# -- commands ------------------------------------------------------------------------------------
+def _cmd_delegate(app: App, args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.task == "-" else args.task
+    if not args.wait:
+        delegation = app.service.delegate(text, agent=args.agent, cwd=args.cwd)
+        _print_delegation(delegation, args.json)
+        return 0
+    return _delegate_and_wait(app, args.json, lambda: app.service.delegate(text, agent=args.agent, cwd=args.cwd))
+
+
+def _delegate_and_wait(app: App, as_json: bool, make: Any) -> int:
+    if app.engine.acquire():
+        final = asyncio.run(_wait_as_engine(app, make, as_json))
+    else:
+        delegation = make()
+        _print_delegation(delegation, as_json)
+        final = _wait_as_client(app, delegation.task.id, as_json)
+    sink = ConsoleSink(app)
+    if not as_json:
+        sink.flush(final.id)
+    else:
+        print(json.dumps(task_json(final), ensure_ascii=False))
+    return 0 if final.state in (TaskState.SUCCEEDED, TaskState.NEEDS_REVIEW, TaskState.APPROVED) else 1
+
+
+async def _wait_as_engine(app: App, make: Any, as_json: bool) -> Task:
+    engine = app.engine
+    await engine.start()
+    try:
+        delegation: Delegation = make()
+        _print_delegation(delegation, as_json)
+        task_id = delegation.task.id
+        if not as_json:
+            engine.listeners.append(lambda tid, kind, data: _progress(tid, kind, data) if tid == task_id else None)
+        if delegation.needs_approval and not as_json:
+            print(f"waiting for approval: orchestra approve {task_id}", flush=True)
+        return await engine.wait_finished(task_id)
+    finally:
+        still_active = bool(app.store.active_tasks())
+        await engine.stop()
+        if still_active:
+            app.service.start_background_engine()  # hand over the other tasks so none is stranded
+
+
+def _wait_as_client(app: App, task_id: str, as_json: bool) -> Task:
+    last = None
+    while True:
+        task = app.service.get(task_id)
+        if task.state != last and not as_json:
+            print(f"  {task.id}: {task.state.value}", flush=True)
+            last = task.state
+        if task.state.finished:
+            return task
+        time.sleep(0.2)
+
+
+def _progress(task_id: str, kind: str, data: dict[str, Any]) -> None:
+    if kind == "started":
+        print(f"  {task_id}: running (agent pid {data.get('pid')})", flush=True)
+    elif kind in ("tool_use", "text") and data.get("display"):
+        print(f"  {task_id}: {data['display']}", flush=True)
+    elif kind == "finished":
+        print(f"  {task_id}: {data.get('state')}", flush=True)
+
+
+def _print_delegation(d: Delegation, as_json: bool) -> None:
+    task = d.task
+    if as_json:
+        print(json.dumps({**task_json(task), "decision": d.decision.to_dict(), "needs_approval": d.needs_approval,
+                          "estimate_usd": d.estimate_usd, "estimate_basis": d.estimate_basis}, ensure_ascii=False))  # fmt: skip
+        return
+    basis = f"median of {d.estimate_basis} similar" if d.estimate_basis else "default, no history yet"
+    print(f"{task.id} → {task.agent} ({task.category}) · rule {d.decision.rule} · estimate ${d.estimate_usd:.2f} ({basis})")
+    print(f"  {d.decision.reason}")
+    if d.needs_approval:
+        print(f"  needs approval: {d.approval_reason} — orchestra approve {task.id}")
+    elif task.state == TaskState.RUNNING:
+        print(f"  running in tmux: orchestra attach {task.id} · orchestra peek {task.id}")
+    else:
+        print(f"  {task.state.value}; it starts when a slot is free")
+    sys.stdout.flush()
+
+
+def _cmd_status(app: App, args: argparse.Namespace) -> int:
+    active, done = app.service.status(recent=args.recent)
+    if args.json:
+        print(json.dumps({"active": [task_json(t) for t in active], "recent": [task_json(t) for t in done]}))
+        return 0
+    if not active and not done:
+        print("no tasks yet — try: orchestra delegate --task \"Create User model\" --wait")
+        return 0
+    now = time.time()
+    for title, tasks in (("active", active), ("recent", done)):
+        if not tasks:
+            continue
+        print(f"{title}:")
+        for t in tasks:
+            if t.state == TaskState.RUNNING and t.started_at:
+                when = f"{format_duration(now - t.started_at)} so far"
+                cost = format_cost(t.live_cost_usd) if t.live_cost_usd is not None else ""
+            else:
+                when = format_duration(t.duration_s) if t.finished_at else iso(t.created_at)
+                cost = format_cost(t.cost_usd) if t.state.finished else ""
+            print(f"  {t.id:<6} {t.state.value:<17} {t.agent:<10} {when:<14} {cost:<14} {_one_line(t.text, 50)}")
+    return 0
+
+
+def _cmd_show(app: App, args: argparse.Namespace) -> int:
+    task = app.service.get(args.id)
+    if args.json:
+        print(json.dumps(task_json(task), ensure_ascii=False))
+        return 0
+    if task.summary:
+        print(render_phone(task.summary, state=task.state.value))
+    else:
+        print(f"{task.id} {task.state.value} · {task.agent} · {task.category}\n{task.text}")
+    print(f"\nroute: rule {task.rule} — {task.route_reason}")
+    print(f"created {iso(task.created_at)} by {task.requester} via {task.source}; cwd {task.cwd}")
+    if task.error:
+        print(f"error: {task.error}")
+    return 0
+
+
+def _cmd_peek(app: App, args: argparse.Namespace) -> int:
+    print(app.service.peek(args.id))
+    return 0
+
+
+def _cmd_logs(app: App, args: argparse.Namespace) -> int:
+    path = app.service.log_path(args.id)
+    offset = 0
+    while True:
+        if path.exists():
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+                offset += len(chunk)
+            sys.stdout.write(chunk.decode("utf-8", "replace"))
+            sys.stdout.flush()
+        if not args.follow or app.service.get(args.id).state.finished:
+            if not path.exists() and not args.follow:
+                print(f"{args.id} has no output yet")
+            return 0
+        time.sleep(0.3)
+
+
+def _cmd_attach(app: App, args: argparse.Namespace) -> int:
+    task = app.service.get(args.id)
+    if task.id not in app.tmux.windows():
+        print(f"orchestra: {task.id} is {task.state.value} and has no tmux window; try `orchestra logs {task.id}`",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    argv = app.tmux.attach_argv(task.id)
+    env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+    os.execvpe(argv[0], argv, env)
+
+
+def _cmd_cancel(app: App, args: argparse.Namespace) -> int:
+    task = app.service.cancel(args.id)
+    if task.state == TaskState.RUNNING:
+        deadline = time.monotonic() + app.config.limits.cancel_grace_s + 5
+        while time.monotonic() < deadline and app.service.get(task.id).state == TaskState.RUNNING:
+            result = app.home / "tasks" / task.id / "result.json"
+            if result.exists():
+                with contextlib.suppress(ValueError, OSError):
+                    app.engine.finalize(task.id, json.loads(result.read_text()))
+            time.sleep(0.1)
+        task = app.service.get(task.id)
+    print(json.dumps(task_json(task)) if args.json else f"{task.id} {task.state.value}")
+    return 0
+
+
+def _cmd_retry(app: App, args: argparse.Namespace) -> int:
+    if args.wait:
+        return _delegate_and_wait(app, args.json, lambda: app.service.retry(args.id, feedback=args.feedback))
+    _print_delegation(app.service.retry(args.id, feedback=args.feedback), args.json)
+    return 0
+
+
+def _cmd_approve(app: App, args: argparse.Namespace) -> int:
+    task = app.service.approve(args.id)
+    print(json.dumps(task_json(task)) if args.json else f"{task.id} {task.state.value}")
+    return 0
+
+
+def _cmd_reject(app: App, args: argparse.Namespace) -> int:
+    task = app.service.reject(args.id, reason=args.reason, retry=args.retry)
+    print(json.dumps(task_json(task)) if args.json else f"{task.id} {task.state.value}")
+    return 0
+
+
+def _cmd_route(app: App, args: argparse.Namespace) -> int:
+    decision = app.service.route(args.text, agent=args.agent)
+    if args.json:
+        print(json.dumps(decision.to_dict(), ensure_ascii=False))
+    else:
+        print(f"{decision.agent} ({decision.category}) · rule {decision.rule}\n  {decision.reason}")
+    return 0
+
+
+def _cmd_cost(app: App, args: argparse.Namespace) -> int:
+    since = time.time() - args.days * 86400 if args.days else 0.0
+    totals = app.service.costs(since)
+    if args.json:
+        print(json.dumps(totals))
+        return 0
+    unknown = f" ({totals['unknown']} with unknown cost)" if totals["unknown"] else ""
+    print(f"total {format_cost(totals['total_usd'])} over {totals['tasks']} tasks{unknown}")
+    for title, key in (("by agent", "by_agent"), ("by category", "by_category")):
+        if totals[key]:
+            print(f"{title}:")
+            for name, cost, count in totals[key]:
+                print(f"  {name:<14} {format_cost(cost):>10}  {count} tasks")
+    return 0
+
+
+def _cmd_doctor(app: App, args: argparse.Namespace) -> int:
+    print(f"config: {app.config_path} (valid)")
+    failed = 0
+    for what, ok, detail in app.service.doctor():
+        print(f"  {'ok ' if ok else 'NO '} {what:<24} {detail}")
+        failed += 0 if ok or what.startswith("agent ") else 1
+    return 1 if failed else 0
+
+
+def _cmd_demo(app: App, args: argparse.Namespace) -> int:
+    """A real task end to end on the stand-in agent, in a fresh scratch git repository."""
+    if "standin" not in app.config.agents:
+        print("orchestra: the demo needs the `standin` agent in bots.yaml", file=sys.stderr)
+        return 1
+    repo = Path(tempfile.mkdtemp(prefix="orchestra-demo-"))
+    if shutil.which("git"):
+        for cmd in (["init", "-q"], ["config", "user.email", "demo@orchestra.local"], ["config", "user.name", "demo"]):
+            subprocess.run(["git", "-C", str(repo), *cmd], check=True)
+        (repo / "README.md").write_text("# demo project\n")
+        subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+        subprocess.run(["git", "-C", str(repo), "commit", "-qm", "init"], check=True)
+    print(f"demo: scratch repository {repo}")
+    decision = app.service.route(args.task)
+    print(f"demo: routing says {decision.agent} ({decision.category}); running it on the stand-in agent")
+    return _delegate_and_wait(app, False, lambda: app.service.delegate(args.task, agent="standin", cwd=str(repo)))
+
+
+def _cmd_engine(app: App, args: argparse.Namespace) -> int:
+    return asyncio.run(run_engine(app, console=False, idle_exit_s=app.config.limits.engine_idle_exit_s))
+
+
+def _cmd_bot(app: App, args: argparse.Namespace) -> int:
+    if not app.engine.acquire():
+        # A background engine holds the lock: ask it to hand over, then take it.
+        from core.engine import signal_engine
+
+        signal_engine(app.home)
+        deadline = time.monotonic() + 10
+        while not app.engine.acquire():
+            if time.monotonic() > deadline:
+                print("orchestra: another bot or engine is running for this data directory", file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+    app.engine.release()
+    return asyncio.run(run_engine(app, console=True, idle_exit_s=None))
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    config, path = load_config(args.config)
+    print(f"{path}: valid")
+    print(f"  data dir: {config.home()}  ·  tmux: -L {config.tmux.socket_name}, session {config.tmux.session}")
+    print(f"  limits: {config.limits.max_concurrent} at once, timeout {config.limits.task_timeout_s:g}s, "
+          f"per-task cap {format_cost(config.budgets.per_task_usd) if config.budgets.per_task_usd else 'none'}")  # fmt: skip
+    for name, agent in config.agents.items():
+        env = ", ".join(f"{k}←${v}" for k, v in agent.env_from.items())
+        print(f"  agent {name}: {agent.kind} · {agent.command} {' '.join(agent.args)} · max {agent.max_concurrent}"
+              + (f" · env {env}" if env else "") + ("" if agent.enabled else " · disabled"))  # fmt: skip
+    print(f"  routing: default {config.routing.default_agent}, {len(config.routing.rules)} rules of yours"
+          f"{' + the default rules' if config.routing.use_default_rules else ''}")  # fmt: skip
+    for category, agent in config.routing.categories.items():
+        print(f"    {category} → {agent}")
+    return 0
+
+
+def _one_line(text: str, size: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= size else flat[: size - 1] + "…"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The adapter contract every agent CLI implements.
+
+Two halves live in different processes:
+
+* ``AgentAdapter.build`` runs in the engine. It turns a task and the agent's settings into an
+  ``Invocation`` (argv, extra environment, how the task text is handed over). It never puts the
+  task text into a shell string: the text travels as one argv element, on stdin, or in a file.
+* ``OutputParser`` runs in the runner, inside the tmux pane. It is fed the agent's stdout one
+  line at a time, turns lines into ``AgentEvent``s as they arrive, and at exit produces the final
+  ``AgentResult``. Parsers import only the standard library so the runner starts fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+EventKind = Literal["init", "text", "tool_use", "tool_result", "usage", "error", "raw"]
+ResultStatus = Literal["succeeded", "failed"]
+PromptMode = Literal["arg", "stdin", "file"]
+
+
+@dataclass
+class Usage:
+    """Token counts for a whole run.
+
+    ``input_tokens`` is the total input, cache reads and writes included (genai-prices
+    semantics); each adapter converts its CLI's own semantics into this one.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Usage:
+        data = data or {}
+        return cls(
+            input_tokens=int(data.get("input_tokens", 0)),
+            output_tokens=int(data.get("output_tokens", 0)),
+            cache_read_tokens=int(data.get("cache_read_tokens", 0)),
+            cache_write_tokens=int(data.get("cache_write_tokens", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """One thing the agent did, in the order it did it.
+
+    ``text`` is a short human line for the pane and for chat progress; ``data`` carries the
+    structured detail (tool name and input, usage numbers, session id, ...).
+    """
+
+    kind: EventKind
+    text: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AgentResult:
+    """What a finished run amounted to, decided from in-band flags and not the exit code alone."""
+
+    status: ResultStatus
+    final_text: str = ""
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = None
+    cost_source: str = "unknown"  # "cli", "priced", or "unknown"
+    session_id: str | None = None
+    model: str | None = None
+    errors: list[str] = field(default_factory=list)
+    permission_denials: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["usage"] = self.usage.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AgentResult:
+        return cls(
+            status=data.get("status", "failed"),
+            final_text=str(data.get("final_text", "")),
+            usage=Usage.from_dict(data.get("usage")),
+            cost_usd=data.get("cost_usd"),
+            cost_source=str(data.get("cost_source", "unknown")),
+            session_id=data.get("session_id"),
+            model=data.get("model"),
+            errors=list(data.get("errors", [])),
+            permission_denials=list(data.get("permission_denials", [])),
+            exit_code=data.get("exit_code"),
+        )
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """How to start the agent: an argv vector (never a shell line) and how the task reaches it.
+
+    ``prompt_mode`` says where the task text goes: ``arg`` means it is already one element of
+    ``argv``; ``stdin`` means the runner writes it to the agent's stdin; ``file`` means the
+    runner writes it to ``task.md`` in the task directory and ``{task_file}`` in argv points there.
+    """
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    prompt_mode: PromptMode = "arg"
+    parser: str = "command"  # the key of the parser in core.agents.PARSERS
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The per-agent part of bots.yaml that an adapter needs, already validated."""
+
+    name: str
+    kind: str
+    command: str
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    model: str | None = None
+    prefix_args: list[str] = field(default_factory=list)  # from a multi-word ``command``; spliced in after argv[0]
+
+    def splice(self, argv: list[str]) -> list[str]:
+        """Insert ``prefix_args`` right after the executable of an adapter-built argv."""
+        return [argv[0], *self.prefix_args, *argv[1:]] if argv else argv
+
+
+class OutputParser(Protocol):
+    """Turns an agent's stdout into events while it runs and into a result when it exits."""
+
+    def feed(self, line: str) -> list[AgentEvent]:
+        """Parse one line of stdout (without its newline); return the events it holds."""
+        ...
+
+    def live_usage(self) -> tuple[Usage, str | None]:
+        """Tokens used so far and the model name, for live cost while the agent runs."""
+        ...
+
+    def live_cost_usd(self) -> float | None:
+        """Cost reported in-band so far, when the CLI reports one while running."""
+        ...
+
+    def finish(self, exit_code: int, stderr_tail: str) -> AgentResult:
+        """Decide the final result once the process has exited."""
+        ...
+
+
+class AgentAdapter(Protocol):
+    """Builds the command line for one kind of agent CLI."""
+
+    kind: str
+
+    def build(self, task_text: str, settings: AgentSettings, *, resume: str | None = None) -> Invocation:
+        """Return how to run ``task_text``; ``resume`` is a session id to continue."""
+        ...
+
+    def version_argv(self, settings: AgentSettings) -> list[str]:
+        """The argv that prints the CLI's version, for ``orchestra doctor``."""
+        ...

@@ -1,0 +1,484 @@
+"""Claude Code (``claude -p ... --output-format stream-json --verbose``).
+
+The adapter half builds the headless command line; the parser half reads the NDJSON stream
+(schema and gotchas: ``reference/agent-clis.md`` section 1). Facts the parser leans on:
+
+* every content block of one API response comes as its own ``assistant`` line carrying the same
+  ``message.id`` and the same usage, so usage is counted once per message id;
+* an API error ends with ``subtype: "success"`` and ``is_error: true``: success is decided from
+  ``is_error`` and the presence of a result, never from the subtype or the exit code alone;
+* several ``result`` lines can appear (background subagents); the last one wins and its
+  ``total_cost_usd`` is cumulative;
+* ``usage.input_tokens`` excludes cache reads and writes (Anthropic semantics); ``Usage`` here
+  counts the total input.
+
+Runner side: imports only the standard library and ``core.agents.base``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage
+
+# Linux caps one argv element at 128 KiB (MAX_ARG_STRLEN); stay well below it.
+MAX_ARG_BYTES = 100_000
+_SHORT = 200
+_MAX_DATA_CHARS = 4_000
+_SYNTHETIC_MODEL = "<synthetic>"
+
+
+class ClaudeAdapter:
+    """Builds ``claude -p`` invocations; the task text is never part of a shell string."""
+
+    kind = "claude"
+
+    def build(self, task_text: str, settings: AgentSettings, *, resume: str | None = None) -> Invocation:
+        """Put the task right after ``-p``, or on stdin when argv cannot carry it intact.
+
+        Stdin is used for text over ``MAX_ARG_BYTES`` (UTF-8), text with a NUL byte (execve
+        cannot pass it) and text starting with ``-`` (the CLI would parse it as an option).
+        """
+        size = len(task_text.encode("utf-8", "surrogatepass"))
+        use_stdin = size > MAX_ARG_BYTES or "\0" in task_text or task_text.startswith("-")
+        prompt_mode: PromptMode = "stdin" if use_stdin else "arg"
+        argv = [settings.command, "-p"]
+        if not use_stdin:
+            argv.append(task_text)
+        argv += ["--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits"]
+        if settings.model:
+            argv += ["--model", settings.model]
+        if resume:
+            argv += ["--resume", resume]
+        argv += settings.args
+        return Invocation(argv=argv, env=dict(settings.env), prompt_mode=prompt_mode, parser="claude")
+
+    def version_argv(self, settings: AgentSettings) -> list[str]:
+        return [settings.command, "--version"]
+
+
+def anthropic_usage(raw: Any) -> Usage:
+    """Convert an Anthropic ``usage`` object (input excludes cache) to ``Usage`` (input total)."""
+    if not isinstance(raw, dict):
+        return Usage()
+    fresh = _int(raw.get("input_tokens"))
+    cache_read = _int(raw.get("cache_read_input_tokens"))
+    cache_write = _int(raw.get("cache_creation_input_tokens"))
+    return Usage(
+        input_tokens=fresh + cache_read + cache_write,
+        output_tokens=_int(raw.get("output_tokens")),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+
+
+class ClaudeParser:
+    """Parses Claude Code's stream-json output; one instance per run, fed line by line."""
+
+    def __init__(self) -> None:
+        self._session_id: str | None = None
+        self._model: str | None = None
+        self._message_usage: dict[str, Usage] = {}
+        self._tool_names: dict[str, str] = {}
+        self._cwd: str | None = None
+        self._result: dict[str, Any] | None = None
+        self._last_text = ""
+
+    # -- feeding ---------------------------------------------------------------------------
+
+    def feed(self, line: str) -> list[AgentEvent]:
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            return []
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            return [_raw(line)]
+        if not isinstance(obj, dict):
+            return [_raw(line)]
+        try:
+            return self._dispatch(obj, line)
+        except (TypeError, ValueError, AttributeError, KeyError, RecursionError):
+            # A schema surprise must cost one line of display, never the run.
+            return [_raw(line)]
+
+    def _dispatch(self, obj: dict[str, Any], line: str) -> list[AgentEvent]:
+        kind = obj.get("type")
+        if kind == "system":
+            if obj.get("subtype") == "init":
+                return [self._on_init(obj)]
+            detail = _str(obj.get("description")) or _str(obj.get("summary"))
+            label = f"system: {obj.get('subtype')}" + (f" · {detail}" if detail else "")
+            return [_raw(line, label)]
+        if kind == "assistant":
+            return self._on_assistant(obj, line)
+        if kind == "user":
+            return self._on_user(obj)
+        if kind == "result":
+            return self._on_result(obj)
+        if kind == "stream_event":  # --include-partial-messages token deltas: too chatty to show
+            return []
+        return [_raw(line)]
+
+    def _on_init(self, obj: dict[str, Any]) -> AgentEvent:
+        self._session_id = _str(obj.get("session_id")) or self._session_id
+        model = _str(obj.get("model"))
+        if model:
+            self._model = model
+        self._cwd = _str(obj.get("cwd"))
+        tools = obj.get("tools")
+        n_tools = len(tools) if isinstance(tools, list) else 0
+        data = {
+            "session_id": self._session_id,
+            "model": self._model,
+            "cwd": self._cwd,
+            "tools": n_tools,
+            "permission_mode": _str(obj.get("permissionMode")),
+            "version": _str(obj.get("claude_code_version")),
+        }
+        text = f"session {self._session_id or '?'} · model {self._model or '?'} · {n_tools} tools"
+        return AgentEvent("init", text, data)
+
+    def _on_assistant(self, obj: dict[str, Any], line: str) -> list[AgentEvent]:
+        message = obj.get("message")
+        if not isinstance(message, dict):
+            return [_raw(line)]
+        model = _str(message.get("model"))
+        synthetic = model == _SYNTHETIC_MODEL
+        if model and not synthetic and self._model is None:
+            self._model = model
+        subagent = _str(obj.get("parent_tool_use_id"))
+        events: list[AgentEvent] = []
+        content = message.get("content")
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text":
+                event = self._text_event(block, message, subagent, synthetic or bool(obj.get("error")))
+                if event is not None:
+                    events.append(event)
+            elif block.get("type") == "tool_use":
+                events.append(self._tool_use_event(block, subagent))
+        usage_event = None if synthetic else self._count_usage(message)
+        if usage_event is not None:
+            events.append(usage_event)
+        return events
+
+    def _text_event(
+        self, block: dict[str, Any], message: dict[str, Any], subagent: str | None, is_error: bool
+    ) -> AgentEvent | None:
+        text = _str(block.get("text")) or ""
+        if not text.strip():
+            return None
+        data = {"text": text, "message_id": _str(message.get("id")), "subagent": subagent}
+        if is_error:  # e.g. the "<synthetic>" message carrying "API Error: 401 ..."
+            return AgentEvent("error", _shorten(text), data)
+        if subagent is None:
+            self._last_text = text
+        return AgentEvent("text", _shorten(text), data)
+
+    def _tool_use_event(self, block: dict[str, Any], subagent: str | None) -> AgentEvent:
+        name = _str(block.get("name")) or "tool"
+        tool_input = _dict(block.get("input"))
+        tool_id = _str(block.get("id"))
+        if tool_id:
+            self._tool_names[tool_id] = name
+        data = {"id": tool_id, "name": name, "input": tool_input, "subagent": subagent}
+        return AgentEvent("tool_use", self._describe_tool(name, tool_input), data)
+
+    def _count_usage(self, message: dict[str, Any]) -> AgentEvent | None:
+        """Count one API call's usage once, however many content lines repeat it."""
+        raw = message.get("usage")
+        if not isinstance(raw, dict):
+            return None
+        message_id = _str(message.get("id")) or f"_anonymous_{len(self._message_usage)}"
+        usage = anthropic_usage(raw)
+        known = self._message_usage.get(message_id)
+        if known is not None:
+            # Repeated lines normally carry identical numbers; keep the largest in case a
+            # later block reports the finished count.
+            usage = Usage(
+                input_tokens=max(known.input_tokens, usage.input_tokens),
+                output_tokens=max(known.output_tokens, usage.output_tokens),
+                cache_read_tokens=max(known.cache_read_tokens, usage.cache_read_tokens),
+                cache_write_tokens=max(known.cache_write_tokens, usage.cache_write_tokens),
+            )
+            if usage == known:
+                return None
+        self._message_usage[message_id] = usage
+        total = self._counted_usage()
+        text = f"tokens: {_k(total.input_tokens)} in · {_k(total.output_tokens)} out"
+        return AgentEvent("usage", text, {"usage": total.to_dict(), "model": self._model})
+
+    def _on_user(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        message = obj.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        events: list[AgentEvent] = []
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict) or block.get("type") != "tool_result":
+                continue
+            tool_id = _str(block.get("tool_use_id"))
+            name = self._tool_names.get(tool_id or "", "tool")
+            is_error = block.get("is_error") is True
+            body = _tool_result_text(block.get("content"))
+            first = body.strip().splitlines()[0] if body.strip() else ("failed" if is_error else "done")
+            text = f"{name} error: {first}" if is_error else f"{name}: {first}"
+            data = {
+                "tool_use_id": tool_id,
+                "name": name,
+                "is_error": is_error,
+                "content": body[:_MAX_DATA_CHARS],
+            }
+            events.append(AgentEvent("tool_result", _shorten(text), data))
+        return events
+
+    def _on_result(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        self._result = obj
+        self._session_id = _str(obj.get("session_id")) or self._session_id
+        usage = anthropic_usage(obj.get("usage"))
+        cost = self.live_cost_usd()
+        cost_text = f" · ${cost:.4f}" if cost is not None else ""
+        events = [
+            AgentEvent(
+                "usage",
+                f"tokens: {_k(usage.input_tokens)} in · {_k(usage.output_tokens)} out{cost_text}",
+                {"usage": usage.to_dict(), "model": self._model, "cost_usd": cost, "final": True},
+            )
+        ]
+        if obj.get("is_error") is True:
+            reasons = _result_errors(obj) or ["the agent reported an error"]
+            events.append(AgentEvent("error", _shorten("; ".join(reasons)), {"errors": reasons}))
+        return events
+
+    # -- live state ------------------------------------------------------------------------
+
+    def live_usage(self) -> tuple[Usage, str | None]:
+        return self._counted_usage(), self._model
+
+    def live_cost_usd(self) -> float | None:
+        if self._result is None:
+            return None
+        return _float(self._result.get("total_cost_usd"))
+
+    def _counted_usage(self) -> Usage:
+        total = Usage()
+        for usage in self._message_usage.values():
+            total.input_tokens += usage.input_tokens
+            total.output_tokens += usage.output_tokens
+            total.cache_read_tokens += usage.cache_read_tokens
+            total.cache_write_tokens += usage.cache_write_tokens
+        return total
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def finish(self, exit_code: int, stderr_tail: str) -> AgentResult:
+        result = self._result
+        stderr_line = _stderr_summary(stderr_tail)
+        if result is None:
+            errors = [_no_result_reason(exit_code)]
+            if stderr_line:
+                errors.append(f"stderr: {stderr_line}")
+            usage, model = self.live_usage()
+            return AgentResult(
+                status="failed",
+                final_text=self._last_text,
+                usage=usage,
+                session_id=self._session_id,
+                model=model,
+                errors=errors,
+                exit_code=exit_code,
+            )
+
+        is_error = result.get("is_error") is True
+        errors = _result_errors(result) if is_error else []
+        if exit_code != 0 and not errors:
+            errors.append(f"agent exited with code {exit_code}")
+            if stderr_line:
+                errors.append(f"stderr: {stderr_line}")
+        if is_error and not errors:
+            errors.append("the agent reported an error")
+        reported = result.get("usage")
+        cost = _float(result.get("total_cost_usd"))
+        final_text = result.get("result")
+        return AgentResult(
+            status="failed" if is_error or exit_code != 0 else "succeeded",
+            final_text=final_text if isinstance(final_text, str) else self._last_text,
+            usage=anthropic_usage(reported) if isinstance(reported, dict) else self._counted_usage(),
+            cost_usd=cost,
+            cost_source="cli" if cost is not None else "unknown",
+            session_id=self._session_id,
+            model=self._model or _main_model(result.get("modelUsage")),
+            errors=errors,
+            permission_denials=_denials(result.get("permission_denials")),
+            exit_code=exit_code,
+        )
+
+    def _describe_tool(self, name: str, tool_input: dict[str, Any]) -> str:
+        """``Write hello.txt``, ``Bash: npm test``: what a person watching wants to read."""
+        if name == "Bash":
+            return _shorten(f"Bash: {_str(tool_input.get('command')) or ''}")
+        target = _tool_target(tool_input)
+        if target is None:
+            return name
+        if os.path.isabs(target) and self._cwd:
+            relative = os.path.relpath(target, self._cwd)
+            if not relative.startswith(".."):
+                target = relative
+        return _shorten(f"{name} {target}")
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _raw(line: str, text: str | None = None) -> AgentEvent:
+    return AgentEvent("raw", _shorten(text if text is not None else line), {"line": line[:_MAX_DATA_CHARS]})
+
+
+def _shorten(text: str, limit: int = _SHORT) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, float) and math.isfinite(value):
+        return max(int(value), 0)
+    return 0
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _k(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+
+
+def _tool_target(tool_input: dict[str, Any]) -> str | None:
+    for key in ("file_path", "notebook_path", "path", "pattern", "url", "query", "description"):
+        value = _str(tool_input.get(key))
+        if value:
+            return value
+    return None
+
+
+def _tool_result_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [_str(part.get("text")) or "" for part in content if isinstance(part, dict)]
+        return "\n".join(part for part in parts if part)
+    return ""
+
+
+def _result_errors(result: dict[str, Any]) -> list[str]:
+    """Readable reasons an ``is_error`` result gives, most specific first."""
+    reasons: list[str] = []
+    subtype = _str(result.get("subtype")) or ""
+    terminal = _str(result.get("terminal_reason"))
+    status = result.get("api_error_status")
+    text = _str(result.get("result")) or ""
+    if status is not None or terminal == "api_error" or text.startswith("API Error"):
+        reasons.append(_api_error(status, text))
+    if subtype == "error_max_turns" or terminal == "max_turns":
+        reasons.append("max turns reached")
+    elif subtype == "error_max_budget_usd" or terminal == "budget_exhausted":
+        reasons.append("budget exhausted (--max-budget-usd)")
+    elif subtype == "error_during_execution":
+        reasons.append("error during execution")
+    elif subtype.startswith("error_"):
+        reasons.append(subtype.removeprefix("error_").replace("_", " "))
+    known = {None, "completed", "api_error", "max_turns", "budget_exhausted"}
+    if terminal not in known:
+        reasons.append(f"terminal reason: {terminal}")
+    extra = result.get("errors")
+    for item in extra if isinstance(extra, list) else []:
+        message = item.get("message") if isinstance(item, dict) else item
+        if isinstance(message, str) and message.strip() and message not in reasons:
+            reasons.append(_shorten(message, 500))
+    if not reasons and text:
+        reasons.append(_shorten(text, 500))
+    return reasons
+
+
+def _api_error(status: Any, text: str) -> str:
+    """``API error 401: invalid x-api-key`` from ``API Error: 401 {"type":"error",...}``."""
+    detail = text
+    if detail.startswith("API Error"):
+        detail = detail.removeprefix("API Error").lstrip(": ")
+        code, _, rest = detail.partition(" ")
+        if code.isdigit():
+            status = status if status is not None else int(code)
+            detail = rest
+    brace = detail.find("{")
+    if brace >= 0:
+        try:  # the JSON body is often followed by a hint such as " · Please run /login"
+            body, _ = json.JSONDecoder().raw_decode(detail, brace)
+        except (ValueError, RecursionError):
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        if isinstance(message, str) and message:
+            detail = message
+    label = f"API error {status}" if status is not None else "API error"
+    detail = _shorten(detail.strip(), 300)
+    return f"{label}: {detail}" if detail else label
+
+
+def _no_result_reason(exit_code: int) -> str:
+    if exit_code < 0:
+        import signal  # only on this rare path: keeps the runner's start-up lean
+
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return f"agent was killed by {name} before reporting a result"
+    if exit_code == 0:
+        return "agent exited with code 0 without reporting a result"
+    return f"agent exited with code {exit_code} before reporting a result"
+
+
+def _stderr_summary(stderr_tail: str) -> str:
+    lines = [line.strip() for line in stderr_tail.splitlines() if line.strip()]
+    return _shorten(" | ".join(lines[-3:]), 500) if lines else ""
+
+
+def _denials(raw: Any) -> list[str]:
+    """``Write /abs/path`` for each denied call, in the order the CLI lists them."""
+    denials: list[str] = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            continue
+        name = _str(item.get("tool_name")) or "tool"
+        tool_input = _dict(item.get("tool_input"))
+        target = _str(tool_input.get("command")) if name == "Bash" else _tool_target(tool_input)
+        denials.append(f"{name} {target}" if target else name)
+    return denials
+
+
+def _main_model(model_usage: Any) -> str | None:
+    """The model that cost the most, when the stream never named one."""
+    if not isinstance(model_usage, dict) or not model_usage:
+        return None
+    costs = {
+        name: (_float(stats.get("costUSD")) or 0.0) if isinstance(stats, dict) else 0.0
+        for name, stats in model_usage.items()
+    }
+    return str(max(costs, key=lambda name: costs[name]))

@@ -1,0 +1,507 @@
+"""The engine: dispatches queued tasks into tmux, listens to runners, records results.
+
+Exactly one process at a time is the engine: the one holding ``engine.lock`` in the data
+directory (the bot process, ``orchestra engine``, or a CLI that waits for its task). Every
+other process only writes the store and pokes the engine over ``engine.sock``.
+
+Runners report each event over that socket as it happens and also append it to the task's
+``events.jsonl``; ``reconcile`` replays the files at start, so an engine that was down loses
+nothing. Each state change is a compare-and-set in the store, so nothing is recorded twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.agents import adapter_for
+from core.agents.base import AgentResult
+from core.clock import Clock
+from core.config import Config
+from core.models import RUN_END_STATES, Task, TaskState
+from core.store import Store
+from core.summary import build_summary, git_baseline, render_phone
+from core.tmux import TmuxManager, runner_argv
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str, str, dict[str, Any]], None]
+"""Called as ``listener(task_id, kind, data)`` for every ingested event and state change."""
+
+_SWEEP_S = 30.0
+
+
+class Engine:
+    """Owns dispatch and result recording while it holds the engine lock."""
+
+    def __init__(self, config: Config, store: Store, tmux: TmuxManager, clock: Clock, home: Path) -> None:
+        self.config = config
+        self.store = store
+        self.tmux = tmux
+        self.clock = clock
+        self.home = home
+        self.socket_path = home / "engine.sock"
+        self.listeners: list[Listener] = []
+        self._lock_fd: int | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._finished: dict[str, asyncio.Event] = {}
+        self._baselines: dict[str, dict[str, Any] | None] = {}
+
+    # -- ownership --------------------------------------------------------------------------
+    def acquire(self) -> bool:
+        """Take the engine lock; False if another live process holds it."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.home / "engine.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+        return True
+
+    @property
+    def owner(self) -> bool:
+        return self._lock_fd is not None
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                if self.socket_path.exists():
+                    self.socket_path.unlink()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def task_dir(self, task_id: str) -> Path:
+        return self.home / "tasks" / task_id
+
+    # -- serving ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Listen for runners, reconcile with tmux and the result files, then dispatch."""
+        assert self.owner, "acquire() the engine lock first"
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        self._server = await asyncio.start_unix_server(self._handle, path=str(self.socket_path), limit=64 * 1024 * 1024)
+        os.chmod(self.socket_path, 0o600)
+        self.reconcile()
+        self.dispatch()
+        self._sweeper = asyncio.create_task(self._sweep_loop())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        self.release()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        runner_of: str | None = None
+        try:
+            while line := await reader.readline():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                kind = record.get("t")
+                if kind == "event":
+                    runner_of = str(record.get("task", ""))
+                    self.ingest(record)
+                elif kind == "kick":
+                    self.dispatch()
+                elif kind == "cancel":
+                    self.cancel_running(str(record.get("task", "")))
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        except asyncio.CancelledError:
+            runner_of = None  # the engine is stopping; the runner reconnects to the next one
+        finally:
+            writer.close()
+        if runner_of is not None:
+            # A runner hung up: normally after its result; if not, it died and must not hang the task.
+            await asyncio.sleep(0.5)
+            task = self.store.find_task(runner_of)
+            if task is not None and task.state == TaskState.RUNNING:
+                self._settle(task, self.tmux.windows(), grace=0.0)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_S)
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("sweep failed")
+
+    async def wait_finished(self, task_id: str, timeout: float | None = None) -> Task:
+        """Wait until the task's run has ended (or it was cancelled before running)."""
+        event = self._finished.setdefault(task_id, asyncio.Event())
+        task = self.store.get_task(task_id)
+        if not task.state.finished:
+            await asyncio.wait_for(event.wait(), timeout)
+        return self.store.get_task(task_id)
+
+    def _notify(self, task_id: str, kind: str, data: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(task_id, kind, data)
+            except Exception:
+                log.exception("listener failed for %s", task_id)
+
+    def mark_finished(self, task_id: str) -> None:
+        event = self._finished.get(task_id)
+        if event is not None:
+            event.set()
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def dispatch(self) -> list[str]:
+        """Start queued tasks, oldest first, within the global and per-agent limits."""
+        if not self.owner:
+            return []
+        running = self.store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000)
+        per_agent: dict[str, int] = {}
+        for task in running:
+            per_agent[task.agent] = per_agent.get(task.agent, 0) + 1
+        slots = self.config.limits.max_concurrent - len(running)
+        started: list[str] = []
+        if slots <= 0:
+            return started
+        for task in self.store.queued_tasks():
+            if slots <= 0:
+                break
+            agent = self.config.agents.get(task.agent)
+            limit = agent.max_concurrent if agent else 1
+            if per_agent.get(task.agent, 0) >= limit:
+                continue  # this agent is full; later tasks for other agents may still go
+            if self._start(task):
+                started.append(task.id)
+                slots -= 1
+                per_agent[task.agent] = per_agent.get(task.agent, 0) + 1
+        return started
+
+    def _start(self, task: Task) -> bool:
+        now = self.clock.now()
+        if not self.store.transition(task.id, [TaskState.QUEUED], TaskState.RUNNING, updated_at=now):
+            return False
+        task_dir = self.task_dir(task.id)
+        try:
+            spec, secret_env = self._spec(task, task_dir)
+            task_dir.mkdir(parents=True, exist_ok=True)
+            (task_dir / "task.md").write_text(task.text, encoding="utf-8", errors="surrogateescape")
+            (task_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+            baseline = git_baseline(task.cwd)
+            (task_dir / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
+            self._baselines[task.id] = baseline
+            env = {"PATH": os.environ.get("PATH", ""), **secret_env}
+            if os.environ.get("HOME"):
+                env["HOME"] = os.environ["HOME"]
+            window_id = self.tmux.start_window(task.id, runner_argv(task_dir), cwd=task.cwd, env=env)
+        except Exception as exc:  # a start that fails ends the task, it never hangs it
+            log.warning("could not start %s: %s", task.id, exc)
+            self._fail_unstarted(task, f"could not start: {exc}")
+            return False
+        self.store.update_task(task.id, window_id=window_id)
+        self._notify(task.id, "dispatched", {"window": window_id})
+        return True
+
+    def _spec(self, task: Task, task_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
+        settings = self.config.agent_settings(task.agent)
+        adapter = adapter_for(settings.kind)
+        invocation = adapter.build(task.text, settings, resume=self._resume_session(task))
+        spec = {
+            "task_id": task.id,
+            "agent": task.agent,
+            "argv": settings.splice(invocation.argv),
+            "env": invocation.env,
+            "prompt_mode": invocation.prompt_mode,
+            "parser": invocation.parser,
+            "cwd": task.cwd,
+            "timeout_s": task.timeout_s,
+            "cost_cap_usd": task.cost_cap_usd,
+            "cancel_grace_s": self.config.limits.cancel_grace_s,
+            "socket": str(self.socket_path),
+            "log_max_bytes": self.config.limits.log_max_bytes,
+            "site_paths": [p for p in sys.path if p and "site-packages" in p],
+            "price_tokens": True,
+        }
+        return spec, self.config.secret_env(task.agent)
+
+    def _resume_session(self, task: Task) -> str | None:
+        return task.session_id if task.session_id and task.parent_id else None
+
+    def _fail_unstarted(self, task: Task, reason: str) -> None:
+        now = self.clock.now()
+        if self.store.transition(task.id, [TaskState.RUNNING], TaskState.FAILED, finished_at=now, error=reason,
+                                 updated_at=now):  # fmt: skip
+            summary = self._summary(task, TaskState.FAILED, AgentResult(status="failed", errors=[reason]), None)
+            self.store.update_task(task.id, summary_json=json.dumps(summary))
+            self._announce(task.id, TaskState.FAILED, summary)
+
+    # -- ingest -----------------------------------------------------------------------------
+    def ingest(self, record: dict[str, Any]) -> None:
+        """Apply one runner event (live or replayed from disk); repeats are ignored."""
+        task_id = str(record.get("task", ""))
+        kind = str(record.get("kind", ""))
+        data = record.get("data") or {}
+        ts = float(record.get("ts") or self.clock.now())
+        try:
+            seq = int(record["seq"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if not self.store.add_event(task_id, seq, ts, kind, str(record.get("text", ""))[:2000],
+                                    {} if kind == "result" else data):  # fmt: skip
+            return
+        if kind == "started":
+            fields: dict[str, Any] = {"started_at": data.get("agent_started_at", ts)}
+            if data.get("runner_pid"):
+                fields["runner_pid"] = int(data["runner_pid"])
+            self.store.update_task(task_id, **fields)
+            if (self.task_dir(task_id) / "cancel").exists():
+                signal_runner(self.store, self.tmux, task_id)  # a cancel that came before the runner was up
+        elif kind == "cost":
+            self.store.update_task(task_id, live_cost_usd=float(data.get("cost_usd", 0)))
+        elif kind == "usage":
+            usage = data.get("usage") or {}
+            self.store.update_task(
+                task_id,
+                input_tokens=int(usage.get("input_tokens", 0)),
+                output_tokens=int(usage.get("output_tokens", 0)),
+            )
+        self._notify(task_id, kind, data)
+        if kind == "result":
+            self.finalize(task_id, data)
+            self.dispatch()
+
+    def finalize(self, task_id: str, payload: dict[str, Any]) -> bool:
+        """Record a run's result once; False if it was already recorded."""
+        task = self.store.find_task(task_id)
+        if task is None or task.state != TaskState.RUNNING:
+            return False
+        result = AgentResult.from_dict(payload.get("result") or {})
+        status = TaskState(payload.get("status", "failed"))
+        final = TaskState.NEEDS_REVIEW if status == TaskState.SUCCEEDED and task.require_review else status
+        finished_at = float(payload.get("exited_at") or self.clock.now())
+        started = task.started_at
+        duration = finished_at - started if started else None
+        summary = self._summary(task, final, result, duration)
+        ok = self.store.transition(
+            task_id,
+            [TaskState.RUNNING],
+            final,
+            finished_at=finished_at,
+            updated_at=self.clock.now(),
+            final_text=result.final_text[:20000],
+            error="; ".join(result.errors)[:2000],
+            exit_code=result.exit_code,
+            session_id=result.session_id,
+            cost_usd=result.cost_usd,
+            cost_source=result.cost_source,
+            input_tokens=result.usage.input_tokens,
+            output_tokens=result.usage.output_tokens,
+            cache_read_tokens=result.usage.cache_read_tokens,
+            cache_write_tokens=result.usage.cache_write_tokens,
+            summary_json=json.dumps(summary, ensure_ascii=False),
+        )
+        if not ok:
+            return False
+        self.store.record_cost(
+            {
+                "task_id": task_id,
+                "ts": finished_at,
+                "agent": task.agent,
+                "category": task.category,
+                "model": result.model,
+                "input_tokens": result.usage.input_tokens,
+                "output_tokens": result.usage.output_tokens,
+                "cache_read_tokens": result.usage.cache_read_tokens,
+                "cache_write_tokens": result.usage.cache_write_tokens,
+                "cost_usd": result.cost_usd,
+                "source": result.cost_source,
+            }
+        )
+        self._announce(task_id, final, summary)
+        return True
+
+    def _summary(self, task: Task, state: TaskState, result: AgentResult, duration: float | None) -> dict[str, Any]:
+        baseline = self._baselines.pop(task.id, None)
+        baseline_file = self.task_dir(task.id) / "baseline.json"
+        if baseline is None and baseline_file.exists():
+            with contextlib.suppress(OSError, ValueError):
+                baseline = json.loads(baseline_file.read_text(encoding="utf-8"))
+        tools = [e["text"] for e in self.store.events(task.id, kinds=["tool_use"], limit=20) if e["text"]]
+        return build_summary(
+            task_id=task.id,
+            text=task.text,
+            status=state.value,
+            agent=task.agent,
+            category=task.category,
+            result=result.to_dict(),
+            duration_s=duration,
+            log_path=str(self.task_dir(task.id) / "output.log"),
+            tool_lines=tools,
+            baseline=baseline,
+        )
+
+    def _announce(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:
+        text = render_phone(summary, state=state.value)
+        kind = "review" if state == TaskState.NEEDS_REVIEW else "completion"
+        for channel in self.channels():
+            self.store.enqueue(channel, kind, text, task_id=task_id, dedupe_key=f"{channel}:{task_id}:{kind}:{state}",
+                               ts=self.clock.now())  # fmt: skip
+        self._notify(task_id, "finished", {"state": state.value, "summary": summary})
+        self.mark_finished(task_id)
+
+    def channels(self) -> list[str]:
+        return ["console"] if self.config.notify.console else []
+
+    # -- reconcile and sweep -------------------------------------------------------------------
+    def replay(self, task_id: str) -> None:
+        """Apply events from the task's events.jsonl that the store has not seen."""
+        path = self.task_dir(task_id) / "events.jsonl"
+        if not path.exists():
+            return
+        last = int(self.store.task_field(task_id, "last_seq") or 0)
+        with open(path, "rb") as fh:
+            for raw in fh:
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue  # a line cut short by a crash
+                if int(record.get("seq", 0)) > last:
+                    self.ingest(record)
+
+    def reconcile(self) -> None:
+        """Bring the store in line with tmux and the runners' files after a (re)start."""
+        windows = self.tmux.windows()
+        for task in self.store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000):
+            self.replay(task.id)
+            if self.store.get_task(task.id).state != TaskState.RUNNING:
+                continue  # the replayed result finished it
+            self._settle(task, windows, grace=0.0)
+
+    def sweep(self) -> None:
+        """Slow safety net for runners that died without a result (no pane polling)."""
+        windows = self.tmux.windows()
+        for task in self.store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000):
+            self._settle(task, windows, grace=5.0)
+
+    def _settle(self, task: Task, windows: dict[str, Any], *, grace: float) -> None:
+        task_dir = self.task_dir(task.id)
+        result_file = task_dir / "result.json"
+        if result_file.exists():
+            self.replay(task.id)
+            with contextlib.suppress(OSError, ValueError):
+                self.finalize(task.id, json.loads(result_file.read_text(encoding="utf-8")))
+            return
+        window = windows.get(task.id)
+        if window is not None and not window.dead:
+            return
+        if self.clock.now() - float(self.store.task_field(task.id, "updated_at") or 0) < grace:
+            return
+        if not (task_dir / "events.jsonl").exists():
+            # The window never came up: the task never ran, so it can safely go back in the queue.
+            if self.store.transition(task.id, [TaskState.RUNNING], TaskState.QUEUED, updated_at=self.clock.now()):
+                log.warning("%s never started; queued again", task.id)
+            return
+        self.finalize(
+            task.id,
+            {"status": "failed", "result": {"status": "failed", "errors": ["the runner vanished without a result"]}},
+        )
+
+    # -- cancel -----------------------------------------------------------------------------
+    def cancel_running(self, task_id: str) -> bool:
+        """Ask a running task's runner to stop its agent (it ends the task as cancelled)."""
+        task = self.store.find_task(task_id)
+        if task is None or task.state != TaskState.RUNNING:
+            return False
+        return request_cancel(self.store, self.tmux, self.home, task_id)
+
+
+def request_cancel(store: Store, tmux: TmuxManager, home: Path, task_id: str) -> bool:
+    """Leave a cancel mark for the runner and signal it if it is up; False if it is gone.
+
+    The mark covers a cancel that lands before the runner has installed its signal handlers:
+    the runner checks it once it is ready, and the engine re-signals when ``started`` arrives.
+    """
+    task_dir = home / "tasks" / task_id
+    task_dir.mkdir(parents=True, exist_ok=True)
+    (task_dir / "cancel").touch()
+    if store.task_field(task_id, "runner_pid"):
+        return signal_runner(store, tmux, task_id)
+    return task_id in tmux.windows() or (task_dir / "result.json").exists()
+
+
+def signal_runner(store: Store, tmux: TmuxManager, task_id: str, sig: int = signal.SIGTERM) -> bool:
+    """Send a signal to the task's runner; the runner stops the agent gracefully, then kills it."""
+    pid = store.task_field(task_id, "runner_pid")
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def poke(socket_path: Path, record: dict[str, Any]) -> bool:
+    """Send one line to a running engine; False when none is listening."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(str(socket_path))
+            sock.sendall((json.dumps(record) + "\n").encode())
+        return True
+    except OSError:
+        return False
+
+
+def engine_running(home: Path) -> bool:
+    """True when some process holds the engine lock."""
+    path = home / "engine.lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+__all__ = ["RUN_END_STATES", "Engine", "engine_running", "poke", "signal_runner"]
+
+
+def signal_engine(home: Path, sig: int = signal.SIGTERM) -> bool:
+    """Ask the process holding the engine lock to stop (used to hand over to the bot process)."""
+    try:
+        pid = int((home / "engine.lock").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True

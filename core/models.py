@@ -1,0 +1,94 @@
+"""Task states and the neutral records that cross module boundaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    OVER_BUDGET = "over_budget"
+    NEEDS_REVIEW = "needs_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+    @property
+    def finished(self) -> bool:
+        return self not in _ACTIVE
+
+
+_ACTIVE = {TaskState.QUEUED, TaskState.AWAITING_APPROVAL, TaskState.RUNNING}
+ACTIVE_STATES = tuple(sorted(_ACTIVE))
+RUN_END_STATES = (
+    TaskState.SUCCEEDED,
+    TaskState.FAILED,
+    TaskState.CANCELLED,
+    TaskState.TIMED_OUT,
+    TaskState.OVER_BUDGET,
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One row of the tasks table, as the service hands it to surfaces."""
+
+    id: str
+    text: str
+    agent: str
+    category: str
+    state: TaskState
+    cwd: str
+    created_at: float
+    rule: str = ""
+    route_reason: str = ""
+    requester: str = ""
+    source: str = "cli"
+    started_at: float | None = None
+    finished_at: float | None = None
+    cost_usd: float | None = None
+    cost_source: str = "unknown"
+    live_cost_usd: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    final_text: str = ""
+    error: str = ""
+    session_id: str | None = None
+    parent_id: str | None = None
+    estimate_usd: float | None = None
+    estimate_basis: int = 0
+    require_review: bool = False
+    cost_cap_usd: float | None = None
+    timeout_s: float | None = None
+    exit_code: int | None = None
+    last_event_at: float | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else None
+        return None if end is None else max(0.0, end - self.started_at)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A message waiting in the outbox for one channel (console, telegram, slack)."""
+
+    id: int
+    channel: str
+    kind: str
+    text: str
+    task_id: str | None
+    dedupe_key: str
+    created_at: float

@@ -1,0 +1,366 @@
+"""The runner: the small program that runs inside a task's tmux pane.
+
+It starts the agent from an argv vector (the task text is an argument, stdin or a file, never
+shell input), writes the raw output to the task log, shows a readable view in the pane, turns
+the output into events, tells the engine about each one at once over a Unix socket, keeps them
+on disk too (``events.jsonl``), enforces the timeout and the cost cap, and always ends by writing
+``result.json`` atomically. The engine can be down the whole time: it catches up from the files.
+
+It imports only the standard library and the chosen parser, and is started with ``python -S``,
+so it is running the agent a few milliseconds after tmux starts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from core.agents import parser_for
+from core.agents.base import AgentEvent, AgentResult, OutputParser
+
+_READ_CHUNK = 65536
+_STDERR_TAIL = 4000
+
+
+class _Link:
+    """A best-effort line-oriented connection to the engine; reconnects when it can."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock: socket.socket | None = None
+        self._last_try = 0.0
+
+    def send(self, line: bytes, *, force: bool = False) -> None:
+        if self.sock is None:
+            now = time.monotonic()
+            if not force and now - self._last_try < 1.0:
+                return
+            self._last_try = now
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(2.0)
+                sock.connect(self.path)
+                self.sock = sock
+            except OSError:
+                return
+        try:
+            self.sock.sendall(line)
+        except OSError:
+            self.close()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            self.sock = None
+
+
+class Runner:
+    def __init__(self, task_dir: Path) -> None:
+        self.dir = task_dir
+        self.spec: dict[str, Any] = json.loads((task_dir / "spec.json").read_text(encoding="utf-8"))
+        self.task_id: str = self.spec["task_id"]
+        self.parser: OutputParser = parser_for(self.spec["parser"])
+        self.link = _Link(self.spec["socket"])
+        self.events_file = open(task_dir / "events.jsonl", "ab", buffering=0)  # noqa: SIM115
+        self.log_file = open(task_dir / "output.log", "ab")  # noqa: SIM115
+        self.log_max = int(self.spec.get("log_max_bytes") or 0)
+        self.log_written = 0
+        self.seq = 0
+        self.stop_reason: str | None = None  # cancelled | timed_out | over_budget
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.live_cost: float | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._price_ready = threading.Event()
+
+    # -- events -------------------------------------------------------------------------
+    def emit(self, kind: str, text: str = "", data: dict[str, Any] | None = None, *, force: bool = False) -> None:
+        self.seq += 1
+        record = {
+            "t": "event",
+            "task": self.task_id,
+            "seq": self.seq,
+            "ts": time.time(),
+            "kind": kind,
+            "text": text,
+            "data": data or {},
+        }
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        self.events_file.write(line)
+        self.link.send(line, force=force)
+
+    def show(self, event: AgentEvent) -> None:
+        """The readable view in the pane, for a person who attaches."""
+        if event.kind == "raw":
+            return
+        marker = {"init": "●", "text": "›", "tool_use": "⚙", "tool_result": "↳", "usage": "$", "error": "✗"}
+        text = event.text.replace("\n", " ")[:300]
+        if event.kind == "usage" and self.live_cost is not None:
+            text = f"{text}  (≈ ${self.live_cost:.4f} so far)"
+        sys.stdout.write(f"{marker.get(event.kind, '·')} {text}\n")
+        sys.stdout.flush()
+
+    # -- signals --------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = "cancelled"
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    # -- main -----------------------------------------------------------------------------
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        spec = self.spec
+        env = {**os.environ, **spec.get("env", {})}
+        for name in spec.get("unset_env", []):
+            env.pop(name, None)
+        argv = list(spec["argv"])
+        mode = spec.get("prompt_mode", "arg")
+        task_text: str | None = None
+        if mode in ("stdin", "file"):
+            task_text = (self.dir / "task.md").read_text(encoding="utf-8", errors="surrogateescape")
+            if mode == "file":
+                argv = [a.replace("{task_file}", str(self.dir / "task.md")) for a in argv]
+        stderr_path = self.dir / "stderr.log"
+        try:
+            with open(stderr_path, "ab") as stderr_file:
+                self.proc = subprocess.Popen(
+                    argv,
+                    cwd=spec["cwd"],
+                    env=env,
+                    stdin=subprocess.PIPE if mode == "stdin" else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr_file,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            self.emit("started", "agent failed to start", {"error": str(exc)}, force=True)
+            result = AgentResult(status="failed", errors=[f"could not start {argv[0]}: {exc.strerror or exc}"])
+            return self.finish(result, exited_at=time.time())
+        started = time.time()
+        if (self.dir / "cancel").exists():
+            self._on_signal(signal.SIGTERM, None)  # cancelled before we were listening for signals
+        self.emit("started", f"{spec.get('agent', '')} started", {"pid": self.proc.pid, "runner_pid": os.getpid(),
+                                                                  "agent_started_at": started}, force=True)
+        sys.stdout.write(f"orchestra {self.task_id}: {spec.get('agent', '')} running (pid {self.proc.pid})\n")
+        sys.stdout.flush()
+        if spec.get("cost_cap_usd") is not None or spec.get("price_tokens"):
+            threading.Thread(target=self._preload_pricing, daemon=True).start()
+        if mode == "stdin" and task_text is not None:
+            threading.Thread(target=self._feed_stdin, args=(task_text,), daemon=True).start()
+        exit_code = self._pump(started)
+        exited_at = time.time()
+        stderr_tail = _tail(stderr_path, _STDERR_TAIL)
+        result = self.parser.finish(exit_code, stderr_tail)
+        result.exit_code = exit_code
+        return self.finish(result, exited_at=exited_at)
+
+    def _feed_stdin(self, text: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(text.encode("utf-8", "surrogateescape"))
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def _preload_pricing(self) -> None:
+        for path in self.spec.get("site_paths", []):
+            if path not in sys.path:
+                sys.path.append(path)
+        try:
+            from core import pricing
+
+            pricing.preload()
+        except Exception:  # noqa: BLE001 - pricing is optional for the runner
+            pass
+        self._price_ready.set()
+
+    def _pump(self, started: float) -> int:
+        """Read the agent's stdout until it exits, enforcing timeout and cost cap."""
+        assert self.proc is not None and self.proc.stdout is not None
+        timeout = float(self.spec.get("timeout_s") or 0) or None
+        deadline = started + timeout if timeout else None
+        grace = float(self.spec.get("cancel_grace_s", 5))
+        kill_at: float | None = None
+        sel = selectors.DefaultSelector()
+        out_fd = self.proc.stdout.fileno()
+        os.set_blocking(out_fd, False)
+        sel.register(out_fd, selectors.EVENT_READ, "out")
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        buffer = b""
+        open_out = True
+        while True:
+            now = time.time()
+            if self.stop_reason is None and deadline is not None and now >= deadline:
+                self.stop_reason = "timed_out"
+            if self.stop_reason is not None and kill_at is None:
+                self._signal_agent(signal.SIGTERM)
+                kill_at = now + grace
+            if kill_at is not None and now >= kill_at:
+                self._signal_agent(signal.SIGKILL)
+                kill_at = float("inf")
+            if not open_out:
+                code = self._wait_exit(kill_at)
+                if code is not None:
+                    return code
+                continue
+            waits = [t - now for t in (deadline, kill_at) if t is not None and t != float("inf")]
+            wait = max(0.0, min(waits)) if waits else None
+            for key, _ in sel.select(wait):
+                if key.data == "wake":
+                    with contextlib.suppress(OSError):
+                        os.read(self._wake_r, 64)
+                    continue
+                try:
+                    chunk = os.read(out_fd, _READ_CHUNK)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    open_out = False
+                    sel.unregister(out_fd)
+                    if buffer:
+                        self._line(buffer)
+                        buffer = b""
+                    break
+                self._log(chunk)
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    self._line(line)
+                if len(buffer) > 8 * 1024 * 1024:  # a line with no end: parse what we have
+                    self._line(buffer)
+                    buffer = b""
+
+    def _wait_exit(self, kill_at: float | None) -> int | None:
+        assert self.proc is not None
+        # Bounded waits: a cancel can arrive while stdout is closed but the agent still runs.
+        timeout = 0.2
+        if kill_at is not None and kill_at != float("inf"):
+            timeout = min(timeout, max(0.0, kill_at - time.time()))
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _signal_agent(self, sig: int) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def _log(self, chunk: bytes) -> None:
+        if self.log_max and self.log_written >= self.log_max:
+            return
+        if self.log_max and self.log_written + len(chunk) > self.log_max:
+            chunk = chunk[: self.log_max - self.log_written] + b"\n[orchestra: log capped here]\n"
+        self.log_file.write(chunk)
+        self.log_written += len(chunk)
+
+    def _line(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        for event in self.parser.feed(line):
+            if event.kind == "usage":
+                self._update_cost()
+            self.show(event)
+            self.emit(event.kind, event.text, event.data)
+
+    def _update_cost(self) -> None:
+        cost = self.parser.live_cost_usd()
+        if cost is None and self._price_ready.is_set():
+            usage, model = self.parser.live_usage()
+            try:
+                from core import pricing
+
+                cost = pricing.price_usd(usage, model)
+            except Exception:  # noqa: BLE001
+                cost = None
+        if cost is None:
+            return
+        self.live_cost = cost
+        cap = self.spec.get("cost_cap_usd")
+        self.emit("cost", f"${cost:.4f} so far", {"cost_usd": cost})
+        if cap is not None and cost > float(cap) and self.stop_reason is None:
+            self.stop_reason = "over_budget"
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+
+    def finish(self, result: AgentResult, *, exited_at: float) -> int:
+        if result.cost_usd is None and (result.usage.input_tokens or result.usage.output_tokens):
+            self._preload_pricing() if not self._price_ready.is_set() else None
+            try:
+                from core import pricing
+
+                priced = pricing.price_usd(result.usage, result.model)
+            except Exception:  # noqa: BLE001
+                priced = None
+            if priced is not None:
+                result.cost_usd, result.cost_source = priced, "priced"
+        status = self.stop_reason or result.status
+        reasons = {
+            "cancelled": "cancelled by request",
+            "timed_out": f"timed out after {self.spec.get('timeout_s')} s",
+            "over_budget": f"stopped: cost ${self.live_cost or 0:.4f} crossed the cap ${self.spec.get('cost_cap_usd')}",
+        }
+        if self.stop_reason in reasons:
+            result.errors.insert(0, reasons[self.stop_reason])
+        payload = {
+            "task_id": self.task_id,
+            "status": status,
+            "result": result.to_dict(),
+            "exited_at": exited_at,
+            "written_at": time.time(),
+            "live_cost_usd": self.live_cost,
+            "log_bytes": self.log_written,
+        }
+        tmp = self.dir / "result.json.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.dir / "result.json")
+        self.emit("result", status, payload, force=True)
+        self.link.close()
+        self.log_file.close()
+        self.events_file.close()
+        sys.stdout.write(f"\norchestra {self.task_id}: {status}")
+        if result.cost_usd is not None:
+            sys.stdout.write(f", ${result.cost_usd:.4f}")
+        if result.errors:
+            sys.stdout.write(f" — {result.errors[0]}")
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        return 0
+
+
+def _tail(path: Path, size: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - size))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m core.runner TASK_DIR\n")
+        return 2
+    return Runner(Path(args[0])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""The Orchestra service: the one way in for every surface (CLI, console, Telegram, Slack).
+
+Surfaces translate text and buttons into these calls and render what comes back; they hold no
+business logic. Every call that changes something is audited with who, what and from where.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.clock import Clock
+from core.config import Config, agent_installed
+from core.engine import Engine, engine_running, poke, request_cancel
+from core.errors import AgentUnavailable, InvalidTransition, TaskRejected, UnknownTask
+from core.models import ACTIVE_STATES, Task, TaskState
+from core.routing import AgentUnavailable as RouteUnavailable
+from core.routing import RouteDecision, Router, Rule, load_default_rules, parse_override
+from core.store import Store
+from core.tmux import TmuxManager
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked, and from where (``cli``, ``console``, ``telegram``, ``slack``)."""
+
+    name: str = "local"
+    source: str = "cli"
+
+
+LOCAL = Actor()
+
+
+@dataclass(frozen=True)
+class Delegation:
+    task: Task
+    decision: RouteDecision
+    estimate_usd: float
+    estimate_basis: int
+    needs_approval: bool
+    approval_reason: str
+
+
+def build_router(config: Config, *, available: Any = None) -> Router:
+    rules = [
+        Rule(r.name, r.pattern, r.category, r.agent, r.require_approval, r.require_review)
+        for r in config.routing.rules
+    ]
+    if config.routing.use_default_rules:
+        rules += load_default_rules()
+    cache: dict[str, bool] = {}
+
+    def is_available(agent: str) -> bool:
+        if agent not in config.agents or not config.agents[agent].enabled:
+            return False
+        if agent not in cache:
+            cache[agent] = agent_installed(config.agents[agent].command)
+        return cache[agent]
+
+    return Router(
+        rules,
+        category_agents=config.routing.categories,
+        default_agent=config.routing.default_agent,
+        default_category=config.routing.default_category,
+        is_available=available or is_available,
+    )
+
+
+class Service:
+    """Business operations over the store, the router, tmux and (when it owns it) the engine."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        tmux: TmuxManager,
+        clock: Clock,
+        home: Path,
+        *,
+        engine: Engine | None = None,
+        router: Router | None = None,
+        autostart_engine: bool = True,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.tmux = tmux
+        self.clock = clock
+        self.home = home
+        self.engine = engine
+        self.router = router or build_router(config)
+        self.autostart_engine = autostart_engine
+
+    # -- delegate ---------------------------------------------------------------------------
+    def route(self, text: str, *, agent: str | None = None) -> RouteDecision:
+        override, body = parse_override(text, self.config.agents.keys())
+        chosen = agent or override
+        if chosen is not None and chosen not in self.config.agents:
+            known = ", ".join(sorted(self.config.agents))
+            raise AgentUnavailable(f"unknown agent {chosen!r} (configured: {known})")
+        try:
+            return self.router.route(body, override=chosen)
+        except RouteUnavailable as exc:
+            raise AgentUnavailable(str(exc)) from None
+
+    def delegate(
+        self, text: str, *, agent: str | None = None, cwd: str | None = None, actor: Actor = LOCAL,
+        parent: Task | None = None,
+    ) -> Delegation:  # fmt: skip
+        """Route, estimate, apply the approval policy and queue a task; start it if a slot is free."""
+        body = text.strip()
+        if not body:
+            raise TaskRejected("the task text is empty")
+        limit = self.config.limits.max_task_chars
+        if len(body) > limit:
+            raise TaskRejected(f"the task text has {len(body):,} characters; the limit is {limit:,}")
+        decision = self.route(body, agent=agent)
+        override, stripped = parse_override(body, self.config.agents.keys())
+        if override is not None:
+            body = stripped
+        workdir = self._workdir(cwd)
+        estimate, basis = self.estimate(decision.agent, decision.category)
+        needs, why = self._needs_approval(decision, estimate)
+        review = decision.require_review or decision.category in self.config.policy.review_for
+        now = self.clock.now()
+        task = self.store.create_task(
+            {
+                "text": body,
+                "agent": decision.agent,
+                "category": decision.category,
+                "rule": decision.rule,
+                "route_reason": decision.reason,
+                "state": TaskState.AWAITING_APPROVAL if needs else TaskState.QUEUED,
+                "cwd": workdir,
+                "requester": actor.name,
+                "source": actor.source,
+                "created_at": now,
+                "queued_at": now,
+                "timeout_s": self.config.limits.task_timeout_s,
+                "cost_cap_usd": self.config.budgets.per_task_usd,
+                "estimate_usd": estimate,
+                "estimate_basis": basis,
+                "require_review": int(review),
+                "parent_id": parent.id if parent else None,
+                "session_id": parent.session_id if parent else None,
+            }
+        )
+        self.store.record_route(
+            {
+                "task_id": task.id,
+                "ts": now,
+                "category": decision.category,
+                "agent": decision.agent,
+                "rule": decision.rule,
+                "reason": decision.reason,
+                "override": agent or override,
+            }
+        )
+        self._audit(actor, "delegate", task.id, f"{decision.agent}/{decision.category} rule={decision.rule}")
+        if needs:
+            self._request_approval(task, why)
+        else:
+            self.kick()
+        return Delegation(self.store.get_task(task.id), decision, estimate, basis, needs, why)
+
+    def estimate(self, agent: str, category: str) -> tuple[float, int]:
+        """Median cost of this agent on this category so far, with how many tasks it rests on."""
+        median, count = self.store.median_cost(agent, category)
+        if median is None:
+            return self.config.budgets.default_estimate_usd, 0
+        return median, count
+
+    def _needs_approval(self, decision: RouteDecision, estimate: float) -> tuple[bool, str]:
+        policy = self.config.policy
+        if decision.require_approval:
+            return True, f"rule {decision.rule} asks for approval"
+        if decision.category in policy.approval_for:
+            return True, f"{decision.category} tasks need approval"
+        if policy.approve_above_usd is not None and estimate > policy.approve_above_usd:
+            return True, f"estimated ${estimate:.2f} is above ${policy.approve_above_usd:.2f}"
+        return False, ""
+
+    def _request_approval(self, task: Task, why: str) -> None:
+        text = (
+            f"🔐 {task.id} needs approval · {task.agent} · {task.category}\n{task.text[:300]}\n"
+            f"Why: {why}\nApprove: orchestra approve {task.id} · Reject: orchestra reject {task.id}"
+        )
+        for channel in self._channels():
+            self.store.enqueue(channel, "approval", text, task_id=task.id,
+                               dedupe_key=f"{channel}:{task.id}:approval:start", ts=self.clock.now())  # fmt: skip
+
+    def _workdir(self, cwd: str | None) -> str:
+        chosen = cwd or self.config.workspace or os.getcwd()
+        path = Path(chosen).expanduser()
+        if not path.is_dir():
+            raise TaskRejected(f"working directory {chosen!r} does not exist")
+        return str(path.resolve())
+
+    # -- queries ----------------------------------------------------------------------------
+    def get(self, task_id: str) -> Task:
+        task = self.store.find_task(task_id.strip().lower())
+        if task is None:
+            raise UnknownTask(task_id)
+        return task
+
+    def status(self, *, recent: int = 10) -> tuple[list[Task], list[Task]]:
+        """Active tasks (oldest first) and the most recently created finished ones."""
+        active = self.store.active_tasks()
+        done = [t for t in self.store.list_tasks(limit=recent + len(active)) if t.state.finished][:recent]
+        return active, done
+
+    def events(self, task_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        self.get(task_id)
+        return self.store.events(task_id, limit=limit)
+
+    def log_path(self, task_id: str) -> Path:
+        self.get(task_id)
+        return self.home / "tasks" / task_id / "output.log"
+
+    def peek(self, task_id: str, lines: int = 30) -> str:
+        """The live pane of a running task, else the end of its log."""
+        task = self.get(task_id)
+        if task.state == TaskState.RUNNING and task.id in self.tmux.windows():
+            return self.tmux.capture(task.id, lines)
+        shown = [e["text"] for e in self.store.events(task.id, limit=100_000) if e["kind"] not in ("raw", "cost")]
+        if shown:
+            return "\n".join(shown[-lines:])
+        return f"{task.id} is {task.state.value}; nothing to show yet"
+
+    def costs(self, since: float = 0.0) -> dict[str, Any]:
+        return self.store.cost_totals(since)
+
+    # -- actions ----------------------------------------------------------------------------
+    def cancel(self, task_id: str, *, actor: Actor = LOCAL) -> Task:
+        task = self.get(task_id)
+        now = self.clock.now()
+        if task.state in (TaskState.QUEUED, TaskState.AWAITING_APPROVAL):
+            if self.store.transition(task.id, [TaskState.QUEUED, TaskState.AWAITING_APPROVAL], TaskState.CANCELLED,
+                                     finished_at=now, updated_at=now, error="cancelled before it started"):  # fmt: skip
+                self._audit(actor, "cancel", task.id, f"was {task.state.value}")
+                if self.engine is not None:
+                    self.engine.mark_finished(task.id)
+                return self.get(task.id)
+        if task.state != TaskState.RUNNING:
+            raise InvalidTransition(f"{task.id} is {task.state.value}; only queued or running tasks can be cancelled")
+        self._audit(actor, "cancel", task.id, "was running")
+        if not request_cancel(self.store, self.tmux, self.home, task.id):
+            self._cancel_orphan(task)
+        return self.get(task.id)
+
+    def _cancel_orphan(self, task: Task) -> None:
+        with contextlib.suppress(Exception):
+            self.tmux.kill(task.id)
+        now = self.clock.now()
+        self.store.transition(task.id, [TaskState.RUNNING], TaskState.CANCELLED, finished_at=now, updated_at=now,
+                              error="cancelled; its runner was gone")  # fmt: skip
+
+    def cancel_all(self, *, actor: Actor = LOCAL) -> list[str]:
+        cancelled = []
+        for task in self.store.active_tasks():
+            with contextlib.suppress(InvalidTransition):
+                self.cancel(task.id, actor=actor)
+                cancelled.append(task.id)
+        return cancelled
+
+    def retry(self, task_id: str, *, feedback: str | None = None, actor: Actor = LOCAL) -> Delegation:
+        """Run a finished task again (same agent, same session where the CLI can resume)."""
+        task = self.get(task_id)
+        if not task.state.finished:
+            raise InvalidTransition(f"{task.id} is {task.state.value}; wait for it to finish or cancel it first")
+        text = task.text if not feedback else f"{task.text}\n\nFeedback on the previous attempt: {feedback}"
+        self._audit(actor, "retry", task.id, feedback or "")
+        return self.delegate(text, agent=task.agent, cwd=task.cwd, actor=actor, parent=task)
+
+    def approve(self, task_id: str, *, actor: Actor = LOCAL) -> Task:
+        task = self.get(task_id)
+        now = self.clock.now()
+        if task.state == TaskState.AWAITING_APPROVAL:
+            if self.store.transition(task.id, [TaskState.AWAITING_APPROVAL], TaskState.QUEUED, updated_at=now):
+                self.store.record_approval(task.id, "start", "approved", actor.name, "", now)
+                self._audit(actor, "approve", task.id, "start")
+                self.kick()
+                return self.get(task.id)
+        elif task.state == TaskState.NEEDS_REVIEW:
+            if self.store.transition(task.id, [TaskState.NEEDS_REVIEW], TaskState.APPROVED, updated_at=now):
+                self.store.record_approval(task.id, "review", "approved", actor.name, "", now)
+                self._audit(actor, "approve", task.id, "review")
+                return self.get(task.id)
+        raise InvalidTransition(self._already(task_id, "approve"))
+
+    def reject(self, task_id: str, *, reason: str = "", retry: bool = False, actor: Actor = LOCAL) -> Task:
+        """Reject before start or after review; with ``retry`` a review rejection starts a new attempt."""
+        task = self.get(task_id)
+        now = self.clock.now()
+        gate = {TaskState.AWAITING_APPROVAL: "start", TaskState.NEEDS_REVIEW: "review"}.get(task.state)
+        if gate is not None and self.store.transition(task.id, [task.state], TaskState.REJECTED, updated_at=now,
+                                                      error=reason or "rejected"):  # fmt: skip
+            self.store.record_approval(task.id, gate, "rejected", actor.name, reason, now)
+            self._audit(actor, "reject", task.id, reason)
+            if gate == "start" and self.engine is not None:
+                self.engine.mark_finished(task.id)
+            if retry and gate == "review":
+                self.retry(task.id, feedback=reason or None, actor=actor)
+            return self.get(task.id)
+        raise InvalidTransition(self._already(task_id, "reject"))
+
+    def _already(self, task_id: str, action: str) -> str:
+        task = self.get(task_id)
+        decisions = self.store.approvals(task.id)
+        if decisions:
+            last = decisions[-1]
+            when = time.strftime("%H:%M", time.localtime(last["ts"]))
+            return f"{task.id} was already {last['decision']} by {last['actor']} at {when}"
+        return f"{task.id} is {task.state.value}; there is nothing to {action}"
+
+    # -- engine ------------------------------------------------------------------------------
+    def kick(self) -> None:
+        """Get queued work moving: dispatch here if we are the engine, else wake the engine."""
+        if self.engine is not None and self.engine.owner:
+            self.engine.dispatch()
+            return
+        if poke(self.home / "engine.sock", {"t": "kick"}):
+            return
+        if self.autostart_engine and not engine_running(self.home):
+            self.start_background_engine()
+
+    def start_background_engine(self) -> None:
+        """Run ``orchestra engine`` in a window of Orchestra's tmux server (it exits when idle)."""
+        argv = [sys.executable, "-m", "bot", "engine"]
+        env = {k: v for k in ("PATH", "HOME", "ORCHESTRA_HOME", "ORCHESTRA_CONFIG") if (v := os.environ.get(k))}
+        env.setdefault("ORCHESTRA_HOME", str(self.home))
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        with contextlib.suppress(Exception):
+            self.tmux.kill("_engine")
+        self.tmux.start_window("_engine", argv, cwd=os.getcwd(), env=env)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (self.home / "engine.sock").exists():
+            time.sleep(0.02)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _channels(self) -> list[str]:
+        return ["console"] if self.config.notify.console else []
+
+    def _audit(self, actor: Actor, action: str, task_id: str | None, detail: str) -> None:
+        self.store.audit(self.clock.now(), actor.name, actor.source, action, task_id, detail[:500])
+
+    def doctor(self) -> list[tuple[str, bool, str]]:
+        """Checks for ``orchestra doctor``: (what, ok, detail)."""
+        checks: list[tuple[str, bool, str]] = []
+        tmux_ok = TmuxManager.available()
+        version = _version(["tmux", "-V"]) if tmux_ok else "not found (apt-get install tmux)"
+        checks.append(("tmux", tmux_ok, version))
+        for name, agent in self.config.agents.items():
+            settings = self.config.agent_settings(name)
+            if not agent_installed(agent.command):
+                checks.append((f"agent {name}", False, f"{settings.command} not found on PATH"))
+                continue
+            from core.agents import adapter_for
+
+            argv = settings.splice(adapter_for(settings.kind).version_argv(settings))
+            checks.append((f"agent {name}", True, f"{settings.command} · {_version(argv)}"))
+            missing = [src for src in agent.env_from.values() if src not in os.environ]
+            if missing:
+                checks.append((f"agent {name} env", False, "not set: " + ", ".join(missing)))
+        writable = os.access(self.home, os.W_OK)
+        checks.append(("data dir", writable, f"{self.home} ({'writable' if writable else 'not writable'})"))
+        mode = self.home.stat().st_mode & 0o777
+        checks.append(("data dir permissions", mode & 0o077 == 0, f"{mode:o} (want 700: other users cannot read)"))
+        checks.append(("store", True, f"{self.store.path} · migrations {', '.join(self.store.applied_migrations())}"))
+        checks.append(("engine", True, "running" if engine_running(self.home) else "not running (starts on demand)"))
+        return checks
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"version unknown ({exc})"
+    out = (proc.stdout or proc.stderr).strip().splitlines()
+    return out[0] if out else f"exit {proc.returncode}"
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """A task as a plain JSON-ready dict for ``--json`` output."""
+    data = {k: getattr(task, k) for k in task.__dataclass_fields__}
+    data["state"] = task.state.value
+    data["duration_s"] = task.duration_s
+    return json.loads(json.dumps(data, default=str))
+
+
+__all__ = ["ACTIVE_STATES", "LOCAL", "Actor", "Delegation", "Service", "build_router", "task_json"]

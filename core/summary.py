@@ -1,0 +1,187 @@
+"""The summary protocol: what every finished task reports, and its phone-sized rendering."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+PHONE_LIMIT = 1000
+_ICONS = {
+    "succeeded": "✅",
+    "needs_review": "👀",
+    "failed": "❌",
+    "cancelled": "⏹",
+    "timed_out": "⏱",
+    "over_budget": "💸",
+    "approved": "✅",
+    "rejected": "↩",
+}
+
+
+def git_root(cwd: str) -> Path | None:
+    """The enclosing git work tree, found without running git."""
+    path = Path(cwd).resolve()
+    for candidate in (path, *path.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
+
+
+def _git(root: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+    proc = subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20, env=env, check=False
+    )
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def git_baseline(cwd: str) -> dict[str, Any] | None:
+    """Snapshot the work tree before a run, so the files a task changed can be told apart.
+
+    ``git stash create`` records tracked changes without touching the tree; untracked files are
+    listed so new ones can be found at the end.
+    """
+    root = git_root(cwd)
+    if root is None:
+        return None
+    base = _git(root, "stash", "create").strip() or _git(root, "rev-parse", "--verify", "-q", "HEAD").strip()
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
+    return {"root": str(root), "base": base, "untracked": [u for u in untracked if u]}
+
+
+def files_changed(baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Files changed since the baseline with +/- line counts (new untracked files count as added)."""
+    if not baseline:
+        return []
+    root = Path(baseline["root"])
+    changes: list[dict[str, Any]] = []
+    if baseline.get("base"):
+        for line in _git(root, "diff", "--numstat", baseline["base"]).splitlines():
+            parts = line.split("\t", 2)
+            if len(parts) == 3:
+                added, removed, name = parts
+                changes.append(
+                    {"path": name, "added": int(added) if added.isdigit() else 0,
+                     "removed": int(removed) if removed.isdigit() else 0}
+                )  # fmt: skip
+    before = set(baseline.get("untracked", []))
+    for name in _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0"):
+        if name and name not in before:
+            try:
+                with open(root / name, "rb") as fh:
+                    added = sum(1 for _ in fh)
+            except OSError:
+                added = 0
+            changes.append({"path": name, "added": added, "removed": 0})
+    return changes
+
+
+def digest_lines(final_text: str, tool_lines: list[str], errors: list[str], limit: int = 3) -> list[str]:
+    """Up to three short lines saying what was done, from the agent's final text first."""
+    lines: list[str] = []
+    for error in errors[:1]:
+        lines.append(error)
+    for raw in final_text.splitlines():
+        text = raw.strip().lstrip("-*• ").strip()
+        if text and not text.startswith("```"):
+            lines.append(text)
+        if len(lines) >= limit:
+            break
+    for tool in tool_lines:
+        if len(lines) >= limit:
+            break
+        lines.append(tool)
+    return [_clip(line, 140) for line in lines[:limit]]
+
+
+def build_summary(
+    *,
+    task_id: str,
+    text: str,
+    status: str,
+    agent: str,
+    category: str,
+    result: dict[str, Any],
+    duration_s: float | None,
+    log_path: str,
+    tool_lines: list[str],
+    baseline: dict[str, Any] | None,
+) -> dict[str, Any]:
+    usage = result.get("usage", {})
+    errors = list(result.get("errors", []))
+    return {
+        "task_id": task_id,
+        "task": text,
+        "status": status,
+        "agent": agent,
+        "category": category,
+        "digest": digest_lines(str(result.get("final_text", "")), tool_lines, errors),
+        "files": files_changed(baseline),
+        "tokens": {
+            "input": int(usage.get("input_tokens", 0)),
+            "output": int(usage.get("output_tokens", 0)),
+            "cache_read": int(usage.get("cache_read_tokens", 0)),
+            "cache_write": int(usage.get("cache_write_tokens", 0)),
+        },
+        "cost_usd": result.get("cost_usd"),
+        "cost_source": result.get("cost_source", "unknown"),
+        "duration_s": duration_s,
+        "errors": errors,
+        "permission_denials": list(result.get("permission_denials", [])),
+        "session_id": result.get("session_id"),
+        "log": log_path,
+    }
+
+
+def _clip(text: str, size: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def _tokens(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+
+
+def format_cost(cost: float | None) -> str:
+    if cost is None:
+        return "cost unknown"
+    return f"${cost:.4f}" if cost < 1 else f"${cost:.2f}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def render_phone(summary: dict[str, Any], *, state: str | None = None) -> str:
+    """The chat rendering: plain text, at most 1,000 characters, the full log one command away."""
+    status = state or summary["status"]
+    head = (
+        f"{_ICONS.get(status, '•')} {summary['task_id']} {status.replace('_', ' ')} · {summary['agent']} · "
+        f"{summary['category']} · {format_duration(summary.get('duration_s'))}"
+    )
+    lines = [head, _clip(summary["task"], 160)]
+    lines += [f"• {line}" for line in summary["digest"]]
+    files = summary.get("files") or []
+    if files:
+        shown = ", ".join(f"{f['path']} +{f['added']} −{f['removed']}" for f in files[:4])
+        more = f" (+{len(files) - 4} more)" if len(files) > 4 else ""
+        lines.append(_clip(f"Files: {shown}{more}", 300))
+    tokens = summary["tokens"]
+    cost = format_cost(summary.get("cost_usd"))
+    lines.append(f"Tokens: {_tokens(tokens['input'])} in / {_tokens(tokens['output'])} out · {cost}")
+    if summary.get("permission_denials"):
+        lines.append(_clip("Denied: " + ", ".join(summary["permission_denials"][:3]), 200))
+    if status == "needs_review":
+        lines.append(f"Review: orchestra approve {summary['task_id']} | orchestra reject {summary['task_id']}")
+    lines.append(f"Log: orchestra logs {summary['task_id']}")
+    text = "\n".join(lines)
+    if len(text) > PHONE_LIMIT:
+        text = text[: PHONE_LIMIT - 1] + "…"
+    return text

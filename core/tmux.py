@@ -1,0 +1,139 @@
+"""Orchestra's own tmux server: one window per task, named by the task id.
+
+The server is private (``tmux -L <socket_name>``), never the user's default one. A task window
+runs its command as an argv vector (tmux execs it directly, no shell), so no task text can ever
+be read by a shell. Nothing here polls panes; ``capture`` is for peeks on request.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import libtmux
+
+from core.errors import OrchestraError
+
+_HOME_WINDOW = "orchestra"
+
+
+class TmuxError(OrchestraError):
+    """tmux is missing or refused a command."""
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    name: str
+    window_id: str
+    pane_pid: int
+    dead: bool
+
+
+class TmuxManager:
+    """Starts, lists, peeks at and kills task windows on a private tmux server."""
+
+    def __init__(self, socket_name: str, session: str, *, config_file: str | None = None) -> None:
+        self.socket_name = socket_name
+        self.session = session
+        self.config_file = config_file
+        self.server = libtmux.Server(socket_name=socket_name, config_file=config_file)
+        self._session_ready = False
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("tmux") is not None
+
+    def _run(self, *args: str) -> list[str]:
+        cmd = ["tmux", "-L", self.socket_name]
+        if self.config_file:
+            cmd += ["-f", self.config_file]
+        env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+        try:
+            proc = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=10, check=False)
+        except FileNotFoundError:
+            raise TmuxError("tmux is not installed (apt-get install tmux)") from None
+        except subprocess.TimeoutExpired:
+            raise TmuxError(f"tmux {args[0]} did not answer within 10 s") from None
+        if proc.returncode != 0:
+            raise TmuxError(f"tmux {args[0]} failed: {proc.stderr.strip() or proc.returncode}")
+        return proc.stdout.splitlines()
+
+    def ensure_session(self) -> None:
+        """Start the server and the session if they are not there; cheap when they are."""
+        if self._session_ready and self.server.has_session(self.session):
+            return
+        if not self.server.has_session(self.session):
+            try:
+                self._run(
+                    "new-session", "-d", "-s", self.session, "-n", _HOME_WINDOW, "-x", "200", "-y", "50",
+                    "sh", "-c", "echo 'Orchestra task windows: Ctrl-b w to list them.'; exec tail -f /dev/null",
+                )  # fmt: skip
+            except TmuxError:
+                if not self.server.has_session(self.session):  # another process may have won the race
+                    raise
+        self._session_ready = True
+
+    def start_window(self, name: str, argv: list[str], *, cwd: str, env: dict[str, str] | None = None) -> str:
+        """Open a detached window running ``argv`` directly; return its window id (``@12``)."""
+        self.ensure_session()
+        args = ["new-window", "-d", "-P", "-F", "#{window_id}", "-t", f"{self.session}:", "-n", name, "-c", cwd]
+        for key, value in (env or {}).items():
+            args += ["-e", f"{key}={value}"]
+        args += ["--", *argv]
+        try:
+            out = self._run(*args)
+        except TmuxError:
+            self._session_ready = False
+            self.ensure_session()
+            out = self._run(*args)
+        return out[0].strip()
+
+    def windows(self) -> dict[str, WindowInfo]:
+        """Every task window by name, from one ``list-windows`` call; empty when the server is down."""
+        if not self.server.has_session(self.session):
+            return {}
+        try:
+            lines = self._run(
+                "list-windows", "-t", f"{self.session}:", "-F", "#{window_name}\t#{window_id}\t#{pane_pid}\t#{pane_dead}"
+            )
+        except TmuxError:
+            return {}
+        found = {}
+        for line in lines:
+            name, window_id, pid, dead = (line.split("\t") + ["", "", "0", "0"])[:4]
+            if name != _HOME_WINDOW:
+                found[name] = WindowInfo(name, window_id, int(pid or 0), dead == "1")
+        return found
+
+    def capture(self, window: str, lines: int = 40) -> str:
+        """The visible text of a window's pane (for peeks; never called in a loop)."""
+        out = self._run("capture-pane", "-p", "-J", "-t", self._target(window), "-S", f"-{lines}")
+        return "\n".join(out).rstrip()
+
+    def kill(self, window: str) -> None:
+        self._run("kill-window", "-t", self._target(window))
+
+    def attach_argv(self, window: str) -> list[str]:
+        cmd = ["tmux", "-L", self.socket_name]
+        if self.config_file:
+            cmd += ["-f", self.config_file]
+        return [*cmd, "attach-session", "-t", self._target(window)]
+
+    def kill_server(self) -> None:
+        if self.server.is_alive():
+            self.server.kill()
+
+    def _target(self, window: str) -> str:
+        return window if window.startswith("@") else f"{self.session}:={window}"
+
+
+def runner_argv(task_dir: Path) -> list[str]:
+    """The argv that starts the runner for a task: ``python -S`` with our package on sys.path."""
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent)
+    boot = "import sys; sys.path.insert(0, sys.argv[1]); from core.runner import main; sys.exit(main(sys.argv[2:]))"
+    return [sys.executable, "-S", "-c", boot, root, str(task_dir)]

@@ -1,0 +1,302 @@
+"""The engine end to end: real tmux on a private socket, real SQLite, the real runner and stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import App
+from core.models import TaskState
+from tests.conftest import ROOT, orchestra, requires_tmux
+
+pytestmark = requires_tmux
+
+STANDIN = "{python} -S {orchestra}/core/standin.py"
+
+
+def standin(mode: str = "success", delay: str = "0", **env: str) -> dict[str, Any]:
+    return {
+        "kind": "claude",
+        "command": STANDIN,
+        "env": {"ORCHESTRA_STANDIN_MODE": mode, "ORCHESTRA_STANDIN_DELAY": delay, **env},
+        "max_concurrent": 4,
+    }
+
+
+async def started(app: App) -> None:
+    assert app.engine.acquire()
+    await app.engine.start()
+
+
+async def test_delegate_runs_and_summarises_in_git_repo(make_app: Any, repo: Path) -> None:
+    app = make_app()
+    await started(app)
+    try:
+        d = app.service.delegate("Create User model", cwd=str(repo))
+        assert d.task.state == TaskState.RUNNING
+        assert d.decision.agent == "standin"
+        task = await app.engine.wait_finished(d.task.id, timeout=30)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED
+    summary = task.summary
+    assert summary["agent"] == "standin"
+    assert summary["files"] and summary["files"][0]["added"] > 0
+    assert summary["files"][0]["path"].endswith(".py")
+    assert (repo / summary["files"][0]["path"]).exists()
+    assert len(summary["digest"]) == 3
+    assert summary["tokens"]["input"] > 0 and task.cost_usd and task.cost_usd > 0
+    assert Path(summary["log"]).exists() and Path(summary["log"]).stat().st_size > 0
+    notes = app.store.pending("console", task_id=task.id)
+    assert len(notes) == 1 and notes[0].kind == "completion"
+    assert len(notes[0].text) <= 1000 and "user_model.py +" in notes[0].text
+    # the tmux window is gone once the runner is done
+    await asyncio.sleep(0.2)
+    assert task.id not in app.tmux.windows()
+
+
+async def test_cancel_stops_a_running_agent(make_app: Any, tmp_path: Path) -> None:
+    app = make_app(agents__hang=standin("hang"), limits__cancel_grace_s=1)
+    await started(app)
+    try:
+        d = app.service.delegate("wait forever", agent="hang", cwd=str(tmp_path))
+        await _until(lambda: app.store.get_task(d.task.id).started_at is not None)
+        app.service.cancel(d.task.id)
+        task = await app.engine.wait_finished(d.task.id, timeout=15)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.CANCELLED
+    assert "cancelled" in task.error
+    assert [a["action"] for a in app.store.audit_log()][:1] == ["cancel"]
+
+
+async def test_cancel_queued_task_never_runs(make_app: Any, tmp_path: Path) -> None:
+    app = make_app(agents__hang=standin("hang"), limits__max_concurrent=1)
+    await started(app)
+    try:
+        first = app.service.delegate("one", agent="hang", cwd=str(tmp_path))
+        second = app.service.delegate("two", agent="hang", cwd=str(tmp_path))
+        assert second.task.state == TaskState.QUEUED
+        assert app.service.cancel(second.task.id).state == TaskState.CANCELLED
+        app.service.cancel(first.task.id)
+        await app.engine.wait_finished(first.task.id, timeout=15)
+    finally:
+        await app.engine.stop()
+    assert not (app.home / "tasks" / second.task.id).exists()
+
+
+async def test_timeout_ends_timed_out(make_app: Any, tmp_path: Path) -> None:
+    app = make_app(agents__hang=standin("hang"), limits__task_timeout_s=1, limits__cancel_grace_s=1)
+    await started(app)
+    try:
+        d = app.service.delegate("too slow", agent="hang", cwd=str(tmp_path))
+        t0 = time.monotonic()
+        task = await app.engine.wait_finished(d.task.id, timeout=15)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.TIMED_OUT
+    assert "timed out" in task.error
+    assert time.monotonic() - t0 < 6
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [("crash", "exited with code 3"), ("api_error", "401")],
+)
+async def test_crash_and_in_band_error_fail_with_reason(make_app: Any, tmp_path: Path, mode: str, reason: str) -> None:
+    app = make_app(agents__bad=standin(mode))
+    await started(app)
+    try:
+        d = app.service.delegate("do it", agent="bad", cwd=str(tmp_path))
+        task = await app.engine.wait_finished(d.task.id, timeout=30)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.FAILED
+    assert reason in task.error
+    if mode == "api_error":
+        assert task.exit_code == 0  # exit 0, yet failed: the in-band is_error flag decides
+    assert reason in app.store.pending("console", task_id=task.id)[0].text
+
+
+async def test_cost_cap_stops_agent_over_budget(make_app: Any, tmp_path: Path) -> None:
+    app = make_app(agents__spender=standin("spend", "0.05"), budgets__per_task_usd=0.5)
+    await started(app)
+    try:
+        d = app.service.delegate("spend money", agent="spender", cwd=str(tmp_path))
+        task = await app.engine.wait_finished(d.task.id, timeout=60)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.OVER_BUDGET
+    assert "crossed the cap" in task.error
+    assert task.live_cost_usd is not None and task.live_cost_usd > 0.5
+    assert "over budget" in app.store.pending("console", task_id=task.id)[0].text
+
+
+async def test_concurrency_limit_and_fifo(make_app: Any, tmp_path: Path) -> None:
+    agent = {"kind": "command", "command": "sleep", "args": ["0.6"], "max_concurrent": 4}
+    app = make_app(agents__sleeper=agent, limits__max_concurrent=2)
+    await started(app)
+    try:
+        ids = [app.service.delegate(f"task {i}", agent="sleeper", cwd=str(tmp_path)).task.id for i in range(4)]
+        tasks = [await app.engine.wait_finished(i, timeout=30) for i in ids]
+    finally:
+        await app.engine.stop()
+    assert all(t.state == TaskState.SUCCEEDED for t in tasks)
+    starts = [t.started_at or 0 for t in tasks]
+    assert starts == sorted(starts), "tasks must start in FIFO order"
+    spans = [(t.started_at or 0, t.finished_at or 0) for t in tasks]
+    for t, _ in spans:
+        overlapping = sum(1 for s, e in spans if s <= t < e)
+        assert overlapping <= 2
+
+
+async def test_per_agent_limit_does_not_block_other_agents(make_app: Any, tmp_path: Path) -> None:
+    slow = {"kind": "command", "command": "sleep", "args": ["1"], "max_concurrent": 1}
+    app = make_app(agents__slow=slow)
+    await started(app)
+    try:
+        a = app.service.delegate("a", agent="slow", cwd=str(tmp_path)).task
+        b = app.service.delegate("b", agent="slow", cwd=str(tmp_path)).task
+        c = app.service.delegate("c", agent="echo", cwd=str(tmp_path)).task
+        assert app.store.get_task(b.id).state == TaskState.QUEUED
+        assert app.store.get_task(c.id).state == TaskState.RUNNING
+        for t in (a, b, c):
+            await app.engine.wait_finished(t.id, timeout=30)
+    finally:
+        await app.engine.stop()
+
+
+HOSTILE = (
+    "$(touch {marker}) `touch {marker}` ; rm -rf ~ ; echo pwned > {marker}\n"
+    "line two\twith tab \x07\x1b[31mred\x1b[0m \u202eRTL override\u202c עברית 🚀🔥 "
+    "'single' \"double\" \\backslash {{braces}} %s %n\n" + "x" * 100_000
+)
+
+
+async def test_hostile_text_reaches_agent_byte_for_byte(make_app: Any, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    record = tmp_path / "received.bin"
+    app = make_app(agents__rec=standin("noop", ORCHESTRA_STANDIN_RECORD=str(record)), limits__max_task_chars=300_000)
+    text = HOSTILE.format(marker=marker)
+    await started(app)
+    try:
+        d = app.service.delegate(text, agent="rec", cwd=str(tmp_path))
+        task = await app.engine.wait_finished(d.task.id, timeout=30)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED, task.error
+    assert record.read_bytes() == text.strip().encode("utf-8")
+    assert not marker.exists()
+    assert app.store.get_task(task.id).text == text.strip()
+
+
+async def test_oversized_and_empty_text_are_refused(make_app: Any) -> None:
+    app = make_app()
+    from core.errors import TaskRejected
+
+    with pytest.raises(TaskRejected, match="limit is 200,000"):
+        app.service.delegate("x" * 200_001)
+    with pytest.raises(TaskRejected, match="empty"):
+        app.service.delegate("   \n ")
+    assert app.store.list_tasks() == []
+
+
+async def test_approval_gate_holds_task_until_approved(make_app: Any, tmp_path: Path) -> None:
+    app = make_app(policy__approval_for=["devops"])
+    await started(app)
+    try:
+        d = app.service.delegate("set up the GitHub Actions CI pipeline and Dockerfile", cwd=str(tmp_path))
+        assert d.decision.category == "devops"
+        assert d.needs_approval and d.task.state == TaskState.AWAITING_APPROVAL
+        assert app.store.pending("console", task_id=d.task.id)[0].kind == "approval"
+        app.service.approve(d.task.id)
+        task = await app.engine.wait_finished(d.task.id, timeout=30)
+        from core.errors import InvalidTransition
+
+        with pytest.raises(InvalidTransition, match="already approved by local"):
+            app.service.approve(d.task.id)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED
+
+
+async def test_review_gate_and_reject_with_retry(make_app: Any, tmp_path: Path) -> None:
+    app = make_app(policy__review_for=["backend"])
+    await started(app)
+    try:
+        d = app.service.delegate("add a REST endpoint for orders", cwd=str(tmp_path))
+        task = await app.engine.wait_finished(d.task.id, timeout=30)
+        assert task.state == TaskState.NEEDS_REVIEW
+        rejected = app.service.reject(task.id, reason="use snake_case", retry=True)
+        assert rejected.state == TaskState.REJECTED
+        retry = app.store.list_tasks(limit=1)[0]
+        assert retry.parent_id == task.id and "use snake_case" in retry.text
+        assert retry.session_id == task.session_id  # the follow-up resumes the same agent session
+        await app.engine.wait_finished(retry.id, timeout=30)
+    finally:
+        await app.engine.stop()
+
+
+async def _until(check: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def test_killed_starter_is_recovered_once(tmp_path: Path, home: Path, config_data: dict[str, Any]) -> None:
+    """SIGKILL the process that started a task mid-run; a restarted engine records it once."""
+    import yaml
+
+    config_data["agents"]["standin"]["env"] = {"ORCHESTRA_STANDIN_DELAY": "0.5"}
+    config = tmp_path / "bots.yaml"
+    config.write_text(yaml.safe_dump(config_data))
+    env = {**os.environ, "ORCHESTRA_HOME": str(home)}
+    env.pop("TMUX", None)
+    starter = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--config", str(config), "delegate", "--task", "Create User model", "--wait",
+         "--cwd", str(tmp_path)],
+        cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    events = home / "tasks" / "t1" / "events.jsonl"
+    deadline = time.monotonic() + 20
+    while not (events.exists() and b'"tool_use"' in events.read_bytes()):
+        assert time.monotonic() < deadline, "task never started"
+        time.sleep(0.05)
+    starter.send_signal(signal.SIGKILL)
+    starter.wait()
+    assert not (home / "tasks" / "t1" / "result.json").exists(), "killed before the task ended"
+    # restart: any orchestra engine reconciles; the runner in tmux keeps going meanwhile
+    out = orchestra("delegate", "--task", "document the API in the README", "--wait", "--cwd", str(tmp_path),
+                    config=config, env={"ORCHESTRA_HOME": str(home)})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    deadline = time.monotonic() + 30
+    from core.store import Store
+
+    store = Store(home / "orchestra.db")
+    while store.get_task("t1").state == TaskState.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+        if (home / "tasks" / "t1" / "result.json").exists():
+            orchestra("status", config=config, env={"ORCHESTRA_HOME": str(home)})
+            # a fresh engine reconciles on start
+            subprocess.run([sys.executable, "-m", "bot", "--config", str(config), "engine"], cwd=str(ROOT), env=env,
+                           timeout=30, capture_output=True, check=False)  # fmt: skip
+    task = store.get_task("t1")
+    assert task.state == TaskState.SUCCEEDED
+    starts = [json.loads(x) for x in events.read_text().splitlines() if '"started"' in x]
+    assert len([s for s in starts if s["kind"] == "started"]) == 1, "the agent ran exactly once"
+    assert store.db.execute("SELECT COUNT(*) FROM costs WHERE task_id='t1'").fetchone()[0] == 1
+    notes = store.db.execute("SELECT COUNT(*) FROM outbox WHERE task_id='t1' AND kind='completion'").fetchone()[0]
+    assert notes == 1
+    store.close()
