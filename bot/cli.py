@@ -183,11 +183,22 @@ def _progress(task_id: str, kind: str, data: dict[str, Any]) -> None:
 def _print_delegation(d: Delegation, as_json: bool) -> None:
     task = d.task
     if as_json:
-        print(json.dumps({**task_json(task), "decision": d.decision.to_dict(), "needs_approval": d.needs_approval,
-                          "estimate_usd": d.estimate_usd, "estimate_basis": d.estimate_basis}, ensure_ascii=False))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    **task_json(task),
+                    "decision": d.decision.to_dict(),
+                    "needs_approval": d.needs_approval,
+                    "estimate_usd": d.estimate_usd,
+                    "estimate_basis": d.estimate_basis,
+                },
+                ensure_ascii=False,
+            )
+        )
         return
     basis = f"median of {d.estimate_basis} similar" if d.estimate_basis else "default, no history yet"
-    print(f"{task.id} → {task.agent} ({task.category}) · rule {d.decision.rule} · estimate ${d.estimate_usd:.2f} ({basis})")
+    route = f"{task.id} → {task.agent} ({task.category}) · rule {d.decision.rule}"
+    print(f"{route} · estimate ${d.estimate_usd:.2f} ({basis})")
     print(f"  {d.decision.reason}")
     if d.needs_approval:
         print(f"  needs approval: {d.approval_reason} — orchestra approve {task.id}")
@@ -204,7 +215,7 @@ def _cmd_status(app: App, args: argparse.Namespace) -> int:
         print(json.dumps({"active": [task_json(t) for t in active], "recent": [task_json(t) for t in done]}))
         return 0
     if not active and not done:
-        print("no tasks yet — try: orchestra delegate --task \"Create User model\" --wait")
+        print('no tasks yet — try: orchestra delegate --task "Create User model" --wait')
         return 0
     now = time.time()
     for title, tasks in (("active", active), ("recent", done)):
@@ -264,8 +275,10 @@ def _cmd_logs(app: App, args: argparse.Namespace) -> int:
 def _cmd_attach(app: App, args: argparse.Namespace) -> int:
     task = app.service.get(args.id)
     if task.id not in app.tmux.windows():
-        print(f"orchestra: {task.id} is {task.state.value} and has no tmux window; try `orchestra logs {task.id}`",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"orchestra: {task.id} is {task.state.value} and has no tmux window; try `orchestra logs {task.id}`",
+            file=sys.stderr,
+        )
         return 1
     argv = app.tmux.attach_argv(task.id)
     env = {k: v for k, v in os.environ.items() if k != "TMUX"}
@@ -382,16 +395,23 @@ def _config_check(args: argparse.Namespace) -> int:
     config, path = load_config(args.config)
     print(f"{path}: valid")
     print(f"  data dir: {config.home()}  ·  tmux: -L {config.tmux.socket_name}, session {config.tmux.session}")
-    print(f"  limits: {config.limits.max_concurrent} at once, timeout {config.limits.task_timeout_s:g}s, "
-          f"per-task cap {format_cost(config.budgets.per_task_usd) if config.budgets.per_task_usd else 'none'}")  # fmt: skip
+    print(
+        f"  limits: {config.limits.max_concurrent} at once, timeout {config.limits.task_timeout_s:g}s, "
+        f"per-task cap {format_cost(config.budgets.per_task_usd) if config.budgets.per_task_usd else 'none'}"
+    )
     for name, agent in config.agents.items():
         env = ", ".join(f"{k}←${v}" for k, v in agent.env_from.items())
-        print(f"  agent {name}: {agent.kind} · {agent.command} {' '.join(agent.args)} · max {agent.max_concurrent}"
-              + (f" · env {env}" if env else "") + ("" if agent.enabled else " · disabled"))  # fmt: skip
-    print(f"  routing: default {config.routing.default_agent}, {len(config.routing.rules)} rules of yours"
-          f"{' + the default rules' if config.routing.use_default_rules else ''}")  # fmt: skip
-    for category, agent in config.routing.categories.items():
-        print(f"    {category} → {agent}")
+        print(
+            f"  agent {name}: {agent.kind} · {agent.command} {' '.join(agent.args)} · max {agent.max_concurrent}"
+            + (f" · env {env}" if env else "")
+            + ("" if agent.enabled else " · disabled")
+        )
+    print(
+        f"  routing: default {config.routing.default_agent}, {len(config.routing.rules)} rules of yours"
+        f"{' + the default rules' if config.routing.use_default_rules else ''}"
+    )
+    for category, target in config.routing.categories.items():
+        print(f"    {category} → {target}")
     return 0
 
 

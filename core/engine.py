@@ -20,7 +20,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -213,7 +212,7 @@ class Engine:
             if os.environ.get("HOME"):
                 env["HOME"] = os.environ["HOME"]
             window_id = self.tmux.start_window(task.id, runner_argv(task_dir), cwd=task.cwd, env=env)
-        except Exception as exc:  # a start that fails ends the task, it never hangs it
+        except Exception as exc:  # noqa: BLE001 - a start that fails ends the task, it never hangs it
             log.warning("could not start %s: %s", task.id, exc)
             self._fail_unstarted(task, f"could not start: {exc}")
             return False
@@ -248,8 +247,9 @@ class Engine:
 
     def _fail_unstarted(self, task: Task, reason: str) -> None:
         now = self.clock.now()
-        if self.store.transition(task.id, [TaskState.RUNNING], TaskState.FAILED, finished_at=now, error=reason,
-                                 updated_at=now):  # fmt: skip
+        if self.store.transition(
+            task.id, [TaskState.RUNNING], TaskState.FAILED, finished_at=now, error=reason, updated_at=now
+        ):
             summary = self._summary(task, TaskState.FAILED, AgentResult(status="failed", errors=[reason]), None)
             self.store.update_task(task.id, summary_json=json.dumps(summary))
             self._announce(task.id, TaskState.FAILED, summary)
@@ -265,8 +265,9 @@ class Engine:
             seq = int(record["seq"])
         except (KeyError, TypeError, ValueError):
             return
-        if not self.store.add_event(task_id, seq, ts, kind, str(record.get("text", ""))[:2000],
-                                    {} if kind == "result" else data):  # fmt: skip
+        if not self.store.add_event(
+            task_id, seq, ts, kind, str(record.get("text", ""))[:2000], {} if kind == "result" else data
+        ):
             return
         if kind == "started":
             fields: dict[str, Any] = {"started_at": data.get("agent_started_at", ts)}
@@ -363,8 +364,14 @@ class Engine:
         text = render_phone(summary, state=state.value)
         kind = "review" if state == TaskState.NEEDS_REVIEW else "completion"
         for channel in self.channels():
-            self.store.enqueue(channel, kind, text, task_id=task_id, dedupe_key=f"{channel}:{task_id}:{kind}:{state}",
-                               ts=self.clock.now())  # fmt: skip
+            self.store.enqueue(
+                channel,
+                kind,
+                text,
+                task_id=task_id,
+                dedupe_key=f"{channel}:{task_id}:{kind}:{state}",
+                ts=self.clock.now(),
+            )
         self._notify(task_id, "finished", {"state": state.value, "summary": summary})
         self.mark_finished(task_id)
 

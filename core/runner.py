@@ -152,8 +152,12 @@ class Runner:
         started = time.time()
         if (self.dir / "cancel").exists():
             self._on_signal(signal.SIGTERM, None)  # cancelled before we were listening for signals
-        self.emit("started", f"{spec.get('agent', '')} started", {"pid": self.proc.pid, "runner_pid": os.getpid(),
-                                                                  "agent_started_at": started}, force=True)
+        self.emit(
+            "started",
+            f"{spec.get('agent', '')} started",
+            {"pid": self.proc.pid, "runner_pid": os.getpid(), "agent_started_at": started},
+            force=True,
+        )
         sys.stdout.write(f"orchestra {self.task_id}: {spec.get('agent', '')} running (pid {self.proc.pid})\n")
         sys.stdout.flush()
         if spec.get("cost_cap_usd") is not None or spec.get("price_tokens"):
@@ -179,12 +183,10 @@ class Runner:
         for path in self.spec.get("site_paths", []):
             if path not in sys.path:
                 sys.path.append(path)
-        try:
+        with contextlib.suppress(Exception):  # pricing is optional for the runner
             from core import pricing
 
             pricing.preload()
-        except Exception:  # noqa: BLE001 - pricing is optional for the runner
-            pass
         self._price_ready.set()
 
     def _pump(self, started: float) -> int:

@@ -50,8 +50,7 @@ class Delegation:
 
 def build_router(config: Config, *, available: Any = None) -> Router:
     rules = [
-        Rule(r.name, r.pattern, r.category, r.agent, r.require_approval, r.require_review)
-        for r in config.routing.rules
+        Rule(r.name, r.pattern, r.category, r.agent, r.require_approval, r.require_review) for r in config.routing.rules
     ]
     if config.routing.use_default_rules:
         rules += load_default_rules()
@@ -110,9 +109,14 @@ class Service:
             raise AgentUnavailable(str(exc)) from None
 
     def delegate(
-        self, text: str, *, agent: str | None = None, cwd: str | None = None, actor: Actor = LOCAL,
+        self,
+        text: str,
+        *,
+        agent: str | None = None,
+        cwd: str | None = None,
+        actor: Actor = LOCAL,
         parent: Task | None = None,
-    ) -> Delegation:  # fmt: skip
+    ) -> Delegation:
         """Route, estimate, apply the approval policy and queue a task; start it if a slot is free."""
         body = text.strip()
         if not body:
@@ -192,8 +196,14 @@ class Service:
             f"Why: {why}\nApprove: orchestra approve {task.id} · Reject: orchestra reject {task.id}"
         )
         for channel in self._channels():
-            self.store.enqueue(channel, "approval", text, task_id=task.id,
-                               dedupe_key=f"{channel}:{task.id}:approval:start", ts=self.clock.now())  # fmt: skip
+            self.store.enqueue(
+                channel,
+                "approval",
+                text,
+                task_id=task.id,
+                dedupe_key=f"{channel}:{task.id}:approval:start",
+                ts=self.clock.now(),
+            )
 
     def _workdir(self, cwd: str | None) -> str:
         chosen = cwd or self.config.workspace or os.getcwd()
@@ -241,8 +251,14 @@ class Service:
         task = self.get(task_id)
         now = self.clock.now()
         if task.state in (TaskState.QUEUED, TaskState.AWAITING_APPROVAL):
-            if self.store.transition(task.id, [TaskState.QUEUED, TaskState.AWAITING_APPROVAL], TaskState.CANCELLED,
-                                     finished_at=now, updated_at=now, error="cancelled before it started"):  # fmt: skip
+            if self.store.transition(
+                task.id,
+                [TaskState.QUEUED, TaskState.AWAITING_APPROVAL],
+                TaskState.CANCELLED,
+                finished_at=now,
+                updated_at=now,
+                error="cancelled before it started",
+            ):
                 self._audit(actor, "cancel", task.id, f"was {task.state.value}")
                 if self.engine is not None:
                     self.engine.mark_finished(task.id)
@@ -258,8 +274,14 @@ class Service:
         with contextlib.suppress(Exception):
             self.tmux.kill(task.id)
         now = self.clock.now()
-        self.store.transition(task.id, [TaskState.RUNNING], TaskState.CANCELLED, finished_at=now, updated_at=now,
-                              error="cancelled; its runner was gone")  # fmt: skip
+        self.store.transition(
+            task.id,
+            [TaskState.RUNNING],
+            TaskState.CANCELLED,
+            finished_at=now,
+            updated_at=now,
+            error="cancelled; its runner was gone",
+        )
 
     def cancel_all(self, *, actor: Actor = LOCAL) -> list[str]:
         cancelled = []
@@ -299,8 +321,9 @@ class Service:
         task = self.get(task_id)
         now = self.clock.now()
         gate = {TaskState.AWAITING_APPROVAL: "start", TaskState.NEEDS_REVIEW: "review"}.get(task.state)
-        if gate is not None and self.store.transition(task.id, [task.state], TaskState.REJECTED, updated_at=now,
-                                                      error=reason or "rejected"):  # fmt: skip
+        if gate is not None and self.store.transition(
+            task.id, [task.state], TaskState.REJECTED, updated_at=now, error=reason or "rejected"
+        ):
             self.store.record_approval(task.id, gate, "rejected", actor.name, reason, now)
             self._audit(actor, "reject", task.id, reason)
             if gate == "start" and self.engine is not None:
@@ -392,7 +415,8 @@ def task_json(task: Task) -> dict[str, Any]:
     data = {k: getattr(task, k) for k in task.__dataclass_fields__}
     data["state"] = task.state.value
     data["duration_s"] = task.duration_s
-    return json.loads(json.dumps(data, default=str))
+    plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return plain
 
 
 __all__ = ["ACTIVE_STATES", "LOCAL", "Actor", "Delegation", "Service", "build_router", "task_json"]

@@ -53,7 +53,10 @@ import re
 import signal
 import sys
 import time
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 VERSION = "2.1.332 (Claude Code stand-in)"
 DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -408,9 +411,7 @@ class Run:
             )
         self.api_call(_text(summary))
         self.pause()
-        denials = (
-            [{"tool_name": "Write", "tool_use_id": tool_id, "tool_input": write["input"]}] if denied else []
-        )
+        denials = [{"tool_name": "Write", "tool_use_id": tool_id, "tool_input": write["input"]}] if denied else []
         self.result("success", summary, permission_denials=denials)
         return 0
 
@@ -548,9 +549,7 @@ def _env_usage(mode: str) -> dict[str, int]:
             raise TypeError
         return {key: int(given.get(key, 0)) for key in USAGE_KEYS}
     except (ValueError, TypeError):
-        raise UsageError(
-            f"stand-in: ORCHESTRA_STANDIN_USAGE is not a JSON object of counts: {raw!r}"
-        ) from None
+        raise UsageError(f"stand-in: ORCHESTRA_STANDIN_USAGE is not a JSON object of counts: {raw!r}") from None
 
 
 def _env_delay(mode: str) -> float:

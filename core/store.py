@@ -61,14 +61,14 @@ _TASK_COLUMNS = {
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
-    db["tasks"].create(_TASK_COLUMNS, pk="num", not_null={"id", "text", "state"}, defaults={"last_seq": 0})
-    db["tasks"].create_index(["id"], unique=True)
-    db["tasks"].create_index(["state", "num"])
-    db["events"].create(
+    db.table("tasks").create(_TASK_COLUMNS, pk="num", not_null={"id", "text", "state"}, defaults={"last_seq": 0})
+    db.table("tasks").create_index(["id"], unique=True)
+    db.table("tasks").create_index(["state", "num"])
+    db.table("events").create(
         {"task_id": str, "seq": int, "ts": float, "kind": str, "text": str, "data_json": str},
         pk=("task_id", "seq"),
     )
-    db["costs"].create(
+    db.table("costs").create(
         {
             "task_id": str,
             "ts": float,
@@ -84,8 +84,8 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         },
         pk="task_id",
     )
-    db["costs"].create_index(["agent", "category"])
-    db["routing_decisions"].create(
+    db.table("costs").create_index(["agent", "category"])
+    db.table("routing_decisions").create(
         {
             "task_id": str,
             "ts": float,
@@ -99,16 +99,16 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         },
         pk="task_id",
     )
-    db["approvals"].create(
+    db.table("approvals").create(
         {"id": int, "task_id": str, "gate": str, "decision": str, "actor": str, "reason": str, "ts": float},
         pk="id",
     )
-    db["approvals"].create_index(["task_id"])
-    db["audit"].create(
+    db.table("approvals").create_index(["task_id"])
+    db.table("audit").create(
         {"id": int, "ts": float, "actor": str, "source": str, "action": str, "task_id": str, "detail": str},
         pk="id",
     )
-    db["outbox"].create(
+    db.table("outbox").create(
         {
             "id": int,
             "dedupe_key": str,
@@ -126,8 +126,8 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         pk="id",
         defaults={"attempts": 0},
     )
-    db["outbox"].create_index(["dedupe_key"], unique=True)
-    db["outbox"].create_index(["channel", "sent_at"])
+    db.table("outbox").create_index(["dedupe_key"], unique=True)
+    db.table("outbox").create_index(["channel", "sent_at"])
 
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
@@ -147,6 +147,7 @@ class Store:
         conn.execute("PRAGMA synchronous = NORMAL")
         self.db = sqlite_utils.Database(conn)
         self._conn = conn
+        self._column_cache: dict[str, list[str]] = {}
         self._migrate()
 
     def close(self) -> None:
@@ -292,7 +293,7 @@ class Store:
 
     # -- costs, routing, approvals, audit -------------------------------------------------
     def record_cost(self, row: dict[str, Any]) -> None:
-        self.db["costs"].insert(row, replace=True)
+        self.db.table("costs").insert(row, replace=True)
 
     def cost_history(self, agent: str, category: str, limit: int = 200) -> list[float]:
         rows = self._conn.execute(
@@ -330,32 +331,30 @@ class Store:
         }
 
     def record_route(self, row: dict[str, Any]) -> None:
-        self.db["routing_decisions"].insert(row, replace=True)
+        self.db.table("routing_decisions").insert(row, replace=True)
 
     def route_of(self, task_id: str) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT * FROM routing_decisions WHERE task_id = ?", (task_id,)).fetchone()
         return None if row is None else self._row_dict(row, table="routing_decisions")
 
     def record_approval(self, task_id: str, gate: str, decision: str, actor: str, reason: str, ts: float) -> None:
-        self.db["approvals"].insert(
+        self.db.table("approvals").insert(
             {"task_id": task_id, "gate": gate, "decision": decision, "actor": actor, "reason": reason, "ts": ts}
         )
 
     def approvals(self, task_id: str) -> list[dict[str, Any]]:
-        return list(self.db["approvals"].rows_where("task_id = ?", [task_id], order_by="id"))
+        return list(self.db.table("approvals").rows_where("task_id = ?", [task_id], order_by="id"))
 
     def audit(self, ts: float, actor: str, source: str, action: str, task_id: str | None, detail: str) -> None:
-        self.db["audit"].insert(
+        self.db.table("audit").insert(
             {"ts": ts, "actor": actor, "source": source, "action": action, "task_id": task_id, "detail": detail}
         )
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
-        return list(self.db["audit"].rows_where(order_by="id desc", limit=limit))
+        return list(self.db.table("audit").rows_where(order_by="id desc", limit=limit))
 
     # -- outbox ---------------------------------------------------------------------------
-    def enqueue(
-        self, channel: str, kind: str, text: str, *, task_id: str | None, dedupe_key: str, ts: float
-    ) -> bool:
+    def enqueue(self, channel: str, kind: str, text: str, *, task_id: str | None, dedupe_key: str, ts: float) -> bool:
         """Queue a message for a channel; the same ``dedupe_key`` is queued once only. True if new."""
         cursor = self._conn.execute(
             "INSERT OR IGNORE INTO outbox (dedupe_key, channel, kind, task_id, text, payload_json, created_at, "
@@ -365,7 +364,10 @@ class Store:
         return cursor.rowcount == 1
 
     def pending(self, channel: str, *, task_id: str | None = None, now: float | None = None) -> list[Notification]:
-        sql = "SELECT id, channel, kind, text, task_id, dedupe_key, created_at FROM outbox WHERE channel = ? AND sent_at IS NULL"
+        sql = (
+            "SELECT id, channel, kind, text, task_id, dedupe_key, created_at FROM outbox "
+            "WHERE channel = ? AND sent_at IS NULL"
+        )
         params: list[Any] = [channel]
         if task_id is not None:
             sql += " AND task_id = ?"
@@ -394,8 +396,6 @@ class Store:
     def _row_dict(self, row: tuple[Any, ...], table: str = "tasks") -> dict[str, Any]:
         names = self._columns(table)
         return dict(zip(names, row, strict=False))
-
-    _column_cache: dict[str, list[str]] = {}
 
     def _columns(self, table: str) -> list[str]:
         names = self._column_cache.get(table)

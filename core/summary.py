@@ -63,26 +63,27 @@ def files_changed(baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
             if len(parts) == 3:
                 added, removed, name = parts
                 changes.append(
-                    {"path": name, "added": int(added) if added.isdigit() else 0,
-                     "removed": int(removed) if removed.isdigit() else 0}
-                )  # fmt: skip
+                    {
+                        "path": name,
+                        "added": int(added) if added.isdigit() else 0,
+                        "removed": int(removed) if removed.isdigit() else 0,
+                    }
+                )
     before = set(baseline.get("untracked", []))
     for name in _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0"):
         if name and name not in before:
             try:
                 with open(root / name, "rb") as fh:
-                    added = sum(1 for _ in fh)
+                    lines = sum(1 for _ in fh)
             except OSError:
-                added = 0
-            changes.append({"path": name, "added": added, "removed": 0})
+                lines = 0
+            changes.append({"path": name, "added": lines, "removed": 0})
     return changes
 
 
 def digest_lines(final_text: str, tool_lines: list[str], errors: list[str], limit: int = 3) -> list[str]:
     """Up to three short lines saying what was done, from the agent's final text first."""
-    lines: list[str] = []
-    for error in errors[:1]:
-        lines.append(error)
+    lines: list[str] = list(errors[:1])
     for raw in final_text.splitlines():
         text = raw.strip().lstrip("-*• ").strip()
         if text and not text.startswith("```"):

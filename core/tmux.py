@@ -68,9 +68,20 @@ class TmuxManager:
         if not self.server.has_session(self.session):
             try:
                 self._run(
-                    "new-session", "-d", "-s", self.session, "-n", _HOME_WINDOW, "-x", "200", "-y", "50",
-                    "sh", "-c", "echo 'Orchestra task windows: Ctrl-b w to list them.'; exec tail -f /dev/null",
-                )  # fmt: skip
+                    "new-session",
+                    "-d",
+                    "-s",
+                    self.session,
+                    "-n",
+                    _HOME_WINDOW,
+                    "-x",
+                    "200",
+                    "-y",
+                    "50",
+                    "sh",
+                    "-c",
+                    "echo 'Orchestra task windows: Ctrl-b w to list them.'; exec tail -f /dev/null",
+                )
             except TmuxError:
                 if not self.server.has_session(self.session):  # another process may have won the race
                     raise
@@ -97,13 +108,17 @@ class TmuxManager:
             return {}
         try:
             lines = self._run(
-                "list-windows", "-t", f"{self.session}:", "-F", "#{window_name}\t#{window_id}\t#{pane_pid}\t#{pane_dead}"
+                "list-windows",
+                "-t",
+                f"{self.session}:",
+                "-F",
+                "#{window_name}\t#{window_id}\t#{pane_pid}\t#{pane_dead}",
             )
         except TmuxError:
             return {}
         found = {}
         for line in lines:
-            name, window_id, pid, dead = (line.split("\t") + ["", "", "0", "0"])[:4]
+            name, window_id, pid, dead = [*line.split("\t"), "", "", "0", "0"][:4]
             if name != _HOME_WINDOW:
                 found[name] = WindowInfo(name, window_id, int(pid or 0), dead == "1")
         return found

@@ -88,12 +88,19 @@ def repo(tmp_path: Path) -> Path:
     return path
 
 
-def orchestra(*args: str, config: Path, env: dict[str, str] | None = None, timeout: float = 60,
-              input: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def orchestra(
+    *args: str, config: Path, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `orchestra` entry point as a user would."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("TMUX", None)
     return subprocess.run(
         [sys.executable, "-m", "bot", "--config", str(config), *args],
-        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=str(ROOT), input=input, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=str(ROOT),
+        input=input,
+        check=False,
+    )

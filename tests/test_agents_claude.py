@@ -20,9 +20,7 @@ FIXTURES = ROOT / "tests" / "data" / "claude"
 CWD = "/tmp/orchestra-task-7"
 
 
-def parse(
-    name: str, exit_code: int = 0, stderr: str = ""
-) -> tuple[list[AgentEvent], AgentResult, ClaudeParser]:
+def parse(name: str, exit_code: int = 0, stderr: str = "") -> tuple[list[AgentEvent], AgentResult, ClaudeParser]:
     parser = ClaudeParser()
     events: list[AgentEvent] = []
     # split("\n") rather than splitlines(): a crash leaves a last line without its newline.

@@ -144,15 +144,17 @@ async def test_cost_cap_stops_agent_over_budget(make_app: Any, tmp_path: Path) -
 async def test_concurrency_limit_and_fifo(make_app: Any, tmp_path: Path) -> None:
     agent = {"kind": "command", "command": "sleep", "args": ["0.6"], "max_concurrent": 4}
     app = make_app(agents__sleeper=agent, limits__max_concurrent=2)
+    dispatched: list[str] = []
+    app.engine.listeners.append(lambda tid, kind, _data: dispatched.append(tid) if kind == "dispatched" else None)
     await started(app)
     try:
         ids = [app.service.delegate(f"task {i}", agent="sleeper", cwd=str(tmp_path)).task.id for i in range(4)]
+        assert [app.store.get_task(i).state for i in ids] == ["running", "running", "queued", "queued"]
         tasks = [await app.engine.wait_finished(i, timeout=30) for i in ids]
     finally:
         await app.engine.stop()
     assert all(t.state == TaskState.SUCCEEDED for t in tasks)
-    starts = [t.started_at or 0 for t in tasks]
-    assert starts == sorted(starts), "tasks must start in FIFO order"
+    assert dispatched == ids, "tasks must be dispatched in FIFO order"
     spans = [(t.started_at or 0, t.finished_at or 0) for t in tasks]
     for t, _ in spans:
         overlapping = sum(1 for s, e in spans if s <= t < e)
@@ -264,10 +266,25 @@ def test_killed_starter_is_recovered_once(tmp_path: Path, home: Path, config_dat
     env = {**os.environ, "ORCHESTRA_HOME": str(home)}
     env.pop("TMUX", None)
     starter = subprocess.Popen(
-        [sys.executable, "-m", "bot", "--config", str(config), "delegate", "--task", "Create User model", "--wait",
-         "--cwd", str(tmp_path)],
-        cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "--config",
+            str(config),
+            "delegate",
+            "--task",
+            "Create User model",
+            "--wait",
+            "--cwd",
+            str(tmp_path),
+        ],
+        cwd=str(ROOT),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     events = home / "tasks" / "t1" / "events.jsonl"
     deadline = time.monotonic() + 20
     while not (events.exists() and b'"tool_use"' in events.read_bytes()):
@@ -277,8 +294,16 @@ def test_killed_starter_is_recovered_once(tmp_path: Path, home: Path, config_dat
     starter.wait()
     assert not (home / "tasks" / "t1" / "result.json").exists(), "killed before the task ended"
     # restart: any orchestra engine reconciles; the runner in tmux keeps going meanwhile
-    out = orchestra("delegate", "--task", "document the API in the README", "--wait", "--cwd", str(tmp_path),
-                    config=config, env={"ORCHESTRA_HOME": str(home)})  # fmt: skip
+    out = orchestra(
+        "delegate",
+        "--task",
+        "document the API in the README",
+        "--wait",
+        "--cwd",
+        str(tmp_path),
+        config=config,
+        env={"ORCHESTRA_HOME": str(home)},
+    )
     assert out.returncode == 0, out.stderr
     deadline = time.monotonic() + 30
     from core.store import Store
@@ -290,8 +315,14 @@ def test_killed_starter_is_recovered_once(tmp_path: Path, home: Path, config_dat
         if (home / "tasks" / "t1" / "result.json").exists():
             orchestra("status", config=config, env={"ORCHESTRA_HOME": str(home)})
             # a fresh engine reconciles on start
-            subprocess.run([sys.executable, "-m", "bot", "--config", str(config), "engine"], cwd=str(ROOT), env=env,
-                           timeout=30, capture_output=True, check=False)  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "bot", "--config", str(config), "engine"],
+                cwd=str(ROOT),
+                env=env,
+                timeout=30,
+                capture_output=True,
+                check=False,
+            )
     task = store.get_task("t1")
     assert task.state == TaskState.SUCCEEDED
     starts = [json.loads(x) for x in events.read_text().splitlines() if '"started"' in x]

@@ -39,9 +39,7 @@ def standin_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_standin(
-    cwd: Path, *args: str, stdin: bytes | None = None, **env: str
-) -> subprocess.CompletedProcess[bytes]:
+def run_standin(cwd: Path, *args: str, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "core.standin", *args],
         check=False,
@@ -71,9 +69,7 @@ def sonnet_list_price(calls: int) -> float:
 
 
 def test_default_run_writes_the_file_and_reports_like_claude(tmp_path: Path) -> None:
-    proc = run_standin(
-        tmp_path, "-p", "Create User model", *STREAM, ORCHESTRA_STANDIN_USAGE=json.dumps(PER_CALL)
-    )
+    proc = run_standin(tmp_path, "-p", "Create User model", *STREAM, ORCHESTRA_STANDIN_USAGE=json.dumps(PER_CALL))
     parser, result = parse(proc)
 
     assert proc.returncode == 0, proc.stderr
@@ -142,9 +138,7 @@ def test_max_turns_fails(tmp_path: Path) -> None:
 
 
 def test_permission_denied_succeeds_without_the_file(tmp_path: Path) -> None:
-    proc = run_standin(
-        tmp_path, "-p", "Create User model", *STREAM, ORCHESTRA_STANDIN_MODE="permission_denied"
-    )
+    proc = run_standin(tmp_path, "-p", "Create User model", *STREAM, ORCHESTRA_STANDIN_MODE="permission_denied")
     _, result = parse(proc)
     assert proc.returncode == 0
     assert result.status == "succeeded"
@@ -264,9 +258,7 @@ def start(cwd: Path, **env: str) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_ends_a_hanging_run_promptly_and_silently(
-    tmp_path: Path, signum: signal.Signals, code: int
-) -> None:
+def test_signal_ends_a_hanging_run_promptly_and_silently(tmp_path: Path, signum: signal.Signals, code: int) -> None:
     proc = start(tmp_path, ORCHESTRA_STANDIN_MODE="hang")
     try:
         assert proc.stdout is not None
@@ -306,3 +298,17 @@ def test_spend_mode_grows_live_usage_until_stopped(tmp_path: Path) -> None:
     assert seen == [100_000, 200_000, 300_000, 400_000]
     assert parser.live_cost_usd() is None
     assert parser.finish(143, "").status == "failed"
+
+
+def test_runs_as_a_script_without_site_packages(tmp_path: Path) -> None:
+    # bots.yaml starts it as ``{python} -S {orchestra}/core/standin.py``: stdlib only.
+    proc = subprocess.run(
+        [sys.executable, "-S", str(ROOT / "core" / "standin.py"), "-p", "Create User model", *STREAM],
+        cwd=tmp_path,
+        env=standin_env(ORCHESTRA_STANDIN_MODE="noop"),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert parse(proc)[1].status == "succeeded"

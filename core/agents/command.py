@@ -71,9 +71,7 @@ def _check_arg(task_text: str) -> None:
     if len(task_text.encode("utf-8", "surrogatepass")) > MAX_ARG_BYTES:
         raise ValueError("task text too long for a command-line argument; use {task_file} in args")
     if "\0" in task_text:
-        raise ValueError(
-            "task text contains a NUL byte, which no argument can carry; use {task_file} in args"
-        )
+        raise ValueError("task text contains a NUL byte, which no argument can carry; use {task_file} in args")
 
 
 class CommandParser:
@@ -133,10 +131,7 @@ class CommandParser:
             stderr_text = "\n".join(line for line in stderr_lines if line)[-500:]
             if stderr_text:
                 errors.append(f"stderr: {stderr_text}")
-        if self._final_text is not None:
-            final_text = self._final_text
-        else:
-            final_text = "\n".join(self._tail)[-_TAIL_CHARS:]
+        final_text = self._final_text if self._final_text is not None else "\n".join(self._tail)[-_TAIL_CHARS:]
         return AgentResult(
             status="succeeded" if exit_code == 0 else "failed",
             final_text=final_text,
