@@ -26,6 +26,7 @@ def base_config(socket_name: str) -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load((ROOT / "bots.yaml").read_text())
     data["tmux"] = {"socket_name": socket_name, "session": "test", "config_file": "/dev/null"}
     data["agents"]["standin"]["env"] = {"ORCHESTRA_STANDIN_DELAY": "0"}
+    data["agents"]["claude"]["command"] = "claude-not-installed-here"  # same routing whatever this machine has
     data["limits"]["engine_idle_exit_s"] = 5
     return data
 

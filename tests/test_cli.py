@@ -1,0 +1,116 @@
+"""The CLI as a user runs it: real entry point in a subprocess, real tmux, real SQLite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import orchestra, requires_tmux
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, config_data: dict[str, Any], home: Path) -> Path:
+    path = tmp_path / "bots.yaml"
+    path.write_text(yaml.safe_dump(config_data))
+    return path
+
+
+def run(cfg: Path, home: Path, *args: str, **kw: Any) -> Any:
+    return orchestra(*args, config=cfg, env={"ORCHESTRA_HOME": str(home)}, **kw)
+
+
+@requires_tmux
+def test_delegate_wait_prints_route_and_notification(cfg: Path, home: Path, repo: Path) -> None:
+    out = run(cfg, home, "delegate", "--task", "Create User model", "--wait", "--cwd", str(repo))
+    assert out.returncode == 0, out.stderr
+    assert "t1 → standin" in out.stdout
+    assert "notification (completion)" in out.stdout
+    assert "✅ t1 succeeded" in out.stdout
+    assert "user_model.py +" in out.stdout
+    status = json.loads(run(cfg, home, "status", "--json").stdout)
+    assert status["recent"][0]["id"] == "t1"
+    assert status["recent"][0]["state"] == "succeeded"
+    shown = json.loads(run(cfg, home, "show", "t1", "--json").stdout)
+    assert shown["summary"]["files"][0]["path"] == "user_model.py"
+    logs = run(cfg, home, "logs", "t1")
+    assert '"type":"result"' in logs.stdout.replace(" ", "")
+    cost = run(cfg, home, "cost")
+    assert "standin" in cost.stdout
+
+
+@requires_tmux
+def test_delegate_without_wait_finishes_via_background_engine(cfg: Path, home: Path, tmp_path: Path) -> None:
+    out = run(cfg, home, "delegate", "--task", "write docs for the API", "--cwd", str(tmp_path), "--json")
+    assert out.returncode == 0, out.stderr
+    task = json.loads(out.stdout)
+    assert task["decision"]["category"] == "docs"
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        state = json.loads(run(cfg, home, "show", task["id"], "--json").stdout)["state"]
+        if state == "succeeded":
+            break
+        assert time.monotonic() < deadline, state
+        time.sleep(0.3)
+
+
+def test_route_json_runs_nothing(cfg: Path, home: Path) -> None:
+    out = run(cfg, home, "route", "add a React login form with validation", "--json")
+    assert out.returncode == 0, out.stderr
+    decision = json.loads(out.stdout)
+    assert set(decision) >= {"agent", "category", "rule", "reason"}
+    assert decision["category"] == "frontend"
+    assert decision["agent"] == "standin"  # claude is not installed here, so it is skipped
+    assert "claude" in decision["reason"]
+    assert not (home / "tasks").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["show", "t999"], 1, "orchestra: unknown task 't999'"),
+        (["cancel", "nope"], 1, "orchestra: unknown task 'nope'"),
+        (["delegate", "--task", "x", "--agent", "ghost"], 1, "orchestra: unknown agent 'ghost'"),
+        (["delegate", "--task", "x", "--cwd", "/no/such/dir"], 1, "does not exist"),
+        (["delegate", "--task", "   "], 1, "the task text is empty"),
+        (["status", "--bogus"], 2, "unrecognized arguments: --bogus"),
+        (["frobnicate"], 2, "invalid choice"),
+    ],
+)
+def test_errors_are_one_line(cfg: Path, home: Path, args: list[str], code: int, message: str) -> None:
+    out = run(cfg, home, *args)
+    assert out.returncode == code
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_agent_cli_is_one_line(cfg: Path, home: Path, config_data: dict[str, Any]) -> None:
+    config_data["routing"]["default_agent"] = "claude"
+    cfg.write_text(yaml.safe_dump(config_data))
+    out = run(cfg, home, "delegate", "--task", "fix the login bug")
+    assert out.returncode == 1
+    assert "claude" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_doctor_reports_tmux_agents_and_data_dir(cfg: Path, home: Path) -> None:
+    out = run(cfg, home, "doctor")
+    assert "tmux" in out.stdout
+    assert "agent claude" in out.stdout and "not found" in out.stdout
+    assert "agent standin" in out.stdout and "2.1.332" in out.stdout
+    assert "data dir" in out.stdout
+
+
+def test_help_lists_every_command(cfg: Path, home: Path) -> None:
+    out = run(cfg, home, "--help")
+    for command in ("delegate", "status", "show", "peek", "logs", "attach", "cancel", "retry", "approve",
+                    "reject", "route", "cost", "doctor", "demo", "config"):  # fmt: skip
+        assert command in out.stdout
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        assert f"orchestra {command}" in readme or command in ("show", "attach", "peek"), command

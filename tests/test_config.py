@@ -1,0 +1,99 @@
+"""bots.yaml validation: typed, key paths in every error, secrets only by env var name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from core.config import load_config, parse_config
+from core.errors import ConfigError
+from tests.conftest import ROOT, orchestra
+
+
+def shipped() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "bots.yaml").read_text())
+    return data
+
+
+def test_shipped_config_is_valid() -> None:
+    config, path = load_config(ROOT / "bots.yaml")
+    assert path == ROOT / "bots.yaml"
+    assert config.routing.default_agent == "standin"
+    assert set(config.routing.categories) == {
+        "architecture", "backend", "frontend", "tests", "docs", "bugfix", "refactor", "devops",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["agents"]["claude"].update(max_concurrent=0), "agents.claude.max_concurrent: must be ≥ 1"),
+        (lambda d: d["agents"]["claude"].update(colour="red"), "agents.claude.colour: unknown key"),
+        (lambda d: d.update(telegarm={}), "telegarm: unknown key"),
+        (lambda d: d["limits"].update(task_timeout_s="soon"), "limits.task_timeout_s: must be a number"),
+        (lambda d: d["agents"]["claude"].update(kind="gpt"), "agents.claude.kind: must be one of"),
+        (lambda d: d["routing"].update(default_agent="nobody"), "'nobody' is not a configured agent"),
+        (
+            lambda d: d["routing"]["categories"].update(backend="ghost"),
+            "routing.categories.backend: 'ghost' is not a configured agent",
+        ),
+        (
+            lambda d: d["routing"].update(rules=[{"name": "x", "pattern": "(", "category": "backend"}]),
+            "routing.rules.0.pattern: not a valid regular expression",
+        ),
+        (
+            lambda d: d["agents"]["claude"].update(env={"ANTHROPIC_API_KEY": "sk-ant-123"}),
+            "looks like a secret",
+        ),
+        (lambda d: d["tmux"].update(socket_name="../evil"), "tmux.socket_name: use letters"),
+        (lambda d: d.pop("agents"), "agents: required key is missing"),
+    ],
+)
+def test_bad_values_name_the_key_path(edit: Any, message: str) -> None:
+    data = shipped()
+    edit(data)
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_env_from_reads_secret_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-secret-value")
+    config = parse_config(shipped())
+    assert config.secret_env("claude") == {"ANTHROPIC_API_KEY": "sk-test-secret-value"}
+    assert "sk-test-secret-value" not in str(config.agent_settings("claude"))
+
+
+def test_multi_word_command_is_split_not_shelled() -> None:
+    settings = parse_config(shipped()).agent_settings("standin")
+    assert settings.command.endswith("python") or "python" in settings.command
+    assert settings.prefix_args[0] == "-S"
+    assert settings.prefix_args[1].endswith("core/standin.py")
+    assert settings.splice(["X", "-p", "t"]) == ["X", *settings.prefix_args, "-p", "t"]
+
+
+def test_yaml_syntax_error_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bots.yaml"
+    bad.write_text("agents: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot read YAML"):
+        load_config(bad)
+
+
+def test_config_check_cli(tmp_path: Path) -> None:
+    ok = orchestra("config", "check", config=ROOT / "bots.yaml", env={"ORCHESTRA_HOME": str(tmp_path)})
+    assert ok.returncode == 0
+    assert "valid" in ok.stdout
+    assert "agent standin" in ok.stdout
+    data = shipped()
+    data["agents"]["echo"]["max_concurrent"] = 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    out = orchestra("config", "check", config=bad, env={"ORCHESTRA_HOME": str(tmp_path)})
+    assert out.returncode == 1
+    assert out.stderr.strip().endswith("agents.echo.max_concurrent: must be ≥ 1")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr
