@@ -136,10 +136,14 @@ class Engine:
             writer.close()
         if runner_of is not None:
             # A runner hung up: normally after its result; if not, it died and must not hang the task.
-            await asyncio.sleep(0.5)
-            task = self.store.find_task(runner_of)
-            if task is not None and task.state == TaskState.RUNNING:
-                self._settle(task, self.tmux.windows(), grace=0.0)
+            asyncio.get_running_loop().call_later(0.5, self._check_hung_up, runner_of)
+
+    def _check_hung_up(self, task_id: str) -> None:
+        if not self.owner:
+            return
+        task = self.store.find_task(task_id)
+        if task is not None and task.state == TaskState.RUNNING:
+            self._settle(task, self.tmux.windows(), grace=0.0)
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -255,7 +259,7 @@ class Engine:
             self._announce(task.id, TaskState.FAILED, summary)
 
     # -- ingest -----------------------------------------------------------------------------
-    def ingest(self, record: dict[str, Any]) -> None:
+    def ingest(self, record: dict[str, Any], *, replaying: bool = False) -> None:
         """Apply one runner event (live or replayed from disk); repeats are ignored."""
         task_id = str(record.get("task", ""))
         kind = str(record.get("kind", ""))
@@ -264,6 +268,11 @@ class Engine:
         try:
             seq = int(record["seq"])
         except (KeyError, TypeError, ValueError):
+            return
+        last = self.store.task_field(task_id, "last_seq")
+        if last is not None and seq > int(last) + 1 and not replaying:
+            # Events the runner could not send while no engine listened: they are in its file.
+            self.replay(task_id)
             return
         if not self.store.add_event(
             task_id, seq, ts, kind, str(record.get("text", ""))[:2000], {} if kind == "result" else data
@@ -392,7 +401,7 @@ class Engine:
                 except ValueError:
                     continue  # a line cut short by a crash
                 if int(record.get("seq", 0)) > last:
-                    self.ingest(record)
+                    self.ingest(record, replaying=True)
 
     def reconcile(self) -> None:
         """Bring the store in line with tmux and the runners' files after a (re)start."""
