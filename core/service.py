@@ -93,8 +93,15 @@ class Service:
         self.clock = clock
         self.home = home
         self.engine = engine
-        self.router = router or build_router(config)
+        self._router = router
         self.autostart_engine = autostart_engine
+
+    @property
+    def router(self) -> Router:
+        """Built on first use: compiling the rules is the slowest part of a CLI start."""
+        if self._router is None:
+            self._router = build_router(self.config)
+        return self._router
 
     # -- delegate ---------------------------------------------------------------------------
     def route(self, text: str, *, agent: str | None = None) -> RouteDecision:
