@@ -8,6 +8,7 @@ end, whatever happened.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -133,6 +134,7 @@ def cpu_sample(tmux_pid: int | None) -> CpuSample:
 class Recorder:
     """An ``Engine.listeners`` entry: stamps the arrival (time.time()) of every event in the engine."""
 
+    dispatched_at: dict[str, float] = field(default_factory=dict)
     started: dict[str, dict[str, Any]] = field(default_factory=dict)
     result_at: dict[str, float] = field(default_factory=dict)
     result: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -142,7 +144,9 @@ class Recorder:
     def __call__(self, task_id: str, kind: str, data: dict[str, Any]) -> None:
         now = time.time()
         self.counts[(task_id, kind)] += 1
-        if kind == "started":
+        if kind == "dispatched":
+            self.dispatched_at[task_id] = now
+        elif kind == "started":
             self.started[task_id] = {**data, "_arrived": now}
         elif kind == "result":
             self.result_at[task_id] = now
@@ -207,6 +211,7 @@ async def bench_app(agents: dict[str, dict[str, Any]], limits: dict[str, Any]) -
     config_path.write_text(yaml.safe_dump(make_config(socket_name, agents, limits)), encoding="utf-8")
     app = open_app(config_path)
     recorder = Recorder()
+    info(f"machine: {os.cpu_count()} cores, load average {machine_load()} at start; tmux -L {socket_name}")
     bench = Bench(app, socket_name, tmp, workdir, recorder)
     try:
         if not app.engine.acquire():
@@ -216,10 +221,17 @@ async def bench_app(agents: dict[str, dict[str, Any]], limits: dict[str, Any]) -
         try:
             yield bench
         finally:
+            # The engine checks a hung-up runner 0.5 s after it hangs up; let those checks run first.
+            await asyncio.sleep(0.6)
             await app.engine.stop()
     finally:
+        info(f"machine: load average {machine_load()} at the end of the measurements")
         app.close()
         bench.tmux("kill-server")
+        # tmux 3.3a leaves the socket file of a killed server behind; it is ours, remove it
+        tmpdir = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+        with contextlib.suppress(OSError):
+            (tmpdir / socket_name).unlink()
         commands = {Path(str(a.get("command", ""))).name for a in agents.values()}
         for pid in bench.agent_pids():  # agents run in their own sessions: make sure none outlives us
             if _is_agent(pid, commands):
@@ -231,6 +243,12 @@ async def bench_app(agents: dict[str, dict[str, Any]], limits: dict[str, Any]) -
             else:
                 os.environ[key] = value
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def machine_load() -> str:
+    """The 1, 5 and 15 minute load averages: other work on the machine skews every figure here."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
 def _is_agent(pid: int, commands: set[str]) -> bool:
@@ -254,6 +272,7 @@ __all__ = [
     "command_agent",
     "cpu_sample",
     "info",
+    "machine_load",
     "ms",
     "percentile",
     "proc_cpu_s",

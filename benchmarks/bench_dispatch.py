@@ -1,4 +1,4 @@
-"""Dispatch and completion latency of the engine, over 200 tasks of an agent that exits at once.
+"""Dispatch and completion latency of the engine, over 200 tasks of an agent that runs 0.1 s.
 
 * dispatch latency: from ``service.delegate(...)`` returning (time.time() right after the call)
   to ``agent_started_at`` in the task's ``started`` event (time.time() in the runner right after
@@ -25,7 +25,8 @@ TARGET_DONE_P99_MS = 100.0
 
 async def run(tasks: int) -> int:
     verdicts = Verdicts()
-    agents = {"fast": command_agent("true", ["{task}"], max_concurrent=4)}
+    # A 0.1 s agent: the runner is already waiting on its output when it exits, as with a real one.
+    agents = {"fast": command_agent("sleep", ["0.1"], max_concurrent=4)}
     async with bench_app(agents, {"max_concurrent": 4}) as bench:
         service, engine, rec = bench.app.service, bench.app.engine, bench.recorder
         called: dict[str, float] = {}
@@ -51,7 +52,7 @@ async def run(tasks: int) -> int:
         in_flight = [rec.result_at[i] - float(rec.result[i]["written_at"]) for i in ids]
 
     ok_states = sum(1 for s in states if s == "succeeded")
-    info(f"tasks: {tasks} of agent `true` ({ok_states} succeeded), one at a time, max_concurrent 4")
+    info(f"tasks: {tasks} of agent `sleep 0.1` ({ok_states} succeeded), one at a time, max_concurrent 4")
     p50, p99 = percentile(dispatch, 50), percentile(dispatch, 99)
     verdicts.check(
         f"dispatch latency: p50 {ms(p50)}, p99 {ms(p99)}, max {ms(max(dispatch))} over {tasks} tasks "

@@ -28,6 +28,8 @@ from core.agents import adapter_for
 from core.agents.base import AgentResult
 from core.clock import Clock
 from core.config import Config
+from core.launch import write_launch
+from core.messages import finished_keyboard
 from core.models import RUN_END_STATES, Task, TaskState
 from core.store import Store
 from core.summary import build_summary, git_baseline, render_phone
@@ -209,6 +211,8 @@ class Engine:
             task_dir.mkdir(parents=True, exist_ok=True)
             (task_dir / "task.md").write_text(task.text, encoding="utf-8", errors="surrogateescape")
             (task_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+            argv = [a.replace("{task_file}", str(task_dir / "task.md")) for a in spec["argv"]]
+            write_launch(str(task_dir), spec["prompt_mode"], spec["env"], argv)
             baseline = git_baseline(task.cwd)
             (task_dir / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
             self._baselines[task.id] = baseline
@@ -242,7 +246,6 @@ class Engine:
             "socket": str(self.socket_path),
             "log_max_bytes": self.config.limits.log_max_bytes,
             "site_paths": [p for p in sys.path if p and "site-packages" in p],
-            "price_tokens": True,
         }
         return spec, self.config.secret_env(task.agent)
 
@@ -373,11 +376,24 @@ class Engine:
         text = render_phone(summary, state=state.value)
         kind = "review" if state == TaskState.NEEDS_REVIEW else "completion"
         for channel in self.channels():
-            self.store.enqueue(
+            if channel == "console":
+                self.store.enqueue(
+                    channel,
+                    kind,
+                    text,
+                    task_id=task_id,
+                    dedupe_key=f"{channel}:{task_id}:{kind}:{state}",
+                    ts=self.clock.now(),
+                )
+                continue
+            # A chat channel: no chat named, so its delivery sends one copy to each chat it notifies.
+            self.store.enqueue_chat(
                 channel,
                 kind,
                 text,
+                chat_id=None,
                 task_id=task_id,
+                buttons=finished_keyboard(task_id, state),
                 dedupe_key=f"{channel}:{task_id}:{kind}:{state}",
                 ts=self.clock.now(),
             )
@@ -385,7 +401,11 @@ class Engine:
         self.mark_finished(task_id)
 
     def channels(self) -> list[str]:
-        return ["console"] if self.config.notify.console else []
+        """Where completions go: the console, and each enabled chat transport (all its notify chats)."""
+        channels = ["console"] if self.config.notify.console else []
+        if self.config.telegram.enabled:
+            channels.append("telegram")
+        return channels
 
     # -- reconcile and sweep -------------------------------------------------------------------
     def replay(self, task_id: str) -> None:

@@ -18,7 +18,6 @@ import os
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -66,23 +65,25 @@ class _Link:
 
 
 class Runner:
-    def __init__(self, task_dir: Path) -> None:
-        self.dir = task_dir
-        self.spec: dict[str, Any] = json.loads((task_dir / "spec.json").read_text(encoding="utf-8"))
+    def __init__(self, task_dir: Path | str) -> None:
+        self.dir = Path(task_dir)
+        self.spec: dict[str, Any] = json.loads((self.dir / "spec.json").read_text(encoding="utf-8"))
         self.task_id: str = self.spec["task_id"]
         self.parser: OutputParser = parser_for(self.spec["parser"])
         self.link = _Link(self.spec["socket"])
-        self.events_file = open(task_dir / "events.jsonl", "ab", buffering=0)  # noqa: SIM115
-        self.log_file = open(task_dir / "output.log", "ab")  # noqa: SIM115
+        self.events_file = open(self.dir / "events.jsonl", "ab", buffering=0)  # noqa: SIM115
+        self.log_file = open(self.dir / "output.log", "ab")  # noqa: SIM115
         self.log_max = int(self.spec.get("log_max_bytes") or 0)
         self.log_written = 0
         self.seq = 0
         self.stop_reason: str | None = None  # cancelled | timed_out | over_budget
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
+        self.exit_code: int | None = None
         self.live_cost: float | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._price_ready = threading.Event()
+        self._price_started = False
 
     # -- events -------------------------------------------------------------------------
     def emit(self, kind: str, text: str = "", data: dict[str, Any] | None = None, *, force: bool = False) -> None:
@@ -119,63 +120,41 @@ class Runner:
             os.write(self._wake_w, b"x")
 
     # -- main -----------------------------------------------------------------------------
-    def run(self) -> int:
+    def failed_to_start(self, command: str, exc: OSError) -> int:
+        self.emit("started", "agent failed to start", {"error": str(exc)}, force=True)
+        reason = f"could not start {command}: {exc.strerror or exc}"
+        return self.finish(AgentResult(status="failed", errors=[reason]), exited_at=time.time())
+
+    def run(self, pid: int, out_fd: int, in_fd: int | None, started: float) -> int:
+        """Take over an agent that ``core.launch`` already spawned, and see it to the end."""
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        self.pid = pid
         spec = self.spec
-        env = {**os.environ, **spec.get("env", {})}
-        for name in spec.get("unset_env", []):
-            env.pop(name, None)
-        argv = list(spec["argv"])
-        mode = spec.get("prompt_mode", "arg")
-        task_text: str | None = None
-        if mode in ("stdin", "file"):
-            task_text = (self.dir / "task.md").read_text(encoding="utf-8", errors="surrogateescape")
-            if mode == "file":
-                argv = [a.replace("{task_file}", str(self.dir / "task.md")) for a in argv]
-        stderr_path = self.dir / "stderr.log"
-        try:
-            with open(stderr_path, "ab") as stderr_file:
-                self.proc = subprocess.Popen(
-                    argv,
-                    cwd=spec["cwd"],
-                    env=env,
-                    stdin=subprocess.PIPE if mode == "stdin" else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=stderr_file,
-                    start_new_session=True,
-                )
-        except OSError as exc:
-            self.emit("started", "agent failed to start", {"error": str(exc)}, force=True)
-            result = AgentResult(status="failed", errors=[f"could not start {argv[0]}: {exc.strerror or exc}"])
-            return self.finish(result, exited_at=time.time())
-        started = time.time()
         if (self.dir / "cancel").exists():
             self._on_signal(signal.SIGTERM, None)  # cancelled before we were listening for signals
         self.emit(
             "started",
             f"{spec.get('agent', '')} started",
-            {"pid": self.proc.pid, "runner_pid": os.getpid(), "agent_started_at": started},
+            {"pid": pid, "runner_pid": os.getpid(), "agent_started_at": started},
             force=True,
         )
-        sys.stdout.write(f"orchestra {self.task_id}: {spec.get('agent', '')} running (pid {self.proc.pid})\n")
+        sys.stdout.write(f"orchestra {self.task_id}: {spec.get('agent', '')} running (pid {pid})\n")
         sys.stdout.flush()
-        if spec.get("cost_cap_usd") is not None or spec.get("price_tokens"):
-            threading.Thread(target=self._preload_pricing, daemon=True).start()
-        if mode == "stdin" and task_text is not None:
-            threading.Thread(target=self._feed_stdin, args=(task_text,), daemon=True).start()
-        exit_code = self._pump(started)
+        if in_fd is not None:
+            text = (self.dir / "task.md").read_text(encoding="utf-8", errors="surrogateescape")
+            threading.Thread(target=self._feed_stdin, args=(in_fd, text), daemon=True).start()
+        exit_code = self._pump(out_fd, started)
         exited_at = time.time()
-        stderr_tail = _tail(stderr_path, _STDERR_TAIL)
+        stderr_tail = _tail(self.dir / "stderr.log", _STDERR_TAIL)
         result = self.parser.finish(exit_code, stderr_tail)
         result.exit_code = exit_code
         return self.finish(result, exited_at=exited_at)
 
-    def _feed_stdin(self, text: str) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
+    def _feed_stdin(self, fd: int, text: str) -> None:
         try:
-            self.proc.stdin.write(text.encode("utf-8", "surrogateescape"))
-            self.proc.stdin.close()
+            with open(fd, "wb", closefd=True) as pipe:
+                pipe.write(text.encode("utf-8", "surrogateescape"))
         except OSError:
             pass
 
@@ -189,15 +168,13 @@ class Runner:
             pricing.preload()
         self._price_ready.set()
 
-    def _pump(self, started: float) -> int:
+    def _pump(self, out_fd: int, started: float) -> int:
         """Read the agent's stdout until it exits, enforcing timeout and cost cap."""
-        assert self.proc is not None and self.proc.stdout is not None
         timeout = float(self.spec.get("timeout_s") or 0) or None
         deadline = started + timeout if timeout else None
         grace = float(self.spec.get("cancel_grace_s", 5))
         kill_at: float | None = None
         sel = selectors.DefaultSelector()
-        out_fd = self.proc.stdout.fileno()
         os.set_blocking(out_fd, False)
         sel.register(out_fd, selectors.EVENT_READ, "out")
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -246,21 +223,31 @@ class Runner:
                     buffer = b""
 
     def _wait_exit(self, kill_at: float | None) -> int | None:
-        assert self.proc is not None
         # Bounded waits: a cancel can arrive while stdout is closed but the agent still runs.
-        timeout = 0.2
+        until = time.time() + 0.2
         if kill_at is not None and kill_at != float("inf"):
-            timeout = min(timeout, max(0.0, kill_at - time.time()))
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
+            until = min(until, kill_at)
+        while True:
+            code = self._poll()
+            if code is not None or time.time() >= until:
+                return code
+            time.sleep(0.005)
+
+    def _poll(self) -> int | None:
+        if self.exit_code is None and self.pid is not None:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return -1
+            if done:
+                self.exit_code = os.waitstatus_to_exitcode(status)
+        return self.exit_code
 
     def _signal_agent(self, sig: int) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.pid is None or self._poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
+            os.killpg(self.pid, sig)
 
     def _log(self, chunk: bytes) -> None:
         if self.log_max and self.log_written >= self.log_max:
@@ -280,6 +267,10 @@ class Runner:
 
     def _update_cost(self) -> None:
         cost = self.parser.live_cost_usd()
+        if cost is None and not self._price_started:
+            # Load the price table only for agents that report tokens, and off the reading path.
+            self._price_started = True
+            threading.Thread(target=self._preload_pricing, daemon=True).start()
         if cost is None and self._price_ready.is_set():
             usage, model = self.parser.live_usage()
             try:
@@ -300,7 +291,8 @@ class Runner:
 
     def finish(self, result: AgentResult, *, exited_at: float) -> int:
         if result.cost_usd is None and (result.usage.input_tokens or result.usage.output_tokens):
-            self._preload_pricing() if not self._price_ready.is_set() else None
+            if not self._price_ready.is_set():
+                self._preload_pricing()
             try:
                 from core import pricing
 
@@ -354,15 +346,3 @@ def _tail(path: Path, size: int) -> str:
             return fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.stderr.write("usage: python -m core.runner TASK_DIR\n")
-        return 2
-    return Runner(Path(args[0])).run()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -62,8 +62,12 @@ class TmuxManager:
         return proc.stdout.splitlines()
 
     def ensure_session(self) -> None:
-        """Start the server and the session if they are not there; cheap when they are."""
-        if self._session_ready and self.server.has_session(self.session):
+        """Start the server and the session if they are not there.
+
+        Once seen, the session is trusted without asking tmux again: ``start_window`` retries
+        through here if it turns out to be gone.
+        """
+        if self._session_ready:
             return
         if not self.server.has_session(self.session):
             try:
@@ -146,9 +150,9 @@ class TmuxManager:
 
 
 def runner_argv(task_dir: Path) -> list[str]:
-    """The argv that starts the runner for a task: ``python -S`` with our package on sys.path."""
+    """The argv that starts a task's window: ``python -S`` running ``core.launch`` (then the runner)."""
     import sys
 
     root = str(Path(__file__).resolve().parent.parent)
-    boot = "import sys; sys.path.insert(0, sys.argv[1]); from core.runner import main; sys.exit(main(sys.argv[2:]))"
+    boot = "import sys; sys.path.insert(0, sys.argv[1]); from core.launch import main; sys.exit(main(sys.argv[2:]))"
     return [sys.executable, "-S", "-c", boot, root, str(task_dir)]
