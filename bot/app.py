@@ -49,7 +49,7 @@ def open_app(config_path: Path | None = None, *, clock: Clock | None = None) -> 
     store = Store(home / "orchestra.db")
     tmux = TmuxManager(config.tmux.socket_name, config.tmux.session, config_file=config.tmux.config_file)
     engine = Engine(config, store, tmux, clock, home)
-    service = Service(config, store, tmux, clock, home, engine=engine)
+    service = Service(config, store, tmux, clock, home, engine=engine, config_path=path)
     return App(config, path, home, store, tmux, clock, engine, service)
 
 

@@ -86,6 +86,7 @@ class Service:
         engine: Engine | None = None,
         router: Router | None = None,
         autostart_engine: bool = True,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -95,6 +96,7 @@ class Service:
         self.engine = engine
         self._router = router
         self.autostart_engine = autostart_engine
+        self.config_path = config_path
 
     @property
     def router(self) -> Router:
@@ -364,7 +366,9 @@ class Service:
         """Run ``orchestra engine`` in a window of Orchestra's tmux server (it exits when idle)."""
         argv = [sys.executable, "-m", "bot", "engine"]
         env = {k: v for k in ("PATH", "HOME", "ORCHESTRA_HOME", "ORCHESTRA_CONFIG") if (v := os.environ.get(k))}
-        env.setdefault("ORCHESTRA_HOME", str(self.home))
+        env["ORCHESTRA_HOME"] = str(self.home)
+        if self.config_path is not None:  # the engine must read the same bots.yaml as we did
+            env["ORCHESTRA_CONFIG"] = str(self.config_path.resolve())
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         with contextlib.suppress(Exception):

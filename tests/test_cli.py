@@ -43,20 +43,33 @@ def test_delegate_wait_prints_route_and_notification(cfg: Path, home: Path, repo
 
 
 @requires_tmux
-def test_delegate_without_wait_finishes_via_background_engine(cfg: Path, home: Path, tmp_path: Path) -> None:
+def test_delegate_without_wait_finishes_via_background_engine(
+    cfg: Path, home: Path, tmp_path: Path, config_data: dict[str, Any], socket_name: str
+) -> None:
+    import subprocess
+    import time
+
+    config_data["agents"]["standin"]["env"] = {"ORCHESTRA_STANDIN_DELAY": "0.3"}
+    cfg.write_text(yaml.safe_dump(config_data))
     out = run(cfg, home, "delegate", "--task", "write docs for the API", "--cwd", str(tmp_path), "--json")
     assert out.returncode == 0, out.stderr
     task = json.loads(out.stdout)
     assert task["decision"]["category"] == "docs"
-    import time
-
+    seen_windows: set[str] = set()
     deadline = time.monotonic() + 30
     while True:
+        listed = subprocess.run(
+            ["tmux", "-L", socket_name, "list-windows", "-a", "-F", "#{window_name}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        seen_windows.update(listed.stdout.split())
         state = json.loads(run(cfg, home, "show", task["id"], "--json").stdout)["state"]
         if state == "succeeded":
             break
         assert time.monotonic() < deadline, state
-        time.sleep(0.3)
+        time.sleep(0.2)
+    # the on-demand engine and the task ran on the configured private tmux server
+    assert {"_engine", task["id"]} <= seen_windows
 
 
 def test_route_json_runs_nothing(cfg: Path, home: Path) -> None:
