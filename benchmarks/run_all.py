@@ -1,7 +1,6 @@
 """Run every benchmark in sequence, print their output, exit non-zero if any target was missed.
 
-Runs ``bench_routing.py`` (when present), ``bench_dispatch.py``, ``bench_parallel.py``,
-``bench_queue.py`` and ``bench_idle.py``, each as its own ``python benchmarks/NAME.py`` process
+Runs every script in ``SCRIPTS``, each as its own ``python benchmarks/NAME.py`` process
 with a time limit, and ends with one line per script.
 
 Run: ``python benchmarks/run_all.py``
@@ -15,7 +14,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_routing.py", "bench_dispatch.py", "bench_parallel.py", "bench_queue.py", "bench_idle.py"]
+SCRIPTS = [
+    "bench_routing.py",
+    "bench_dispatch.py",
+    "bench_parallel.py",
+    "bench_queue.py",
+    "bench_idle.py",
+    "bench_telegram.py",
+    "bench_digest.py",
+]
 LIMIT_S = 600
 
 

@@ -8,9 +8,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from core.clock import Clock, SystemClock
 from core.config import Config, load_config
@@ -19,6 +21,11 @@ from core.models import TaskState
 from core.service import Service
 from core.store import Store
 from core.tmux import TmuxManager
+
+if TYPE_CHECKING:  # the Telegram bridge is imported only when it is enabled (PTB takes ~0.3 s to import)
+    from bot.outbox import Outbox
+    from bot.telegram import TelegramTransport
+    from core.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,10 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     if not app.engine.acquire():
         print("orchestra: an engine is already running for this data directory", file=sys.stderr)
         return 0
+    if idle_exit_s is None and app.config.telegram.enabled:
+        app.config.telegram.token()  # a missing token is one line before anything starts
+        if app.config.telegram.mode == "webhook" and app.config.telegram.webhook is not None:
+            app.config.telegram.webhook.secret()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -83,9 +94,26 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     wake = asyncio.Event()
     app.engine.listeners.append(lambda _t, kind, _d: wake.set() if kind == "finished" else None)
     await app.engine.start()
+    scheduler = None
+    if idle_exit_s is None:
+        # The long-lived bot process also runs the digest, budget alerts and the watchdog
+        # (imported here: APScheduler is not worth its import time in every CLI command).
+        from bot.scheduler import SchedulerDeps
+        from bot.scheduler import start as start_scheduler
+
+        scheduler = start_scheduler(SchedulerDeps(app.config, app.store, app.clock, app.home, app.engine.channels))
     print(f"orchestra engine: pid {os.getpid()}, data {app.home}, tmux -L {app.config.tmux.socket_name}", flush=True)
     idle_since = loop.time()
+    failures: list[str] = []
+    telegram: _Telegram | None = None
+
+    def fatal(reason: str) -> None:
+        failures.append(reason)
+        stop.set()
+
     try:
+        if idle_exit_s is None and app.config.telegram.enabled:
+            telegram = await _unless_stopped(_start_telegram(app, fatal), stop)
         while not stop.is_set():
             if sink is not None:
                 sink.flush()
@@ -97,8 +125,117 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
             elif idle_exit_s is not None and loop.time() - idle_since > idle_exit_s:
                 break
     finally:
+        if telegram is not None:
+            await telegram.stop()
+        if scheduler is not None:
+            scheduler.shutdown()
         await app.engine.stop()
-    return 0
+    return EXIT_TRANSPORT_FAILED if failures else 0
+
+
+EXIT_TRANSPORT_FAILED = 75  # EX_TEMPFAIL: a chat transport could not recover; a supervisor should restart us
+
+
+@dataclass
+class _Telegram:
+    transport: TelegramTransport
+    outbox: Outbox
+    progress: Progress
+
+    async def stop(self) -> None:
+        """Reverse of the start: finish the message being sent, stop receiving, drop progress timers."""
+        await self.outbox.stop()
+        await self.transport.stop()
+        self.progress.close()
+
+
+async def _start_telegram(app: App, fatal: Callable[[str], None]) -> _Telegram:
+    """Wire the Telegram bridge: gate -> commands -> outbox -> sender, progress edits from the engine."""
+    from bot.outbox import Outbox
+    from bot.telegram import TelegramTransport
+    from core.access import Gate
+    from core.commands import Commands
+    from core.progress import Progress
+
+    settings = app.config.telegram
+    token = settings.token()
+    configure_logging(secrets=[token])
+    commands = Commands(app.service, app.clock)
+    gate = Gate(
+        app.store,
+        app.clock,
+        allowed_users=[str(u) for u in settings.allowed_user_ids],
+        allowed_chats=[str(c) for c in settings.allowed_chat_ids],
+        per_minute=settings.rate_limit_per_minute,
+    )
+    transport = TelegramTransport(
+        settings, token, commands=commands, gate=gate, store=app.store, clock=app.clock, on_fatal=fatal
+    )
+    outbox = Outbox(
+        app.store,
+        app.clock,
+        transport.sender,
+        notify_chats=[str(c) for c in settings.notify_chat_ids],
+        retry_base_s=settings.retry_base_s,
+        retry_max_s=settings.retry_max_s,
+    )
+    progress = Progress(
+        app.service,
+        app.clock,
+        interval_s=settings.progress_interval_s,
+        refresh_s=settings.progress_refresh_s,
+        wake=outbox.wake,
+    )
+    commands.changed = progress.touch
+    app.engine.listeners.append(progress.on_event)
+    app.engine.listeners.append(lambda _t, kind, _d: outbox.wake() if kind == "finished" else None)
+    await transport.start(outbox)  # the Bot must be initialized before the outbox sends through it
+    await outbox.start()
+    if not settings.allowed_user_ids:
+        log.warning("telegram: telegram.allowed_user_ids is empty, so nobody can use the bot (deny by default)")
+    return _Telegram(transport, outbox, progress)
+
+
+class _Redacting(logging.Formatter):
+    """Never let a secret (the bot token is in every Bot API URL) reach a log line."""
+
+    def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
+        super().__init__(fmt)
+        self.secrets = [s for s in secrets if s]
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def configure_logging(*, secrets: Sequence[str] = ()) -> None:
+    """Log INFO and up to stderr with secrets scrubbed; httpx's per-request lines (token in the URL) off."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "orchestra", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler.orchestra = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+    handler.setFormatter(_Redacting("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # PTB 22 warns on every 429 that RetryAfter.retry_after will become a timedelta; we read both forms.
+    warnings.filterwarnings("ignore", message=r".*attribute `retry_after` will be of type", module="telegram")
+
+
+async def _unless_stopped(starting: Coroutine[Any, Any, _Telegram], stop: asyncio.Event) -> _Telegram | None:
+    """Start something that may retry for minutes (the Bot API unreachable) but give up on SIGTERM."""
+    task = asyncio.ensure_future(starting)
+    await _first(asyncio.shield(task), stop.wait())
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 async def _first(*aws: object) -> None:
@@ -110,4 +247,4 @@ async def _first(*aws: object) -> None:
             task.cancel()
 
 
-__all__ = ["App", "ConsoleSink", "TaskState", "open_app", "run_engine"]
+__all__ = ["EXIT_TRANSPORT_FAILED", "App", "ConsoleSink", "TaskState", "configure_logging", "open_app", "run_engine"]

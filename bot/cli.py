@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 from bot.app import App, ConsoleSink, open_app, run_engine
 from core.clock import iso
 from core.config import load_config
+from core.costs import render_cost_report
 from core.errors import OrchestraError
 from core.models import Task, TaskState
 from core.service import Delegation, task_json
@@ -76,9 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text")
     p.add_argument("--agent", "-a")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("cost", help="what the agents cost: total, by agent, by category")
+    p = sub.add_parser("cost", help="what the agents cost: today, week, month, budgets, breakdowns, savings")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--days", type=float, help="only the last N days")
+    p.add_argument("--days", type=float, help="break down the last N days (default: this month)")
+    p.add_argument("--all", action="store_true", help="break down all time")
+    p.add_argument("--by", choices=["agent", "category", "day", "week", "month"], help="show only this breakdown")
+    p = sub.add_parser("digest", help="the morning digest, now (shown only: it does not count as sent)")
+    p.add_argument("--png", type=Path, metavar="FILE", help="also write its chart of daily cost by agent")
+    p.add_argument("--json", action="store_true")
     sub.add_parser("doctor", help="check tmux, agent CLIs, config and the data directory")
     p = sub.add_parser("demo", help="run one real task end to end on the stand-in agent, in a scratch git repo")
     p.add_argument("--task", default="Create User model")
@@ -329,18 +335,29 @@ def _cmd_route(app: App, args: argparse.Namespace) -> int:
 
 
 def _cmd_cost(app: App, args: argparse.Namespace) -> int:
-    since = time.time() - args.days * 86400 if args.days else 0.0
-    totals = app.service.costs(since)
+    report = app.service.cost_report(days=args.days, all_time=args.all)
     if args.json:
-        print(json.dumps(totals))
+        print(json.dumps(report.to_dict()))
         return 0
-    unknown = f" ({totals['unknown']} with unknown cost)" if totals["unknown"] else ""
-    print(f"total {format_cost(totals['total_usd'])} over {totals['tasks']} tasks{unknown}")
-    for title, key in (("by agent", "by_agent"), ("by category", "by_category")):
-        if totals[key]:
-            print(f"{title}:")
-            for name, cost, count in totals[key]:
-                print(f"  {name:<14} {format_cost(cost):>10}  {count} tasks")
+    print(render_cost_report(report, only=args.by))
+    return 0
+
+
+def _cmd_digest(app: App, args: argparse.Namespace) -> int:
+    digest = app.service.digest()
+    if args.png is not None:
+        from core.digest import render_chart_png
+
+        try:
+            args.png.write_bytes(render_chart_png(digest.chart))
+        except OSError as exc:
+            raise OrchestraError(f"cannot write the chart to {args.png}: {exc.strerror or exc}") from None
+    if args.json:
+        print(json.dumps({**digest.to_dict(), "chart_png": str(args.png) if args.png else None}, ensure_ascii=False))
+        return 0
+    print(digest.text)
+    if args.png is not None:
+        print(f"chart: {args.png}")
     return 0
 
 

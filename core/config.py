@@ -14,14 +14,15 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from core.agents.base import AgentSettings
 from core.errors import ConfigError
 
-AGENT_KINDS = ("claude", "command")
+AGENT_KINDS = ("claude", "codex", "gemini", "qwen", "opencode", "droid", "aider", "command")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRETISH = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
@@ -32,7 +33,7 @@ class _Model(BaseModel):
 
 
 class AgentConfig(_Model):
-    kind: Literal["claude", "command"] = "command"
+    kind: Literal["claude", "codex", "gemini", "qwen", "opencode", "droid", "aider", "command"] = "command"
     command: str = Field(min_length=1)
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
@@ -105,6 +106,71 @@ class LimitsConfig(_Model):
 class BudgetsConfig(_Model):
     per_task_usd: float | None = Field(default=None, gt=0)
     default_estimate_usd: float = Field(default=0.5, ge=0)
+    per_day_usd: float | None = Field(default=None, gt=0)
+    per_month_usd: float | None = Field(default=None, gt=0)
+    when_exceeded: Literal["approve", "refuse"] = "approve"
+    alert_thresholds: list[int] = Field(default_factory=lambda: [50, 80, 100])
+    reference_model: str | None = None  # None: the most expensive model the tasks used
+    check_every_s: float = Field(default=60, gt=0)
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _percentages(cls, thresholds: list[int]) -> list[int]:
+        for value in thresholds:
+            if not 1 <= value <= 1000:
+                raise ValueError(f"{value} is not a percentage between 1 and 1000")
+        return sorted(set(thresholds))
+
+
+class DigestConfig(_Model):
+    enabled: bool = True
+    time: str = "08:00"
+    timezone: str = "UTC"  # also where days, weeks and months of costs and budgets begin
+    channels: list[str] = Field(default_factory=list)  # empty: every configured channel
+    grace_s: float = Field(default=6 * 3600, ge=0)
+    chart: bool = True
+    max_lines: int = Field(default=15, ge=1)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _clock_time(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+            value = f"{value // 60}:{value % 60:02d}"  # YAML 1.1 reads an unquoted 8:00 as 480
+        if not isinstance(value, str):
+            return value
+        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+        if match is None:
+            raise ValueError(f"{value!r} is not a time of day like 08:00")
+        return f"{int(match[1]):02d}:{match[2]}"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone (an IANA name like Europe/Paris)") from None
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, channels: list[str]) -> list[str]:
+        for name in channels:
+            if not _NAME.match(name):
+                raise ValueError(f"{name!r} is not a channel name (console, telegram, slack, ...)")
+        return channels
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def hour_minute(self) -> tuple[int, int]:
+        hour, minute = self.time.split(":")
+        return int(hour), int(minute)
+
+
+class WatchdogConfig(_Model):
+    silent_after_s: float | None = Field(default=900, gt=0)  # None: no watchdog
+    check_every_s: float = Field(default=60, gt=0)
 
 
 class TmuxConfig(_Model):
@@ -124,6 +190,92 @@ class NotifyConfig(_Model):
     console: bool = True
 
 
+class TelegramWebhookConfig(_Model):
+    url: str  # the public HTTPS address Telegram posts updates to
+    listen: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=1, le=65535)
+    path: str = "telegram"
+    secret_env: str = "TELEGRAM_WEBHOOK_SECRET"
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, url: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, name: str) -> str:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} must name an environment variable")
+        return name
+
+    def secret(self) -> str:
+        """The secret token Telegram sends with every update, read from the environment."""
+        value = os.environ.get(self.secret_env, "")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value):
+            raise ConfigError(
+                f"telegram.webhook.secret_env: set ${self.secret_env} to 1-256 letters, digits, '_' or '-'"
+            )
+        return value
+
+
+class TelegramConfig(_Model):
+    enabled: bool = False
+    token_env: str = "TELEGRAM_BOT_TOKEN"
+    api_base_url: str = "https://api.telegram.org"
+    allowed_user_ids: list[int] = Field(default_factory=list)  # empty: nobody gets in
+    allowed_chat_ids: list[int] = Field(default_factory=list)  # groups the bot answers in
+    notify_chat_ids: list[int] = Field(default_factory=list)  # completions, approvals, alerts, digests
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook: TelegramWebhookConfig | None = Field(default=None, validate_default=True)
+    poll_timeout_s: int = Field(default=30, ge=1, le=50)
+    rate_limit_per_minute: int = Field(default=20, ge=1)
+    progress_interval_s: float = Field(default=5, ge=0)
+    progress_refresh_s: float = Field(default=60, gt=0)
+    retry_base_s: float = Field(default=1, gt=0)
+    retry_max_s: float = Field(default=60, gt=0)
+    stall_after_s: float = Field(default=120, gt=0)
+    exit_after_s: float = Field(default=600, gt=0)
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, name: str) -> str:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} must name an environment variable (the token itself never goes here)")
+        return name
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url.rstrip("/").removesuffix("/bot")
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_for_mode(cls, webhook: TelegramWebhookConfig | None, info: ValidationInfo) -> Any:
+        if info.data.get("mode") == "webhook" and webhook is None:
+            raise ValueError("required when mode is webhook (url, and the secret token in secret_env)")
+        return webhook
+
+    @field_validator("stall_after_s", "exit_after_s")
+    @classmethod
+    def _longer_than_poll(cls, value: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("poll_timeout_s")
+        if timeout is not None and value <= timeout:
+            raise ValueError(f"must be longer than poll_timeout_s ({timeout})")
+        return value
+
+    def token(self) -> str:
+        """The bot token, read from the environment variable named by ``token_env``."""
+        value = os.environ.get(self.token_env, "").strip()
+        if not value:
+            raise ConfigError(f"telegram.token_env: the environment variable {self.token_env} is not set")
+        return value
+
+
 class Config(_Model):
     version: Literal[1] = 1
     data_dir: str | None = None
@@ -135,6 +287,9 @@ class Config(_Model):
     agents: dict[str, AgentConfig]
     routing: RoutingConfig
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+    digest: DigestConfig = Field(default_factory=DigestConfig)
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:
@@ -175,6 +330,7 @@ class Config(_Model):
             args=list(agent.args),
             env=dict(agent.env),
             model=agent.model,
+            config_dir=str(self.home() / "agents" / name),
         )
 
     def secret_env(self, name: str) -> dict[str, str]:
@@ -188,6 +344,13 @@ class Config(_Model):
             if value is not None:
                 env[key] = value
         return env
+
+    def channels(self) -> list[str]:
+        """Where notifications go: the console, and each enabled chat transport (all its notify chats)."""
+        channels = ["console"] if self.notify.console else []
+        if self.telegram.enabled:
+            channels.append("telegram")
+        return channels
 
     def secret_values(self) -> list[str]:
         """Values of every env_from variable, so logs and stored text can be scrubbed of them."""
@@ -246,6 +409,24 @@ def _explain(error: Any) -> str:
     return f"{path}: {message}" if path else message
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice is an error instead of the last one silently winning."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice (line {line})")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
 def parse_config(data: Any, *, source: str = "bots.yaml") -> Config:
     """Validate already-loaded YAML data; raise ConfigError naming every bad key path."""
     if not isinstance(data, dict):
@@ -277,7 +458,7 @@ def load_config(path: Path | None = None) -> tuple[Config, Path]:
     for candidate in candidates:
         if candidate.is_file():
             try:
-                data = yaml.safe_load(candidate.read_text(encoding="utf-8"))
+                data = yaml.load(candidate.read_text(encoding="utf-8"), Loader=_StrictLoader)
             except (OSError, yaml.YAMLError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ConfigError(f"{candidate}: cannot read YAML ({first})") from None

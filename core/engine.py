@@ -208,6 +208,7 @@ class Engine:
         task_dir = self.task_dir(task.id)
         try:
             spec, secret_env = self._spec(task, task_dir)
+            write_agent_files(spec.pop("files"))
             task_dir.mkdir(parents=True, exist_ok=True)
             (task_dir / "task.md").write_text(task.text, encoding="utf-8", errors="surrogateescape")
             (task_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
@@ -239,6 +240,7 @@ class Engine:
             "env": invocation.env,
             "prompt_mode": invocation.prompt_mode,
             "parser": invocation.parser,
+            "files": invocation.files,
             "cwd": task.cwd,
             "timeout_s": task.timeout_s,
             "cost_cap_usd": task.cost_cap_usd,
@@ -401,11 +403,7 @@ class Engine:
         self.mark_finished(task_id)
 
     def channels(self) -> list[str]:
-        """Where completions go: the console, and each enabled chat transport (all its notify chats)."""
-        channels = ["console"] if self.config.notify.console else []
-        if self.config.telegram.enabled:
-            channels.append("telegram")
-        return channels
+        return self.config.channels()
 
     # -- reconcile and sweep -------------------------------------------------------------------
     def replay(self, task_id: str) -> None:
@@ -468,6 +466,22 @@ class Engine:
         if task is None or task.state != TaskState.RUNNING:
             return False
         return request_cancel(self.store, self.tmux, self.home, task_id)
+
+
+def write_agent_files(files: dict[str, str]) -> None:
+    """Write an invocation's config files (no secrets in them), each replaced atomically.
+
+    Agents of one name share their config dir, so two tasks starting at once may write the same
+    file; writing a temporary file and renaming it means a CLI never reads a half-written one.
+    """
+    for name, content in files.items():
+        path = Path(name)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+        os.replace(tmp, path)
 
 
 def request_cancel(store: Store, tmux: TmuxManager, home: Path, task_id: str) -> bool:

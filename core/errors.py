@@ -29,3 +29,7 @@ class AgentUnavailable(OrchestraError):
 
 class TaskRejected(OrchestraError):
     """Input refused before anything was stored: empty, oversized or malformed task text."""
+
+
+class BudgetExceeded(OrchestraError):
+    """A day or month budget is spent and ``budgets.when_exceeded`` is ``refuse``: no task is stored."""

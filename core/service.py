@@ -18,6 +18,8 @@ from typing import Any
 
 from core.clock import Clock
 from core.config import Config, agent_installed
+from core.costs import CostReport, CostTracker, cost_report
+from core.digest import Digest, build_digest
 from core.engine import Engine, engine_running, poke, request_cancel
 from core.errors import AgentUnavailable, InvalidTransition, TaskRejected, UnknownTask
 from core.models import ACTIVE_STATES, Task, TaskState
@@ -190,6 +192,10 @@ class Service:
         return median, count
 
     def _needs_approval(self, decision: RouteDecision, estimate: float) -> tuple[bool, str]:
+        """(needs approval, why); raises ``BudgetExceeded`` when a spent budget refuses new tasks."""
+        over_budget, why = CostTracker(self.store, self.config, self.clock).admission()
+        if over_budget:
+            return True, why
         policy = self.config.policy
         if decision.require_approval:
             return True, f"rule {decision.rule} asks for approval"
@@ -254,6 +260,14 @@ class Service:
 
     def costs(self, since: float = 0.0) -> dict[str, Any]:
         return self.store.cost_totals(since)
+
+    def cost_report(self, *, days: float | None = None, all_time: bool = False) -> CostReport:
+        """Spend today, this week and month against the budgets, breakdowns and savings (`/cost`)."""
+        return cost_report(CostTracker(self.store, self.config, self.clock), days=days, all_time=all_time)
+
+    def digest(self) -> Digest:
+        """The digest as it would be sent now (`/digest`); shows it without recording it as sent."""
+        return build_digest(self.store, self.config, self.clock)
 
     # -- actions ----------------------------------------------------------------------------
     def cancel(self, task_id: str, *, actor: Actor = LOCAL) -> Task:
@@ -380,7 +394,7 @@ class Service:
 
     # -- helpers ------------------------------------------------------------------------------
     def _channels(self) -> list[str]:
-        return ["console"] if self.config.notify.console else []
+        return self.config.channels()
 
     def _audit(self, actor: Actor, action: str, task_id: str | None, detail: str) -> None:
         self.store.audit(self.clock.now(), actor.name, actor.source, action, task_id, detail[:500])

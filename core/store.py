@@ -10,12 +10,23 @@ from __future__ import annotations
 import json
 import sqlite3
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from core.agents.base import Usage
+from core.messages import (
+    CARD_KINDS,
+    Attachment,
+    Keyboard,
+    OutboxCopy,
+    OutboxItem,
+    buttons_from_payload,
+    keyboard_from_json,
+    keyboard_to_json,
+)
 from core.models import ACTIVE_STATES, Notification, Task, TaskState
 
 _TASK_COLUMNS = {
@@ -58,6 +69,8 @@ _TASK_COLUMNS = {
     "last_seq": int,
     "last_event_at": float,
 }
+
+_COST_GROUPS = ("agent", "category", "model")
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -130,8 +143,41 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     db.table("outbox").create_index(["channel", "sent_at"])
 
 
+def _m002_costs_and_digests(db: sqlite_utils.Database) -> None:
+    """Indexes for spend per period and for the digest; digests and alerts sent, each once."""
+    db.table("costs").create_index(["ts", "agent", "cost_usd"])
+    db.table("tasks").create_index(["finished_at"])
+    db.table("digests").create(
+        {"period": str, "sent_at": float, "since": float, "until": float, "tasks": int}, pk="period"
+    )
+    db.table("digests").create_index(["sent_at"])
+    db.table("alerts").create({"key": str, "kind": str, "ts": float, "text": str}, pk="key")
+
+
+def _m003_chat_outbox(db: sqlite_utils.Database) -> None:
+    """Chat delivery: the chat, the message id once sent, buttons, what an edit changes, give-ups;
+    and the chat updates already handled, so one that is delivered again is not acted on twice."""
+    outbox = db.table("outbox")
+    for name, kind in (
+        ("chat_id", str),
+        ("message_id", str),
+        ("markup_json", str),
+        ("edit_of", int),
+        ("edit_message_id", str),
+        ("failed_at", float),
+    ):
+        outbox.add_column(name, kind)
+    outbox.create_index(["channel", "chat_id", "message_id"])
+    outbox.create_index(["task_id", "kind"])
+    outbox.create_index(["edit_of"])
+    db.table("inbound_seen").create({"key": str, "ts": float}, pk="key")
+    db.table("inbound_seen").create_index(["ts"])
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
+    ("002_costs_and_digests", _m002_costs_and_digests),
+    ("003_chat_outbox", _m003_chat_outbox),
 ]
 
 
@@ -330,6 +376,128 @@ class Store:
             "by_category": [(a, float(c), int(n)) for a, c, n in by_category],
         }
 
+    # -- spend per period (timestamps are epoch seconds; ranges are [start, end)) ---------
+    def cost_sum(self, start: float, end: float) -> tuple[float, int, int]:
+        """Recorded spend in the range: (dollars, tasks, tasks whose cost is unknown)."""
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(cost_usd), 0), COUNT(*), COUNT(*) - COUNT(cost_usd) FROM costs "
+            "WHERE ts >= ? AND ts < ?",
+            (start, end),
+        ).fetchone()
+        return float(row[0]), int(row[1]), int(row[2])
+
+    def cost_by(self, column: str, start: float, end: float) -> list[tuple[str, float, int]]:
+        """Spend in the range grouped by ``agent``, ``category`` or ``model``, largest first."""
+        if column not in _COST_GROUPS:
+            raise ValueError(f"cannot group costs by {column!r}")
+        rows = self._conn.execute(
+            f"SELECT COALESCE({column}, ''), COALESCE(SUM(cost_usd), 0), COUNT(*) FROM costs "
+            "WHERE ts >= ? AND ts < ? GROUP BY 1 ORDER BY 2 DESC, 1",
+            (start, end),
+        ).fetchall()
+        return [(str(name), float(usd), int(n)) for name, usd, n in rows]
+
+    def cost_buckets(self, bounds: Sequence[float], *, by: str | None = None) -> list[tuple[int, str, float, int]]:
+        """Spend in consecutive buckets ``[bounds[i], bounds[i+1])``: (i, name, dollars, tasks).
+
+        ``by`` splits each bucket by agent or category (``name`` is '' without it). Buckets with no
+        cost row are absent. The boundaries come from the caller, so days and months follow the
+        configured time zone and its daylight-saving changes.
+        """
+        if len(bounds) < 2:
+            return []
+        if by is not None and by not in _COST_GROUPS:
+            raise ValueError(f"cannot group costs by {by!r}")
+        name = f"COALESCE(c.{by}, '')" if by else "''"
+        values = ", ".join("(?, ?, ?)" for _ in range(len(bounds) - 1))
+        params = [v for i in range(len(bounds) - 1) for v in (i, bounds[i], bounds[i + 1])]
+        rows = self._conn.execute(
+            f"WITH buckets(i, lo, hi) AS (VALUES {values}) "
+            f"SELECT b.i, {name}, COALESCE(SUM(c.cost_usd), 0), COUNT(*) FROM buckets b "
+            "JOIN costs c ON c.ts >= b.lo AND c.ts < b.hi GROUP BY 1, 2 ORDER BY 1, 3 DESC",
+            params,
+        ).fetchall()
+        return [(int(i), str(n), float(usd), int(count)) for i, n, usd, count in rows]
+
+    def cost_usage_by_model(self, start: float, end: float) -> list[tuple[str, Usage, float, int]]:
+        """Tokens and known cost per model, over rows that have both (the basis of savings)."""
+        rows = self._conn.execute(
+            "SELECT COALESCE(model, ''), SUM(COALESCE(input_tokens, 0)), SUM(COALESCE(output_tokens, 0)), "
+            "SUM(COALESCE(cache_read_tokens, 0)), SUM(COALESCE(cache_write_tokens, 0)), SUM(cost_usd), COUNT(*) "
+            "FROM costs WHERE ts >= ? AND ts < ? AND cost_usd IS NOT NULL "
+            "AND COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) > 0 GROUP BY 1 ORDER BY 6 DESC",
+            (start, end),
+        ).fetchall()
+        return [
+            (str(model), Usage(int(i), int(o), int(cr), int(cw)), float(usd), int(n))
+            for model, i, o, cr, cw, usd, n in rows
+        ]
+
+    def running_cost(self) -> tuple[float, int]:
+        """Live cost so far of the running tasks, and how many there are."""
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(live_cost_usd), 0), COUNT(*) FROM tasks WHERE state = ?", (TaskState.RUNNING,)
+        ).fetchone()
+        return float(row[0]), int(row[1])
+
+    def finished_between(self, start: float, end: float, *, limit: int) -> tuple[list[Task], dict[str, int]]:
+        """Tasks that ended in the range, most recent first (at most ``limit``), and counts by state."""
+        rows = self._conn.execute(
+            "SELECT * FROM tasks WHERE finished_at >= ? AND finished_at < ? ORDER BY finished_at DESC LIMIT ?",
+            (start, end, limit),
+        ).fetchall()
+        counts = self._conn.execute(
+            "SELECT state, COUNT(*) FROM tasks WHERE finished_at >= ? AND finished_at < ? GROUP BY state",
+            (start, end),
+        ).fetchall()
+        return [_task_from_row(self._row_dict(row)) for row in rows], {str(s): int(n) for s, n in counts}
+
+    def silent_tasks(self, before: float) -> list[Task]:
+        """Running tasks whose last event (or start) is older than ``before``, oldest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM tasks WHERE state = ? AND COALESCE(last_event_at, started_at, updated_at, created_at) < ? "
+            "ORDER BY num",
+            (TaskState.RUNNING, before),
+        ).fetchall()
+        return [_task_from_row(self._row_dict(row)) for row in rows]
+
+    # -- digests and alerts: each recorded once under its key -----------------------------
+    def record_digest(self, period: str, sent_at: float, since: float, until: float, tasks: int) -> bool:
+        """Record the digest of ``period`` as sent; False if it already was."""
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO digests (period, sent_at, since, until, tasks) VALUES (?, ?, ?, ?, ?)",
+            (period, sent_at, since, until, tasks),
+        )
+        return cursor.rowcount == 1
+
+    def digest_sent(self, period: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM digests WHERE period = ?", (period,)).fetchone() is not None
+
+    def last_digest(self) -> dict[str, Any] | None:
+        row = self._conn.execute(
+            "SELECT period, sent_at, since, until, tasks FROM digests ORDER BY sent_at DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else dict(zip(("period", "sent_at", "since", "until", "tasks"), row, strict=True))
+
+    def record_alert(self, key: str, kind: str, ts: float, text: str) -> bool:
+        """Record an alert under its unique key; False if it was recorded before (it is not sent again)."""
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO alerts (key, kind, ts, text) VALUES (?, ?, ?, ?)", (key, kind, ts, text)
+        )
+        return cursor.rowcount == 1
+
+    def alert_recorded(self, key: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM alerts WHERE key = ?", (key,)).fetchone() is not None
+
+    def alerts(self, kind: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT key, kind, ts, text FROM alerts"
+        params: list[Any] = []
+        if kind is not None:
+            sql += " WHERE kind = ?"
+            params.append(kind)
+        rows = self._conn.execute(sql + " ORDER BY ts, key", params).fetchall()
+        return [dict(zip(("key", "kind", "ts", "text"), row, strict=True)) for row in rows]
+
     def record_route(self, row: dict[str, Any]) -> None:
         self.db.table("routing_decisions").insert(row, replace=True)
 
@@ -354,14 +522,33 @@ class Store:
         return list(self.db.table("audit").rows_where(order_by="id desc", limit=limit))
 
     # -- outbox ---------------------------------------------------------------------------
-    def enqueue(self, channel: str, kind: str, text: str, *, task_id: str | None, dedupe_key: str, ts: float) -> bool:
-        """Queue a message for a channel; the same ``dedupe_key`` is queued once only. True if new."""
+    def enqueue(
+        self,
+        channel: str,
+        kind: str,
+        text: str,
+        *,
+        task_id: str | None,
+        dedupe_key: str,
+        ts: float,
+        payload: dict[str, Any] | None = None,
+    ) -> bool:
+        """Queue a message for a channel; the same ``dedupe_key`` is queued once only. True if new.
+
+        ``payload`` carries what a chat transport needs beyond the text (buttons, a chart file).
+        """
         cursor = self._conn.execute(
             "INSERT OR IGNORE INTO outbox (dedupe_key, channel, kind, task_id, text, payload_json, created_at, "
-            "attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, '{}', ?, 0, ?)",
-            (dedupe_key, channel, kind, task_id, text, ts, ts),
+            "attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            (dedupe_key, channel, kind, task_id, text, json.dumps(payload or {}, ensure_ascii=False), ts, ts),
         )
         return cursor.rowcount == 1
+
+    def payload(self, notification_id: int) -> dict[str, Any]:
+        """The extra data queued with a message ({} when there is none)."""
+        row = self._conn.execute("SELECT payload_json FROM outbox WHERE id = ?", (notification_id,)).fetchone()
+        data: dict[str, Any] = json.loads(row[0]) if row and row[0] else {}
+        return data
 
     def pending(self, channel: str, *, task_id: str | None = None, now: float | None = None) -> list[Notification]:
         sql = (
@@ -391,6 +578,187 @@ class Store:
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
             (error[:500], retry_at, notification_id),
         )
+
+    # -- chat outbox: one row per message to one chat, edits, fan-out ----------------------
+    def enqueue_chat(
+        self,
+        channel: str,
+        kind: str,
+        text: str,
+        *,
+        chat_id: str | None,
+        dedupe_key: str,
+        ts: float,
+        task_id: str | None = None,
+        buttons: Keyboard = (),
+        payload: dict[str, Any] | None = None,
+        edit_of: int | None = None,
+        edit_message_id: str | None = None,
+    ) -> bool:
+        """Queue a chat message (or an edit of one); the same ``dedupe_key`` is queued once. True if new.
+
+        ``chat_id`` None asks the channel's delivery to fan the row out to every chat it notifies.
+        An edit names its message directly (``edit_message_id``) or as the outbox row that sent it
+        (``edit_of``), which may not have been delivered yet.
+        """
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO outbox (dedupe_key, channel, kind, task_id, text, payload_json, created_at, "
+            "attempts, next_attempt_at, chat_id, markup_json, edit_of, edit_message_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            (
+                dedupe_key,
+                channel,
+                kind,
+                task_id,
+                text,
+                json.dumps(payload or {}, ensure_ascii=False),
+                ts,
+                ts,
+                chat_id,
+                keyboard_to_json(buttons) if buttons else None,
+                edit_of,
+                edit_message_id,
+            ),
+        )
+        return cursor.rowcount == 1
+
+    def enqueue_progress(
+        self, card_id: int, text: str, *, buttons: Keyboard, ts: float, final: bool = False, state: str = ""
+    ) -> bool:
+        """Queue an edit of a card (an acknowledgement) and drop older edits of it not yet sent.
+
+        Only the newest state of a card matters, so a backlog of progress edits collapses into one.
+        A ``final`` edit is queued once per ``state``. False when the card is unknown.
+        """
+        card = self._conn.execute("SELECT channel, chat_id, task_id FROM outbox WHERE id = ?", (card_id,)).fetchone()
+        if card is None:
+            return False
+        channel, chat_id, task_id = card
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            count = self._conn.execute("SELECT COUNT(*) FROM outbox WHERE edit_of = ?", (card_id,)).fetchone()[0]
+            suffix = f"final-{state}" if final else str(count + 1)  # each final state is written once
+            added = self.enqueue_chat(
+                channel,
+                "progress",
+                text,
+                chat_id=chat_id,
+                dedupe_key=f"{channel}:{chat_id}:card:{card_id}:{suffix}",
+                ts=ts,
+                task_id=task_id,
+                buttons=buttons,
+                edit_of=card_id,
+            )
+            if added:
+                newest = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                self._conn.execute(
+                    "UPDATE outbox SET sent_at = ?, last_error = 'superseded' WHERE edit_of = ? AND kind = 'progress' "
+                    "AND sent_at IS NULL AND failed_at IS NULL AND id < ?",
+                    (ts, card_id, newest),
+                )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return True
+
+    def outbox_queue(self, channel: str, *, limit: int = 200) -> list[OutboxItem]:
+        """Undelivered rows of a channel in the order they were queued, due or not, given-up ones left out."""
+        rows = self._conn.execute(
+            _OUTBOX_ITEM_SQL + " WHERE o.channel = ? AND o.sent_at IS NULL AND o.failed_at IS NULL "
+            "ORDER BY o.id LIMIT ?",
+            (channel, limit),
+        ).fetchall()
+        return [_outbox_item(row) for row in rows]
+
+    def outbox_item(self, item_id: int) -> OutboxItem | None:
+        row = self._conn.execute(_OUTBOX_ITEM_SQL + " WHERE o.id = ?", (item_id,)).fetchone()
+        return None if row is None else _outbox_item(row)
+
+    def mark_delivered(self, item_id: int, ts: float, message_id: str | None) -> bool:
+        """Record a chat message as delivered with the id the platform gave it; False if it already was."""
+        cursor = self._conn.execute(
+            "UPDATE outbox SET sent_at = ?, message_id = COALESCE(?, message_id), attempts = attempts + 1 "
+            "WHERE id = ? AND sent_at IS NULL",
+            (ts, message_id, item_id),
+        )
+        return cursor.rowcount == 1
+
+    def mark_given_up(self, item_id: int, error: str, ts: float) -> None:
+        """The platform refused the message for good (blocked bot, unknown chat): it stays, marked failed."""
+        self._conn.execute(
+            "UPDATE outbox SET failed_at = ?, last_error = ?, attempts = attempts + 1 WHERE id = ? AND sent_at IS NULL",
+            (ts, error[:500], item_id),
+        )
+
+    def fan_out(self, item_id: int, copies: list[OutboxCopy], ts: float) -> None:
+        """Replace a row meant for every chat by the given per-chat rows, atomically.
+
+        The parent row is marked delivered in the same transaction, so a crash leaves either the
+        parent (fanned out again later, its copies deduplicated) or the copies, never both.
+        """
+        parent = self.outbox_item(item_id)
+        if parent is None:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for copy in copies:
+                self.enqueue_chat(
+                    parent.channel,
+                    parent.kind,
+                    copy.text,
+                    chat_id=copy.chat_id,
+                    dedupe_key=copy.dedupe_key,
+                    ts=ts,
+                    task_id=parent.task_id,
+                    buttons=copy.buttons,
+                    payload=copy.payload,
+                )
+            self._conn.execute(
+                "UPDATE outbox SET sent_at = ?, last_error = ? WHERE id = ? AND sent_at IS NULL",
+                (ts, f"fanned out to {len(copies)} chat(s)", item_id),
+            )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def outbox_cards(self, task_id: str) -> list[int]:
+        """Outbox ids of the cards (acknowledgements, approval requests) showing this task, in any chat."""
+        marks = ", ".join("?" for _ in CARD_KINDS)
+        rows = self._conn.execute(
+            f"SELECT id FROM outbox WHERE task_id = ? AND kind IN ({marks}) AND chat_id IS NOT NULL "
+            "AND failed_at IS NULL ORDER BY id",
+            (task_id, *CARD_KINDS),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def task_chats(self, channel: str, task_id: str) -> list[str]:
+        """Chats of a channel where this task was acknowledged: its completion goes there too."""
+        marks = ", ".join("?" for _ in CARD_KINDS)
+        rows = self._conn.execute(
+            f"SELECT DISTINCT chat_id FROM outbox WHERE channel = ? AND task_id = ? AND kind IN ({marks}) "
+            "AND chat_id IS NOT NULL ORDER BY id",
+            (channel, task_id, *CARD_KINDS),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def outbox_message(self, channel: str, chat_id: str, message_id: str) -> tuple[int, str, str | None] | None:
+        """(outbox id, kind, task id) of the message we sent with this platform id, if it was ours."""
+        row = self._conn.execute(
+            "SELECT id, kind, task_id FROM outbox WHERE channel = ? AND chat_id = ? AND message_id = ? "
+            "AND edit_of IS NULL AND edit_message_id IS NULL ORDER BY id LIMIT 1",
+            (channel, chat_id, message_id),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), row[2])
+
+    def claim_inbound(self, key: str, ts: float) -> bool:
+        """Record a chat update as handled; False if it was already (the platform sent it again)."""
+        cursor = self._conn.execute("INSERT OR IGNORE INTO inbound_seen (key, ts) VALUES (?, ?)", (key, ts))
+        return cursor.rowcount == 1
+
+    def prune_inbound(self, before: float) -> int:
+        return int(self._conn.execute("DELETE FROM inbound_seen WHERE ts < ?", (before,)).rowcount)
 
     # -- helpers --------------------------------------------------------------------------
     def _row_dict(self, row: tuple[Any, ...], table: str = "tasks") -> dict[str, Any]:
@@ -440,4 +808,41 @@ def _task_from_row(row: dict[str, Any]) -> Task:
         exit_code=row["exit_code"],
         last_event_at=row["last_event_at"],
         summary=summary,
+    )
+
+
+_OUTBOX_ITEM_SQL = (
+    "SELECT o.id, o.channel, o.kind, o.chat_id, o.text, o.dedupe_key, o.task_id, o.markup_json, o.payload_json, "
+    "o.edit_of, COALESCE(o.edit_message_id, t.message_id), "
+    "CASE WHEN o.edit_of IS NULL THEN NULL WHEN t.failed_at IS NOT NULL THEN 'failed' "
+    "WHEN t.sent_at IS NOT NULL THEN 'sent' ELSE 'pending' END, o.attempts, o.next_attempt_at "
+    "FROM outbox o LEFT JOIN outbox t ON t.id = o.edit_of"
+)
+
+
+def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
+    (item_id, channel, kind, chat_id, text, key, task_id, markup, payload_json, edit_of, edit_id, target, attempts,
+     next_at) = row  # fmt: skip
+    payload: dict[str, Any] = json.loads(payload_json) if payload_json else {}
+    buttons = keyboard_from_json(markup) or buttons_from_payload(payload.get("buttons"), task_id)
+    attachment = payload.get("attachment")
+    if attachment is None and payload.get("chart_png"):
+        attachment = {"kind": "photo", "filename": "chart.png", "path": str(payload["chart_png"])}
+    return OutboxItem(
+        id=int(item_id),
+        channel=str(channel),
+        kind=str(kind),
+        chat_id=None if chat_id is None else str(chat_id),
+        text=str(text or ""),
+        dedupe_key=str(key),
+        task_id=task_id,
+        buttons=buttons,
+        code=str(payload.get("code") or ""),
+        reply_to=payload.get("reply_to"),
+        edit_of=edit_of,
+        edit_message_id=None if edit_id is None else str(edit_id),
+        target_state=target,
+        attachment=Attachment.from_dict(attachment) if isinstance(attachment, dict) else None,
+        attempts=int(attempts or 0),
+        next_attempt_at=float(next_at or 0.0),
     )

@@ -97,3 +97,11 @@ def test_config_check_cli(tmp_path: Path) -> None:
     assert out.stderr.strip().endswith("agents.echo.max_concurrent: must be ≥ 1")
     assert len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr
+
+
+def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
+    text = (ROOT / "bots.yaml").read_text() + "\nlimits:\n  max_concurrent: 9\n"
+    bad = tmp_path / "bots.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match="'limits' appears twice"):
+        load_config(bad)

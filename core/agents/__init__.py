@@ -6,6 +6,7 @@ Parsers are imported lazily by dotted path so the runner pulls in only the one i
 from __future__ import annotations
 
 import importlib
+import json
 from typing import Any
 
 from core.agents.base import AgentAdapter, OutputParser
@@ -13,12 +14,24 @@ from core.agents.base import AgentAdapter, OutputParser
 # kind -> "module:Class" of the adapter (engine side).
 ADAPTERS: dict[str, str] = {
     "claude": "core.agents.claude:ClaudeAdapter",
+    "codex": "core.agents.codex:CodexAdapter",
+    "gemini": "core.agents.gemini:GeminiAdapter",
+    "qwen": "core.agents.qwen:QwenAdapter",
+    "opencode": "core.agents.opencode:OpencodeAdapter",
+    "droid": "core.agents.droid:DroidAdapter",
+    "aider": "core.agents.aider:AiderAdapter",
     "command": "core.agents.command:CommandAdapter",
 }
 
 # parser name -> "module:Class" of the output parser (runner side, stdlib only).
 PARSERS: dict[str, str] = {
     "claude": "core.agents.claude:ClaudeParser",
+    "codex": "core.agents.codex:CodexParser",
+    "gemini": "core.agents.gemini:GeminiParser",
+    "qwen": "core.agents.qwen:QwenParser",
+    "opencode": "core.agents.opencode:OpencodeParser",
+    "droid": "core.agents.droid:DroidParser",
+    "aider": "core.agents.aider:AiderParser",
     "command": "core.agents.command:CommandParser",
 }
 
@@ -35,6 +48,8 @@ def adapter_for(kind: str) -> AgentAdapter:
 
 
 def parser_for(name: str) -> OutputParser:
-    """Return a fresh output parser by name; ``KeyError`` when there is none."""
-    parser: OutputParser = _load(PARSERS[name])()
+    """Return a fresh output parser from a ``parser_ref`` string; ``KeyError`` when there is none."""
+    key, _, options = name.partition(" ")
+    cls = _load(PARSERS[key])
+    parser: OutputParser = cls(**json.loads(options)) if options else cls()
     return parser

@@ -12,6 +12,7 @@ Two halves live in different processes:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -108,7 +109,10 @@ class Invocation:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     prompt_mode: PromptMode = "arg"
-    parser: str = "command"  # the key of the parser in core.agents.PARSERS
+    parser: str = "command"  # a key of core.agents.PARSERS, optionally with options: see ``parser_ref``
+    # Config files the CLI needs before it starts: absolute path -> content. The engine writes
+    # them (mode 600) before each start; they never hold a secret, only the names of variables.
+    files: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,10 +126,21 @@ class AgentSettings:
     env: dict[str, str] = field(default_factory=dict)
     model: str | None = None
     prefix_args: list[str] = field(default_factory=list)  # from a multi-word ``command``; spliced in after argv[0]
+    config_dir: str = ""  # this agent's own config dir under the data dir ("" when there is none)
 
     def splice(self, argv: list[str]) -> list[str]:
         """Insert ``prefix_args`` right after the executable of an adapter-built argv."""
         return [argv[0], *self.prefix_args, *argv[1:]] if argv else argv
+
+
+def parser_ref(name: str, **options: str | None) -> str:
+    """``name``, or ``name {json}`` when the parser needs options from the command line.
+
+    The runner builds parsers from this one string (``core.agents.parser_for``); options are
+    keyword arguments of the parser's constructor, e.g. the model a CLI never names in its output.
+    """
+    given = {key: value for key, value in options.items() if value is not None}
+    return f"{name} {json.dumps(given, sort_keys=True)}" if given else name
 
 
 class OutputParser(Protocol):

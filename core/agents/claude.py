@@ -23,6 +23,7 @@ import os
 from typing import Any
 
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage
+from core.agents.common import max_retries, merged_env
 
 # Linux caps one argv element at 128 KiB (MAX_ARG_STRLEN); stay well below it.
 MAX_ARG_BYTES = 100_000
@@ -54,7 +55,11 @@ class ClaudeAdapter:
         if resume:
             argv += ["--resume", resume]
         argv += settings.args
-        return Invocation(argv=argv, env=dict(settings.env), prompt_mode=prompt_mode, parser="claude")
+        env = {}
+        retries = max_retries(settings)
+        if retries is not None:
+            env["CLAUDE_CODE_MAX_RETRIES"] = str(retries)
+        return Invocation(argv=argv, env=merged_env(settings, env), prompt_mode=prompt_mode, parser="claude")
 
     def version_argv(self, settings: AgentSettings) -> list[str]:
         return [settings.command, "--version"]
@@ -174,7 +179,7 @@ class ClaudeParser:
         if not text.strip():
             return None
         data = {"text": text, "message_id": _str(message.get("id")), "subagent": subagent}
-        if is_error:  # e.g. the "<synthetic>" message carrying "API Error: 401 ..."
+        if is_error or self._is_error_text(text):  # e.g. the "<synthetic>" message carrying "API Error: 401 ..."
             return AgentEvent("error", _shorten(text), data)
         if subagent is None:
             self._last_text = text
@@ -195,7 +200,7 @@ class ClaudeParser:
         if not isinstance(raw, dict):
             return None
         message_id = _str(message.get("id")) or f"_anonymous_{len(self._message_usage)}"
-        usage = anthropic_usage(raw)
+        usage = self._convert_usage(raw)
         known = self._message_usage.get(message_id)
         if known is not None:
             # Repeated lines normally carry identical numbers; keep the largest in case a
@@ -238,7 +243,7 @@ class ClaudeParser:
     def _on_result(self, obj: dict[str, Any]) -> list[AgentEvent]:
         self._result = obj
         self._session_id = _str(obj.get("session_id")) or self._session_id
-        usage = anthropic_usage(obj.get("usage"))
+        usage = self._convert_usage(obj.get("usage"))
         cost = self.live_cost_usd()
         cost_text = f" · ${cost:.4f}" if cost is not None else ""
         events = [
@@ -249,7 +254,7 @@ class ClaudeParser:
             )
         ]
         if obj.get("is_error") is True:
-            reasons = _result_errors(obj) or ["the agent reported an error"]
+            reasons = self._result_errors(obj) or ["the agent reported an error"]
             events.append(AgentEvent("error", _shorten("; ".join(reasons)), {"errors": reasons}))
         return events
 
@@ -293,7 +298,7 @@ class ClaudeParser:
             )
 
         is_error = result.get("is_error") is True
-        errors = _result_errors(result) if is_error else []
+        errors = self._result_errors(result) if is_error else []
         if exit_code != 0 and not errors:
             errors.append(f"agent exited with code {exit_code}")
             if stderr_line:
@@ -306,7 +311,7 @@ class ClaudeParser:
         return AgentResult(
             status="failed" if is_error or exit_code != 0 else "succeeded",
             final_text=final_text if isinstance(final_text, str) else self._last_text,
-            usage=anthropic_usage(reported) if isinstance(reported, dict) else self._counted_usage(),
+            usage=self._convert_usage(reported) if isinstance(reported, dict) else self._counted_usage(),
             cost_usd=cost,
             cost_source="cli" if cost is not None else "unknown",
             session_id=self._session_id,
@@ -315,6 +320,17 @@ class ClaudeParser:
             permission_denials=_denials(result.get("permission_denials")),
             exit_code=exit_code,
         )
+
+    # -- what a CLI with the same stream format but other semantics overrides (Qwen Code) ----
+
+    def _convert_usage(self, raw: Any) -> Usage:
+        return anthropic_usage(raw)
+
+    def _result_errors(self, result: dict[str, Any]) -> list[str]:
+        return _result_errors(result)
+
+    def _is_error_text(self, text: str) -> bool:
+        return False
 
     def _describe_tool(self, name: str, tool_input: dict[str, Any]) -> str:
         """``Write hello.txt``, ``Bash: npm test``: what a person watching wants to read."""

@@ -1,0 +1,334 @@
+"""Outbox delivery for one chat channel: at least once, de-duplicated, in order per chat, never dropped.
+
+Every message to a chat is a row in the store's outbox before anything is sent. This loop sends
+the rows through a :class:`Sender` (the transport's thin SDK wrapper) and records each one as
+delivered with the platform's message id. Because the rows live in SQLite, a restarted bot sends
+whatever its predecessor had not: a crash between sending and recording can repeat one message
+(at least once); a ``dedupe_key`` makes sure nothing is queued twice.
+
+Failures are typed by the sender: :class:`RetryLater` (the platform's flood control: the whole
+channel pauses for ``retry_after``), :class:`DeliveryFailed` with ``permanent=False`` (5xx,
+network: that row backs off exponentially while other chats go on), and ``permanent=True`` (the
+platform will never take it: blocked bot, unknown chat; the row is kept, marked failed, and
+logged). A chat's rows go out in the order they were queued: a row waiting for a retry holds
+back the later rows of the same chat, so a completion never overtakes its acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Iterable
+from typing import Protocol
+
+from core.clock import Clock
+from core.messages import Attachment, Outbound, OutboxCopy, OutboxItem, OutKind
+from core.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):
+    """The platform asked us to wait (HTTP 429 ``retry_after``)."""
+
+    def __init__(self, after_s: float) -> None:
+        super().__init__(f"rate limited; retry after {after_s:g}s")
+        self.after_s = after_s
+
+
+class DeliveryFailed(Exception):
+    """Sending failed: ``permanent`` when retrying can never help."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+class Sender(Protocol):
+    """What a transport gives the outbox: one send (or edit) per call, errors typed as above."""
+
+    channel: str
+    max_chars: int
+    max_caption: int
+
+    async def deliver(self, item: OutboxItem) -> str | None:
+        """Send or edit one message; return the platform's message id (None if it has none)."""
+        ...
+
+
+def text_length(text: str) -> int:
+    """Length as chat platforms count it (UTF-16 code units: an emoji counts two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut text into pieces of at most ``limit`` units, at line breaks where possible."""
+    if text_length(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    current = ""
+    for line in text.splitlines(keepends=True):
+        while text_length(line) > limit:
+            head = _cut(line, limit)
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(head)
+            line = line[len(head) :]
+        if text_length(current + line) > limit:
+            pieces.append(current)
+            current = ""
+        current += line
+    if current:
+        pieces.append(current)
+    return [p.rstrip("\n") for p in pieces if p.strip()] or [text[:limit]]
+
+
+def _cut(text: str, limit: int) -> str:
+    low, high = 1, len(text)
+    while low < high:  # the longest prefix within the limit (surrogate pairs count two)
+        mid = (low + high + 1) // 2
+        if text_length(text[:mid]) <= limit:
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low]
+
+
+def plan_parts(out: Outbound, limit: int, *, max_parts: int = 4) -> list[Outbound]:
+    """One message per part when ``out`` is too long for one; a file when it would take too many.
+
+    Buttons go on the last part, the reply reference on the first.
+    """
+    total = text_length(out.text) + text_length(out.code)
+    if out.attachment is not None or out.kind == OutKind.EDIT or total + 2 <= limit:
+        return [out]
+    texts = split_text(out.text, limit) if out.text else []
+    codes = split_text(out.code, limit - 16) if out.code else []
+    if len(texts) + len(codes) > max_parts:
+        first = out.text.splitlines()[0] if out.text else "message"
+        name = f"{out.task_id or 'message'}.txt"
+        body = out.text + ("\n\n" + out.code if out.code else "")
+        return [
+            Outbound(
+                f"{first[:200]}\n(too long for one message: attached as {name})",
+                kind=out.kind,
+                buttons=out.buttons,
+                task_id=out.task_id,
+                reply_to=out.reply_to,
+                attachment=Attachment("document", name, data=body),
+            )
+        ]
+    pieces = [(t, "") for t in texts] + [("", c) for c in codes]
+    parts = []
+    for i, (text, code) in enumerate(pieces):
+        last = i == len(pieces) - 1
+        parts.append(
+            Outbound(
+                text,
+                kind=out.kind if i == 0 else OutKind.REPLY,
+                buttons=out.buttons if last else (),
+                code=code,
+                task_id=out.task_id,
+                reply_to=out.reply_to if i == 0 else None,
+            )
+        )
+    return parts
+
+
+class Outbox:
+    """Queues a channel's outgoing messages in the store and runs the loop that delivers them.
+
+    ``notify_chats`` are the chats that get rows queued for "every chat" (completions, alerts,
+    digests), together with the chats where the row's task was acknowledged.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        sender: Sender,
+        *,
+        notify_chats: Iterable[str] = (),
+        retry_base_s: float = 1.0,
+        retry_max_s: float = 60.0,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.sender = sender
+        self.channel = sender.channel
+        self.notify_chats = list(dict.fromkeys(notify_chats))
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.poll_s = poll_s
+        self._wake = asyncio.Event()
+        self._paused_until = 0.0
+        self._next_due = float("inf")
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- queueing ------------------------------------------------------------------------------
+    def put(self, out: Outbound, *, chat_id: str, key: str) -> int:
+        """Queue one answer for a chat (split into parts if needed); returns the rows added.
+
+        ``key`` identifies it (e.g. the update it answers): the same key is never queued twice.
+        """
+        if out.kind == OutKind.TOAST:
+            raise ValueError("a toast is answered directly, never queued")
+        added = 0
+        for n, part in enumerate(plan_parts(out, self.sender.max_chars)):
+            payload: dict[str, object] = {}
+            if part.code:
+                payload["code"] = part.code
+            if part.reply_to:
+                payload["reply_to"] = part.reply_to
+            if part.attachment is not None:
+                payload["attachment"] = part.attachment.to_dict()
+            added += self.store.enqueue_chat(
+                self.channel,
+                part.kind.value,
+                part.text,
+                chat_id=chat_id,
+                dedupe_key=key if n == 0 else f"{key}:{n}",
+                ts=self.clock.now(),
+                task_id=part.task_id,
+                buttons=part.buttons,
+                payload=payload,
+                edit_message_id=part.edit_message_id,
+            )
+        if added:
+            self.wake()
+        return added
+
+    def wake(self) -> None:
+        """Something was queued: deliver now rather than at the next poll."""
+        self._wake.set()
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=f"outbox:{self.channel}")
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop after the message being sent, if any (waiting at most ``grace_s``)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.deliver_due()
+            except Exception:
+                log.exception("%s delivery pass failed; trying again shortly", self.channel)
+            if self._stopping:
+                break
+            now = self.clock.now()
+            wait = min(self.poll_s, max(0.01, self._next_due - now))  # a retry due before the next poll
+            if self._paused_until > now:
+                wait = min(max(self._paused_until - now, 0.01), self.retry_max_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def deliver_due(self) -> int:
+        """One pass over the queue: send every row that is due, in order per chat. Returns rows sent."""
+        now = self.clock.now()
+        self._next_due = float("inf")
+        if now < self._paused_until:
+            return 0
+        held: set[str] = set()
+        sent = 0
+        for item in self.store.outbox_queue(self.channel):
+            if self._stopping:
+                break
+            if item.chat_id is None:
+                self._fan_out(item)
+                self._wake.set()  # the copies are at the end of the queue: another pass sends them
+                continue
+            chat = item.chat_id
+            if chat in held:
+                continue
+            if item.edit_of is not None and item.target_state == "pending":
+                item = self.store.outbox_item(item.id) or item  # its message may have gone out earlier in this pass
+            if item.next_attempt_at > now or (item.edit_of is not None and item.target_state == "pending"):
+                self._next_due = min(self._next_due, item.next_attempt_at)
+                held.add(chat)
+                continue
+            if item.edit_of is not None and item.target_state == "failed":
+                self.store.mark_given_up(item.id, "the message it edits was never delivered", now)
+                continue
+            if await self._send(item):
+                sent += 1
+            else:
+                held.add(chat)
+            if self.clock.now() < self._paused_until:
+                break
+            now = self.clock.now()
+        return sent
+
+    async def _send(self, item: OutboxItem) -> bool:
+        try:
+            message_id = await self.sender.deliver(item)
+        except RetryLater as exc:
+            until = self.clock.now() + exc.after_s
+            self._paused_until = max(self._paused_until, until)
+            self.store.mark_failed_attempt(item.id, str(exc), until)
+            log.warning("%s: flood control, pausing delivery for %.1fs", self.channel, exc.after_s)
+            return False
+        except DeliveryFailed as exc:
+            if exc.permanent:
+                self.store.mark_given_up(item.id, str(exc), self.clock.now())
+                log.warning("%s: message %s to chat %s refused for good: %s", self.channel, item.id, item.chat_id, exc)
+                return True
+            self._back_off(item, str(exc))
+            return False
+        except Exception as exc:
+            log.exception("%s: sending message %s failed unexpectedly", self.channel, item.id)
+            self._back_off(item, f"{type(exc).__name__}: {exc}")
+            return False
+        self.store.mark_delivered(item.id, self.clock.now(), message_id)
+        return True
+
+    def _back_off(self, item: OutboxItem, reason: str) -> None:
+        delay = min(self.retry_max_s, self.retry_base_s * 2 ** min(item.attempts, 16))
+        delay *= random.uniform(0.8, 1.2)  # spread retries from many rows over time
+        self._next_due = min(self._next_due, self.clock.now() + delay)
+        self.store.mark_failed_attempt(item.id, reason, self.clock.now() + delay)
+        log.info("%s: message %s not sent (%s); retrying in %.1fs", self.channel, item.id, reason, delay)
+
+    def _fan_out(self, item: OutboxItem) -> None:
+        chats = list(self.notify_chats)
+        if item.task_id:
+            chats += self.store.task_chats(self.channel, item.task_id)
+        chats = list(dict.fromkeys(chats))
+        base: dict[str, object] = {"code": item.code} if item.code else {}
+        attachment = item.attachment
+        copies: list[OutboxCopy] = []
+        for chat in chats:
+            key = f"{item.dedupe_key}|{chat}"
+            if attachment is not None and text_length(item.text) > self.sender.max_caption:
+                # Too long for a caption: the text (with the buttons) first, then the file on its own.
+                copies.append(OutboxCopy(chat, key, item.text, item.buttons, base))
+                first = item.text.splitlines()[0] if item.text else ""
+                copies.append(OutboxCopy(chat, f"{key}|file", first[:200], (), {"attachment": attachment.to_dict()}))
+            else:
+                extra = {"attachment": attachment.to_dict()} if attachment is not None else {}
+                copies.append(OutboxCopy(chat, key, item.text, item.buttons, {**base, **extra}))
+        self.store.fan_out(item.id, copies, self.clock.now())
+        if not chats:
+            log.info("%s: no chat to notify for %s (%s)", self.channel, item.kind, item.dedupe_key)
+
+
+__all__ = ["DeliveryFailed", "Outbox", "RetryLater", "Sender", "plan_parts", "split_text", "text_length"]

@@ -1,0 +1,262 @@
+"""The bot process's clock-driven jobs: the morning digest, budget alerts and the stale-task watchdog.
+
+APScheduler 3.x's ``AsyncIOScheduler`` runs them in the bot's event loop; every message goes to
+the store's outbox, once per channel. Each job is keyed in the store, so a regular run, a
+catch-up after a restart and a second process never send the same thing twice:
+
+- the digest of a day (key: its local date) is sent once. One missed while the process was down
+  is sent at start if it is still within ``digest.grace_s`` of its time; an older one is skipped
+  with a warning, and the next digest covers everything since the last one sent, so no task is
+  left out of the digests;
+- each budget threshold alerts once per period (``core.costs.check_budget_alerts``);
+- each running task that goes silent for ``watchdog.silent_after_s`` alerts once.
+
+The composition root calls ``start(SchedulerDeps(...))`` inside the running loop and
+``shutdown()`` on the way down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from core.clock import Clock
+from core.config import Config
+from core.costs import BudgetAlert, CostTracker, check_budget_alerts, money
+from core.digest import Digest, build_digest, render_chart_png
+from core.store import Store
+from core.summary import format_duration
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SchedulerDeps:
+    """What the jobs need; ``channels`` names the chat channels live now (the engine's list)."""
+
+    config: Config
+    store: Store
+    clock: Clock
+    home: Path
+    channels: Callable[[], list[str]]
+
+
+class DigestTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
+    """Every day at a local time of day, in the configured zone, across daylight-saving changes.
+
+    APScheduler 3.11's CronTrigger can return the same instant again inside the hour repeated when
+    the clocks go back (agronholm/apscheduler#1021), and the scheduler would then loop on it; this
+    trigger moves on to the next day instead.
+    """
+
+    def __init__(self, hour: int, minute: int, timezone: tzinfo) -> None:
+        super().__init__(hour=hour, minute=minute, timezone=timezone)
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        fire: datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        if fire is not None and previous_fire_time is not None and fire.timestamp() <= previous_fire_time.timestamp():
+            later = datetime.fromtimestamp(max(now.timestamp(), previous_fire_time.timestamp()) + 3600, self.timezone)
+            fire = super().get_next_fire_time(None, later)
+        return fire
+
+
+def digest_trigger(config: Config) -> DigestTrigger:
+    hour, minute = config.digest.hour_minute()
+    return DigestTrigger(hour, minute, config.digest.zone())
+
+
+class Scheduler:
+    """The jobs and their APScheduler; each job method can also be called directly (tests, CLI)."""
+
+    def __init__(self, deps: SchedulerDeps) -> None:
+        self.deps = deps
+        self.config = deps.config
+        self.trigger = digest_trigger(deps.config)
+        self._aps: Any = None
+        self._warned: set[str] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Add the jobs and start them in the running event loop; a missed digest is sent first."""
+        loop = asyncio.get_running_loop()
+        aps = AsyncIOScheduler(event_loop=loop, timezone=self.config.digest.zone())
+        now = datetime.now(UTC)
+        if self.config.digest.enabled:
+            # misfire_grace_time=None: lateness is judged by send_due_digest against digest.grace_s.
+            aps.add_job(self._job(self.send_due_digest), self.trigger, id="digest", misfire_grace_time=None,
+                        coalesce=True, max_instances=1)  # fmt: skip
+            aps.add_job(self._job(self.send_due_digest), id="digest-catch-up", next_run_time=now)
+        every = IntervalTrigger(seconds=self.config.budgets.check_every_s)
+        aps.add_job(self._job(self.check_budgets), every, id="budgets", next_run_time=now, coalesce=True)
+        if self.config.watchdog.silent_after_s is not None:
+            every = IntervalTrigger(seconds=self.config.watchdog.check_every_s)
+            aps.add_job(self._job(self.check_watchdog), every, id="watchdog", next_run_time=now, coalesce=True)
+        aps.start()
+        self._aps = aps
+        # Warm the price table now, off the loop, so costs and digests never pay its import.
+        loop.run_in_executor(None, _preload_prices)
+        log.info("scheduler started; next digest %s", self.next_digest_at())
+
+    def shutdown(self) -> None:
+        """Stop the jobs (a job already running is not waited for); safe to call twice."""
+        if self._aps is not None:
+            with contextlib.suppress(Exception):
+                self._aps.shutdown(wait=False)
+            self._aps = None
+
+    @property
+    def running(self) -> bool:
+        return self._aps is not None
+
+    def next_digest_at(self) -> datetime | None:
+        if self._aps is not None:
+            job = self._aps.get_job("digest")
+            fire: datetime | None = None if job is None else job.next_run_time
+            return fire
+        return self.trigger.get_next_fire_time(None, datetime.fromtimestamp(self.deps.clock.now(), UTC))
+
+    def _job(self, func: Callable[[], Any]) -> Callable[[], Any]:
+        async def run() -> None:
+            try:
+                result = func()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # a failing job must not stop the others or the next run
+                log.exception("scheduled job %s failed", getattr(func, "__name__", func))
+
+        return run
+
+    # -- the digest -----------------------------------------------------------------------------
+    def last_due(self, now: float) -> datetime | None:
+        """The latest scheduled digest time at or before ``now`` (looking back two days)."""
+        fire = self.trigger.get_next_fire_time(None, datetime.fromtimestamp(now - 2 * 86400, UTC))
+        last = None
+        for _ in range(8):  # a daily trigger fires at most three times in two days and a bit
+            if fire is None or fire.timestamp() > now:
+                break
+            last = fire
+            fire = self.trigger.get_next_fire_time(fire, fire)
+        return last
+
+    async def send_due_digest(self) -> bool:
+        """Send the digest due now unless it was sent; at start this is the catch-up. True if sent."""
+        now = self.deps.clock.now()
+        due = self.last_due(now)
+        if due is None:
+            return False
+        period = due.astimezone(self.config.digest.zone()).date().isoformat()
+        if self.deps.store.digest_sent(period):
+            return False
+        late = now - due.timestamp()
+        if late > self.config.digest.grace_s:
+            if period not in self._warned:
+                self._warned.add(period)
+                log.warning(
+                    "the digest of %s was missed by %s (more than digest.grace_s); skipped — the next one "
+                    "covers everything since the last digest sent",
+                    period,
+                    format_duration(late),
+                )
+            return False
+        return await self.send_digest(period)
+
+    async def send_digest(self, period: str) -> bool:
+        """Build the digest now, draw its chart off the loop, and queue it once for ``period``."""
+        store, now = self.deps.store, self.deps.clock.now()
+        digest = build_digest(store, self.config, self.deps.clock)
+        chart = await self._chart(digest, period) if self.config.digest.chart else None
+        if store.digest_sent(period):
+            return False  # sent by another run while the chart was drawn
+        channels = self._digest_channels()
+        payload = {
+            "chart_png": str(chart) if chart else None,
+            "buttons": [{"task_id": t.task_id, "state": t.state} for t in digest.waiting],
+        }
+        for channel in channels:
+            text = digest.text + (f"\nChart: {chart}" if chart and channel == "console" else "")
+            store.enqueue(channel, "digest", text, task_id=None, dedupe_key=f"{channel}:digest:{period}", ts=now,
+                          payload=payload)  # fmt: skip
+        store.record_digest(period, now, digest.since, digest.until, len(digest.finished))
+        log.info("digest of %s queued for %s", period, ", ".join(channels) or "no channel")
+        return True
+
+    async def _chart(self, digest: Digest, period: str) -> Path | None:
+        path = self.deps.home / "digests" / f"{period}.png"
+        try:
+            png = await asyncio.to_thread(render_chart_png, digest.chart)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+        except Exception:  # the digest still goes out, without its chart
+            log.exception("could not draw the digest chart")
+            return None
+        return path
+
+    def _digest_channels(self) -> list[str]:
+        live = self.deps.channels()
+        wanted = self.config.digest.channels
+        if not wanted:
+            return live
+        missing = [c for c in wanted if c not in live]
+        for channel in missing:
+            if f"channel:{channel}" not in self._warned:
+                self._warned.add(f"channel:{channel}")
+                log.warning("digest.channels names %s, which is not configured; the digest skips it", channel)
+        return [c for c in wanted if c in live]
+
+    # -- budgets and the watchdog ---------------------------------------------------------------
+    def check_budgets(self) -> list[BudgetAlert]:
+        """Alert on budget thresholds newly crossed (each once per period)."""
+        tracker = CostTracker(self.deps.store, self.config, self.deps.clock)
+        return check_budget_alerts(tracker, self.deps.channels())
+
+    def check_watchdog(self) -> list[str]:
+        """Alert once for each running task silent for ``watchdog.silent_after_s``; the ids alerted."""
+        silent_after = self.config.watchdog.silent_after_s
+        if silent_after is None:
+            return []
+        store, now = self.deps.store, self.deps.clock.now()
+        alerted = []
+        for task in store.silent_tasks(now - silent_after):
+            key = f"watchdog:{task.id}"
+            if store.alert_recorded(key):
+                continue
+            quiet = now - (task.last_event_at or task.started_at or task.created_at)
+            live = f"{money(task.live_cost_usd)} so far" if task.live_cost_usd is not None else "no cost yet"
+            text = (
+                f"⏳ {task.id} has been silent for {format_duration(quiet)} · {task.agent} · {task.category} · {live}\n"
+                f"{' '.join(task.text.split())[:200]}\n"
+                f"Peek: orchestra peek {task.id} · Cancel: orchestra cancel {task.id}"
+            )
+            for channel in self.deps.channels():
+                store.enqueue(channel, "watchdog", text, task_id=task.id, dedupe_key=f"{channel}:{key}", ts=now,
+                              payload={"buttons": ["peek", "cancel"]})  # fmt: skip
+            store.record_alert(key, "watchdog", now, text)
+            alerted.append(task.id)
+        return alerted
+
+
+def _preload_prices() -> None:
+    from core import pricing
+
+    with contextlib.suppress(Exception):
+        pricing.preload()
+
+
+def start(deps: SchedulerDeps) -> Scheduler:
+    """Start the jobs in the running event loop; call ``shutdown()`` on the result to stop them."""
+    scheduler = Scheduler(deps)
+    scheduler.start()
+    return scheduler
+
+
+__all__ = ["DigestTrigger", "Scheduler", "SchedulerDeps", "digest_trigger", "start"]

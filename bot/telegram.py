@@ -1,0 +1,576 @@
+"""The Telegram transport: python-telegram-bot at the edge, neutral messages inside.
+
+Updates become :class:`core.messages.Inbound` (``to_inbound``), pass the :class:`core.commands.Gate`,
+and are answered by :class:`core.commands.Commands`; every answer goes into the outbox and is sent
+by :class:`TelegramSender` from the delivery loop (button-tap toasts, which are not messages, are
+answered at once). The Application is started inside the bot process's loop
+(``initialize`` / ``start`` / ``updater.start_polling``, never ``run_polling``).
+
+Transport health: every getUpdates goes through :class:`PollHealth`. A 409 Conflict (a second
+poller with this token) is logged once and polling backs off for longer than the poll timeout; a
+poll that hangs or a loop that stops polling is restarted; and after ``exit_after_s`` without one
+successful getUpdates the process asks to exit non-zero, so its supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dtm
+import html
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import AIORateLimiter, Application, ContextTypes, TypeHandler
+from telegram.request import BaseRequest, HTTPXRequest
+
+from bot.outbox import DeliveryFailed, Outbox, RetryLater, text_length
+from bot.screen import render_png
+from core.access import Gate
+from core.clock import Clock
+from core.commands import COMMANDS, Commands
+from core.config import TelegramConfig
+from core.errors import OrchestraError
+from core.messages import Button, ChatRef, Inbound, Keyboard, Outbound, OutboxItem, OutKind, Tap
+from core.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_CHARS = 4096
+CAPTION_CHARS = 1024
+MAX_FILE_BYTES = 49 * 1024 * 1024
+ALLOWED_UPDATES = ("message", "callback_query")
+INBOUND_MEMORY_S = 30 * 86400  # how long handled update ids (and one-shot button taps) are remembered
+
+
+# -- inbound ------------------------------------------------------------------------------------
+def to_inbound(update: Update, bot_username: str = "", bot_id: int | None = None) -> Inbound | None:
+    """The neutral form of an update, or None when it is not for us (other bots, edits, other chats' noise).
+
+    In groups only commands, messages that mention the bot and replies to it count; ``/cmd@ourbot``
+    becomes ``/cmd`` and a command meant for another bot is ignored.
+    """
+    event_id = f"telegram:{update.update_id}"
+    query = update.callback_query
+    if query is not None:
+        message = query.message
+        if message is None or not query.data or query.from_user.is_bot:
+            return None
+        action, _, task_id = query.data.partition(":")
+        markup = message.reply_markup if hasattr(message, "reply_markup") else None
+        return Inbound(
+            chat=ChatRef("telegram", str(message.chat.id), message.chat.type == "private"),
+            user_id=str(query.from_user.id),
+            user_name=_display_name(query.from_user),
+            tap=Tap(action, task_id, str(message.message_id), from_markup(markup)),
+            event_id=event_id,
+            raw=update,
+        )
+    msg = update.message
+    if msg is None or msg.from_user is None or msg.from_user.is_bot:
+        return None
+    private = msg.chat.type == "private"
+    text = (msg.text or msg.caption or "").strip()
+    mention = f"@{bot_username}".lower() if bot_username else ""
+    if text.startswith("/"):
+        command, rest = [*text.split(maxsplit=1), ""][:2]
+        name, _, target = command.partition("@")
+        if target and mention and f"@{target}".lower() != mention:
+            return None  # a command for another bot in the same group
+        text = f"{name} {rest}".strip()
+    elif mention and text.lower().startswith(mention):
+        text = text[len(mention) :].lstrip(" ,:")
+    elif not private:
+        replied = msg.reply_to_message
+        to_us = replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
+        if not to_us:
+            return None
+    return Inbound(
+        chat=ChatRef("telegram", str(msg.chat.id), private),
+        user_id=str(msg.from_user.id),
+        user_name=_display_name(msg.from_user),
+        text=text,
+        message_id=str(msg.message_id),
+        event_id=event_id,
+        raw=update,
+    )
+
+
+def _display_name(user: Any) -> str:
+    return f"@{user.username}" if user.username else (user.full_name or str(user.id))
+
+
+# -- outbound -----------------------------------------------------------------------------------
+def to_html(text: str, code: str = "") -> str:
+    """Plain text (and a monospace block) as Telegram HTML: nothing in it is ever read as markup."""
+    parts = []
+    if text:
+        parts.append(html.escape(text, quote=False))
+    if code:
+        parts.append(f"<pre>{html.escape(code, quote=False)}</pre>")
+    return "\n".join(parts)
+
+
+def from_markup(markup: InlineKeyboardMarkup | None) -> Keyboard:
+    """The neutral form of a message's inline keyboard (buttons that are not ours are left out)."""
+    if markup is None:
+        return ()
+    rows = []
+    for row in markup.inline_keyboard:
+        buttons = []
+        for button in row:
+            if isinstance(button.callback_data, str) and ":" in button.callback_data:
+                action, _, task_id = button.callback_data.partition(":")
+                buttons.append(Button(button.text, action, task_id))
+        if buttons:
+            rows.append(tuple(buttons))
+    return tuple(rows)
+
+
+def to_markup(keyboard: Keyboard) -> InlineKeyboardMarkup | None:
+    if not keyboard:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(b.label, callback_data=f"{b.action}:{b.task_id}"[:64]) for b in row] for row in keyboard]
+    )
+
+
+class TelegramSender:
+    """Sends (or edits) one outbox row through the Bot API; errors become the outbox's typed errors."""
+
+    channel = "telegram"
+    max_chars = MAX_CHARS
+    max_caption = CAPTION_CHARS
+
+    def __init__(self, bot: Any) -> None:
+        self.bot = bot
+
+    async def deliver(self, item: OutboxItem) -> str | None:
+        try:
+            return await self._deliver(item)
+        except RetryAfter as exc:
+            raise RetryLater(_retry_after_s(exc)) from None
+        except BadRequest as exc:
+            if "message is not modified" in str(exc).lower():
+                return item.edit_message_id  # the edit's content is already there: done
+            raise DeliveryFailed(f"Bad Request: {exc}", permanent=True) from None
+        except (Forbidden, ChatMigrated) as exc:
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}", permanent=True) from None
+        except TelegramError as exc:  # TimedOut, NetworkError (5xx, dropped connections), InvalidToken
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
+
+    async def _deliver(self, item: OutboxItem) -> str | None:
+        assert item.chat_id is not None
+        chat: int | str = int(item.chat_id) if item.chat_id.lstrip("-").isdigit() else item.chat_id
+        markup = to_markup(item.buttons)
+        no_preview = LinkPreviewOptions(is_disabled=True)
+        if item.is_edit:
+            if not item.edit_message_id:
+                raise DeliveryFailed("the message to edit has no id", permanent=True)
+            message_id = int(item.edit_message_id)
+            if item.text or item.code:
+                text = to_html(*_fit(item.text, item.code, MAX_CHARS))
+                await self.bot.edit_message_text(
+                    text, chat_id=chat, message_id=message_id, parse_mode=ParseMode.HTML, reply_markup=markup,
+                    link_preview_options=no_preview,
+                )  # fmt: skip
+            else:
+                await self.bot.edit_message_reply_markup(chat_id=chat, message_id=message_id, reply_markup=markup)
+            return item.edit_message_id
+        reply = ReplyParameters(int(item.reply_to), allow_sending_without_reply=True) if item.reply_to else None
+        attachment = item.attachment
+        if attachment is None and text_length(item.text) + text_length(item.code) + 2 > MAX_CHARS:
+            body = item.text + ("\n\n" + item.code if item.code else "")
+            first = item.text.splitlines()[0] if item.text else "message"
+            caption = to_html(f"{first[:200]}\n(too long for one message: attached)")
+            sent = await self.bot.send_document(
+                chat, document=body.encode(), filename=f"{item.task_id or 'message'}.txt", caption=caption,
+                parse_mode=ParseMode.HTML, reply_markup=markup, reply_parameters=reply,
+            )  # fmt: skip
+            return str(sent.message_id)
+        if attachment is not None:
+            data = await _attachment_bytes(attachment.path, attachment.data, attachment.render)
+            caption = to_html(*_fit(item.text, "", CAPTION_CHARS))
+            send = self.bot.send_photo if attachment.kind == "photo" else self.bot.send_document
+            field = "photo" if attachment.kind == "photo" else "document"
+            sent = await send(
+                chat, **{field: data}, filename=attachment.filename, caption=caption, parse_mode=ParseMode.HTML,
+                reply_markup=markup, reply_parameters=reply,
+            )  # fmt: skip
+            return str(sent.message_id)
+        sent = await self.bot.send_message(
+            chat, to_html(item.text, item.code), parse_mode=ParseMode.HTML, reply_markup=markup,
+            reply_parameters=reply, link_preview_options=no_preview,
+        )  # fmt: skip
+        return str(sent.message_id)
+
+
+async def _attachment_bytes(path: str | None, data: str | None, render: str) -> bytes:
+    if render == "ansi":
+        return await asyncio.to_thread(render_png, data or "")
+    if data is not None:
+        return data.encode("utf-8", "replace")
+    if path is None or not Path(path).is_file():
+        raise DeliveryFailed(f"the file to send is gone ({path})", permanent=True)
+    return await asyncio.to_thread(_read_tail, Path(path), MAX_FILE_BYTES)
+
+
+def _read_tail(path: Path, limit: int) -> bytes:
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - limit))
+        return fh.read()
+
+
+def _fit(text: str, code: str, limit: int) -> tuple[str, str]:
+    """Shorten text and code so they fit one message (the outbox splits long ones before this)."""
+    if text_length(text) + text_length(code) + 2 <= limit:
+        return text, code
+    room = max(0, limit - text_length(text) - 3)
+    if code and room > 40:
+        return text, "…" + code[-(room - 1) :]
+    return text[: limit - 1] + "…", ""
+
+
+def _retry_after_s(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
+
+
+# -- transport health ---------------------------------------------------------------------------
+class PollHealth:
+    """Watches getUpdates: when it last succeeded, whether one hangs, and 409 Conflicts.
+
+    ``clock`` is monotonic seconds. Conflicts back off for longer than the poll timeout (doubling,
+    at most five minutes), so a second poller is not fought request for request.
+    """
+
+    def __init__(
+        self,
+        *,
+        poll_timeout_s: float,
+        stall_after_s: float,
+        exit_after_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.poll_timeout_s = poll_timeout_s
+        self.stall_after_s = stall_after_s
+        self.exit_after_s = exit_after_s
+        self.clock = clock
+        now = clock()
+        self.last_ok = now
+        self.last_done = now
+        self.in_flight_since: float | None = None
+        self.conflicts = 0
+        self.failures = 0
+        self.last_error = ""
+        self.backoff_until = 0.0
+
+    def wait_s(self) -> float:
+        return max(0.0, self.backoff_until - self.clock())
+
+    def begin(self) -> None:
+        self.in_flight_since = self.clock()
+
+    def end(self, status: int | None, error: str = "") -> None:
+        now = self.clock()
+        self.in_flight_since = None
+        self.last_done = now
+        if status is not None and 200 <= status < 300:
+            if self.conflicts or self.failures:
+                log.info("telegram: getUpdates works again (after %s)", self.last_error)
+            self.last_ok, self.conflicts, self.failures, self.last_error = now, 0, 0, ""
+            return
+        if status == 409:
+            self.conflicts += 1
+            delay = min(max(300.0, self.poll_timeout_s + 1), (self.poll_timeout_s + 1) * 2 ** (self.conflicts - 1))
+            self.backoff_until = now + delay
+            self.last_error = "409 Conflict"
+            if self.conflicts == 1:
+                log.error(
+                    "telegram: 409 Conflict: another process is getting this bot's updates (a second bot "
+                    "with the same token?); backing off %.0fs, exiting after %.0fs without updates",
+                    delay,
+                    self.exit_after_s,
+                )
+            return
+        self.failures += 1
+        self.last_error = f"HTTP {status}" if status is not None else error or "no answer"
+        if self.failures == 1:
+            log.warning("telegram: getUpdates failed (%s); retrying", self.last_error)
+
+    def verdict(self) -> str | None:
+        """``"exit"``, ``"stalled"`` or None (healthy)."""
+        now = self.clock()
+        if now - self.last_ok > self.exit_after_s:
+            return "exit"
+        if self.in_flight_since is not None and now - self.in_flight_since > self.stall_after_s:
+            return "stalled"
+        if self.in_flight_since is None and now >= self.backoff_until and now - self.last_done > self.stall_after_s:
+            return "stalled"
+        return None
+
+
+class _PollRequest(HTTPXRequest):
+    """The getUpdates connection, reporting every poll to :class:`PollHealth` (and waiting out back-offs)."""
+
+    def __init__(self, health: PollHealth, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.health = health
+
+    async def do_request(self, url: str, method: str, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        if not url.endswith("/getUpdates"):
+            return await super().do_request(url, method, *args, **kwargs)
+        delay = self.health.wait_s()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.health.begin()
+        status: int | None = None
+        error = ""
+        try:
+            status, payload = await super().do_request(url, method, *args, **kwargs)
+        except asyncio.CancelledError:
+            self.health.in_flight_since = None  # stopped by us, not a failure
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            self.health.end(None, error)
+            raise
+        self.health.end(status, error)
+        return status, payload
+
+
+# -- the transport ------------------------------------------------------------------------------
+class TelegramTransport:
+    """The PTB Application inside the bot process: receives updates, answers through the outbox.
+
+    ``on_fatal(reason)`` is called when the transport cannot recover (no successful poll for
+    ``exit_after_s``); the composition root then stops the process with a non-zero code.
+    """
+
+    platform = "telegram"
+
+    def __init__(
+        self,
+        settings: TelegramConfig,
+        token: str,
+        *,
+        commands: Commands,
+        gate: Gate,
+        store: Store,
+        clock: Clock,
+        on_fatal: Callable[[str], None],
+        request: BaseRequest | None = None,
+    ) -> None:
+        self.settings = settings
+        self.commands = commands
+        self.gate = gate
+        self.store = store
+        self.clock = clock
+        self.on_fatal = on_fatal
+        self.health = PollHealth(
+            poll_timeout_s=settings.poll_timeout_s,
+            stall_after_s=settings.stall_after_s,
+            exit_after_s=settings.exit_after_s,
+        )
+        base = settings.api_base_url
+        requests = request or HTTPXRequest(
+            connection_pool_size=8, connect_timeout=5, read_timeout=20, write_timeout=30, pool_timeout=5
+        )
+        polls = _PollRequest(self.health, connection_pool_size=2, connect_timeout=5, read_timeout=10, pool_timeout=5)
+        self.app = (
+            Application.builder()
+            .token(token)
+            .base_url(f"{base}/bot")
+            .base_file_url(f"{base}/file/bot")
+            .request(requests)
+            .get_updates_request(polls)
+            .rate_limiter(AIORateLimiter(max_retries=0))
+            .concurrent_updates(False)
+            .build()
+        )
+        self.app.add_handler(TypeHandler(Update, self._on_update))
+        self.app.add_error_handler(self._on_error)
+        self.sender = TelegramSender(self.app.bot)
+        self.outbox: Outbox | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._started = False
+        # The outbox reports flood control in one line; PTB's limiter would add a traceback per 429.
+        logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self, outbox: Outbox) -> None:
+        """Connect (getMe, retried with back-off), register the commands, start receiving updates."""
+        self.outbox = outbox
+        self.store.prune_inbound(self.clock.now() - INBOUND_MEMORY_S)
+        await self._initialize()
+        await self._set_commands()
+        await self.app.start()
+        self._started = True
+        updater = self.app.updater
+        assert updater is not None
+        if self.settings.mode == "webhook":
+            hook = self.settings.webhook
+            assert hook is not None
+            await updater.start_webhook(
+                listen=hook.listen, port=hook.port, url_path=hook.path, webhook_url=hook.url,
+                secret_token=hook.secret(), allowed_updates=list(ALLOWED_UPDATES), drop_pending_updates=False,
+            )  # fmt: skip
+        else:
+            await self._start_polling()
+            self._watchdog = asyncio.create_task(self._watch(), name="telegram:watchdog")
+        log.info("telegram: @%s is listening (%s)", self.app.bot.username, self.settings.mode)
+
+    async def stop(self) -> None:
+        """Stop receiving, then shut the Application down (reverse of start)."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        updater = self.app.updater
+        if updater is not None and updater.running:
+            with contextlib.suppress(Exception):
+                await updater.stop()
+        if self._started and self.app.running:
+            await self.app.stop()
+        with contextlib.suppress(Exception):
+            await self.app.shutdown()
+        self._started = False
+
+    async def _initialize(self) -> None:
+        deadline = time.monotonic() + self.settings.exit_after_s
+        delay = self.settings.retry_base_s
+        while True:
+            try:
+                await self.app.initialize()
+                return
+            except InvalidToken as exc:
+                raise OrchestraError(
+                    f"telegram: the Bot API refused the token in ${self.settings.token_env} ({exc})"
+                ) from None
+            except TelegramError as exc:
+                if time.monotonic() + delay > deadline:
+                    api = self.settings.api_base_url
+                    raise OrchestraError(f"telegram: cannot reach the Bot API at {api} ({exc})") from None
+                log.warning("telegram: cannot reach the Bot API (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+
+    async def _set_commands(self) -> None:
+        try:
+            await self.app.bot.set_my_commands([BotCommand(c.name, c.help[:256]) for c in COMMANDS])
+        except TelegramError as exc:
+            log.warning("telegram: could not register the command menu (%s); commands still work", exc)
+
+    async def _start_polling(self) -> None:
+        updater = self.app.updater
+        assert updater is not None
+        await updater.start_polling(
+            poll_interval=0.0,
+            timeout=self.settings.poll_timeout_s,
+            allowed_updates=list(ALLOWED_UPDATES),
+            drop_pending_updates=False,
+            bootstrap_retries=-1,
+            error_callback=self._on_poll_error,
+        )
+
+    def _on_poll_error(self, error: TelegramError) -> None:
+        log.debug("telegram: getUpdates error: %s", error)  # PollHealth logs the first of each episode
+
+    async def _watch(self) -> None:
+        """Every second: exit after ``exit_after_s`` without a successful poll; restart a stalled one."""
+        last_restart = time.monotonic()
+        restarting: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(min(1.0, self.settings.poll_timeout_s / 2))
+                verdict = self.health.verdict()
+                if verdict == "exit":
+                    reason = (
+                        f"telegram: no successful getUpdates for {self.settings.exit_after_s:.0f}s "
+                        f"(last error: {self.health.last_error or 'none'}); exiting so the supervisor restarts the bot"
+                    )
+                    log.error("%s", reason)
+                    self.on_fatal(reason)
+                    return
+                stale = time.monotonic() - last_restart > self.settings.stall_after_s
+                if verdict == "stalled" and stale and (restarting is None or restarting.done()):
+                    log.warning("telegram: the update loop stalled (no getUpdates answer); restarting the poller")
+                    last_restart = time.monotonic()
+                    restarting = asyncio.create_task(self._restart_polling(), name="telegram:restart-poller")
+        finally:
+            if restarting is not None and not restarting.done():
+                restarting.cancel()
+
+    async def _restart_polling(self) -> None:
+        updater = self.app.updater
+        assert updater is not None
+        with contextlib.suppress(Exception):
+            if updater.running:
+                await updater.stop()
+        try:
+            await self._start_polling()
+        except (TelegramError, RuntimeError) as exc:
+            log.warning("telegram: restarting the poller failed (%s)", exc)
+
+    # -- updates -------------------------------------------------------------------------------
+    async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        inbound = to_inbound(update, self.app.bot.username or "", self.app.bot.id)
+        if inbound is None:
+            if update.callback_query is not None:
+                await self._answer_tap(update, "")
+            return
+        if not self.store.claim_inbound(inbound.event_id, self.clock.now()):
+            log.info("telegram: update %s was already handled", update.update_id)
+            return
+        answers = self.gate.check(inbound)
+        if answers is None:
+            answers = self.commands.handle(inbound)
+        await self._emit(update, inbound, answers)
+
+    async def _emit(self, update: Update, inbound: Inbound, answers: list[Outbound]) -> None:
+        assert self.outbox is not None
+        toasts = [a.text for a in answers if a.kind == OutKind.TOAST]
+        for n, out in enumerate(answers):
+            if out.kind != OutKind.TOAST:
+                self.outbox.put(out, chat_id=inbound.chat.chat_id, key=f"{inbound.event_id}:{n}")
+        if update.callback_query is not None:
+            await self._answer_tap(update, next((t for t in toasts if t), ""))
+
+    async def _answer_tap(self, update: Update, text: str) -> None:
+        query = update.callback_query
+        assert query is not None
+        try:
+            await query.answer(text or None)
+        except TelegramError as exc:
+            log.info("telegram: could not answer a button tap (%s)", exc)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("telegram: handling an update failed: %r", context.error, exc_info=context.error)
+
+
+__all__ = ["PollHealth", "TelegramSender", "TelegramTransport", "from_markup", "to_html", "to_inbound", "to_markup"]

@@ -1,0 +1,100 @@
+"""Who may use a chat bot, and how often: checked before the command layer sees a message."""
+
+from __future__ import annotations
+
+import logging
+
+from core.clock import Clock
+from core.messages import Inbound, Outbound, OutKind
+from core.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Gate:
+    """Who may use the bot and how often: checked before :class:`core.commands.Commands` sees anything.
+
+    Unknown users and chats get one refusal line (at most once per ``refuse_every_s``) and an
+    audit entry, and learn nothing about tasks. Allowed users get ``per_minute`` commands a
+    minute as a token bucket.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        allowed_users: list[str],
+        allowed_chats: list[str],
+        per_minute: int,
+        refuse_every_s: float = 600.0,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.allowed_users = set(allowed_users)
+        self.allowed_chats = set(allowed_chats)
+        self.per_minute = per_minute
+        self.refuse_every_s = refuse_every_s
+        self._tokens: dict[str, tuple[float, float]] = {}
+        self._last_notice: dict[str, float] = {}
+
+    def check(self, inbound: Inbound) -> list[Outbound] | None:
+        """None when the message may go on to the commands; else what to answer instead."""
+        now = self.clock.now()
+        refusal = self._refusal(inbound)
+        if refusal is not None:
+            what = "tap " + inbound.tap.action if inbound.tap else _clip(inbound.text, 100)
+            self.store.audit(
+                now, f"{inbound.user_name} ({inbound.user_id})", inbound.chat.platform, "refused", None,
+                f"chat {inbound.chat.chat_id}: {what}",
+            )  # fmt: skip
+            log.warning("refused %s user %s in chat %s", inbound.chat.platform, inbound.user_id, inbound.chat.chat_id)
+            if inbound.tap is not None:
+                return [_toast("Not allowed.")]
+            if not self._notice_due(f"refused:{inbound.user_id}", now):
+                return []
+            return [Outbound(refusal, reply_to=inbound.message_id)]
+        if not self._take_token(inbound.user_id, now):
+            if inbound.tap is not None:
+                return [_toast(f"Too many taps: at most {self.per_minute} a minute.")]
+            if not self._notice_due(f"slow:{inbound.user_id}", now, every=60.0):
+                return []
+            return [
+                Outbound(f"⏳ Slow down: at most {self.per_minute} commands a minute.", reply_to=inbound.message_id)
+            ]
+        return None
+
+    def _refusal(self, inbound: Inbound) -> str | None:
+        if inbound.user_id not in self.allowed_users:
+            return f"⛔ This bot is private. Its owner can let you in with your user id: {inbound.user_id}."
+        if not inbound.chat.private and inbound.chat.chat_id not in self.allowed_chats:
+            return f"⛔ This chat is not allowed to use the bot (chat id {inbound.chat.chat_id})."
+        return None
+
+    def _take_token(self, user_id: str, now: float) -> bool:
+        tokens, stamp = self._tokens.get(user_id, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - stamp) * self.per_minute / 60.0)
+        if tokens < 1.0:
+            self._tokens[user_id] = (tokens, now)
+            return False
+        self._tokens[user_id] = (tokens - 1.0, now)
+        return True
+
+    def _notice_due(self, key: str, now: float, every: float | None = None) -> bool:
+        last = self._last_notice.get(key)
+        if last is not None and now - last < (every if every is not None else self.refuse_every_s):
+            return False
+        self._last_notice[key] = now
+        return True
+
+
+def _toast(text: str) -> Outbound:
+    return Outbound(text=text[:190], kind=OutKind.TOAST)
+
+
+def _clip(text: str, size: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= size else flat[: size - 1] + "…"
+
+
+__all__ = ["Gate"]

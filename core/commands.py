@@ -1,0 +1,472 @@
+"""The chat command layer: neutral messages in, service calls, neutral answers out.
+
+Every chat transport (Telegram now, Slack next) hands :class:`Commands` an :class:`Inbound` that
+already passed the :class:`core.access.Gate` and renders the :class:`Outbound` list it gets back. All chat
+behaviour lives here (commands, buttons, what a stale tap says, which buttons a message carries),
+so a transport only translates. Answers are plain text; the transport escapes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.clock import Clock
+from core.config import agent_installed
+from core.errors import InvalidTransition, OrchestraError, UnknownTask
+from core.messages import (
+    CARD_KINDS,
+    Attachment,
+    Button,
+    Inbound,
+    Keyboard,
+    Outbound,
+    OutKind,
+    button_still_valid,
+)
+from core.models import Task, TaskState
+from core.progress import ICONS, clip, hhmm, render_card
+from core.service import Actor, Service
+from core.store import Store
+from core.summary import format_cost, format_duration
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    args: str
+    help: str
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("start", "", "what this bot does"),
+    CommandSpec("help", "", "commands and buttons"),
+    CommandSpec("delegate", "TEXT", "run a task (plain text works too; start with @agent to pick the agent)"),
+    CommandSpec("status", "", "running, queued and recent tasks"),
+    CommandSpec("peek", "ID", "the live pane of a task as text"),
+    CommandSpec("screen", "ID", "the pane as an image, with its colours"),
+    CommandSpec("log", "ID", "the full output log as a file"),
+    CommandSpec("cancel", "ID", "stop a task"),
+    CommandSpec("retry", "ID", "run a finished task again"),
+    CommandSpec("approve", "ID", "approve a task waiting for approval or review"),
+    CommandSpec("reject", "ID REASON", "reject a task, saying why"),
+    CommandSpec("cost", "", "spend today, this week and in total"),
+    CommandSpec("agents", "", "the agents and whether their CLI is installed"),
+    CommandSpec("kill", "", "cancel everything that is running or queued (asks first)"),
+)
+
+_COMMAND = re.compile(r"/([A-Za-z_]+)(?:\s+(.*))?\Z", re.DOTALL)
+_STATE_CHANGING = ("approve", "reject", "cancel", "retry")
+_TAP_ACTIONS = (*_STATE_CHANGING, "peek", "log", "screen")
+
+
+def toast(text: str) -> Outbound:
+    return Outbound(text=text[:190], kind=OutKind.TOAST)
+
+
+class Commands:
+    """Turns one inbound chat message or button tap into service calls and the answers to send.
+
+    ``changed(task_id)`` is called after a command changed a task, so the acknowledgement cards
+    showing it can be brought up to date (see :class:`core.progress.Progress`).
+    """
+
+    def __init__(
+        self,
+        service: Service,
+        clock: Clock,
+        *,
+        changed: Callable[[str], None] | None = None,
+        peek_lines: int = 40,
+    ) -> None:
+        self.service = service
+        self.clock = clock
+        self.changed = changed or (lambda _task_id: None)
+        self.peek_lines = peek_lines
+        self._commands: dict[str, Callable[[Inbound, str], list[Outbound]]] = {
+            "start": self._start,
+            "help": self._help,
+            "delegate": self._delegate,
+            "status": self._status,
+            "peek": self._peek,
+            "screen": self._screen,
+            "log": self._log,
+            "cancel": self._cancel,
+            "retry": self._retry,
+            "approve": self._approve,
+            "reject": self._reject,
+            "cost": self._cost,
+            "agents": self._agents,
+            "kill": self._kill,
+        }
+
+    @property
+    def store(self) -> Store:
+        return self.service.store
+
+    def handle(self, inbound: Inbound) -> list[Outbound]:
+        """Answer one message or tap; user errors become one line, never an exception."""
+        try:
+            if inbound.tap is not None:
+                return self._tap(inbound)
+            text = inbound.text.strip()
+            if not text:
+                return [self._reply(inbound, "Send a task as text, or /help for the commands.")]
+            if not text.startswith("/"):
+                return self._delegate(inbound, text)
+            match = _COMMAND.match(text)
+            command = self._commands.get(match.group(1).lower()) if match else None
+            if match is None or command is None:
+                word = text.split(maxsplit=1)[0]
+                return [self._reply(inbound, f"Unknown command {word}. /help lists the commands.")]
+            return command(inbound, (match.group(2) or "").strip())
+        except UnknownTask as exc:
+            return [self._answer(inbound, f"⚠️ There is no task {exc.task_id!r}. /status lists them.")]
+        except OrchestraError as exc:
+            return [self._answer(inbound, f"⚠️ {exc}")]
+        except Exception:
+            log.exception("command failed: %r", inbound.text[:100])
+            return [self._answer(inbound, "⚠️ Something went wrong on our side; the bot's log has the details.")]
+
+    # -- commands ----------------------------------------------------------------------------
+    def _start(self, inbound: Inbound, _args: str) -> list[Outbound]:
+        intro = (
+            "👋 Orchestra routes coding tasks to AI agents running in tmux and reports back.\n"
+            "Send a task in plain words, e.g. “Create User model”.\n\n"
+        )
+        return [self._reply(inbound, intro + self._help_text())]
+
+    def _help(self, inbound: Inbound, _args: str) -> list[Outbound]:
+        return [self._reply(inbound, self._help_text())]
+
+    def _help_text(self) -> str:
+        lines = [f"/{c.name}{' ' + c.args if c.args else ''} — {c.help}" for c in COMMANDS]
+        agents = ", ".join(f"@{name}" for name, a in self.service.config.agents.items() if a.enabled)
+        lines += [
+            "",
+            f"Plain text is a task. Start it with an agent to choose it: {agents}.",
+            (
+                "Buttons: Cancel / Peek on a new task; Approve / Reject / Peek on an approval request; "
+                "Log / Retry on a finished task (plus Approve / Reject when it needs review)."
+            ),
+            "IDs look like t3; “3” works too.",
+        ]
+        return "\n".join(lines)
+
+    def _delegate(self, inbound: Inbound, text: str) -> list[Outbound]:
+        if not text.strip():
+            return [self._reply(inbound, "Usage: /delegate TEXT — or just send the task as a message.")]
+        delegation = self.service.delegate(text, actor=self._actor(inbound))
+        return [self._card(inbound, delegation.task, why=delegation.approval_reason)]
+
+    def _status(self, inbound: Inbound, _args: str) -> list[Outbound]:
+        active, recent = self.service.status(recent=5)
+        if not active and not recent:
+            return [self._reply(inbound, "No tasks yet. Send one, e.g. “Create User model”.")]
+        now = self.clock.now()
+        lines = [f"Active ({len(active)}):" if active else "Nothing running."]
+        lines += [self._task_line(t, now) for t in active]
+        if recent:
+            lines += ["", "Recent:"] + [self._task_line(t, now) for t in recent]
+        return [self._reply(inbound, "\n".join(lines))]
+
+    def _peek(self, inbound: Inbound, args: str) -> list[Outbound]:
+        task = self._task_or_latest(args)
+        return [self._peek_answer(inbound, task)]
+
+    def _screen(self, inbound: Inbound, args: str) -> list[Outbound]:
+        return [self._screen_answer(inbound, self._task_or_latest(args))]
+
+    def _log(self, inbound: Inbound, args: str) -> list[Outbound]:
+        return [self._log_answer(inbound, self._task_or_latest(args))]
+
+    def _cancel(self, inbound: Inbound, args: str) -> list[Outbound]:
+        task = self.service.cancel(self._required_id(args, "cancel"), actor=self._actor(inbound))
+        self.changed(task.id)
+        if task.state == TaskState.RUNNING:
+            return [self._reply(inbound, f"⏹ Stopping {task.id}… its summary follows when it has stopped.")]
+        return [self._reply(inbound, f"⏹ {task.id} {task.state.value.replace('_', ' ')}.")]
+
+    def _retry(self, inbound: Inbound, args: str) -> list[Outbound]:
+        task_id, _, feedback = args.partition(" ")
+        delegation = self.service.retry(
+            self._required_id(task_id, "retry"), feedback=feedback.strip() or None, actor=self._actor(inbound)
+        )
+        return [self._card(inbound, delegation.task, why=delegation.approval_reason)]
+
+    def _approve(self, inbound: Inbound, args: str) -> list[Outbound]:
+        task = self.service.approve(self._required_id(args, "approve"), actor=self._actor(inbound))
+        self.changed(task.id)
+        return [self._reply(inbound, f"✅ {task.id} approved by {inbound.user_name}; now {task.state.value}.")]
+
+    def _reject(self, inbound: Inbound, args: str) -> list[Outbound]:
+        task_id, _, reason = args.partition(" ")
+        task = self.service.reject(
+            self._required_id(task_id, "reject", "ID REASON"), reason=reason.strip(), actor=self._actor(inbound)
+        )
+        self.changed(task.id)
+        why = f": {reason.strip()}" if reason.strip() else ""
+        return [self._reply(inbound, f"✖ {task.id} rejected by {inbound.user_name}{why}")]
+
+    def _cost(self, inbound: Inbound, _args: str) -> list[Outbound]:
+        now = self.clock.now()
+        local = time.localtime(now)
+        midnight = time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1))
+        periods = (("Today", midnight), ("Last 7 days", now - 7 * 86400), ("All time", 0.0))
+        lines = ["💰 Spend"]
+        by_agent: list[tuple[str, float, int]] = []
+        for title, since in periods:
+            totals = self.service.costs(since)
+            unknown = f" ({totals['unknown']} with unknown cost)" if totals["unknown"] else ""
+            lines.append(f"{title}: {format_cost(totals['total_usd'])} · {totals['tasks']} tasks{unknown}")
+            if title == "Last 7 days":
+                by_agent = list(totals["by_agent"])
+        if by_agent:
+            shown = " · ".join(f"{name} {format_cost(cost)} ({n})" for name, cost, n in by_agent[:6])
+            lines.append(f"By agent, 7 days: {shown}")
+        running = [t for t in self.service.status(recent=0)[0] if t.state == TaskState.RUNNING]
+        if running:
+            live = " · ".join(f"{t.id} {format_cost(t.live_cost_usd)}" for t in running if t.live_cost_usd is not None)
+            lines.append(f"Running now: {len(running)}" + (f" ({live} so far)" if live else ""))
+        return [self._reply(inbound, "\n".join(lines))]
+
+    def _agents(self, inbound: Inbound, _args: str) -> list[Outbound]:
+        config = self.service.config
+        active = self.service.status(recent=0)[0]
+        lines = ["🤖 Agents"]
+        for name, agent in config.agents.items():
+            running = sum(1 for t in active if t.agent == name and t.state == TaskState.RUNNING)
+            installed = "installed" if agent_installed(agent.command) else "CLI not found"
+            routes = sorted(c for c, a in config.routing.categories.items() if a == name)
+            extra = [
+                agent.kind,
+                installed if agent.enabled else "disabled",
+                f"{running}/{agent.max_concurrent} running",
+            ]
+            if name == config.routing.default_agent:
+                extra.append("default")
+            if routes:
+                extra.append("for " + ", ".join(routes))
+            description = f" — {agent.description}" if agent.description else ""
+            lines.append(f"• @{name}: {' · '.join(extra)}{description}")
+        return [self._reply(inbound, "\n".join(lines))]
+
+    def _kill(self, inbound: Inbound, _args: str) -> list[Outbound]:
+        active = self.service.status(recent=0)[0]
+        if not active:
+            return [self._reply(inbound, "Nothing is running or queued.")]
+        ids = ", ".join(t.id for t in active[:20]) + (" …" if len(active) > 20 else "")
+        buttons = ((Button(f"⏹ Yes, cancel all {len(active)}", "kill"), Button("Keep them", "keep")),)
+        return [self._reply(inbound, f"⚠️ Cancel every active task ({len(active)}): {ids}?", buttons=buttons)]
+
+    # -- buttons -----------------------------------------------------------------------------
+    def _tap(self, inbound: Inbound) -> list[Outbound]:
+        tap = inbound.tap
+        assert tap is not None
+        if tap.action in ("kill", "keep"):
+            return self._kill_tap(inbound)
+        if tap.action not in _TAP_ACTIONS:
+            return [toast("This button no longer works."), self._edit_buttons(tap.message_id, ())]
+        task = self.service.store.find_task(tap.task_id)
+        if task is None:
+            return [toast(f"There is no task {tap.task_id!r}."), self._edit_buttons(tap.message_id, ())]
+        actor = self._actor(inbound)
+        answers: list[Outbound] = []
+        try:
+            if tap.action == "approve":
+                done = self.service.approve(task.id, actor=actor)
+                answers.append(toast(f"✅ {task.id} approved; now {done.state.value}"))
+            elif tap.action == "reject":
+                self.service.reject(task.id, reason="", actor=actor)
+                answers.append(toast(f"✖ {task.id} rejected"))
+            elif tap.action == "cancel":
+                self.service.cancel(task.id, actor=actor)
+                answers.append(toast(f"⏹ Stopping {task.id}"))
+            elif tap.action == "retry":
+                answers += self._retry_tap(inbound, task)
+            elif tap.action == "peek":
+                answers += [toast(""), self._peek_answer(inbound, task)]
+            elif tap.action == "screen":
+                answers += [toast(""), self._screen_answer(inbound, task)]
+            elif tap.action == "log":
+                answers += [toast(""), self._log_answer(inbound, task)]
+        except InvalidTransition as exc:
+            answers.append(toast(str(exc)))  # a second tap or a stale button: say what happened
+        if tap.action in _STATE_CHANGING:
+            self.changed(task.id)
+            answers += self._refresh_tapped(inbound, task, tap.action)
+        return answers
+
+    def _retry_tap(self, inbound: Inbound, task: Task) -> list[Outbound]:
+        assert inbound.tap is not None
+        if not task.state.finished:
+            state = task.state.value.replace("_", " ")
+            return [toast(f"{task.id} is {state}; wait for it to finish or cancel it first")]
+        # One retry per button: a double tap must not start the task twice.
+        key = f"{inbound.chat.platform}:{inbound.chat.chat_id}:{inbound.tap.message_id}:retry"
+        if not self.store.claim_inbound(key, self.clock.now()):
+            return [toast(f"{task.id} was already retried from this message")]
+        delegation = self.service.retry(task.id, actor=self._actor(inbound))
+        return [toast(f"🔁 Retrying as {delegation.task.id}"), self._card(inbound, delegation.task)]
+
+    def _kill_tap(self, inbound: Inbound) -> list[Outbound]:
+        tap = inbound.tap
+        assert tap is not None
+        key = f"{inbound.chat.platform}:{inbound.chat.chat_id}:{tap.message_id}:kill"
+        if not self.store.claim_inbound(key, self.clock.now()):
+            return [toast("Already answered."), self._edit_buttons(tap.message_id, ())]
+        if tap.action == "keep":
+            return [
+                toast("Nothing cancelled."),
+                self._edit(tap.message_id, "Kill switch dismissed; nothing cancelled."),
+            ]
+        cancelled = self.service.cancel_all(actor=self._actor(inbound))
+        for task_id in cancelled:
+            self.changed(task_id)
+        when = hhmm(self.clock.now())
+        what = ", ".join(cancelled) if cancelled else "nothing was active any more"
+        text = f"⏹ Kill switch by {inbound.user_name} at {when}: {what}."
+        return [toast(f"Cancelled {len(cancelled)} task(s)"), self._edit(tap.message_id, text)]
+
+    def _refresh_tapped(self, inbound: Inbound, task: Task, action: str) -> list[Outbound]:
+        """Drop the tapped message's buttons that no longer mean anything for the task (stale ones go)."""
+        tap = inbound.tap
+        assert tap is not None
+        found = self.store.outbox_message(inbound.chat.platform, inbound.chat.chat_id, tap.message_id)
+        if found is not None and found[1] in CARD_KINDS:
+            return []  # cards are re-rendered whole through ``changed``
+        state = self.store.get_task(task.id).state
+        keyboard = tuple(
+            row
+            for row in (
+                tuple(
+                    b
+                    for b in row
+                    if b.task_id != task.id or (button_still_valid(b, state) and not (action == "retry" == b.action))
+                )
+                for row in tap.keyboard
+            )
+            if row
+        )
+        if keyboard == tap.keyboard:
+            return []
+        return [self._edit_buttons(tap.message_id, keyboard)]
+
+    # -- answers -----------------------------------------------------------------------------
+    def _card(self, inbound: Inbound, task: Task, *, why: str = "") -> Outbound:
+        text, buttons = render_card(self.store, task, self.clock.now(), why=why)
+        kind = OutKind.APPROVAL if task.state == TaskState.AWAITING_APPROVAL else OutKind.ACK
+        return Outbound(text, kind=kind, buttons=buttons, task_id=task.id, reply_to=inbound.message_id)
+
+    def _peek_answer(self, inbound: Inbound, task: Task) -> Outbound:
+        shown = self.service.peek(task.id, lines=self.peek_lines)
+        live = task.state == TaskState.RUNNING
+        buttons: Keyboard = (
+            ((Button("🔄 Peek again", "peek", task.id), Button("🖼 Screen", "screen", task.id)),)
+            if live
+            else ((Button("📄 Log", "log", task.id),),)
+        )
+        head = f"👀 {task.id} · {task.agent} · {task.state.value.replace('_', ' ')}"
+        return Outbound(head, code=shown or "(empty)", buttons=buttons, task_id=task.id, reply_to=inbound.message_id)
+
+    def _screen_answer(self, inbound: Inbound, task: Task) -> Outbound:
+        tmux = self.service.tmux
+        if task.state != TaskState.RUNNING or task.id not in tmux.windows():
+            state = task.state.value.replace("_", " ")
+            return self._reply(
+                inbound, f"🖼 {task.id} is {state}; it has no live window. /log {task.id} has its output."
+            )
+        captured = tmux.server.cmd("capture-pane", "-e", "-p", "-t", f"{tmux.session}:={task.id}")
+        screen = "\n".join(captured.stdout).rstrip()
+        elapsed = format_duration(self.clock.now() - task.started_at) if task.started_at else "starting"
+        return Outbound(
+            f"🖼 {task.id} · {task.agent} · running {elapsed}",
+            attachment=Attachment("photo", f"{task.id}-screen.png", data=screen, render="ansi"),
+            task_id=task.id,
+            reply_to=inbound.message_id,
+        )
+
+    def _log_answer(self, inbound: Inbound, task: Task) -> Outbound:
+        path = self.service.log_path(task.id)
+        size = path.stat().st_size if path.exists() else 0
+        if size == 0:
+            return self._reply(inbound, f"📄 {task.id} has no output yet ({task.state.value.replace('_', ' ')}).")
+        return Outbound(
+            f"📄 {task.id} output log · {_size(size)} · {task.state.value.replace('_', ' ')}",
+            attachment=Attachment("document", f"{task.id}-output.log", path=str(path)),
+            task_id=task.id,
+            reply_to=inbound.message_id,
+        )
+
+    def _task_line(self, task: Task, now: float) -> str:
+        if task.state == TaskState.RUNNING and task.started_at:
+            when = f"{format_duration(now - task.started_at)}"
+            cost = format_cost(task.live_cost_usd) if task.live_cost_usd is not None else ""
+        else:
+            when = format_duration(task.duration_s) if task.finished_at and task.started_at else ""
+            cost = format_cost(task.cost_usd) if task.state.finished and task.started_at else ""
+        parts = [
+            f"{ICONS.get(task.state, '•')} {task.id} {task.state.value.replace('_', ' ')}",
+            task.agent,
+            when,
+            cost,
+        ]
+        return " · ".join(p for p in parts if p) + f" — {clip(task.text, 50)}"
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _actor(self, inbound: Inbound) -> Actor:
+        return Actor(name=inbound.user_name, source=inbound.chat.platform)
+
+    def _reply(self, inbound: Inbound, text: str, *, buttons: Keyboard = ()) -> Outbound:
+        return Outbound(text, buttons=buttons, reply_to=inbound.message_id)
+
+    def _answer(self, inbound: Inbound, text: str) -> Outbound:
+        return toast(text) if inbound.tap is not None else self._reply(inbound, text)
+
+    def _edit(self, message_id: str, text: str, buttons: Keyboard = ()) -> Outbound:
+        return Outbound(text, kind=OutKind.EDIT, buttons=buttons, edit_message_id=message_id)
+
+    def _edit_buttons(self, message_id: str, buttons: Keyboard) -> Outbound:
+        return Outbound("", kind=OutKind.EDIT, buttons=buttons, edit_message_id=message_id)
+
+    def _required_id(self, args: str, command: str, usage: str = "ID") -> str:
+        task_id = _task_id(args)
+        if task_id is None:
+            raise OrchestraError(f"Usage: /{command} {usage} (e.g. /{command} t3)")
+        return task_id
+
+    def _task_or_latest(self, args: str) -> Task:
+        """The task named in ``args``; without one, the newest running task, else the newest task."""
+        task_id = _task_id(args)
+        if task_id is not None:
+            return self.service.get(task_id)
+        active, recent = self.service.status(recent=1)
+        running = [t for t in active if t.state == TaskState.RUNNING]
+        for candidate in (running[-1:], active[-1:], recent[:1]):
+            if candidate:
+                return candidate[0]
+        raise OrchestraError("No tasks yet.")
+
+
+def _task_id(args: str) -> str | None:
+    word = args.strip().split(maxsplit=1)[0] if args.strip() else ""
+    word = word.lower().lstrip("#")
+    if word.isdigit():
+        return f"t{word}"
+    if len(word) > 1 and word[0] == "t" and word[1:].isdigit():
+        return word
+    return None
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MB"
+
+
+__all__ = ["COMMANDS", "CommandSpec", "Commands", "toast"]

@@ -1,0 +1,272 @@
+"""Neutral chat messages: the only types that cross between core and the chat transports.
+
+Transports (Telegram, Slack, console) turn their platform's updates into :class:`Inbound` and
+render :class:`Outbound` in their own markup; nothing here knows a chat SDK. Text is always plain:
+escaping for HTML or mrkdwn is the transport's job, so task text with ``<``, ``_`` or ``*`` is
+shown literally everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from core.models import TaskState
+
+
+@dataclass(frozen=True)
+class ChatRef:
+    """Where a message came from or goes to. ``private`` is a one-to-one chat with the bot."""
+
+    platform: str
+    chat_id: str
+    private: bool = True
+
+
+@dataclass(frozen=True)
+class Button:
+    """An inline button: tapping it comes back as a :class:`Tap` with the same action and task."""
+
+    label: str
+    action: str
+    task_id: str = ""
+
+
+Keyboard = tuple[tuple[Button, ...], ...]
+"""Rows of buttons, top to bottom."""
+
+
+@dataclass(frozen=True)
+class Tap:
+    """A tap on an inline button; ``message_id`` is the message that carried it, ``keyboard`` its buttons."""
+
+    action: str
+    task_id: str
+    message_id: str
+    keyboard: Keyboard = ()
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One thing a person did in a chat: a text message or a button tap.
+
+    ``event_id`` is the platform's unique id for the update, so a redelivered update is handled
+    once. ``raw`` is the platform payload, for logs and debugging only: core never reads it.
+    """
+
+    chat: ChatRef
+    user_id: str
+    user_name: str
+    text: str = ""
+    tap: Tap | None = None
+    message_id: str | None = None
+    event_id: str = ""
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+class OutKind(StrEnum):
+    """What an outgoing message is for; it decides new message versus edit, and its buttons."""
+
+    REPLY = "reply"  # a new message answering a command
+    ACK = "ack"  # a delegation acknowledgement: progress edits it in place
+    APPROVAL = "approval"  # an approval request card: a new message, also kept current by progress
+    EDIT = "edit"  # change an existing message (text and buttons, or only the buttons when text is "")
+    TOAST = "toast"  # the short answer to a button tap; not a message, never stored
+
+
+CARD_KINDS = (OutKind.ACK.value, OutKind.APPROVAL.value)
+"""Outbox kinds whose message shows a task's live state and is edited as it progresses."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file to send: read from ``path`` at send time, or built from ``data``.
+
+    ``render="ansi"`` means ``data`` is a terminal screen with colour escapes that the transport
+    draws as a PNG image.
+    """
+
+    kind: str  # "document" | "photo"
+    filename: str
+    path: str | None = None
+    data: str | None = None
+    render: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, "")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Attachment:
+        return cls(
+            kind=str(data.get("kind", "document")),
+            filename=str(data.get("filename", "file")),
+            path=data.get("path"),
+            data=data.get("data"),
+            render=str(data.get("render", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One message to send (or edit, or a tap's answer), in plain text.
+
+    ``code`` is shown below ``text`` in a monospace block (pane output, logs). ``edit_message_id``
+    names the message an EDIT changes; ``reply_to`` the message a new one answers.
+    """
+
+    text: str
+    kind: OutKind = OutKind.REPLY
+    buttons: Keyboard = ()
+    code: str = ""
+    task_id: str | None = None
+    reply_to: str | None = None
+    edit_message_id: str | None = None
+    attachment: Attachment | None = None
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A row of the outbox as a delivery loop sees it.
+
+    ``chat_id`` None means "every chat this channel notifies": the delivery loop fans such a row
+    out into one row per chat before sending. ``edit_message_id`` is already resolved for rows
+    that edit an earlier outbox message (``edit_of``); ``target_state`` says whether that earlier
+    message was ``sent``, is still ``pending`` or ``failed``.
+    """
+
+    id: int
+    channel: str
+    kind: str
+    chat_id: str | None
+    text: str
+    dedupe_key: str
+    task_id: str | None = None
+    buttons: Keyboard = ()
+    code: str = ""
+    reply_to: str | None = None
+    edit_of: int | None = None
+    edit_message_id: str | None = None
+    target_state: str | None = None
+    attachment: Attachment | None = None
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+
+    @property
+    def is_edit(self) -> bool:
+        return self.kind in ("progress", OutKind.EDIT.value) or self.edit_of is not None
+
+
+@dataclass(frozen=True)
+class OutboxCopy:
+    """One chat's copy of a row queued for every chat (see ``Store.fan_out``)."""
+
+    chat_id: str
+    dedupe_key: str
+    text: str
+    buttons: Keyboard = ()
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def keyboard_to_json(keyboard: Keyboard) -> str:
+    return json.dumps([[[b.label, b.action, b.task_id] for b in row] for row in keyboard], ensure_ascii=False)
+
+
+def keyboard_from_json(text: str | None) -> Keyboard:
+    if not text:
+        return ()
+    rows = json.loads(text)
+    return tuple(tuple(Button(str(label), str(action), str(task)) for label, action, task in row) for row in rows)
+
+
+_LABELS = {
+    "approve": "✅ Approve",
+    "reject": "✖ Reject",
+    "cancel": "⏹ Cancel",
+    "peek": "👀 Peek",
+    "screen": "🖼 Screen",
+    "log": "📄 Log",
+    "retry": "🔁 Retry",
+}
+
+
+def button_still_valid(button: Button, state: str) -> bool:
+    """Whether a task button still means something for a task in ``state`` (stale ones are removed)."""
+    if button.action in ("approve", "reject"):
+        return state in (TaskState.AWAITING_APPROVAL, TaskState.NEEDS_REVIEW)
+    if button.action == "cancel":
+        return state in (TaskState.QUEUED, TaskState.AWAITING_APPROVAL, TaskState.RUNNING)
+    if button.action == "retry":
+        return TaskState(state).finished
+    return True
+
+
+def buttons_from_payload(value: Any, task_id: str | None) -> Keyboard:
+    """Buttons asked for in an outbox payload by jobs that do not build a :data:`Keyboard` themselves.
+
+    Accepted shapes: ``["peek", "cancel"]`` (actions on the row's task), ``[{"task_id", "state"}]``
+    (Approve / Reject for each task waiting for a decision, Peek for the others) and
+    ``[[label, action, task_id], ...]`` rows.
+    """
+    if not isinstance(value, list) or not value:
+        return ()
+    if all(isinstance(v, str) for v in value):
+        return (tuple(Button(_LABELS.get(str(a), str(a)), str(a), task_id or "") for a in value),)
+    if all(isinstance(v, dict) for v in value):
+        rows: list[tuple[Button, ...]] = []
+        for entry in value[:8]:
+            tid, state = str(entry.get("task_id", "")), str(entry.get("state", ""))
+            if state in (TaskState.AWAITING_APPROVAL, TaskState.NEEDS_REVIEW):
+                rows.append((Button(f"✅ Approve {tid}", "approve", tid), Button(f"✖ Reject {tid}", "reject", tid)))
+            else:
+                rows.append((Button(f"👀 Peek {tid}", "peek", tid),))
+        return tuple(rows)
+    if all(isinstance(row, list) for row in value):
+        try:
+            return keyboard_from_json(json.dumps(value))
+        except (TypeError, ValueError):
+            return ()
+    return ()
+
+
+def finished_keyboard(task_id: str, state: str) -> Keyboard:
+    """Buttons under a finished task's summary: Log / Retry, plus Approve / Reject while in review."""
+    rows: list[tuple[Button, ...]] = []
+    if state == TaskState.NEEDS_REVIEW:
+        rows.append((Button("✅ Approve", "approve", task_id), Button("↩ Reject", "reject", task_id)))
+    rows.append((Button("📄 Log", "log", task_id), Button("🔁 Retry", "retry", task_id)))
+    return tuple(rows)
+
+
+def card_keyboard(task_id: str, state: str) -> Keyboard:
+    """Buttons on a task's acknowledgement while it is active; none once it has finished."""
+    if state == TaskState.AWAITING_APPROVAL:
+        return (
+            (Button("✅ Approve", "approve", task_id), Button("✖ Reject", "reject", task_id)),
+            (Button("👀 Peek", "peek", task_id),),
+        )
+    if state in (TaskState.QUEUED, TaskState.RUNNING):
+        return ((Button("⏹ Cancel", "cancel", task_id), Button("👀 Peek", "peek", task_id)),)
+    return ()
+
+
+__all__ = [
+    "CARD_KINDS",
+    "Attachment",
+    "Button",
+    "ChatRef",
+    "Inbound",
+    "Keyboard",
+    "OutKind",
+    "Outbound",
+    "OutboxCopy",
+    "OutboxItem",
+    "Tap",
+    "button_still_valid",
+    "buttons_from_payload",
+    "card_keyboard",
+    "finished_keyboard",
+    "keyboard_from_json",
+    "keyboard_to_json",
+]

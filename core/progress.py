@@ -1,0 +1,175 @@
+"""Task cards: the acknowledgement that shows a task's live state, and the edits that keep it current.
+
+A card is the message a chat gets when it delegates a task (or the approval request for it). The
+same rendering is used for the first message and for every edit, so an edit never loses a line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from core.clock import Clock
+from core.messages import Keyboard, card_keyboard
+from core.models import Task, TaskState
+from core.service import Service
+from core.store import Store
+from core.summary import format_cost, format_duration
+
+log = logging.getLogger(__name__)
+
+ICONS = {
+    TaskState.QUEUED: "⏳",
+    TaskState.AWAITING_APPROVAL: "🔐",
+    TaskState.RUNNING: "🏃",
+    TaskState.SUCCEEDED: "✅",
+    TaskState.NEEDS_REVIEW: "👀",
+    TaskState.APPROVED: "✅",
+    TaskState.REJECTED: "↩",
+    TaskState.FAILED: "❌",
+    TaskState.CANCELLED: "⏹",
+    TaskState.TIMED_OUT: "⏱",
+    TaskState.OVER_BUDGET: "💸",
+}
+
+
+def render_card(store: Store, task: Task, now: float, *, why: str = "") -> tuple[str, Keyboard]:
+    """A task's acknowledgement: route, estimate and its live state; the same text every time it is edited."""
+    basis = f"median of {task.estimate_basis}" if task.estimate_basis else "no history yet"
+    estimate = f"${task.estimate_usd:.2f} ({basis})" if task.estimate_usd is not None else "no estimate"
+    lines = [
+        f"{ICONS.get(task.state, '•')} {task.id} · {task.agent} · {task.category}",
+        clip(task.text, 300),
+        f"Route: {task.rule or 'override'} · estimate {estimate}",
+    ]
+    lines.append(_status_line(store, task, now, why))
+    for decision in store.approvals(task.id):
+        verb = "Approved" if decision["decision"] == "approved" else "Rejected"
+        reason = f": {clip(decision['reason'], 100)}" if decision.get("reason") else ""
+        lines.append(
+            f"{'✅' if verb == 'Approved' else '✖'} {verb} by {decision['actor']} at {hhmm(decision['ts'])}{reason}"
+        )
+    return "\n".join(lines), card_keyboard(task.id, task.state)
+
+
+def _status_line(store: Store, task: Task, now: float, why: str) -> str:
+    if task.state == TaskState.AWAITING_APPROVAL:
+        return f"🔐 Needs approval{': ' + why if why else ''}"
+    if task.state == TaskState.QUEUED:
+        return "⏳ Queued: starts when a slot is free"
+    if task.state == TaskState.RUNNING:
+        if task.started_at is None:
+            return "🏃 Starting…"
+        cost = f" · {format_cost(task.live_cost_usd)} so far" if task.live_cost_usd is not None else ""
+        steps = [e["text"] for e in store.events(task.id, kinds=["tool_use"], limit=100_000) if e["text"]]
+        last = f"\nLast step ({len(steps)}): {clip(steps[-1], 120)}" if steps else ""
+        return f"🏃 Running · {format_duration(now - task.started_at)}{cost}{last}"
+    cost = format_cost(task.cost_usd) if task.state not in (TaskState.CANCELLED, TaskState.REJECTED) else ""
+    parts = [task.state.value.replace("_", " "), format_duration(task.duration_s) if task.started_at else "", cost]
+    return f"{ICONS.get(task.state, '•')} " + " · ".join(p for p in parts if p and p != "—")
+
+
+_PROGRESS_KINDS = ("dispatched", "started", "cost", "usage", "tool_use")
+
+
+class Progress:
+    """Keeps every card (acknowledgement) of a task current, editing it at a bounded rate.
+
+    An engine listener: events arrive as they happen, and at most one edit per card is queued
+    every ``interval_s`` (the newest state wins; older unsent edits are dropped). A running task
+    is refreshed every ``refresh_s`` even when quiet, so its elapsed time stays true. The final
+    state is always written at once. ``wake`` tells the delivery loop that something is queued.
+    """
+
+    def __init__(
+        self,
+        service: Service,
+        clock: Clock,
+        *,
+        interval_s: float,
+        refresh_s: float,
+        wake: Callable[[], None],
+    ) -> None:
+        self.service = service
+        self.clock = clock
+        self.interval_s = interval_s
+        self.refresh_s = refresh_s
+        self.wake = wake
+        self._last: dict[str, float] = {}
+        self._pending: dict[str, asyncio.TimerHandle] = {}  # an edit held back by the interval
+        self._refresh: dict[str, asyncio.TimerHandle] = {}  # the next refresh of a quiet running task
+
+    def on_event(self, task_id: str, kind: str, _data: dict[str, object]) -> None:
+        if kind == "finished":
+            self.flush(task_id)
+        elif kind in _PROGRESS_KINDS:
+            self._soon(task_id)
+
+    def touch(self, task_id: str) -> None:
+        """A person changed the task (approve, cancel, ...): show it now."""
+        self.flush(task_id)
+
+    def _soon(self, task_id: str) -> None:
+        if task_id in self._pending:
+            return  # an edit is already due at the end of the interval: it will show this too
+        wait = self._last.get(task_id, float("-inf")) + self.interval_s - self.clock.now()
+        if wait <= 0:
+            self.flush(task_id)
+        else:
+            self._later(self._pending, task_id, wait)
+
+    def _later(self, timers: dict[str, asyncio.TimerHandle], task_id: str, delay: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a synchronous caller): the next event or the final state updates the card
+        timers[task_id] = loop.call_later(delay, self._fire, task_id)
+
+    def _fire(self, task_id: str) -> None:
+        try:
+            self.flush(task_id)
+        except Exception:
+            log.exception("progress edit of %s failed", task_id)
+
+    def flush(self, task_id: str) -> None:
+        """Queue an edit of every card of the task with its current state, now."""
+        for timers in (self._pending, self._refresh):
+            timer = timers.pop(task_id, None)
+            if timer is not None:
+                timer.cancel()
+        store = self.service.store
+        cards = store.outbox_cards(task_id)
+        task = store.find_task(task_id)
+        if not cards or task is None:
+            return
+        now = self.clock.now()
+        text, buttons = render_card(store, task, now)
+        for card in cards:
+            store.enqueue_progress(card, text, buttons=buttons, ts=now, final=task.state.finished, state=task.state)
+        self.wake()
+        if task.state.finished:
+            self._last.pop(task_id, None)
+            return
+        self._last[task_id] = now
+        if task.state == TaskState.RUNNING:
+            self._later(self._refresh, task_id, self.refresh_s)
+
+    def close(self) -> None:
+        for timers in (self._pending, self._refresh):
+            for timer in timers.values():
+                timer.cancel()
+            timers.clear()
+
+
+def clip(text: str, size: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= size else flat[: size - 1] + "…"
+
+
+def hhmm(ts: float) -> str:
+    return time.strftime("%H:%M", time.localtime(ts))
+
+
+__all__ = ["ICONS", "Progress", "render_card"]

@@ -1,0 +1,333 @@
+"""The Telegram bridge end to end: ``python -m bot --config X bot`` as a user starts it, a fake Bot API
+server on 127.0.0.1 (tests/fake_telegram.py), a scripted user, real tmux and the stand-in agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from core.store import Store
+from tests.conftest import ROOT, requires_tmux
+from tests.fake_telegram import ALICE, MALLORY, TOKEN, FakeTelegram, buttons_of
+
+pytestmark = requires_tmux
+
+TOKEN_ENV = "ORCH_TEST_TELEGRAM_TOKEN"
+SECRET_ENV = "ORCH_TEST_WEBHOOK_SECRET"
+CHAT = ALICE["id"]
+
+
+@dataclass
+class BotProcess:
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("the bot did not stop on SIGTERM within 15 s\n" + self.output()[-3000:]) from None
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTelegram]:
+    server = FakeTelegram().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_bot(
+    tmp_path: Path, home: Path, config_data: dict[str, Any], fake: FakeTelegram, repo: Path
+) -> Iterator[Callable[..., BotProcess]]:
+    """Start the bot as a user does; ``telegram``/``top`` override the config. Stopped at teardown."""
+    started: list[BotProcess] = []
+
+    def start(*, telegram: dict[str, Any] | None = None, **top: Any) -> BotProcess:
+        data = json.loads(json.dumps(config_data))
+        data["workspace"] = str(repo)
+        data.setdefault("digest", {})["enabled"] = False
+        data["notify"] = {"console": True}
+        data["telegram"] = {
+            "enabled": True, "api_base_url": fake.url, "token_env": TOKEN_ENV, "allowed_user_ids": [CHAT],
+            "poll_timeout_s": 1, "progress_interval_s": 0.2, "retry_base_s": 0.2, "retry_max_s": 1,
+            "stall_after_s": 5, "exit_after_s": 60, **(telegram or {}),
+        }  # fmt: skip
+        for key, value in top.items():
+            data[key] = value
+        path = tmp_path / "bots.yaml"
+        path.write_text(yaml.safe_dump(data))
+        env = {**os.environ, "ORCHESTRA_HOME": str(home), TOKEN_ENV: TOKEN, SECRET_ENV: "s3cret-token"}
+        env.pop("TMUX", None)
+        log = tmp_path / f"bot-{len(started)}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "--config", str(path), "bot"],
+            cwd=str(ROOT), env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        bot = BotProcess(proc, log)
+        started.append(bot)
+        return bot
+
+    yield start
+    for bot in started:
+        if bot.proc.poll() is None:
+            bot.proc.kill()
+            bot.proc.wait()
+
+
+def sent_calls(fake: FakeTelegram, contains: str) -> list[Any]:
+    """Successful sendMessage calls whose text contains ``contains`` (new messages only, not edits)."""
+    return [c for c in fake.calls_of("sendMessage") if contains in str(c.params.get("text", ""))]
+
+
+def wait_started(home: Path, task_id: str, timeout: float = 20) -> None:
+    events = home / "tasks" / task_id / "events.jsonl"
+    deadline = time.monotonic() + timeout
+    while not (events.exists() and b'"started"' in events.read_bytes()):
+        assert time.monotonic() < deadline, f"{task_id} never started"
+        time.sleep(0.02)
+
+
+def test_create_user_model_is_acknowledged_with_buttons_and_completes_as_a_new_message(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], repo: Path
+) -> None:
+    bot = start_bot()
+    fake.wait_for(lambda: fake.commands, what="setMyCommands")
+    assert [c["command"] for c in fake.commands][:3] == ["start", "help", "delegate"]
+    fake.say("Create User model")
+    [ack_call] = fake.wait_for(lambda: sent_calls(fake, "t1 · standin"), what="the acknowledgement")
+    ack = ack_call.params
+    assert ack["parse_mode"] == "HTML" and ack["text"].startswith("🏃 t1 · standin · backend\nCreate User model")
+    assert [b["callback_data"] for row in ack["reply_markup"]["inline_keyboard"] for b in row] == [
+        "cancel:t1",
+        "peek:t1",
+    ]
+    [done] = fake.wait_for(lambda: fake.find(CHAT, "Tokens:"), what="the completion")
+    assert done.text.startswith("✅ t1 succeeded · standin") and "user_model.py +" in done.text
+    assert buttons_of(done) == ["log:t1", "retry:t1"]
+    card = fake.messages[(CHAT, ack_call.result["message_id"])]
+    assert done.message_id > card.message_id, "the completion is a new message, after the acknowledgement"
+    fake.wait_for(lambda: "✅ succeeded" in card.text and card.markup is None, what="the final edit of the card")
+    assert (repo / "user_model.py").exists()
+    fake.tap(done, "log:t1")
+    [log] = fake.wait_for(lambda: [m for m in fake.sent if m.kind == "document"], what="the log document")
+    assert log.file is not None and log.file[0] == "t1-output.log" and b'"type":"result"' in log.file[1]
+    fake.tap(done, "retry:t1")
+    fake.wait_for(lambda: sent_calls(fake, "t2 · standin"), what="the retry's acknowledgement")
+    fake.wait_for(lambda: buttons_of(done) == ["log:t1"], what="Retry removed from the summary (it works once)")
+    assert fake.calls_of("editMessageReplyMarkup")
+    assert bot.stop() == 0
+    assert "telegram: @orchestra_test_bot is listening (polling)" in bot.output()
+    assert TOKEN not in bot.output()
+
+
+def test_an_approval_gated_task_starts_only_after_the_approve_button(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path
+) -> None:
+    start_bot(policy={"approval_for": ["devops"], "review_for": [], "approve_above_usd": None})
+    fake.say("set up the GitHub Actions CI pipeline")
+    [card] = fake.wait_for(lambda: fake.find(CHAT, "Needs approval"), what="the approval request")
+    assert buttons_of(card) == ["approve:t1", "reject:t1", "peek:t1"]
+    time.sleep(1.0)
+    store = Store(home / "orchestra.db")
+    try:
+        assert store.get_task("t1").state == "awaiting_approval"
+        assert not (home / "tasks" / "t1" / "events.jsonl").exists(), "nothing ran before the approval"
+        fake.tap(card, "approve:t1")
+        fake.wait_for(lambda: fake.find(CHAT, "Tokens:"), what="the completion after approval")
+        fake.tap(card, "approve:t1", user={**ALICE})
+        answers = fake.wait_for(lambda: fake.callback_answers[1:] and fake.callback_answers, what="two answers")
+        assert str(answers[0]["text"]).startswith("✅ t1 approved")
+        assert "t1 was already approved by @alice at " in str(answers[1]["text"])
+        assert len(store.approvals("t1")) == 1
+        fake.wait_for(lambda: "Approved by @alice at" in card.text and card.markup is None, what="card edited")
+    finally:
+        store.close()
+
+
+def test_an_unknown_user_is_refused_once_and_learns_nothing(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path
+) -> None:
+    start_bot()
+    fake.say("Create User model")
+    fake.wait_for(lambda: fake.find(CHAT, "Tokens:"), what="alice's task")
+    fake.say("/status", user=MALLORY)
+    fake.say("/peek t1", user=MALLORY)
+    [refusal] = fake.wait_for(lambda: fake.sent_to(MALLORY["id"]), what="the refusal")
+    assert refusal.text == "⛔ This bot is private. Its owner can let you in with your user id: 666."
+    fake.say("/help")  # alice's next message proves the bot went on after mallory's two
+    fake.wait_for(lambda: fake.find(CHAT, "/kill"), what="alice's help")
+    assert len(fake.sent_to(MALLORY["id"])) == 1 and "t1" not in refusal.text
+    store = Store(home / "orchestra.db")
+    try:
+        refused = [a for a in store.audit_log() if a["action"] == "refused"]
+        assert len(refused) == 2 and refused[0]["actor"] == "@mallory (666)"
+    finally:
+        store.close()
+
+
+def test_every_message_arrives_exactly_once_through_429_502_and_dropped_connections(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess]
+) -> None:
+    fake.fail_next("*send", "429", retry_after=1)
+    fake.fail_next("*send", "502", times=2)
+    fake.fail_next("*send", "drop", times=2)
+    start_bot()
+    for text in ("/help", "@echo one", "@echo two", "/agents"):
+        fake.say(text)
+    fake.wait_for(lambda: len(fake.find(CHAT, "succeeded · echo")) == 2, timeout=30, what="both completions")
+    fake.drop_for(1.5)
+    fake.say("@echo three")
+    fake.wait_for(lambda: fake.find(CHAT, "t3 succeeded · echo"), timeout=30, what="the third completion")
+    time.sleep(1.0)  # anything sent twice would show up by now
+    outcomes = {c.outcome for c in fake.calls if c.method in ("sendMessage", "editMessageText")}
+    assert {"429", "502", "dropped", "ok"} <= outcomes, "each fault really happened"
+    firsts = [m.text.splitlines()[0] if m.kind == "text" else m.text for m in fake.sent]
+    heads = [call.params["text"].splitlines()[0] for call in fake.calls_of("sendMessage")]
+    assert len(heads) == len(set(heads)) == len(fake.sent), f"a message arrived twice: {heads}"
+    assert any(h.startswith("/start") for h in heads) and any(h.startswith("🤖 Agents") for h in heads)
+    for n in (1, 2, 3):
+        assert len([h for h in heads if h.startswith(f"✅ t{n} succeeded")]) == 1
+        assert len([h for h in heads if f" t{n} · echo" in h]) == 1, f"one acknowledgement of t{n}: {firsts}"
+
+
+def test_a_bot_killed_mid_task_sends_the_completion_once_after_restart(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path, config_data: dict[str, Any]
+) -> None:
+    config_data["agents"]["standin"]["env"] = {"ORCHESTRA_STANDIN_DELAY": "0.5"}
+    first = start_bot()
+    fake.say("Create User model")
+    fake.wait_for(lambda: sent_calls(fake, "t1 · standin"), what="the acknowledgement")
+    wait_started(home, "t1")
+    first.kill()
+    assert not (home / "tasks" / "t1" / "result.json").exists(), "killed before the task ended"
+    second = start_bot()
+    fake.wait_for(lambda: fake.find(CHAT, "Tokens:"), timeout=30, what="the completion after the restart")
+    time.sleep(1.5)
+    assert len(fake.find(CHAT, "Tokens:")) == 1
+    assert len(sent_calls(fake, "t1 · standin")) == 1, "the acknowledgement was not sent again"
+    store = Store(home / "orchestra.db")
+    try:
+        assert [t.id for t in store.list_tasks()] == ["t1"], "the redelivered update did not start a second task"
+    finally:
+        store.close()
+    assert second.stop() == 0
+
+
+def test_a_second_poller_409_is_logged_once_and_the_bot_exits_non_zero(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess]
+) -> None:
+    fake.conflict_for(120)
+    bot = start_bot(telegram={"stall_after_s": 2, "exit_after_s": 3})
+    started = time.monotonic()
+    code = bot.proc.wait(30)
+    output = bot.output()
+    assert code == 75, output[-2000:]
+    assert time.monotonic() - started < 20
+    assert output.count("409 Conflict: another process is getting this bot's updates") == 1
+    assert "no successful getUpdates for 3s (last error: 409 Conflict); exiting" in output
+    conflicts = [c for c in fake.calls if c.method == "getUpdates"]
+    assert 1 <= len(conflicts) <= 4, "polling backed off instead of hammering the server"
+
+
+def test_a_stalled_long_poll_is_restarted_and_the_bot_recovers(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess]
+) -> None:
+    fake.hang_updates()
+    bot = start_bot(telegram={"stall_after_s": 2})
+    deadline = time.monotonic() + 20
+    while "the update loop stalled" not in bot.output():
+        assert time.monotonic() < deadline and bot.proc.poll() is None, bot.output()[-2000:]
+        time.sleep(0.1)
+    fake.hang_updates(False)
+    fake.say("/help")
+    fake.wait_for(lambda: fake.find(CHAT, "/kill"), timeout=20, what="an answer after the restart")
+    assert bot.output().count("the update loop stalled") == 1
+    assert bot.stop() == 0
+
+
+def test_a_missing_token_is_one_line_and_exit_1(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    bot = start_bot(telegram={"token_env": "ORCH_TEST_NO_SUCH_TOKEN"})
+    assert bot.proc.wait(30) == 1
+    assert "orchestra: telegram.token_env: the environment variable ORCH_TEST_NO_SUCH_TOKEN is not set" in bot.output()
+    assert "Traceback" not in bot.output()
+
+
+def test_sigterm_stops_a_bot_still_trying_to_reach_the_bot_api(start_bot: Callable[..., BotProcess]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens here once the probe is closed
+    bot = start_bot(telegram={"api_base_url": f"http://127.0.0.1:{closed}"})
+    deadline = time.monotonic() + 20
+    while "cannot reach the Bot API" not in bot.output():
+        assert time.monotonic() < deadline and bot.proc.poll() is None, bot.output()[-2000:]
+        time.sleep(0.1)
+    started = time.monotonic()
+    assert bot.stop() == 0
+    assert time.monotonic() - started < 5, "SIGTERM is honoured while the connection is retried"
+
+
+def test_webhook_mode_checks_the_secret_token(fake: FakeTelegram, start_bot: Callable[..., BotProcess]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hook = {"url": "https://bot.example.com/tg", "listen": "127.0.0.1", "port": port, "path": "tg",
+            "secret_env": SECRET_ENV}  # fmt: skip
+    bot = start_bot(telegram={"mode": "webhook", "webhook": hook})
+    fake.wait_for(lambda: fake.webhook, what="setWebhook")
+    assert fake.webhook["url"] == "https://bot.example.com/tg" and fake.webhook["secret_token"] == "s3cret-token"
+    update = {"update_id": 1, "message": {"message_id": 5, "date": 1, "chat": {"id": CHAT, "type": "private"},
+              "from": ALICE, "text": "/help"}}  # fmt: skip
+    assert post_update(port, update, "wrong") == 403
+    assert post_update(port, update, "s3cret-token") == 200
+    fake.wait_for(lambda: fake.find(CHAT, "/kill"), what="the help reply")
+    assert len(fake.sent) == 1
+    assert not fake.calls_of("getUpdates", None), "no polling in webhook mode"
+    assert bot.stop() == 0
+
+
+def post_update(port: int, update: dict[str, Any], secret: str) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/tg",
+        data=json.dumps(update).encode(),
+        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret},
+    )
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
