@@ -22,6 +22,7 @@ from core.costs import CostReport, CostTracker, cost_report
 from core.digest import Digest, build_digest
 from core.engine import Engine, engine_running, poke, request_cancel
 from core.errors import AgentUnavailable, InvalidTransition, TaskRejected, UnknownTask
+from core.messages import card_keyboard
 from core.models import ACTIVE_STATES, Task, TaskState
 from core.routing import AgentUnavailable as RouteUnavailable
 from core.routing import RouteDecision, Router, Rule, load_default_rules, parse_override
@@ -179,7 +180,7 @@ class Service:
         )
         self._audit(actor, "delegate", task.id, f"{decision.agent}/{decision.category} rule={decision.rule}")
         if needs:
-            self._request_approval(task, why)
+            self._request_approval(task, actor, why)
         else:
             self.kick()
         return Delegation(self.store.get_task(task.id), decision, estimate, basis, needs, why)
@@ -205,20 +206,22 @@ class Service:
             return True, f"estimated ${estimate:.2f} is above ${policy.approve_above_usd:.2f}"
         return False, ""
 
-    def _request_approval(self, task: Task, why: str) -> None:
+    def _request_approval(self, task: Task, actor: Actor, why: str) -> None:
+        """Ask every notification channel; the chat the task came from already has the card."""
         text = (
             f"🔐 {task.id} needs approval · {task.agent} · {task.category}\n{task.text[:300]}\n"
             f"Why: {why}\nApprove: orchestra approve {task.id} · Reject: orchestra reject {task.id}"
         )
+        now = self.clock.now()
         for channel in self._channels():
-            self.store.enqueue(
-                channel,
-                "approval",
-                text,
-                task_id=task.id,
-                dedupe_key=f"{channel}:{task.id}:approval:start",
-                ts=self.clock.now(),
-            )
+            key = f"{channel}:{task.id}:approval:start"
+            if channel == "console":
+                self.store.enqueue(channel, "approval", text, task_id=task.id, dedupe_key=key, ts=now)
+            elif channel != actor.source:
+                buttons = card_keyboard(task.id, TaskState.AWAITING_APPROVAL)
+                self.store.enqueue_chat(
+                    channel, "approval", text, chat_id=None, task_id=task.id, buttons=buttons, dedupe_key=key, ts=now
+                )
 
     def _workdir(self, cwd: str | None) -> str:
         chosen = cwd or self.config.workspace or os.getcwd()

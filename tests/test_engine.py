@@ -316,3 +316,21 @@ def test_killed_starter_is_recovered_once(tmp_path: Path, home: Path, config_dat
     assert completions.fetchone()[0] == 1
     assert len(store.events("t1")) == len(records), "every event recorded once, none lost"
     store.close()
+
+
+async def test_cli_approval_request_reaches_chat_with_buttons(make_app: Any, tmp_path: Path) -> None:
+    """A task held for approval from the terminal is offered to the chats with Approve / Reject buttons."""
+    from core.messages import keyboard_from_json
+
+    app = make_app(policy__approval_for=["docs"], telegram__enabled=True, telegram__notify_chat_ids=[42])
+    d = app.service.delegate("write docs for the API", cwd=str(tmp_path))
+    assert d.needs_approval
+    row = app.store.db.execute(
+        "SELECT chat_id, text, markup_json FROM outbox WHERE channel = 'telegram' AND kind = 'approval'"
+    ).fetchone()
+    assert row is not None, "no approval request queued for Telegram"
+    chat_id, text, markup = row
+    assert chat_id is None  # fanned out to every notify chat by the delivery loop
+    assert f"{d.task.id} needs approval" in text
+    actions = [button.action for line in keyboard_from_json(markup) for button in line]
+    assert actions == ["approve", "reject", "peek"]
