@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.clock import Clock
 from core.config import agent_installed
+from core.costs import render_cost_report
+from core.digest import render_chart_png
 from core.errors import InvalidTransition, OrchestraError, UnknownTask
 from core.messages import (
     CARD_KINDS,
@@ -26,6 +27,7 @@ from core.messages import (
     Outbound,
     OutKind,
     button_still_valid,
+    buttons_from_payload,
 )
 from core.models import Task, TaskState
 from core.progress import ICONS, clip, hhmm, render_card
@@ -55,7 +57,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("retry", "ID", "run a finished task again"),
     CommandSpec("approve", "ID", "approve a task waiting for approval or review"),
     CommandSpec("reject", "ID REASON", "reject a task, saying why"),
-    CommandSpec("cost", "", "spend today, this week and in total"),
+    CommandSpec("cost", "", "spend today, this week and this month against the budgets"),
+    CommandSpec("digest", "", "the morning digest, now: what ran, what waits for you, what it cost"),
     CommandSpec("agents", "", "the agents and whether their CLI is installed"),
     CommandSpec("kill", "", "cancel everything that is running or queued (asks first)"),
 )
@@ -101,6 +104,7 @@ class Commands:
             "approve": self._approve,
             "reject": self._reject,
             "cost": self._cost,
+            "digest": self._digest,
             "agents": self._agents,
             "kill": self._kill,
         }
@@ -214,26 +218,25 @@ class Commands:
         return [self._reply(inbound, f"✖ {task.id} rejected by {inbound.user_name}{why}")]
 
     def _cost(self, inbound: Inbound, _args: str) -> list[Outbound]:
-        now = self.clock.now()
-        local = time.localtime(now)
-        midnight = time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1))
-        periods = (("Today", midnight), ("Last 7 days", now - 7 * 86400), ("All time", 0.0))
-        lines = ["💰 Spend"]
-        by_agent: list[tuple[str, float, int]] = []
-        for title, since in periods:
-            totals = self.service.costs(since)
-            unknown = f" ({totals['unknown']} with unknown cost)" if totals["unknown"] else ""
-            lines.append(f"{title}: {format_cost(totals['total_usd'])} · {totals['tasks']} tasks{unknown}")
-            if title == "Last 7 days":
-                by_agent = list(totals["by_agent"])
-        if by_agent:
-            shown = " · ".join(f"{name} {format_cost(cost)} ({n})" for name, cost, n in by_agent[:6])
-            lines.append(f"By agent, 7 days: {shown}")
-        running = [t for t in self.service.status(recent=0)[0] if t.state == TaskState.RUNNING]
-        if running:
-            live = " · ".join(f"{t.id} {format_cost(t.live_cost_usd)}" for t in running if t.live_cost_usd is not None)
-            lines.append(f"Running now: {len(running)}" + (f" ({live} so far)" if live else ""))
-        return [self._reply(inbound, "\n".join(lines))]
+        report = self.service.cost_report(days=7)
+        return [self._reply(inbound, "💰 " + render_cost_report(report, sections=("agent",)))]
+
+    def _digest(self, inbound: Inbound, _args: str) -> list[Outbound]:
+        """The digest on demand, with Approve / Reject for what waits and the 14-day chart."""
+        digest = self.service.digest()
+        waiting = [{"task_id": t.task_id, "state": t.state} for t in digest.waiting]
+        buttons = buttons_from_payload(waiting, None)
+        chart = self.service.home / "digests" / f"on-demand-{inbound.chat.platform}-{inbound.chat.chat_id}.png"
+        chart.parent.mkdir(parents=True, exist_ok=True)
+        chart.write_bytes(render_chart_png(digest.chart))
+        return [
+            Outbound(
+                digest.text,
+                buttons=buttons,
+                reply_to=inbound.message_id,
+                attachment=Attachment("photo", "digest.png", path=str(chart)),
+            )
+        ]
 
     def _agents(self, inbound: Inbound, _args: str) -> list[Outbound]:
         config = self.service.config

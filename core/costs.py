@@ -454,8 +454,15 @@ def cost_report(tracker: CostTracker, *, days: float | None = None, all_time: bo
     )
 
 
-def render_cost_report(report: CostReport, *, only: str | None = None) -> str:
-    """Plain text for the terminal and the chat; ``only`` keeps one breakdown (agent, day, ...)."""
+_SECTIONS = ("agent", "category", "day", "week", "month")
+
+
+def render_cost_report(report: CostReport, *, only: str | None = None, sections: tuple[str, ...] = _SECTIONS) -> str:
+    """Plain text for the terminal and the chat.
+
+    ``only`` keeps one breakdown (agent, day, ...) and nothing else; ``sections`` picks the
+    breakdowns shown under the totals (the chat shows just ``("agent",)`` to fit a phone).
+    """
     lines: list[str] = []
     budget: dict[str, BudgetStatus] = {b.period.kind: b for b in report.budgets}
     if only is None:
@@ -469,15 +476,15 @@ def render_cost_report(report: CostReport, *, only: str | None = None) -> str:
         if report.running_tasks:
             live = money(report.running_usd)
             lines.append(f"  running     {live:<36} {_tasks(report.running_tasks)} (live cost so far)")
-    sections: list[tuple[str, str, list[tuple[str, float, int]]]] = [
+    breakdowns: list[tuple[str, str, list[tuple[str, float, int]]]] = [
         ("agent", f"by agent ({report.scope})", report.spend.by_agent),
         ("category", f"by category ({report.scope})", report.spend.by_category),
         ("day", "by day", [(p.label, usd, n) for p, usd, n in report.by_day]),
         ("week", "by week", [(f"{p.key} ({p.label})", usd, n) for p, usd, n in report.by_week]),
         ("month", "by month", [(p.label, usd, n) for p, usd, n in report.by_month]),
     ]
-    for key, title, rows in sections:
-        if only is not None and only != key:
+    for key, title, rows in breakdowns:
+        if (only is not None and only != key) or (only is None and key not in sections):
             continue
         lines.append(f"{title}:")
         lines += [f"  {name or '?':<26} {money(usd):>10}  {_tasks(n)}" for name, usd, n in rows] or ["  nothing yet"]

@@ -172,7 +172,14 @@ async def test_commands_on_tasks(chat_app: App, tmp_path: Path) -> None:
     screen = only(commands.handle(say("/screen t1"))).text
     assert "has no live window" in screen and "/log t1" in screen
     cost = only(commands.handle(say("/cost"))).text
-    assert "Today: $0.0201 · 1 tasks" in cost and "standin $0.0201 (1)" in cost
+    assert "today       $0.02" in cost
+    assert "by agent (last 7 days):" in cost
+    assert "standin" in cost
+    assert "by day" not in cost  # the phone gets the totals and the agents, the terminal the rest
+    digest = only(commands.handle(say("/digest")))
+    assert "t1" in digest.text
+    assert digest.attachment is not None
+    assert Path(digest.attachment.path or "").read_bytes().startswith(b"\x89PNG")
     agents = only(commands.handle(say("/agents"))).text
     assert "@standin: claude · installed · 0/4 running · default" in agents
     assert "@claude: claude · CLI not found" in agents
