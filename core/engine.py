@@ -454,10 +454,19 @@ class Engine:
             if self.store.transition(task.id, [TaskState.RUNNING], TaskState.QUEUED, updated_at=self.clock.now()):
                 log.warning("%s never started; queued again", task.id)
             return
+        self._kill_agent(task.id)  # its runner is gone: nothing would ever stop or account for it
         self.finalize(
             task.id,
             {"status": "failed", "result": {"status": "failed", "errors": ["the runner vanished without a result"]}},
         )
+
+    def _kill_agent(self, task_id: str) -> None:
+        """Kill the process group of a task's agent (the runner starts it in its own session)."""
+        for event in self.store.events(task_id, kinds=["started"], limit=1):
+            pid = event["data"].get("pid")
+            if isinstance(pid, int) and pid > 1:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
 
     # -- cancel -----------------------------------------------------------------------------
     def cancel_running(self, task_id: str) -> bool:

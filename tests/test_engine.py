@@ -334,3 +334,30 @@ async def test_cli_approval_request_reaches_chat_with_buttons(make_app: Any, tmp
     assert f"{d.task.id} needs approval" in text
     actions = [button.action for line in keyboard_from_json(markup) for button in line]
     assert actions == ["approve", "reject", "peek"]
+
+
+async def test_a_runner_killed_outright_fails_its_task_and_its_agent(make_app: Any, tmp_path: Path) -> None:
+    """SIGKILL the runner: the task ends failed with the reason, and its agent does not live on unseen."""
+    app = make_app(agents__hang=standin("hang"))
+    await started(app)
+    try:
+        d = app.service.delegate("wait forever", agent="hang", cwd=str(tmp_path))
+        await _until(lambda: app.store.get_task(d.task.id).started_at is not None)
+        [started_event] = app.store.events(d.task.id, kinds=["started"])
+        agent_pid = started_event["data"]["pid"]
+        os.kill(started_event["data"]["runner_pid"], signal.SIGKILL)
+        task = await app.engine.wait_finished(d.task.id, timeout=15)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.FAILED
+    assert "runner vanished" in task.error
+    await _until(lambda: not _alive(agent_pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is as good as gone
+        return fh.read().split(") ")[1][0] != "Z"
