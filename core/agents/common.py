@@ -17,6 +17,7 @@ MAX_ARG_BYTES = 100_000  # Linux caps one argv element at 128 KiB; stay well bel
 SHORT = 200
 MAX_DATA_CHARS = 4_000
 RETRIES_ENV = "ORCHESTRA_MAX_RETRIES"  # optional, per agent: how often the CLI retries a failed model call
+HOME_VARS = frozenset({"CODEX_HOME", "GEMINI_CLI_HOME", "QWEN_HOME", "OPENCODE_CONFIG", "CLAUDE_CONFIG_DIR"})
 
 _API_STATUS = re.compile(r"\b([45]\d\d)\b")
 
@@ -49,9 +50,13 @@ def max_retries(settings: AgentSettings) -> int | None:
 
 
 def merged_env(settings: AgentSettings, own: dict[str, str]) -> dict[str, str]:
-    """The adapter's environment with the user's ``env`` on top (the user's always wins)."""
+    """The adapter's environment with the user's ``env`` on top (the user's always wins).
+
+    A leading ``~`` in the config-home variables is expanded: no shell ever sees these values.
+    """
     env = dict(own)
-    env.update(settings.env)
+    for key, value in settings.env.items():
+        env[key] = os.path.expanduser(value) if key in HOME_VARS else value
     env.pop(RETRIES_ENV, None)
     return env
 

@@ -1,0 +1,32 @@
+# Agent CLIs at the versions Orchestra is tested with, installed under .agents/ (ignored by git).
+# `make real-clis` installs all seven and runs their real-CLI tests against the fake model server.
+
+AGENTS ?= .agents
+NPM_INSTALL = npm install --prefix $(AGENTS) --no-audit --no-fund --save-exact --loglevel=error
+
+# Each wrapper pins its linux-x64 payload (the real binary) as an exact optional dependency.
+CLAUDE_CODE = @anthropic-ai/claude-code@2.1.332
+CODEX = @openai/codex@0.169.0
+GEMINI = @google/gemini-cli@0.61.0
+QWEN = @qwen-code/qwen-code@0.24.4
+# opencode-ai's wrapper stops at 1.18.33; the binary it would fetch is published as 1.18.34.
+OPENCODE = opencode-linux-x64@1.18.34
+# @factory/cli 0.225.1 asks for a linux-x64 payload of its own version that was never published.
+DROID = @factory/cli@0.225.1 @factory/cli-linux-x64@0.225.2
+AIDER = aider-chat==0.86.2
+
+.PHONY: agents agents-ci real-clis real-clis-ci
+
+agents-ci:  ## Claude Code and Codex only: what .ci/run installs
+	$(NPM_INSTALL) $(CLAUDE_CODE) $(CODEX)
+
+agents: agents-ci  ## all seven CLIs
+	$(NPM_INSTALL) $(GEMINI) $(QWEN) $(OPENCODE) $(DROID)
+	test -x $(AGENTS)/aider/bin/python || python3 -m venv $(AGENTS)/aider
+	$(AGENTS)/aider/bin/pip install -q --disable-pip-version-check $(AIDER)
+
+real-clis: agents  ## install every CLI, then run every real-CLI test (~10 min: some CLIs retry a 500 for minutes)
+	ORCHESTRA_REAL_CLI_SLOW=1 python3 -m pytest -m real_cli -v tests/test_real_clis.py
+
+real-clis-ci: agents-ci
+	python3 -m pytest -m real_cli -v tests/test_real_clis.py -k "claude or codex"

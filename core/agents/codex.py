@@ -1,0 +1,355 @@
+"""OpenAI Codex CLI (``codex exec --json -s workspace-write ...``), measured on 0.169.0.
+
+Adapter: Codex keeps its config, logins and session transcripts in ``CODEX_HOME``; Orchestra
+points it at the agent's own config dir and writes ``config.toml`` there (updates off, analytics
+off, and a model provider ``orchestra`` at ``OPENAI_BASE_URL`` or the OpenAI API that sends
+``$OPENAI_API_KEY``: the key's *name*, never its value). An ``env`` entry ``CODEX_HOME`` in
+bots.yaml uses that home instead (e.g. ``~/.codex`` for a ChatGPT login) and nothing is written.
+``--full-auto`` was removed in 0.147: ``-s workspace-write`` works on every version, and a
+``--full-auto`` in ``args`` is translated to it.
+
+Parser (``reference/agent-clis.md`` section 2): JSONL events ``thread.started`` (session id),
+``item.*`` (``command_execution``, ``file_change``, ``agent_message``, ...), ``turn.completed``
+(usage) and ``turn.failed``/``error``. Codex exits 0 even when sandboxed commands failed; the
+status comes from ``turn.failed`` and the exit code together. Usage follows OpenAI semantics
+(input includes cached, output includes reasoning), which is already ``Usage``'s. Codex never
+names its model in the stream, so the parser takes it from the command line or, failing that,
+from the session transcript in ``CODEX_HOME``. No USD: tokens are priced with genai-prices.
+
+Runner side: imports only the standard library and ``core.agents``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage, parser_ref
+from core.agents.common import (
+    MAX_DATA_CHARS,
+    api_error,
+    argv_safe,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    config_dir,
+    error_event,
+    has_flag,
+    load_json,
+    max_retries,
+    merged_env,
+    no_result_reason,
+    raw_event,
+    shorten,
+    stderr_summary,
+    usage_event,
+)
+
+PROVIDER = "orchestra"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_SANDBOX_FLAGS = ("-s", "--sandbox", "--dangerously-bypass-approvals-and-sandbox", "--approve-for-me")
+_SHELL_WRAPPER = re.compile(r"^(?:/bin/)?(?:ba|z)?sh -l?c (?P<q>['\"])(?P<cmd>.*)(?P=q)$", re.DOTALL)
+_SANDBOX_HINTS = ("Read-only file system", "Operation not permitted", "Permission denied", "sandbox")
+
+
+class CodexAdapter:
+    """Builds ``codex exec`` invocations and the ``config.toml`` of the agent's ``CODEX_HOME``."""
+
+    kind = "codex"
+
+    def build(self, task_text: str, settings: AgentSettings, *, resume: str | None = None) -> Invocation:
+        """``codex exec --json ... [resume ID] PROMPT``; the prompt is ``-`` (stdin) when argv can't carry it."""
+        # ``--full-auto`` (gone since 0.147, exit 2) meant workspace-write, which is the default here.
+        args = [arg for arg in settings.args if arg != "--full-auto"]
+        argv = [settings.command, "exec", "--json", "--skip-git-repo-check"]
+        if not has_flag(args, *_SANDBOX_FLAGS):
+            argv += ["-s", "workspace-write"]
+        if settings.model and not has_flag(args, "-m", "--model"):
+            argv += ["-m", settings.model]
+        env: dict[str, str] = {}
+        files: dict[str, str] = {}
+        home = settings.env.get("CODEX_HOME")
+        if home is None:
+            home = config_dir(settings)
+            env["CODEX_HOME"] = home
+            files[os.path.join(home, "config.toml")] = codex_config(settings)
+        argv += args
+        if resume:
+            argv += ["resume", resume]
+        use_stdin = not argv_safe(task_text)
+        argv.append("-" if use_stdin else task_text)
+        prompt_mode: PromptMode = "stdin" if use_stdin else "arg"
+        return Invocation(
+            argv=argv,
+            env=merged_env(settings, env),
+            prompt_mode=prompt_mode,
+            parser=parser_ref("codex", model=settings.model, home=os.path.expanduser(home), resumed=resume),
+            files=files,
+        )
+
+    def version_argv(self, settings: AgentSettings) -> list[str]:
+        return [settings.command, "--version"]
+
+
+def codex_config(settings: AgentSettings) -> str:
+    """``config.toml`` for the agent's own ``CODEX_HOME`` (root keys must precede every table)."""
+    base_url = settings.env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    lines = [
+        f"# Written by Orchestra for agent {settings.name}: rewritten before each task, edit bots.yaml instead.",
+        f"model_provider = {_toml(PROVIDER)}",
+        "check_for_update_on_startup = false",
+    ]
+    if settings.model:
+        lines.append(f"model = {_toml(settings.model)}")
+    lines += [
+        "",
+        "[analytics]",
+        "enabled = false",
+        "",
+        f"[model_providers.{PROVIDER}]",
+        f"name = {_toml('Orchestra: ' + base_url)}",
+        f"base_url = {_toml(base_url)}",
+        'env_key = "OPENAI_API_KEY"',
+        'wire_api = "responses"',
+    ]
+    retries = max_retries(settings)
+    if retries is not None:
+        lines += [f"request_max_retries = {retries}", f"stream_max_retries = {retries}"]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+class CodexParser:
+    """Parses ``codex exec --json`` output; one instance per run, fed line by line."""
+
+    def __init__(self, model: str | None = None, home: str | None = None, resumed: str | None = None) -> None:
+        self._model = model
+        self._home = home
+        self._resumed = resumed
+        self._baseline = Usage()  # a resumed thread's usage before this run: Codex reports thread totals
+        self._session_id: str | None = None
+        self._usage = Usage()
+        self._turns = 0
+        self._failed: list[str] = []
+        self._errors: list[str] = []
+        self._warnings: list[str] = []
+        self._denials: list[str] = []
+        self._last_text = ""
+        self._started: set[str] = set()
+
+    def feed(self, line: str) -> list[AgentEvent]:
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            return []
+        obj = load_json(line)
+        if obj is None:
+            return [raw_event(line)]
+        try:
+            return self._dispatch(obj, line)
+        except (TypeError, ValueError, AttributeError, KeyError, RecursionError):
+            return [raw_event(line)]
+
+    def _dispatch(self, obj: dict[str, Any], line: str) -> list[AgentEvent]:
+        kind = obj.get("type")
+        if kind == "thread.started":
+            self._session_id = as_str(obj.get("thread_id")) or self._session_id
+            if self._resumed:
+                self._baseline = _last_total(self._transcript())
+            data = {"session_id": self._session_id, "model": self._model}
+            return [AgentEvent("init", f"session {self._session_id or '?'} · model {self._model or '?'}", data)]
+        if kind in ("item.started", "item.updated", "item.completed"):
+            return self._on_item(kind, as_dict(obj.get("item")), line)
+        if kind == "turn.completed":
+            self._turns += 1
+            self._usage = _minus(codex_usage(obj.get("usage")), self._baseline)
+            return [usage_event(self._usage, self._model)]
+        if kind == "turn.failed":
+            message = as_str(as_dict(obj.get("error")).get("message")) or "the turn failed"
+            self._failed.append(api_error(message))
+            repeated = bool(self._errors) and self._errors[-1] == message
+            return [] if repeated else [error_event(api_error(message))]
+        if kind == "error":
+            message = as_str(obj.get("message")) or "error"
+            self._errors.append(message)
+            return [error_event(api_error(message))]
+        if kind == "turn.started":
+            return []
+        return [raw_event(line)]
+
+    def _on_item(self, kind: str, item: dict[str, Any], line: str) -> list[AgentEvent]:
+        item_type = item.get("type")
+        item_id = as_str(item.get("id")) or ""
+        if item_type == "agent_message":
+            text = as_str(item.get("text")) or ""
+            if kind != "item.completed" or not text.strip():
+                return []
+            self._last_text = text
+            return [AgentEvent("text", shorten(text), {"text": text[:MAX_DATA_CHARS], "id": item_id})]
+        if item_type == "command_execution":
+            command = _unwrap(as_str(item.get("command")) or "")
+            if kind == "item.started" or (kind == "item.completed" and item_id not in self._started):
+                self._started.add(item_id)
+                events = [
+                    AgentEvent(
+                        "tool_use",
+                        shorten(f"shell: {command}"),
+                        {"id": item_id, "name": "shell", "input": {"command": command}},
+                    )
+                ]
+                if kind == "item.started":
+                    return events
+            else:
+                events = []
+            if kind == "item.completed":
+                events.append(self._command_done(item, command))
+            return events
+        if item_type == "file_change" and kind == "item.completed":
+            changes = [as_dict(c) for c in as_list(item.get("changes"))]
+            paths = ", ".join(f"{as_str(c.get('kind')) or 'edit'} {as_str(c.get('path')) or '?'}" for c in changes)
+            return [
+                AgentEvent(
+                    "tool_use",
+                    shorten(f"patch: {paths}"),
+                    {"id": item_id, "name": "patch", "input": {"changes": changes}},
+                )
+            ]
+        if item_type in ("mcp_tool_call", "web_search") and kind == "item.started":
+            name = as_str(item.get("tool")) or as_str(item.get("query")) or item_type
+            return [
+                AgentEvent(
+                    "tool_use", shorten(f"{item_type}: {name}"), {"id": item_id, "name": item_type, "input": item}
+                )
+            ]
+        if item_type == "error":
+            message = as_str(item.get("message")) or ""
+            self._warnings.append(message)
+            return [raw_event(line, f"warning: {message}")]
+        return [raw_event(line)]
+
+    def _command_done(self, item: dict[str, Any], command: str) -> AgentEvent:
+        exit_code = item.get("exit_code")
+        output = as_str(item.get("aggregated_output")) or ""
+        failed = (isinstance(exit_code, int) and exit_code != 0) or item.get("status") == "failed"
+        first = output.strip().splitlines()[0] if output.strip() else ("failed" if failed else "done")
+        if failed and any(hint in output for hint in _SANDBOX_HINTS):
+            self._denials.append(f"shell {command} (blocked by the sandbox)")
+        text = f"shell error (exit {exit_code}): {first}" if failed else f"shell: {first}"
+        data = {"name": "shell", "is_error": failed, "exit_code": exit_code, "content": output[:MAX_DATA_CHARS]}
+        return AgentEvent("tool_result", shorten(text), data)
+
+    def live_usage(self) -> tuple[Usage, str | None]:
+        return Usage(**self._usage.to_dict()), self._model
+
+    def live_cost_usd(self) -> float | None:
+        return None
+
+    def finish(self, exit_code: int, stderr_tail: str) -> AgentResult:
+        model = self._model or self._model_from_transcript()
+        errors = list(self._failed)
+        if not errors and exit_code != 0:
+            errors.append(
+                no_result_reason(exit_code, "a finished turn")
+                if not self._turns
+                else f"agent exited with code {exit_code}"
+            )
+            errors += [api_error(e) for e in self._errors[-1:]]
+            summary = stderr_summary(stderr_tail)
+            if summary:
+                errors.append(f"stderr: {summary}")
+        if not errors and not self._turns:
+            errors.append(no_result_reason(exit_code, "a finished turn"))
+        return AgentResult(
+            status="failed" if errors else "succeeded",
+            final_text=self._last_text,
+            usage=Usage(**self._usage.to_dict()),
+            cost_usd=None,
+            cost_source="unknown",
+            session_id=self._session_id,
+            model=model,
+            errors=errors,
+            permission_denials=list(self._denials),
+            exit_code=exit_code,
+        )
+
+    def _model_from_transcript(self) -> str | None:
+        """The model in the session's rollout file: Codex's stream never names it."""
+        path = self._transcript()
+        return _first_model(path) if path else None
+
+    def _transcript(self) -> str | None:
+        """``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-...-<thread id>.jsonl``, when it exists."""
+        if not (self._home and self._session_id):
+            return None
+        suffix = f"{self._session_id}.jsonl"
+        for root, _dirs, names in os.walk(os.path.join(self._home, "sessions")):
+            for name in names:
+                if name.endswith(suffix):
+                    return os.path.join(root, name)
+        return None
+
+
+def codex_usage(raw: Any) -> Usage:
+    """``turn.completed.usage`` to ``Usage``: input already includes cached, output reasoning."""
+    usage = as_dict(raw)
+    return Usage(
+        input_tokens=as_int(usage.get("input_tokens")),
+        output_tokens=as_int(usage.get("output_tokens")),
+        cache_read_tokens=as_int(usage.get("cached_input_tokens")),
+        cache_write_tokens=as_int(usage.get("cache_write_input_tokens")),
+    )
+
+
+def _minus(total: Usage, before: Usage) -> Usage:
+    return Usage(
+        input_tokens=max(total.input_tokens - before.input_tokens, 0),
+        output_tokens=max(total.output_tokens - before.output_tokens, 0),
+        cache_read_tokens=max(total.cache_read_tokens - before.cache_read_tokens, 0),
+        cache_write_tokens=max(total.cache_write_tokens - before.cache_write_tokens, 0),
+    )
+
+
+def _last_total(path: str | None) -> Usage:
+    """The thread's token totals so far, from the last ``token_count`` of its rollout file."""
+    if not path:
+        return Usage()
+    last = Usage()
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if '"token_count"' not in line:
+                    continue
+                obj = load_json(line)
+                info = as_dict(as_dict(obj.get("payload")).get("info")) if obj else {}
+                if info.get("total_token_usage"):
+                    last = codex_usage(info.get("total_token_usage"))
+    except OSError:
+        return Usage()
+    return last
+
+
+def _unwrap(command: str) -> str:
+    """``printf hi > a`` from ``/bin/bash -lc "printf hi > a"``."""
+    match = _SHELL_WRAPPER.match(command)
+    return match.group("cmd") if match else command
+
+
+def _first_model(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh):
+                if number > 200:
+                    break
+                obj = load_json(line)
+                payload = as_dict(obj.get("payload")) if obj else {}
+                model = as_str(payload.get("model"))
+                if model:
+                    return model
+    except OSError:
+        return None
+    return None

@@ -1,0 +1,99 @@
+"""Qwen Code (``qwen --output-format stream-json --yolo --auth-type openai TASK``), measured on 0.24.4.
+
+Adapter: ``QWEN_HOME`` points the CLI at the agent's own config dir, where Orchestra writes
+``settings.json`` (usage statistics and auto-update off). An ``env`` entry ``QWEN_HOME`` in
+bots.yaml uses that dir instead (e.g. ``~/.qwen`` for a Qwen OAuth login) and nothing is
+written. The endpoint comes from ``OPENAI_BASE_URL``/``OPENAI_API_KEY``/``OPENAI_MODEL`` (or
+``model``); ``--auth-type`` in ``args`` replaces the default ``openai``. Without ``--yolo`` the
+headless mode offers the model no write or shell tool.
+
+Parser: Qwen's stream is Claude Code's SDK shape (``reference/agent-clis.md`` section 4), so
+``ClaudeParser`` reads it, with three differences: ``usage.input_tokens`` already includes
+cached tokens (OpenAI semantics), an API error is an assistant text ``[API Error: 401 ...]``
+and the result's ``error.message``, and there is no USD figure (tokens are priced with
+genai-prices; Qwen's own models have no price there, so their cost is unknown). The result's
+``usage`` covers the whole session, earlier runs of a resumed one included, so the tokens are
+counted from the run's own assistant messages.
+
+Runner side: imports only the standard library and ``core.agents``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from core.agents.base import AgentResult, AgentSettings, Invocation, PromptMode, Usage
+from core.agents.claude import ClaudeParser, _result_errors
+from core.agents.common import api_error, argv_safe, as_dict, as_int, as_str, config_dir, has_flag, merged_env
+
+
+class QwenAdapter:
+    """Builds one-shot ``qwen`` invocations; the task is the positional prompt or stdin."""
+
+    kind = "qwen"
+
+    def build(self, task_text: str, settings: AgentSettings, *, resume: str | None = None) -> Invocation:
+        argv = [settings.command, "--output-format", "stream-json"]
+        if not has_flag(settings.args, "--approval-mode", "-y", "--yolo"):
+            argv.append("--yolo")
+        if not has_flag(settings.args, "--auth-type"):
+            argv += ["--auth-type", "openai"]
+        if settings.model and not has_flag(settings.args, "-m", "--model"):
+            argv += ["-m", settings.model]
+        if resume:
+            argv += ["--resume", resume]
+        argv += settings.args
+        use_stdin = not argv_safe(task_text)
+        if not use_stdin:
+            argv.append(task_text)
+        env = {"QWEN_CODE_SUPPRESS_YOLO_WARNING": "1"}
+        files: dict[str, str] = {}
+        if "QWEN_HOME" not in settings.env:
+            home = config_dir(settings)
+            env["QWEN_HOME"] = home
+            settings_json = {"privacy": {"usageStatisticsEnabled": False}, "general": {"enableAutoUpdate": False}}
+            files[os.path.join(home, "settings.json")] = json.dumps(settings_json, indent=2) + "\n"
+        prompt_mode: PromptMode = "stdin" if use_stdin else "arg"
+        return Invocation(argv=argv, env=merged_env(settings, env), prompt_mode=prompt_mode, parser="qwen", files=files)
+
+    def version_argv(self, settings: AgentSettings) -> list[str]:
+        return [settings.command, "--version"]
+
+
+def qwen_usage(raw: Any) -> Usage:
+    """Qwen's ``usage`` to ``Usage``: input includes cache reads, output includes reasoning."""
+    usage = as_dict(raw)
+    return Usage(
+        input_tokens=as_int(usage.get("input_tokens")),
+        output_tokens=as_int(usage.get("output_tokens")),
+        cache_read_tokens=as_int(usage.get("cache_read_input_tokens")),
+        cache_write_tokens=as_int(usage.get("cache_creation_input_tokens")),
+    )
+
+
+class QwenParser(ClaudeParser):
+    """``ClaudeParser`` with Qwen's token semantics and error shapes."""
+
+    def _convert_usage(self, raw: Any) -> Usage:
+        return qwen_usage(raw)
+
+    def _result_errors(self, result: dict[str, Any]) -> list[str]:
+        message = as_str(as_dict(result.get("error")).get("message"))
+        reasons = [api_error(message)] if message else []
+        for reason in _result_errors(result):
+            if reason != "error during execution" or not reasons:
+                reasons.append(reason)
+        return reasons
+
+    def _is_error_text(self, text: str) -> bool:
+        return text.startswith("[API Error")
+
+    def finish(self, exit_code: int, stderr_tail: str) -> AgentResult:
+        """As Claude's, but tokens are this run's: a resumed session's result counts the whole session."""
+        result = super().finish(exit_code, stderr_tail)
+        counted = self._counted_usage()
+        if counted.input_tokens or counted.output_tokens:
+            result.usage = counted
+        return result
