@@ -12,11 +12,12 @@ import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.clock import Clock, SystemClock
 from core.config import Config, load_config
 from core.engine import Engine
+from core.errors import ConfigError
 from core.models import TaskState
 from core.service import Service
 from core.store import Store
@@ -24,10 +25,12 @@ from core.tmux import TmuxManager
 
 if TYPE_CHECKING:  # the Telegram bridge is imported only when it is enabled (PTB takes ~0.3 s to import)
     from bot.outbox import Outbox
+    from bot.slack import SlackTransport
     from bot.telegram import TelegramTransport
     from core.progress import Progress
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -85,6 +88,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
         app.config.telegram.token()  # a missing token is one line before anything starts
         if app.config.telegram.mode == "webhook" and app.config.telegram.webhook is not None:
             app.config.telegram.webhook.secret()
+    if idle_exit_s is None and app.config.slack.enabled:
+        app.config.slack.check_secrets()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -106,6 +111,7 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     idle_since = loop.time()
     failures: list[str] = []
     telegram: _Telegram | None = None
+    slack: _Slack | None = None
 
     def fatal(reason: str) -> None:
         failures.append(reason)
@@ -114,6 +120,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     try:
         if idle_exit_s is None and app.config.telegram.enabled:
             telegram = await _unless_stopped(_start_telegram(app, fatal), stop)
+        if idle_exit_s is None and app.config.slack.enabled and not stop.is_set():
+            slack = await _unless_stopped(_start_slack(app, telegram.progress if telegram else None), stop)
         while not stop.is_set():
             if sink is not None:
                 sink.flush()
@@ -125,6 +133,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
             elif idle_exit_s is not None and loop.time() - idle_since > idle_exit_s:
                 break
     finally:
+        if slack is not None:
+            await slack.stop()
         if telegram is not None:
             await telegram.stop()
         if scheduler is not None:
@@ -196,6 +206,90 @@ async def _start_telegram(app: App, fatal: Callable[[str], None]) -> _Telegram:
     return _Telegram(transport, outbox, progress)
 
 
+@dataclass
+class _Slack:
+    transport: SlackTransport
+    outbox: Outbox
+    progress: Progress
+    owns_progress: bool
+
+    async def stop(self) -> None:
+        """Reverse of the start: finish the message being sent, stop receiving, drop progress timers."""
+        await self.outbox.stop()
+        await self.transport.stop()
+        if self.owns_progress:
+            self.progress.close()
+
+
+async def _start_slack(app: App, shared: Progress | None = None) -> _Slack:
+    """Wire the Slack bridge like Telegram's; with both running, one Progress keeps every card current."""
+    from bot.outbox import Outbox
+    from bot.slack import SlackTransport
+    from core.access import Gate
+    from core.commands import Commands
+    from core.progress import Progress
+
+    settings = app.config.slack
+    bot_token = settings.bot_token()
+    app_token = settings.app_token() if settings.mode == "socket" else ""
+    signing_secret = settings.signing_secret() if settings.mode == "http" else ""
+    configure_logging(secrets=[s for s in (bot_token, app_token, signing_secret) if s] + _telegram_secret(app))
+    commands = Commands(app.service, app.clock)
+    gate = Gate(
+        app.store,
+        app.clock,
+        allowed_users=list(settings.allowed_user_ids),
+        allowed_chats=list(settings.allowed_channel_ids),
+        per_minute=settings.rate_limit_per_minute,
+    )
+    transport = SlackTransport(
+        settings, bot_token=bot_token, app_token=app_token, signing_secret=signing_secret, commands=commands,
+        gate=gate, store=app.store, clock=app.clock,
+    )  # fmt: skip
+    outbox = Outbox(
+        app.store,
+        app.clock,
+        transport.sender,
+        notify_chats=list(settings.notify_channel_ids),
+        retry_base_s=settings.retry_base_s,
+        retry_max_s=settings.retry_max_s,
+    )
+    if shared is not None:
+        progress, first_wake = shared, shared.wake
+
+        def wake_both() -> None:
+            first_wake()
+            outbox.wake()
+
+        shared.wake = wake_both
+    else:
+        progress = Progress(
+            app.service,
+            app.clock,
+            interval_s=settings.progress_interval_s,
+            refresh_s=settings.progress_refresh_s,
+            wake=outbox.wake,
+        )
+        app.engine.listeners.append(progress.on_event)
+    commands.changed = progress.touch
+    app.engine.listeners.append(lambda _t, kind, _d: outbox.wake() if kind == "finished" else None)
+    await transport.start(outbox)
+    await outbox.start()
+    if not settings.allowed_user_ids:
+        log.warning("slack: slack.allowed_user_ids is empty, so nobody can use the bot (deny by default)")
+    return _Slack(transport, outbox, progress, owns_progress=shared is None)
+
+
+def _telegram_secret(app: App) -> list[str]:
+    """Telegram's token too, so configuring the log for Slack keeps it scrubbed."""
+    if not app.config.telegram.enabled:
+        return []
+    try:
+        return [app.config.telegram.token()]
+    except ConfigError:
+        return []
+
+
 class _Redacting(logging.Formatter):
     """Never let a secret (the bot token is in every Bot API URL) reach a log line."""
 
@@ -226,7 +320,7 @@ def configure_logging(*, secrets: Sequence[str] = ()) -> None:
     warnings.filterwarnings("ignore", message=r".*attribute `retry_after` will be of type", module="telegram")
 
 
-async def _unless_stopped(starting: Coroutine[Any, Any, _Telegram], stop: asyncio.Event) -> _Telegram | None:
+async def _unless_stopped(starting: Coroutine[Any, Any, _T], stop: asyncio.Event) -> _T | None:
     """Start something that may retry for minutes (the Bot API unreachable) but give up on SIGTERM."""
     task = asyncio.ensure_future(starting)
     await _first(asyncio.shield(task), stop.wait())

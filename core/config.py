@@ -276,6 +276,80 @@ class TelegramConfig(_Model):
         return value
 
 
+class SlackHttpConfig(_Model):
+    listen: str = "127.0.0.1"  # behind your TLS proxy; Slack must reach it over HTTPS
+    port: int = Field(default=3000, ge=1, le=65535)
+    path: str = "/slack/events"  # slash commands, events and interactivity all post here
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        return "/" + path.lstrip("/")
+
+
+class SlackConfig(_Model):
+    enabled: bool = False
+    bot_token_env: str = "SLACK_BOT_TOKEN"  # xoxb-...
+    app_token_env: str = "SLACK_APP_TOKEN"  # xapp-..., Socket Mode only
+    signing_secret_env: str = "SLACK_SIGNING_SECRET"  # HTTP mode only
+    api_base_url: str = "https://slack.com/api/"
+    mode: Literal["socket", "http"] = "socket"
+    http: SlackHttpConfig = Field(default_factory=SlackHttpConfig)
+    command: str = "/orchestra"
+    allowed_user_ids: list[str] = Field(default_factory=list)  # empty: nobody gets in
+    allowed_channel_ids: list[str] = Field(default_factory=list)  # channels the bot answers in (DMs need only the user)
+    notify_channel_ids: list[str] = Field(default_factory=list)  # completions, approvals, alerts, digests
+    rate_limit_per_minute: int = Field(default=20, ge=1)
+    progress_interval_s: float = Field(default=5, ge=0)
+    progress_refresh_s: float = Field(default=60, gt=0)
+    retry_base_s: float = Field(default=1, gt=0)
+    retry_max_s: float = Field(default=60, gt=0)
+
+    @field_validator("bot_token_env", "app_token_env", "signing_secret_env")
+    @classmethod
+    def _env_name(cls, name: str) -> str:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} must name an environment variable (the secret itself never goes here)")
+        return name
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url.rstrip("/") + "/"  # slack-sdk appends the method name as is
+
+    @field_validator("command")
+    @classmethod
+    def _slash(cls, command: str) -> str:
+        if not re.fullmatch(r"/[a-z0-9_-]{1,31}", command):
+            raise ValueError(f"{command!r} is not a slash command like /orchestra")
+        return command
+
+    def _secret(self, key: str, env: str) -> str:
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise ConfigError(f"slack.{key}: the environment variable {env} is not set")
+        return value
+
+    def bot_token(self) -> str:
+        return self._secret("bot_token_env", self.bot_token_env)
+
+    def app_token(self) -> str:
+        return self._secret("app_token_env", self.app_token_env)
+
+    def signing_secret(self) -> str:
+        return self._secret("signing_secret_env", self.signing_secret_env)
+
+    def check_secrets(self) -> None:
+        """Raise ConfigError (one line) when a secret this mode needs is not in the environment."""
+        self.bot_token()
+        if self.mode == "socket":
+            self.app_token()
+        else:
+            self.signing_secret()
+
+
 class Config(_Model):
     version: Literal[1] = 1
     data_dir: str | None = None
@@ -288,6 +362,7 @@ class Config(_Model):
     routing: RoutingConfig
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
     digest: DigestConfig = Field(default_factory=DigestConfig)
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
 
@@ -350,6 +425,8 @@ class Config(_Model):
         channels = ["console"] if self.notify.console else []
         if self.telegram.enabled:
             channels.append("telegram")
+        if self.slack.enabled:
+            channels.append("slack")
         return channels
 
     def secret_values(self) -> list[str]:

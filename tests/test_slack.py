@@ -1,0 +1,243 @@
+"""The Slack bridge end to end, in process: the composition root's ``_start_slack`` with real Bolt, real
+HTTP on 127.0.0.1 (signed requests in HTTP mode, a WebSocket in Socket Mode), a fake Slack Web API
+(tests/fake_slack.py), a real engine with tmux and the stand-in agent."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.app import App, _Slack, _start_slack
+from core.models import TaskState
+from tests.conftest import requires_tmux
+from tests.fake_slack import (
+    ALICE,
+    APP_TOKEN,
+    BOT_TOKEN,
+    CHANNEL,
+    DM,
+    MALLORY,
+    SIGNING_SECRET,
+    FakeSlack,
+    block_action,
+    direct_message,
+    form,
+    mention,
+    sign,
+    slash_command,
+)
+
+pytestmark = requires_tmux
+
+ENV = {"ORCH_TEST_SLACK_BOT": BOT_TOKEN, "ORCH_TEST_SLACK_APP": APP_TOKEN, "ORCH_TEST_SLACK_SECRET": SIGNING_SECRET}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Bridge:
+    app: App
+    slack: _Slack
+    fake: FakeSlack
+    http: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.slack.transport.port}/slack/events"
+
+    async def post(self, body: str, *, json_body: bool = False, headers: dict[str, str] | None = None) -> int:
+        """POST as Slack does, signed unless ``headers`` say otherwise."""
+        content_type = "application/json" if json_body else "application/x-www-form-urlencoded"
+        sent = {"Content-Type": content_type, **(headers if headers is not None else sign(body))}
+        async with self.http.post(self.url, data=body.encode(), headers=sent) as response:
+            return response.status
+
+    async def command(self, text: str, **kwargs: Any) -> int:
+        return await self.post(form(slash_command(text, **kwargs)))
+
+    async def event(self, payload: dict[str, Any]) -> int:
+        return await self.post(json.dumps(payload), json_body=True)
+
+    async def tap(self, message: Any, value: str, **kwargs: Any) -> int:
+        return await self.post(form({"payload": json.dumps(block_action(message, value, **kwargs))}))
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as server:
+        yield server
+
+
+@pytest.fixture
+async def start(
+    make_app: Any, repo: Path, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Callable[..., Any]]:
+    """Open the app with Slack enabled (HTTP mode unless told otherwise) and start the bridge."""
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    running: list[tuple[App, _Slack, aiohttp.ClientSession]] = []
+
+    async def _start(*, policy: dict[str, Any] | None = None, **slack: Any) -> Bridge:
+        settings = {
+            "enabled": True, "api_base_url": fake.api_url, "mode": "http",
+            "http": {"listen": "127.0.0.1", "port": free_port()}, "bot_token_env": "ORCH_TEST_SLACK_BOT",
+            "app_token_env": "ORCH_TEST_SLACK_APP", "signing_secret_env": "ORCH_TEST_SLACK_SECRET",
+            "allowed_user_ids": [ALICE["id"]], "allowed_channel_ids": [CHANNEL], "progress_interval_s": 0,
+            "retry_base_s": 0.2, "retry_max_s": 2, **slack,
+        }  # fmt: skip
+        app: App = make_app(
+            workspace=str(repo), slack=settings, notify={"console": False}, digest={"enabled": False},
+            policy=policy or {"approval_for": [], "review_for": []},
+        )  # fmt: skip
+        assert app.engine.acquire()
+        await app.engine.start()
+        bridge = await _start_slack(app)
+        http = aiohttp.ClientSession()
+        running.append((app, bridge, http))
+        return Bridge(app, bridge, fake, http)
+
+    yield _start
+    for app, bridge, http in reversed(running):
+        await http.close()
+        await bridge.stop()
+        await app.engine.stop()
+
+
+async def test_a_mention_is_acknowledged_with_buttons_and_completes_in_its_thread(
+    start: Callable[..., Any], fake: FakeSlack, repo: Path
+) -> None:
+    bridge: Bridge = await start()
+    began = time.monotonic()
+    assert await bridge.event(mention("Create User model with <b> & co", ts="1799999999.000200")) == 200
+    assert time.monotonic() - began < 3, "acknowledged within Slack's 3 s"
+    [card] = await fake.wait_for(lambda: fake.find("t1 · standin"), what="the acknowledgement")
+    assert card.channel == CHANNEL and card.thread_ts == "1799999999.000200", "in the thread of the mention"
+    assert "Create User model with &lt;b&gt; &amp; co" in card.body(), "task text escaped for mrkdwn"
+    assert bridge.app.store.get_task("t1").text == "Create User model with <b> & co", "and stored as typed"
+    assert card.buttons()[:2] in (["cancel:t1", "peek:t1"], [])
+    [done] = await fake.wait_for(lambda: fake.find("Tokens:"), what="the completion")
+    assert done.text.startswith("✅ t1 succeeded · standin") and done.thread_ts == "1799999999.000200"
+    assert done.buttons() == ["log:t1", "retry:t1"]
+    await fake.wait_for(lambda: card.edits and "✅ succeeded" in card.text and not card.buttons(), what="final edit")
+    assert await bridge.tap(done, "log:t1") == 200
+    [log] = await fake.wait_for(lambda: fake.files, what="the log file (files upload v2)")
+    assert log["filename"] == "t1-output.log" and b'"type":"result"' in log["data"]
+    assert log["channel"] == CHANNEL and log["thread_ts"] == "1799999999.000200"
+    assert [c.method for c in fake.calls if c.method.startswith("files.")] == [
+        "files.getUploadURLExternal",
+        "files.completeUploadExternal",
+    ]
+    assert fake.calls_of("auth.test")
+
+
+async def test_the_approve_button_starts_a_gated_task_once(
+    start: Callable[..., Any], fake: FakeSlack, home: Path
+) -> None:
+    bridge: Bridge = await start(policy={"approval_for": ["devops"], "review_for": []})
+    assert await bridge.command("delegate set up the GitHub Actions CI pipeline") == 200
+    [card] = await fake.wait_for(lambda: fake.find("Needs approval"), what="the approval request")
+    assert card.buttons() == ["approve:t1", "reject:t1", "peek:t1"]
+    await asyncio.sleep(0.5)
+    assert bridge.app.store.get_task("t1").state == TaskState.AWAITING_APPROVAL
+    assert not (home / "tasks" / "t1" / "events.jsonl").exists(), "nothing ran before the approval"
+    stale = copy.deepcopy(card)
+    assert await bridge.tap(card, "approve:t1") == 200
+    await fake.wait_for(lambda: fake.find("Tokens:"), what="the completion after approval")
+    assert await bridge.tap(stale, "approve:t1") == 200, "a second tap, on the button as it was"
+    answers = await fake.wait_for(lambda: fake.ephemerals[1:] and fake.ephemerals, what="two tap answers")
+    assert answers[0]["text"].startswith("✅ t1 approved") and answers[0]["user"] == ALICE["id"]
+    assert "t1 was already approved by @alice at " in answers[1]["text"]
+    assert len(bridge.app.store.approvals("t1")) == 1
+    await fake.wait_for(lambda: "Approved by @alice at" in card.text and not card.buttons(), what="card edited")
+
+
+@pytest.mark.parametrize("forgery", ["signature", "stale", "tampered"])
+async def test_forged_stale_or_tampered_requests_get_401_and_run_nothing(
+    start: Callable[..., Any], fake: FakeSlack, forgery: str
+) -> None:
+    bridge: Bridge = await start()
+    body = form(slash_command("delegate Create User model"))
+    if forgery == "signature":
+        headers = sign(body, secret="not-the-signing-secret")
+    elif forgery == "stale":
+        headers = sign(body, timestamp=int(time.time()) - 10 * 60)
+    else:
+        headers = sign(body)
+        body = body.replace("Create+User+model", "rm+-rf+%2F")
+    assert await bridge.post(body, headers=headers) == 401
+    assert await bridge.post(body, headers={}) == 401, "unsigned too"
+    await asyncio.sleep(0.3)
+    assert bridge.app.store.list_tasks() == []
+    assert not fake.messages and not fake.ephemerals
+
+
+async def test_an_unknown_user_gets_an_ephemeral_refusal_and_an_audit_entry(
+    start: Callable[..., Any], fake: FakeSlack
+) -> None:
+    bridge: Bridge = await start()
+    assert await bridge.command("status", user=MALLORY) == 200
+    [refusal] = await fake.wait_for(lambda: fake.ephemerals, what="the refusal")
+    assert refusal["user"] == MALLORY["id"] and refusal["channel"] == CHANNEL
+    assert refusal["text"] == f"⛔ This bot is private. Its owner can let you in with your user id: {MALLORY['id']}."
+    assert await bridge.command("help") == 200  # alice's answer proves mallory's was handled first
+    await fake.wait_for(lambda: fake.find("/kill"), what="alice's help")
+    assert len(fake.messages) == 1, "the refusal was not a channel message"
+    refused = [a for a in bridge.app.store.audit_log() if a["action"] == "refused"]
+    assert len(refused) == 1 and refused[0]["actor"] == f"@mallory ({MALLORY['id']})"
+
+
+async def test_a_429_retry_after_pauses_delivery_and_the_message_arrives_once(
+    start: Callable[..., Any], fake: FakeSlack
+) -> None:
+    bridge: Bridge = await start()
+    fake.fail_next("chat.postMessage", 429, retry_after=1)
+    fake.fail_next("chat.postMessage", 500)
+    started = time.monotonic()
+    assert await bridge.command("agents") == 200
+    [agents] = await fake.wait_for(lambda: fake.find("🤖 Agents"), what="the answer after 429 and 500")
+    assert time.monotonic() - started >= 1.0, "Retry-After was honoured"
+    assert [c.status for c in fake.calls if c.method == "chat.postMessage"] == [429, 500, 200]
+    assert agents.thread_ts is None, "a slash command has no message to thread under"
+    await asyncio.sleep(0.5)
+    assert len(fake.find("🤖 Agents")) == 1
+
+
+async def test_direct_messages_answer_in_the_dm_and_bots_are_ignored(
+    start: Callable[..., Any], fake: FakeSlack
+) -> None:
+    bridge: Bridge = await start()
+    assert await bridge.event(direct_message("status", bot_id="BOTHER01", event_id="EvBot")) == 200
+    assert await bridge.event(direct_message("status", event_id="EvAlice")) == 200
+    [answer] = await fake.wait_for(lambda: fake.find("No tasks yet"), what="the status answer")
+    assert answer.channel == DM and answer.thread_ts is None
+    assert await bridge.event(direct_message("status", event_id="EvAlice")) == 200, "Slack retried the event"
+    await asyncio.sleep(0.5)
+    assert len(fake.messages) == 1, "the bot's message and the retried event were not answered"
+
+
+async def test_socket_mode_acks_envelopes_and_answers(start: Callable[..., Any], fake: FakeSlack) -> None:
+    bridge: Bridge = await start(mode="socket")
+    assert bridge.slack.transport.port is None, "no HTTP server in socket mode"
+    assert fake.calls_of("apps.connections.open")
+    await fake.envelope("slash_commands", slash_command("status"), "env-1")
+    ack = await fake.acked("env-1")
+    assert ack == {"envelope_id": "env-1"}
+    await fake.wait_for(lambda: fake.find("No tasks yet"), what="the status answer")
+    await fake.envelope("events_api", mention("@echo hello from socket mode", event_id="EvSock"), "env-2")
+    await fake.acked("env-2")
+    [done] = await fake.wait_for(lambda: fake.find("t1 succeeded · echo"), what="the completion")
+    assert done.thread_ts == "1799999999.000200"

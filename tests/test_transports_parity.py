@@ -1,0 +1,117 @@
+"""Telegram and Slack give the same answers to the same commands.
+
+Each command goes in the way its platform sends it (a Telegram update as JSON, a Slack slash command
+as Slack posts it), through that transport's inbound conversion, to the one command layer; the
+answers are rendered in the platform's markup (HTML, mrkdwn) and read back as plain text. Each
+transport gets its own data directory seeded alike, so a command that changes a task answers the
+same on both.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telegram import Bot, Update
+
+from bot.app import App
+from bot.slack import action_to_inbound, event_to_inbound, slash_to_inbound, to_mrkdwn
+from bot.telegram import to_html, to_inbound
+from core.commands import Commands
+from core.messages import Inbound, Outbound
+from core.service import Actor
+from tests.conftest import requires_tmux
+from tests.fake_slack import CHANNEL, block_action, direct_message, slash_command
+from tests.fake_slack import Message as SlackMessage
+
+pytestmark = requires_tmux
+
+TG_USER = {"id": 111, "is_bot": False, "first_name": "Alice", "username": "alice"}
+SLACK_USER = {"id": "UALICE01", "name": "alice"}
+
+COMMANDS = [
+    "/start", "/help", "/status", "/agents", "/cost", "/digest", "/peek t1", "/screen t1", "/log t1",
+    "/cancel t1", "/cancel", "/retry t1", "/approve t1", "/approve t99", "/reject t1 too risky", "/kill",
+    "/delegate @echo say <hello> & *goodbye*", "/delegate", "set up the CI pipeline again",
+]  # fmt: skip
+
+
+def telegram_inbound(text: str) -> Inbound:
+    message = {"message_id": 5, "date": 1_800_000_000, "chat": {"id": 111, "type": "private", "first_name": "Alice"},
+               "from": TG_USER, "text": text}  # fmt: skip
+    inbound = to_inbound(Update.de_json({"update_id": 1, "message": message}, Bot("1:parity")), "orch_bot", 999)
+    assert inbound is not None
+    return inbound
+
+
+def slack_inbound(text: str) -> Inbound:
+    if not text.startswith("/"):
+        inbound = event_to_inbound(direct_message(text, user=SLACK_USER), "UBOT0001")
+        assert inbound is not None and inbound.user_name == SLACK_USER["id"]
+        return replace(inbound, user_name="@alice")  # events carry only the id: the transport asks users.info
+    return slash_to_inbound(slash_command(text[1:], user=SLACK_USER, channel="DALICE001"))
+
+
+def plain(out: Outbound, platform: str) -> dict[str, Any]:
+    """What a person reads: the rendered markup back to text, the buttons, the file's name."""
+    if platform == "telegram":
+        text = html.unescape(re.sub(r"</?pre>", "", to_html(out.text, out.code)))
+    else:
+        rendered = to_mrkdwn(out.text, out.code)
+        text = rendered.replace("```", "").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return {
+        "kind": out.kind.value,
+        "text": text,
+        "buttons": [[(b.label, b.action, b.task_id) for b in row] for row in out.buttons],
+        "file": out.attachment.filename if out.attachment else None,
+    }
+
+
+def seeded(make_app: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo: Path, name: str) -> App:
+    """A data directory of its own with t1 waiting for approval (no engine: nothing runs or changes)."""
+    monkeypatch.setenv("ORCHESTRA_HOME", str(tmp_path / name))
+    app: App = make_app(workspace=str(repo), policy__approval_for=["devops"])
+    app.service.autostart_engine = False
+    app.service.delegate("set up the CI pipeline", actor=Actor("@alice", "cli"))
+    return app
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+async def test_telegram_and_slack_answer_alike(
+    command: str, make_app: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo: Path
+) -> None:
+    answers = {}
+    for platform, convert in (("telegram", telegram_inbound), ("slack", slack_inbound)):
+        app = seeded(make_app, monkeypatch, tmp_path, repo, platform)
+        inbound = convert(command)
+        assert inbound.text == command and inbound.user_name == "@alice", platform
+        answers[platform] = [plain(out, platform) for out in Commands(app.service, app.clock).handle(inbound)]
+    assert answers["telegram"] == answers["slack"]
+    assert answers["slack"] and answers["slack"][0]["text"], "every command answers something"
+
+
+@pytest.mark.parametrize("action", ["approve", "reject", "peek", "cancel"])
+async def test_buttons_answer_alike(
+    action: str, make_app: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo: Path
+) -> None:
+    answers = {}
+    for platform in ("telegram", "slack"):
+        app = seeded(make_app, monkeypatch, tmp_path, repo, platform)
+        commands = Commands(app.service, app.clock)
+        if platform == "telegram":
+            data = {"update_id": 2, "callback_query": {"id": "q", "from": TG_USER, "chat_instance": "c",
+                    "data": f"{action}:t1", "message": {"message_id": 7, "date": 1, "chat": {"id": 111,
+                    "type": "private"}, "text": "card"}}}  # fmt: skip
+            inbound = to_inbound(Update.de_json(data, Bot("1:parity")))
+        else:
+            blocks = [{"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": "b"},
+                       "action_id": f"orchestra:{action}:t1", "value": f"{action}:t1"}]}]  # fmt: skip
+            message = SlackMessage(channel=CHANNEL, ts="1800000001.000100", text="card", blocks=blocks)
+            inbound = action_to_inbound(block_action(message, f"{action}:t1", user=SLACK_USER))
+        assert inbound is not None and inbound.tap is not None and inbound.tap.action == action
+        answers[platform] = [plain(out, platform) for out in commands.handle(inbound) if out.text or out.code]
+    assert answers["telegram"] == answers["slack"]
