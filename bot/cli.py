@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from bot.app import App, ConsoleSink, open_app, run_engine
+from core.audit import ACTIONS, audit_line
+from core.audit import search as audit_search
 from core.clock import iso
 from core.config import load_config
 from core.costs import render_cost_report
@@ -85,7 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("digest", help="the morning digest, now (shown only: it does not count as sent)")
     p.add_argument("--png", type=Path, metavar="FILE", help="also write its chart of daily cost by agent")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "audit", help="who did what, when, from where: e.g. `audit t42`, `audit --action cancel --since 1d`"
+    )
+    p.add_argument("filter", nargs="?", default="", help="a task id, an action, or part of a user or chat")
+    p.add_argument("--action", choices=ACTIONS)
+    p.add_argument("--since", metavar="AGE", help="only the last 30m, 12h, 1d, 2w, ...")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
     sub.add_parser("doctor", help="check tmux, agent CLIs, config and the data directory")
+    sub.add_parser("health", help="exit 0 when a bot or engine runs for the data directory (container health check)")
     p = sub.add_parser("demo", help="run one real task end to end on the stand-in agent, in a scratch git repo")
     p.add_argument("--task", default="Create User model")
     p = sub.add_parser("config", help="validate bots.yaml and explain it")
@@ -112,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         return _config_check(args)
+    if args.command == "health":
+        return _health(args)
     app = open_app(args.config)
     try:
         handler = globals()[f"_cmd_{args.command}"]
@@ -361,6 +374,18 @@ def _cmd_digest(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(app: App, args: argparse.Namespace) -> int:
+    rows = audit_search(app.store, app.clock.now(), args.filter, action=args.action, since=args.since, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("nothing in the audit log matches")
+    for row in reversed(rows):
+        print(audit_line(row))
+    return 0
+
+
 def _cmd_doctor(app: App, args: argparse.Namespace) -> int:
     print(f"config: {app.config_path} (valid)")
     failed = 0
@@ -406,6 +431,18 @@ def _cmd_bot(app: App, args: argparse.Namespace) -> int:
             time.sleep(0.1)
     app.engine.release()
     return asyncio.run(run_engine(app, console=True, idle_exit_s=None))
+
+
+def _health(args: argparse.Namespace) -> int:
+    """Cheap on purpose (no store, no agent CLIs): a container runtime calls it every few seconds."""
+    from core.engine import engine_running
+
+    config, _ = load_config(args.config)
+    if engine_running(config.home()):
+        print("healthy: the engine runs")
+        return 0
+    print("unhealthy: no bot or engine holds the engine lock", file=sys.stderr)
+    return 1
 
 
 def _config_check(args: argparse.Namespace) -> int:

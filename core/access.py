@@ -46,7 +46,7 @@ class Gate:
             what = "tap " + inbound.tap.action if inbound.tap else _clip(inbound.text, 100)
             self.store.audit(
                 now, f"{inbound.user_name} ({inbound.user_id})", inbound.chat.platform, "refused", None,
-                f"chat {inbound.chat.chat_id}: {what}",
+                f"chat {inbound.chat.chat_id}: {what}", chat=f"chat {inbound.chat.chat_id} user {inbound.user_id}",
             )  # fmt: skip
             log.warning("refused %s user %s in chat %s", inbound.chat.platform, inbound.user_id, inbound.chat.chat_id)
             if inbound.tap is not None:

@@ -13,8 +13,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.audit import audit_line
+from core.audit import search as audit_search
 from core.clock import Clock
-from core.config import agent_installed
+from core.config import ROLE_RANK, agent_installed
 from core.costs import render_cost_report
 from core.digest import render_chart_png
 from core.errors import InvalidTransition, OrchestraError, UnknownTask
@@ -61,11 +63,17 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("digest", "", "the morning digest, now: what ran, what waits for you, what it cost"),
     CommandSpec("agents", "", "the agents and whether their CLI is installed"),
     CommandSpec("kill", "", "cancel everything that is running or queued (asks first)"),
+    CommandSpec("audit", "[FILTER]", "who did what: a task id, an action (approve, cancel, …) or a user"),
 )
 
 _COMMAND = re.compile(r"/([A-Za-z_]+)(?:\s+(.*))?\Z", re.DOTALL)
 _STATE_CHANGING = ("approve", "reject", "cancel", "retry")
 _TAP_ACTIONS = (*_STATE_CHANGING, "peek", "log", "screen")
+# The least role each command or tap needs; anything else is for viewers too.
+_NEEDS: dict[str, str] = {
+    **dict.fromkeys(("delegate", "cancel", "retry", "approve", "reject", "audit"), "operator"),
+    **dict.fromkeys(("kill", "keep"), "admin"),
+}
 
 
 def toast(text: str) -> Outbound:
@@ -107,6 +115,7 @@ class Commands:
             "digest": self._digest,
             "agents": self._agents,
             "kill": self._kill,
+            "audit": self._audit_command,
         }
 
     @property
@@ -117,18 +126,22 @@ class Commands:
         """Answer one message or tap; user errors become one line, never an exception."""
         try:
             if inbound.tap is not None:
-                return self._tap(inbound)
+                refusal = self._authorize(
+                    inbound, inbound.tap.action, f"tap {inbound.tap.action} {inbound.tap.task_id}"
+                )
+                return refusal or self._tap(inbound)
             text = inbound.text.strip()
             if not text:
                 return [self._reply(inbound, "Send a task as text, or /help for the commands.")]
             if not text.startswith("/"):
-                return self._delegate(inbound, text)
+                return self._authorize(inbound, "delegate", clip(text, 200)) or self._delegate(inbound, text)
             match = _COMMAND.match(text)
             command = self._commands.get(match.group(1).lower()) if match else None
             if match is None or command is None:
                 word = text.split(maxsplit=1)[0]
                 return [self._reply(inbound, f"Unknown command {word}. /help lists the commands.")]
-            return command(inbound, (match.group(2) or "").strip())
+            name = match.group(1).lower()
+            return self._authorize(inbound, name, clip(text, 200)) or command(inbound, (match.group(2) or "").strip())
         except UnknownTask as exc:
             return [self._answer(inbound, f"⚠️ There is no task {exc.task_id!r}. /status lists them.")]
         except OrchestraError as exc:
@@ -136,6 +149,20 @@ class Commands:
         except Exception:
             log.exception("command failed: %r", inbound.text[:100])
             return [self._answer(inbound, "⚠️ Something went wrong on our side; the bot's log has the details.")]
+
+    def _authorize(self, inbound: Inbound, action: str, what: str) -> list[Outbound] | None:
+        """Audit the command or tap; refuse it (one line, audited) when the user's role is too low."""
+        role = self.service.config.roles.role_of(inbound.chat.platform, inbound.user_id)
+        needed = _NEEDS.get(action, "viewer")
+        actor = self._actor(inbound)
+        if ROLE_RANK[role] < ROLE_RANK[needed]:
+            self.service.audit(actor, "refused", inbound.tap.task_id if inbound.tap else None, f"role {role}: {what}")
+            verb = f"the {action} button" if inbound.tap is not None else f"/{action}"
+            return [self._answer(inbound, f"⛔ {verb} needs the {needed} role; you are a {role}.")]
+        self.service.audit(
+            actor, "tap" if inbound.tap else "command", inbound.tap.task_id if inbound.tap else None, what
+        )
+        return None
 
     # -- commands ----------------------------------------------------------------------------
     def _start(self, inbound: Inbound, _args: str) -> list[Outbound]:
@@ -266,6 +293,17 @@ class Commands:
         ids = ", ".join(t.id for t in active[:20]) + (" …" if len(active) > 20 else "")
         buttons = ((Button(f"⏹ Yes, cancel all {len(active)}", "kill"), Button("Keep them", "keep")),)
         return [self._reply(inbound, f"⚠️ Cancel every active task ({len(active)}): {ids}?", buttons=buttons)]
+
+    def _audit_command(self, inbound: Inbound, args: str) -> list[Outbound]:
+        rows = audit_search(self.store, self.clock.now(), args, limit=15)
+        if not rows:
+            return [
+                self._reply(
+                    inbound, f"Nothing in the audit log matches {args!r}." if args else "The audit log is empty."
+                )
+            ]
+        lines = [clip(audit_line(row), 200) for row in reversed(rows)]
+        return [self._reply(inbound, "🧾 Audit" + (f" · {args}" if args else "") + "\n" + "\n".join(lines))]
 
     # -- buttons -----------------------------------------------------------------------------
     def _tap(self, inbound: Inbound) -> list[Outbound]:
@@ -423,7 +461,8 @@ class Commands:
 
     # -- helpers -----------------------------------------------------------------------------
     def _actor(self, inbound: Inbound) -> Actor:
-        return Actor(name=inbound.user_name, source=inbound.chat.platform)
+        where = f"chat {inbound.chat.chat_id} user {inbound.user_id}"
+        return Actor(name=inbound.user_name, source=inbound.chat.platform, where=where)
 
     def _reply(self, inbound: Inbound, text: str, *, buttons: Keyboard = ()) -> Outbound:
         return Outbound(text, buttons=buttons, reply_to=inbound.message_id)

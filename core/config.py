@@ -350,6 +350,36 @@ class SlackConfig(_Model):
             self.signing_secret()
 
 
+Role = Literal["viewer", "operator", "admin"]
+ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
+
+
+class RolesConfig(_Model):
+    """Chat users' roles, as ``platform:user_id`` (``telegram:111``, ``slack:U024BE7LH``).
+
+    All three empty (the default) keeps the allowlist's meaning: every allowed user is an admin.
+    Once any is set, an allowed user who is in none of them is a viewer.
+    """
+
+    admins: list[str] = Field(default_factory=list)
+    operators: list[str] = Field(default_factory=list)
+    viewers: list[str] = Field(default_factory=list)
+
+    @field_validator("admins", "operators", "viewers")
+    @classmethod
+    def _qualified(cls, ids: list[str]) -> list[str]:
+        for user in ids:
+            if not re.fullmatch(r"(telegram|slack):\S+", str(user)):
+                raise ValueError(f"{user!r}: write users as telegram:USER_ID or slack:USER_ID")
+        return [str(user) for user in ids]
+
+    def role_of(self, platform: str, user_id: str) -> Role:
+        key = f"{platform}:{user_id}"
+        if not (self.admins or self.operators or self.viewers) or key in self.admins:
+            return "admin"
+        return "operator" if key in self.operators else "viewer"
+
+
 class Config(_Model):
     version: Literal[1] = 1
     data_dir: str | None = None
@@ -365,6 +395,7 @@ class Config(_Model):
     slack: SlackConfig = Field(default_factory=SlackConfig)
     digest: DigestConfig = Field(default_factory=DigestConfig)
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
+    roles: RolesConfig = Field(default_factory=RolesConfig)
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:
@@ -430,14 +461,14 @@ class Config(_Model):
         return channels
 
     def secret_values(self) -> list[str]:
-        """Values of every env_from variable, so logs and stored text can be scrubbed of them."""
-        values = []
-        for agent in self.agents.values():
-            for source in agent.env_from.values():
-                value = os.environ.get(source)
-                if value and len(value) >= 6:
-                    values.append(value)
-        return values
+        """Values of every env_from variable and chat token, longest first, so text can be scrubbed of them."""
+        sources = [source for agent in self.agents.values() for source in agent.env_from.values()]
+        sources.append(self.telegram.token_env)
+        sources += [self.slack.bot_token_env, self.slack.app_token_env, self.slack.signing_secret_env]
+        if self.telegram.webhook is not None:
+            sources.append(self.telegram.webhook.secret_env)
+        values = [os.environ.get(source, "").strip() for source in sources]
+        return sorted({value for value in values if len(value) >= 6}, key=len, reverse=True)
 
 
 def expand_command(command: str) -> str:

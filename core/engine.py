@@ -249,7 +249,9 @@ class Engine:
             "log_max_bytes": self.config.limits.log_max_bytes,
             "site_paths": [p for p in sys.path if p and "site-packages" in p],
         }
-        return spec, self.config.secret_env(task.agent)
+        secret_env = self.config.secret_env(task.agent)
+        spec["secret_env_names"] = sorted(secret_env)  # names only: the runner redacts their values
+        return spec, secret_env
 
     def _resume_session(self, task: Task) -> str | None:
         return task.session_id if task.session_id and task.parent_id else None

@@ -29,6 +29,22 @@ from core.agents.base import AgentEvent, AgentResult, OutputParser
 
 _READ_CHUNK = 65536
 _STDERR_TAIL = 4000
+_REDACTED = b"[redacted]"
+_CHATTY = frozenset({"text", "raw", "tool_use", "tool_result"})  # dropped once the log is capped
+
+
+def _secrets_from_env(names: list[str]) -> list[bytes]:
+    """The values of the agent's ``env_from`` variables (ours too: tmux gave them to this pane)."""
+    values = {os.environ.get(name, "") for name in names}
+    return sorted((v.encode() for v in values if len(v) >= 6), key=len, reverse=True)
+
+
+def redact(data: bytes, secrets: list[bytes]) -> bytes:
+    """``data`` with every secret value replaced; longest first, so a secret's prefix never survives."""
+    for secret in secrets:
+        if secret in data:
+            data = data.replace(secret, _REDACTED)
+    return data
 
 
 class _Link:
@@ -74,6 +90,8 @@ class Runner:
         self.events_file = open(self.dir / "events.jsonl", "ab", buffering=0)  # noqa: SIM115
         self.log_file = open(self.dir / "output.log", "ab")  # noqa: SIM115
         self.log_max = int(self.spec.get("log_max_bytes") or 0)
+        # Agents print their own keys at times (a 401 quoting the key): nothing we keep holds them.
+        self.secrets = _secrets_from_env(list(self.spec.get("secret_env_names") or []))
         self.log_written = 0
         self.seq = 0
         self.stop_reason: str | None = None  # cancelled | timed_out | over_budget
@@ -146,6 +164,7 @@ class Runner:
             threading.Thread(target=self._feed_stdin, args=(in_fd, text), daemon=True).start()
         exit_code = self._pump(out_fd, started)
         exited_at = time.time()
+        self._redact_stderr()
         stderr_tail = _tail(self.dir / "stderr.log", _STDERR_TAIL)
         result = self.parser.finish(exit_code, stderr_tail)
         result.exit_code = exit_code
@@ -210,15 +229,17 @@ class Runner:
                     open_out = False
                     sel.unregister(out_fd)
                     if buffer:
+                        self._log(buffer)
                         self._line(buffer)
                         buffer = b""
                     break
-                self._log(chunk)
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
+                    self._log(line + b"\n")
                     self._line(line)
                 if len(buffer) > 8 * 1024 * 1024:  # a line with no end: parse what we have
+                    self._log(buffer)
                     self._line(buffer)
                     buffer = b""
 
@@ -250,20 +271,37 @@ class Runner:
             os.killpg(self.pid, sig)
 
     def _log(self, chunk: bytes) -> None:
-        if self.log_max and self.log_written >= self.log_max:
-            return
+        """Append whole lines (so a secret is never split across two writes), redacted, up to the cap."""
+        chunk = redact(chunk, self.secrets)
+        if self.log_max and self.log_written > self.log_max:
+            return  # past the cap: the marker below is written once, so a full log always says it was capped
         if self.log_max and self.log_written + len(chunk) > self.log_max:
             chunk = chunk[: self.log_max - self.log_written] + b"\n[orchestra: log capped here]\n"
         self.log_file.write(chunk)
         self.log_written += len(chunk)
 
     def _line(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", "replace").rstrip("\r")
+        line = redact(raw, self.secrets).decode("utf-8", "replace").rstrip("\r")
+        capped = bool(self.log_max) and self.log_written > self.log_max
         for event in self.parser.feed(line):
             if event.kind == "usage":
                 self._update_cost()
+            if capped and event.kind in _CHATTY:
+                continue  # past the log cap, output events would grow the store without bound
             self.show(event)
             self.emit(event.kind, event.text, event.data)
+
+    def _redact_stderr(self) -> None:
+        """The agent wrote stderr.log itself: rewrite it without the secrets once it has exited."""
+        path = self.dir / "stderr.log"
+        if not self.secrets or not path.exists():
+            return
+        data = path.read_bytes()
+        clean = redact(data, self.secrets)
+        if clean != data:
+            tmp = path.with_name("stderr.log.tmp")
+            tmp.write_bytes(clean)
+            os.replace(tmp, path)
 
     def _update_cost(self) -> None:
         cost = self.parser.live_cost_usd()

@@ -36,6 +36,7 @@ class Actor:
 
     name: str = "local"
     source: str = "cli"
+    where: str = ""  # for the audit: the chat and user it came from (``chat 111 user 111``)
 
 
 LOCAL = Actor()
@@ -178,7 +179,10 @@ class Service:
                 "override": agent or override,
             }
         )
-        self._audit(actor, "delegate", task.id, f"{decision.agent}/{decision.category} rule={decision.rule}")
+        routed = f"{decision.agent}/{decision.category} rule={decision.rule}"
+        self._audit(
+            actor, "delegate", task.id, routed + (f" override=@{agent or override}" if agent or override else "")
+        )
         if needs:
             self._request_approval(task, actor, why)
         else:
@@ -315,6 +319,7 @@ class Service:
             with contextlib.suppress(InvalidTransition):
                 self.cancel(task.id, actor=actor)
                 cancelled.append(task.id)
+        self._audit(actor, "kill", None, "cancelled " + (", ".join(cancelled) or "nothing"))
         return cancelled
 
     def retry(self, task_id: str, *, feedback: str | None = None, actor: Actor = LOCAL) -> Delegation:
@@ -400,7 +405,13 @@ class Service:
         return self.config.channels()
 
     def _audit(self, actor: Actor, action: str, task_id: str | None, detail: str) -> None:
-        self.store.audit(self.clock.now(), actor.name, actor.source, action, task_id, detail[:500])
+        self.audit(actor, action, task_id, detail)
+
+    def audit(self, actor: Actor, action: str, task_id: str | None, detail: str) -> None:
+        """Record who did what, when and from where; secret values never reach the audit table."""
+        for secret in self.config.secret_values():
+            detail = detail.replace(secret, "[redacted]")
+        self.store.audit(self.clock.now(), actor.name, actor.source, action, task_id, detail[:500], chat=actor.where)
 
     def doctor(self) -> list[tuple[str, bool, str]]:
         """Checks for ``orchestra doctor``: (what, ok, detail)."""

@@ -174,10 +174,18 @@ def _m003_chat_outbox(db: sqlite_utils.Database) -> None:
     db.table("inbound_seen").create_index(["ts"])
 
 
+def _m004_audit_where(db: sqlite_utils.Database) -> None:
+    """The audit's "from where" beyond the platform (the chat and user id), and lookups by task and time."""
+    db.table("audit").add_column("chat", str)
+    db.table("audit").create_index(["task_id"])
+    db.table("audit").create_index(["ts"])
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
     ("003_chat_outbox", _m003_chat_outbox),
+    ("004_audit_where", _m004_audit_where),
 ]
 
 
@@ -513,13 +521,35 @@ class Store:
     def approvals(self, task_id: str) -> list[dict[str, Any]]:
         return list(self.db.table("approvals").rows_where("task_id = ?", [task_id], order_by="id"))
 
-    def audit(self, ts: float, actor: str, source: str, action: str, task_id: str | None, detail: str) -> None:
-        self.db.table("audit").insert(
-            {"ts": ts, "actor": actor, "source": source, "action": action, "task_id": task_id, "detail": detail}
-        )
+    def audit(
+        self, ts: float, actor: str, source: str, action: str, task_id: str | None, detail: str, chat: str = ""
+    ) -> None:
+        row = {"ts": ts, "actor": actor, "source": source, "action": action, "task_id": task_id, "detail": detail}
+        self.db.table("audit").insert({**row, "chat": chat or None})
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         return list(self.db.table("audit").rows_where(order_by="id desc", limit=limit))
+
+    def audit_search(
+        self, text: str = "", *, action: str | None = None, since: float | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Newest first. ``text`` is a task id (exact) or a piece of the actor, source or detail."""
+        where: list[str] = ["1 = 1"]
+        args: list[Any] = []
+        if text:
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append(
+                "(task_id = ? OR actor LIKE ? ESCAPE '\\' OR source LIKE ? ESCAPE '\\' OR chat LIKE ? ESCAPE '\\'"
+                " OR detail LIKE ? ESCAPE '\\')"
+            )
+            args += [text, like, like, like, like]
+        if action:
+            where.append("action = ?")
+            args.append(action)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        return list(self.db.table("audit").rows_where(" AND ".join(where), args, order_by="id desc", limit=limit))
 
     # -- outbox ---------------------------------------------------------------------------
     def enqueue(
