@@ -158,7 +158,8 @@ class Commands:
         if ROLE_RANK[role] < ROLE_RANK[needed]:
             self.service.audit(actor, "refused", inbound.tap.task_id if inbound.tap else None, f"role {role}: {what}")
             verb = f"the {action} button" if inbound.tap is not None else f"/{action}"
-            return [self._answer(inbound, f"⛔ {verb} needs the {needed} role; you are a {role}.")]
+            article = "an" if role[:1] in "aeiou" else "a"
+            return [self._answer(inbound, f"⛔ {verb} needs the {needed} role; you are {article} {role}.")]
         self.service.audit(
             actor, "tap" if inbound.tap else "command", inbound.tap.task_id if inbound.tap else None, what
         )
