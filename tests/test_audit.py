@@ -64,7 +64,7 @@ async def test_a_viewer_sees_status_but_cannot_delegate_cancel_or_kill(app: App)
     [no_approve] = commands.handle(tap("approve", "t1", VIEWER))
     assert no_approve.kind == OutKind.TOAST and "needs the operator role" in no_approve.text
     [no_kill] = commands.handle(say("/kill", OPERATOR))
-    assert no_kill.text == "⛔ /kill needs the admin role; you are a operator."
+    assert no_kill.text == "⛔ /kill needs the admin role; you are an operator."
     assert app.store.get_task("t1").state == TaskState.AWAITING_APPROVAL
     refused = app.store.audit_search(action="refused")
     assert [(r["actor"], r["chat"]) for r in refused] == [
