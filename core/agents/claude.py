@@ -18,12 +18,11 @@ Runner side: imports only the standard library and ``core.agents.base``.
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any
 
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage
-from core.agents.common import max_retries, merged_env
+from core.agents.common import as_dict, as_float, as_int, as_str, k, max_retries, merged_env
 
 # Linux caps one argv element at 128 KiB (MAX_ARG_STRLEN); stay well below it.
 MAX_ARG_BYTES = 100_000
@@ -358,32 +357,8 @@ def _shorten(text: str, limit: int = _SHORT) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return max(value, 0)
-    if isinstance(value, float) and math.isfinite(value):
-        return max(int(value), 0)
-    return 0
-
-
-def _float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _k(n: int) -> str:
-    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+# The shared coercions of core/agents/common.py, under the short names this module uses.
+_dict, _str, _int, _float, _k = as_dict, as_str, as_int, as_float, k
 
 
 def _tool_target(tool_input: dict[str, Any]) -> str | None:
