@@ -37,6 +37,7 @@ from core.agents.common import (
     as_str,
     config_dir,
     error_event,
+    feed_json_line,
     has_flag,
     load_json,
     max_retries,
@@ -144,16 +145,7 @@ class CodexParser:
         self._started: set[str] = set()
 
     def feed(self, line: str) -> list[AgentEvent]:
-        line = line.rstrip("\r\n")
-        if not line.strip():
-            return []
-        obj = load_json(line)
-        if obj is None:
-            return [raw_event(line)]
-        try:
-            return self._dispatch(obj, line)
-        except (TypeError, ValueError, AttributeError, KeyError, RecursionError):
-            return [raw_event(line)]
+        return feed_json_line(line, self._dispatch)
 
     def _dispatch(self, obj: dict[str, Any], line: str) -> list[AgentEvent]:
         kind = obj.get("type")

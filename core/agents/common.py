@@ -9,7 +9,10 @@ import json
 import math
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: keep the runner's imports small
+    from collections.abc import Callable
 
 from core.agents.base import AgentEvent, AgentSettings, Usage
 
@@ -231,3 +234,18 @@ def model_for_pricing(model: str | None) -> str | None:
         return None
     name = model.removeprefix("custom:")
     return name.rsplit("/", 1)[-1] or None
+
+
+def feed_json_line(line: str, dispatch: Callable[[dict[str, Any], str], list[AgentEvent]]) -> list[AgentEvent]:
+    """The shared front of a JSON-lines parser: blank lines are nothing, anything that is not a
+    JSON object (or that the parser chokes on) is a ``raw`` event, never an exception."""
+    line = line.rstrip("\r\n")
+    if not line.strip():
+        return []
+    obj = load_json(line)
+    if obj is None:
+        return [raw_event(line)]
+    try:
+        return dispatch(obj, line)
+    except (TypeError, ValueError, AttributeError, KeyError, RecursionError):
+        return [raw_event(line)]

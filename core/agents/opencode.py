@@ -37,8 +37,8 @@ from core.agents.common import (
     config_dir,
     describe_tool,
     error_event,
+    feed_json_line,
     has_flag,
-    load_json,
     merged_env,
     no_result_reason,
     raw_event,
@@ -126,16 +126,7 @@ class OpencodeParser:
         self._denials: list[str] = []
 
     def feed(self, line: str) -> list[AgentEvent]:
-        line = line.rstrip("\r\n")
-        if not line.strip():
-            return []
-        obj = load_json(line)
-        if obj is None:
-            return [raw_event(line)]
-        try:
-            return self._dispatch(obj, line)
-        except (TypeError, ValueError, AttributeError, KeyError, RecursionError):
-            return [raw_event(line)]
+        return feed_json_line(line, self._dispatch)
 
     def _dispatch(self, obj: dict[str, Any], line: str) -> list[AgentEvent]:
         kind = obj.get("type")
