@@ -83,10 +83,7 @@ def test_recorded_api_errors_fail_with_a_readable_reason(label: str) -> None:
 
 
 def test_exit_code_zero_does_not_hide_an_aider_failure() -> None:
-    path = DATA / "aider" / "error_401.txt"
-    if not path.exists():
-        pytest.skip("no aider 401 recorded")
-    _, result = replay("aider", path)
+    _, result = replay("aider", DATA / "aider" / "error_401.txt")
     assert result.exit_code == 0 and result.status == "failed"
     assert result.errors[0] == "API error 401: invalid api key (fake server)"
 
