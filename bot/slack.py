@@ -3,7 +3,9 @@
 Slash commands (``/orchestra status``), app mentions (``@Orchestra fix the login bug``), direct
 messages and Block Kit button taps become :class:`core.messages.Inbound`, pass the
 :class:`core.access.Gate` and are answered by :class:`core.commands.Commands`, exactly as on
-Telegram. Every listener calls ``ack()`` first (Slack's 3 s deadline) and works after it. Answers go
+Telegram. Every listener journals the request in the store, then calls ``ack()`` (Slack's 3 s
+deadline) and works after it; requests acknowledged but not handled when the bot was killed are
+handled at the next start, before it listens again. Answers go
 into the outbox and are sent by :class:`SlackSender`; what only one person should see (a refusal,
 the answer to a tap) is an ephemeral message sent at once.
 
@@ -417,6 +419,7 @@ class SlackTransport:
         self.store.prune_inbound(self.clock.now() - INBOUND_MEMORY_S)
         identity = await self._auth_test()
         self.bot_user_id = str(identity.get("user_id", ""))
+        await self._replay_pending()
         if self.settings.mode == "http":
             http = self.settings.http
             server = web.Application()
@@ -483,25 +486,56 @@ class SlackTransport:
         return await next()
 
     async def _on_command(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any]) -> None:
+        inbound = self._keep("command", body, slash_to_inbound(body))
         await ack()
-        await self._handle(slash_to_inbound(body))
+        await self._handle(inbound)
 
     async def _on_event(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any]) -> None:
-        await ack()
         inbound = event_to_inbound(body, self.bot_user_id)
+        if inbound is not None and inbound.text:
+            inbound = self._keep("event", body, inbound)
+        await ack()
         if inbound is not None and inbound.text:
             await self._handle(inbound)
 
     async def _on_action(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any]) -> None:
-        await ack()
         inbound = action_to_inbound(body)
         if inbound is not None:
+            inbound = self._keep("action", body, inbound)
+        await ack()
+        if inbound is not None:
             await self._handle(inbound)
+
+    def _keep(self, kind: str, body: dict[str, Any], inbound: Inbound) -> Inbound:
+        """Journal the request before it is acknowledged: a bot killed after the ack handles it on start."""
+        payload = {"kind": kind, "event_id": inbound.event_id, "body": {k: v for k, v in body.items() if k != "token"}}
+        self.store.journal_inbound(inbound.event_id, "slack", payload, self.clock.now())
+        return inbound
+
+    async def _replay_pending(self) -> None:
+        """Handle requests acknowledged before the last stop (or kill) but not handled: oldest first."""
+        pending = self.store.pending_inbound("slack")
+        if pending:
+            log.info("slack: handling %d request(s) received before the restart", len(pending))
+        for key, payload in pending:
+            body = payload.get("body") or {}
+            kind = payload.get("kind")
+            inbound: Inbound | None = None
+            if kind == "command":
+                inbound = slash_to_inbound(body)
+            elif kind == "event":
+                inbound = event_to_inbound(body, self.bot_user_id)
+            elif kind == "action":
+                inbound = action_to_inbound(body)
+            if inbound is None:
+                self.store.finish_inbound(key, self.clock.now(), error=f"unreadable {kind} request")
+                continue
+            await self._handle(replace(inbound, event_id=key))
 
     async def _handle(self, inbound: Inbound) -> None:
         """Gate, then commands; answers into the outbox, refusals and tap answers as ephemerals."""
         assert self.outbox is not None
-        if not self.store.claim_inbound(inbound.event_id, self.clock.now()):
+        if not self.store.begin_inbound(inbound.event_id, "slack", self.clock.now()):
             log.info("slack: %s was already handled", inbound.event_id)
             return
         inbound = await self._named(inbound)
@@ -510,13 +544,14 @@ class SlackTransport:
             for out in refused:
                 if out.text:
                     await self._ephemeral(inbound, out.text)
-            return
-        for n, out in enumerate(self.commands.handle(inbound)):
-            if out.kind == OutKind.TOAST:
-                if out.text:
-                    await self._ephemeral(inbound, out.text)
-            else:
-                self.outbox.put(out, chat_id=inbound.chat.chat_id, key=f"{inbound.event_id}:{n}")
+        else:
+            for n, out in enumerate(self.commands.handle(inbound)):
+                if out.kind == OutKind.TOAST:
+                    if out.text:
+                        await self._ephemeral(inbound, out.text)
+                else:
+                    self.outbox.put(out, chat_id=inbound.chat.chat_id, key=f"{inbound.event_id}:{n}")
+        self.store.finish_inbound(inbound.event_id, self.clock.now())
 
     async def _ephemeral(self, inbound: Inbound, text: str) -> None:
         try:

@@ -10,6 +10,11 @@ Transport health: every getUpdates goes through :class:`PollHealth`. A 409 Confl
 poller with this token) is logged once and polling backs off for longer than the poll timeout; a
 poll that hangs or a loop that stops polling is restarted; and after ``exit_after_s`` without one
 successful getUpdates the process asks to exit non-zero, so its supervisor restarts it.
+
+Nothing received is lost: every update is journalled in the store as it is queued (:class:`JournalQueue`),
+which is before the updater confirms it to Telegram (the next getUpdates offset) or answers the
+webhook; it is marked handled once its answers are in the outbox. Updates still pending when the
+bot was killed are handled at the next start, before polling resumes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import contextlib
 import datetime as dtm
 import html
+import json
 import logging
 import time
 import warnings
@@ -363,6 +369,26 @@ class _PollRequest(HTTPXRequest):
         return status, payload
 
 
+class JournalQueue(asyncio.Queue[object]):
+    """The Application's update queue: each update is journalled as pending before it is queued.
+
+    The updater puts a batch of updates here and only then asks for the next offset, and the
+    webhook server answers 200 only after the put: so an update Telegram hears we received is
+    always in the store first.
+    """
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        super().__init__()
+        self.store = store
+        self.clock = clock
+
+    async def put(self, item: object) -> None:
+        if isinstance(item, Update):
+            payload = json.loads(item.to_json())
+            self.store.journal_inbound(f"telegram:{item.update_id}", "telegram", payload, self.clock.now())
+        await super().put(item)
+
+
 # -- the transport ------------------------------------------------------------------------------
 class TelegramTransport:
     """The PTB Application inside the bot process: receives updates, answers through the outbox.
@@ -408,6 +434,7 @@ class TelegramTransport:
             .base_file_url(f"{base}/file/bot")
             .request(requests)
             .get_updates_request(polls)
+            .update_queue(JournalQueue(store, clock))
             .rate_limiter(AIORateLimiter(max_retries=0))
             .concurrent_updates(False)
             .build()
@@ -428,6 +455,7 @@ class TelegramTransport:
         self.store.prune_inbound(self.clock.now() - INBOUND_MEMORY_S)
         await self._initialize()
         await self._set_commands()
+        await self._replay_pending()
         await self.app.start()
         self._started = True
         updater = self.app.updater
@@ -538,19 +566,39 @@ class TelegramTransport:
             log.warning("telegram: restarting the poller failed (%s)", exc)
 
     # -- updates -------------------------------------------------------------------------------
+    async def _replay_pending(self) -> None:
+        """Handle updates received before the last stop (or kill) but not handled: oldest first."""
+        pending = self.store.pending_inbound("telegram")
+        if pending:
+            log.info("telegram: handling %d update(s) received before the restart", len(pending))
+        for key, payload in pending:
+            try:
+                update = Update.de_json(payload, self.app.bot)
+            except Exception as exc:  # noqa: BLE001 - an unreadable journal entry is dropped, not retried
+                log.warning("telegram: journalled update %s is unreadable (%s); dropped", key, exc)
+                self.store.finish_inbound(key, self.clock.now(), error=f"unreadable: {exc}")
+                continue
+            await self._handle(update)
+
     async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._handle(update)
+
+    async def _handle(self, update: Update) -> None:
+        """Gate, then commands, answers into the outbox; the update is marked handled after that."""
+        key = f"telegram:{update.update_id}"
+        if not self.store.begin_inbound(key, "telegram", self.clock.now()):
+            log.info("telegram: update %s was already handled", update.update_id)
+            return
         inbound = to_inbound(update, self.app.bot.username or "", self.app.bot.id)
         if inbound is None:
             if update.callback_query is not None:
                 await self._answer_tap(update, "")
-            return
-        if not self.store.claim_inbound(inbound.event_id, self.clock.now()):
-            log.info("telegram: update %s was already handled", update.update_id)
-            return
-        answers = self.gate.check(inbound)
-        if answers is None:
-            answers = self.commands.handle(inbound)
-        await self._emit(update, inbound, answers)
+        else:
+            answers = self.gate.check(inbound)
+            if answers is None:
+                answers = self.commands.handle(inbound)
+            await self._emit(update, inbound, answers)
+        self.store.finish_inbound(key, self.clock.now())
 
     async def _emit(self, update: Update, inbound: Inbound, answers: list[Outbound]) -> None:
         assert self.outbox is not None

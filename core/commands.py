@@ -351,7 +351,7 @@ class Commands:
             return [toast(f"{task.id} is {state}; wait for it to finish or cancel it first")]
         # One retry per button: a double tap must not start the task twice.
         key = f"{inbound.chat.platform}:{inbound.chat.chat_id}:{inbound.tap.message_id}:retry"
-        if not self.store.claim_inbound(key, self.clock.now()):
+        if not self.store.claim_once(key, inbound.event_id, self.clock.now()):
             return [toast(f"{task.id} was already retried from this message")]
         delegation = self.service.retry(task.id, actor=self._actor(inbound))
         return [toast(f"🔁 Retrying as {delegation.task.id}"), self._card(inbound, delegation.task)]
@@ -360,7 +360,7 @@ class Commands:
         tap = inbound.tap
         assert tap is not None
         key = f"{inbound.chat.platform}:{inbound.chat.chat_id}:{tap.message_id}:kill"
-        if not self.store.claim_inbound(key, self.clock.now()):
+        if not self.store.claim_once(key, inbound.event_id, self.clock.now()):
             return [toast("Already answered."), self._edit_buttons(tap.message_id, ())]
         if tap.action == "keep":
             return [
@@ -463,7 +463,7 @@ class Commands:
     # -- helpers -----------------------------------------------------------------------------
     def _actor(self, inbound: Inbound) -> Actor:
         where = f"chat {inbound.chat.chat_id} user {inbound.user_id}"
-        return Actor(name=inbound.user_name, source=inbound.chat.platform, where=where)
+        return Actor(name=inbound.user_name, source=inbound.chat.platform, where=where, ref=inbound.event_id)
 
     def _reply(self, inbound: Inbound, text: str, *, buttons: Keyboard = ()) -> Outbound:
         return Outbound(text, buttons=buttons, reply_to=inbound.message_id)

@@ -37,6 +37,7 @@ class Actor:
     name: str = "local"
     source: str = "cli"
     where: str = ""  # for the audit: the chat and user it came from (``chat 111 user 111``)
+    ref: str = ""  # the chat update that asked: a task it created is found again, never created twice
 
 
 LOCAL = Actor()
@@ -130,7 +131,12 @@ class Service:
         actor: Actor = LOCAL,
         parent: Task | None = None,
     ) -> Delegation:
-        """Route, estimate, apply the approval policy and queue a task; start it if a slot is free."""
+        """Route, estimate, apply the approval policy and queue a task; start it if a slot is free.
+
+        A chat update handled again (after a crash) gets the task it created the first time.
+        """
+        if actor.ref and (done := self.store.task_by_source(actor.ref)) is not None:
+            return self._delegation_of(done)
         body = text.strip()
         if not body:
             raise TaskRejected("the task text is empty")
@@ -166,6 +172,7 @@ class Service:
                 "require_review": int(review),
                 "parent_id": parent.id if parent else None,
                 "session_id": parent.session_id if parent else None,
+                "source_ref": actor.ref or None,
             }
         )
         self.store.record_route(
@@ -188,6 +195,12 @@ class Service:
         else:
             self.kick()
         return Delegation(self.store.get_task(task.id), decision, estimate, basis, needs, why)
+
+    def _delegation_of(self, task: Task) -> Delegation:
+        decision = RouteDecision(task.agent, task.category, task.rule, task.route_reason)
+        estimate = task.estimate_usd if task.estimate_usd is not None else 0.0
+        waiting = task.state == TaskState.AWAITING_APPROVAL
+        return Delegation(task, decision, estimate, task.estimate_basis, waiting, "")
 
     def estimate(self, agent: str, category: str) -> tuple[float, int]:
         """Median cost of this agent on this category so far, with how many tasks it rests on."""
@@ -324,6 +337,8 @@ class Service:
 
     def retry(self, task_id: str, *, feedback: str | None = None, actor: Actor = LOCAL) -> Delegation:
         """Run a finished task again (same agent, same session where the CLI can resume)."""
+        if actor.ref and (done := self.store.task_by_source(actor.ref)) is not None:
+            return self._delegation_of(done)  # this retry was made already; the update is handled again
         task = self.get(task_id)
         if not task.state.finished:
             raise InvalidTransition(f"{task.id} is {task.state.value}; wait for it to finish or cancel it first")

@@ -29,6 +29,9 @@ from core.messages import (
 )
 from core.models import ACTIVE_STATES, Notification, Task, TaskState
 
+INBOUND_ATTEMPTS = 5
+"""How many times a chat update is tried (a start, a crash, a start...) before it is marked failed."""
+
 _TASK_COLUMNS = {
     "num": int,
     "id": str,
@@ -181,11 +184,50 @@ def _m004_audit_where(db: sqlite_utils.Database) -> None:
     db.table("audit").create_index(["ts"])
 
 
+def _m005_inbound_journal(db: sqlite_utils.Database) -> None:
+    """Chat updates kept from receipt (before the platform learns they were read) until handled, so
+    a bot killed in between handles them on its next start; and the update each task came from, so
+    handling one again cannot create its task twice. ``inbound_seen`` stays for one-shot button claims."""
+    db.table("inbound").create(
+        {
+            "key": str,
+            "platform": str,
+            "payload": str,
+            "received_at": float,
+            "state": str,
+            "attempts": int,
+            "done_at": float,
+            "error": str,
+        },
+        pk="key",
+        not_null={"state"},
+        defaults={"state": "pending", "attempts": 0},
+    )
+    db.table("inbound").create_index(["state", "received_at"])
+    db.execute(
+        "INSERT OR IGNORE INTO inbound (key, platform, received_at, state, done_at) "
+        "SELECT key, substr(key, 1, instr(key, ':') - 1), ts, 'done', ts FROM inbound_seen"
+    )
+    db.table("inbound_seen").add_column("owner", str)
+    db.table("tasks").add_column("source_ref", str)
+    db.table("tasks").create_index(["source_ref"], unique=True)
+
+
+def _m006_costs_by_agent(db: sqlite_utils.Database) -> None:
+    """All-time dollars and tokens per agent from an index alone: a metrics scrape over 100,000 runs
+    reads it in ~20 ms instead of ~60 ms for the table."""
+    db.table("costs").create_index(
+        ["agent", "cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"]
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
     ("003_chat_outbox", _m003_chat_outbox),
     ("004_audit_where", _m004_audit_where),
+    ("005_inbound_journal", _m005_inbound_journal),
+    ("006_costs_by_agent", _m006_costs_by_agent),
 ]
 
 
@@ -243,6 +285,11 @@ class Store:
             self._conn.execute("ROLLBACK")
             raise
         return self.get_task(f"t{num}")
+
+    def task_by_source(self, source_ref: str) -> Task | None:
+        """The task a chat update created, if it created one (``source_ref`` is the update's id)."""
+        row = self._conn.execute("SELECT id FROM tasks WHERE source_ref = ?", (source_ref,)).fetchone()
+        return None if row is None else self.get_task(str(row[0]))
 
     def get_task(self, task_id: str) -> Task:
         """Return the task; ``KeyError`` when the id is unknown."""
@@ -701,6 +748,48 @@ class Store:
         ).fetchall()
         return [_outbox_item(row) for row in rows]
 
+    def outbox_backlog(self, channel: str) -> dict[str, Any]:
+        """A channel's delivery at a glance (what metrics and ``orchestra doctor`` show).
+
+        ``pending``: rows not delivered and not given up, due or not; ``oldest_at``: the
+        ``created_at`` of the oldest of them (None when there is none); ``given_up``: rows the
+        platform refused for good (kept forever, so it only grows); ``delivered_at``: when the
+        platform last accepted a message and gave it an id, among the channel's last 500 rows
+        marked sent (None when none has one: the console, or a run of superseded edits).
+        """
+        pending, oldest, given_up = self._conn.execute(
+            "SELECT COUNT(*) - COUNT(failed_at), MIN(CASE WHEN failed_at IS NULL THEN created_at END), "
+            "COUNT(failed_at) FROM outbox WHERE channel = ? AND sent_at IS NULL",
+            (channel,),
+        ).fetchone()
+        delivered = self._conn.execute(  # bounded: a channel without message ids is not scanned to its start
+            "SELECT MAX(sent_at) FROM (SELECT sent_at, message_id FROM outbox WHERE channel = ? "
+            "AND sent_at IS NOT NULL ORDER BY sent_at DESC LIMIT 500) WHERE message_id IS NOT NULL",
+            (channel,),
+        ).fetchone()
+        return {
+            "pending": int(pending or 0),
+            "oldest_at": None if oldest is None else float(oldest),
+            "given_up": int(given_up or 0),
+            "delivered_at": None if delivered[0] is None else float(delivered[0]),
+        }
+
+    def usage_by_agent(self) -> list[tuple[str, float, int, int, Usage]]:
+        """All-time totals per agent from the costs table, one row per recorded run.
+
+        (agent, dollars, runs, runs whose cost is unknown, tokens). Sums over rows that are never
+        rewritten, so they only grow: fit for Prometheus counters that survive a restart.
+        """
+        rows = self._conn.execute(  # grouped on the bare column, so the covering index of migration 006 serves it
+            "SELECT agent, TOTAL(cost_usd), COUNT(*), COUNT(*) - COUNT(cost_usd), SUM(input_tokens), "
+            "SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens) FROM costs "
+            "GROUP BY agent ORDER BY agent"
+        ).fetchall()
+        return [
+            (agent or "", float(usd), int(runs), int(unknown), Usage(*(int(n or 0) for n in tokens)))
+            for agent, usd, runs, unknown, *tokens in rows
+        ]
+
     def outbox_item(self, item_id: int) -> OutboxItem | None:
         row = self._conn.execute(_OUTBOX_ITEM_SQL + " WHERE o.id = ?", (item_id,)).fetchone()
         return None if row is None else _outbox_item(row)
@@ -782,13 +871,85 @@ class Store:
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]), row[2])
 
-    def claim_inbound(self, key: str, ts: float) -> bool:
-        """Record a chat update as handled; False if it was already (the platform sent it again)."""
-        cursor = self._conn.execute("INSERT OR IGNORE INTO inbound_seen (key, ts) VALUES (?, ?)", (key, ts))
+    # -- inbound journal ------------------------------------------------------------------
+    def journal_inbound(self, key: str, platform: str, payload: dict[str, Any], ts: float) -> bool:
+        """Keep a chat update as pending before the platform is told it arrived; False if already known."""
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO inbound (key, platform, payload, received_at, state, attempts) "
+            "VALUES (?, ?, ?, ?, 'pending', 0)",
+            (key, platform, json.dumps(payload, ensure_ascii=False, default=str), ts),
+        )
         return cursor.rowcount == 1
 
+    def begin_inbound(self, key: str, platform: str, ts: float, *, max_attempts: int = INBOUND_ATTEMPTS) -> bool:
+        """Start handling an update: True while it is pending and under ``max_attempts`` tries.
+
+        An update that was never journalled is journalled now. One that was handled already (sent
+        again by the platform, or replayed) gives False; so does one that failed ``max_attempts``
+        times, which is marked failed rather than tried at every start for ever.
+        """
+        self._conn.execute(
+            "INSERT OR IGNORE INTO inbound (key, platform, received_at, state, attempts) "
+            "VALUES (?, ?, ?, 'pending', 0)",
+            (key, platform, ts),
+        )
+        cursor = self._conn.execute(
+            "UPDATE inbound SET attempts = attempts + 1 WHERE key = ? AND state = 'pending' AND attempts < ?",
+            (key, max_attempts),
+        )
+        if cursor.rowcount == 1:
+            return True
+        self._conn.execute(
+            "UPDATE inbound SET state = 'failed', done_at = ?, payload = NULL, error = ? "
+            "WHERE key = ? AND state = 'pending'",
+            (ts, f"gave up after {max_attempts} attempts", key),
+        )
+        return False
+
+    def finish_inbound(self, key: str, ts: float, *, error: str | None = None) -> None:
+        """An update was handled (or failed for good): never handled again; its payload is dropped."""
+        self._conn.execute(
+            "UPDATE inbound SET state = ?, done_at = ?, error = ?, payload = NULL WHERE key = ?",
+            ("failed" if error else "done", ts, error, key),
+        )
+
+    def pending_inbound(self, platform: str) -> list[tuple[str, dict[str, Any]]]:
+        """Journalled updates not handled yet, oldest first: (key, payload)."""
+        rows = self._conn.execute(
+            "SELECT key, payload FROM inbound WHERE platform = ? AND state = 'pending' AND payload IS NOT NULL "
+            "ORDER BY received_at, rowid",
+            (platform,),
+        ).fetchall()
+        return [(str(key), json.loads(payload)) for key, payload in rows]
+
+    def inbound_state(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT state FROM inbound WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def inbound_counts(self) -> dict[str, int]:
+        """Journal rows by state (pending, done, failed)."""
+        rows = self._conn.execute("SELECT state, count(*) FROM inbound GROUP BY state").fetchall()
+        return {str(state): int(n) for state, n in rows}
+
+    def claim_once(self, key: str, owner: str, ts: float) -> bool:
+        """Claim a one-shot action (one retry per button); True for the first owner, again for the same one.
+
+        The same owner (the update that claimed it) gets True again, so an update handled a second
+        time after a crash carries on where it stopped; any other update (or one without an id) gets False.
+        """
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO inbound_seen (key, ts, owner) VALUES (?, ?, ?)", (key, ts, owner)
+        )
+        if cursor.rowcount == 1 or not owner:
+            return cursor.rowcount == 1
+        row = self._conn.execute("SELECT owner FROM inbound_seen WHERE key = ?", (key,)).fetchone()
+        return row is not None and row[0] == owner
+
     def prune_inbound(self, before: float) -> int:
-        return int(self._conn.execute("DELETE FROM inbound_seen WHERE ts < ?", (before,)).rowcount)
+        """Forget handled updates and one-shot claims older than ``before``; pending ones stay."""
+        gone = self._conn.execute("DELETE FROM inbound WHERE state != 'pending' AND received_at < ?", (before,))
+        claims = self._conn.execute("DELETE FROM inbound_seen WHERE ts < ?", (before,))
+        return int(gone.rowcount) + int(claims.rowcount)
 
     # -- helpers --------------------------------------------------------------------------
     def _row_dict(self, row: tuple[Any, ...], table: str = "tasks") -> dict[str, Any]:

@@ -165,6 +165,11 @@ class FakeTelegram:
             }
             return self._add_update({"callback_query": query})
 
+    def confirm(self, update_id: int) -> None:
+        """Forget an update as if a bot had confirmed it (asked for a later offset): it is never sent again."""
+        with self._lock:
+            self._updates = [u for u in self._updates if u["update_id"] > update_id]
+
     def push_raw(self, payload: dict[str, Any]) -> int:
         with self._lock:
             return self._add_update(payload)

@@ -91,7 +91,9 @@ async def start(
         monkeypatch.setenv(key, value)
     running: list[tuple[App, _Slack, aiohttp.ClientSession]] = []
 
-    async def _start(*, policy: dict[str, Any] | None = None, **slack: Any) -> Bridge:
+    async def _start(
+        *, policy: dict[str, Any] | None = None, before: Callable[[App], None] | None = None, **slack: Any
+    ) -> Bridge:
         settings = {
             "enabled": True, "api_base_url": fake.api_url, "mode": "http",
             "http": {"listen": "127.0.0.1", "port": free_port()}, "bot_token_env": "ORCH_TEST_SLACK_BOT",
@@ -105,6 +107,8 @@ async def start(
         )  # fmt: skip
         assert app.engine.acquire()
         await app.engine.start()
+        if before is not None:
+            before(app)
         bridge = await _start_slack(app)
         http = aiohttp.ClientSession()
         running.append((app, bridge, http))
@@ -227,6 +231,34 @@ async def test_direct_messages_answer_in_the_dm_and_bots_are_ignored(
     assert await bridge.event(direct_message("status", event_id="EvAlice")) == 200, "Slack retried the event"
     await asyncio.sleep(0.5)
     assert len(fake.messages) == 1, "the bot's message and the retried event were not answered"
+
+
+async def test_requests_acknowledged_but_not_handled_before_a_kill_are_handled_on_start(
+    start: Callable[..., Any], fake: FakeSlack
+) -> None:
+    """What a bot killed right after ``ack()`` leaves: journalled requests that Slack will not send
+    again. The next start handles them before it listens; a task one of them already created is
+    not created twice."""
+    mentioned = mention("Create User model", event_id="EvKilled")
+    command = slash_command("status")
+
+    def killed_bot_left(app: App) -> None:
+        now = time.time()
+        app.store.journal_inbound("slack:EvKilled", "slack", {"kind": "event", "body": mentioned}, now)
+        key = f"slack:{command['trigger_id']}"
+        app.store.journal_inbound(key, "slack", {"kind": "command", "body": command}, now + 0.001)
+
+    bridge: Bridge = await start(before=killed_bot_left)
+    [card] = await fake.wait_for(lambda: fake.find("t1 · standin"), what="the mention's acknowledgement")
+    assert card.thread_ts == "1799999999.000200"
+    await fake.wait_for(lambda: fake.find("t1"), what="the status answer")
+    await fake.wait_for(lambda: fake.find("Tokens:"), what="the completion")
+    assert await bridge.event(mentioned) == 200, "Slack retries the event: already handled"
+    await asyncio.sleep(0.5)
+    assert [t.id for t in bridge.app.store.list_tasks()] == ["t1"]
+    assert len(fake.find("t1 · standin")) == 1
+    assert bridge.app.store.pending_inbound("slack") == []
+    assert "legacy" not in json.dumps(bridge.app.store.db.execute("SELECT * FROM inbound").fetchall())
 
 
 async def test_socket_mode_acks_envelopes_and_answers(start: Callable[..., Any], fake: FakeSlack) -> None:

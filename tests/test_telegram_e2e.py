@@ -239,6 +239,40 @@ def test_a_bot_killed_mid_task_sends_the_completion_once_after_restart(
     assert second.stop() == 0
 
 
+def test_an_update_confirmed_to_telegram_but_not_handled_before_a_kill_is_handled_on_restart(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path
+) -> None:
+    """The window the journal closes: the updater had asked for the next offset (Telegram will
+    never send the update again) and the bot was killed before handling it. The journal entry is
+    what the killed bot left; the restarted bot handles it before it polls, once."""
+    first = start_bot()
+    fake.wait_for(lambda: fake.commands, what="the first bot up")
+    first.kill()
+    update_id = fake.say("Create User model")
+    fake.confirm(update_id)
+    store = Store(home / "orchestra.db")
+    try:
+        store.journal_inbound(f"telegram:{update_id}", "telegram", fake.history[update_id], time.time())
+    finally:
+        store.close()
+    second = start_bot()
+    fake.wait_for(lambda: sent_calls(fake, "t1 · standin"), what="the acknowledgement of the replayed update")
+    fake.wait_for(lambda: fake.find(CHAT, "Tokens:"), timeout=30, what="its completion")
+    assert second.stop() == 0
+    assert "handling 1 update(s) received before the restart" in second.output()
+    third = start_bot()
+    fake.wait_for(lambda: len(fake.calls_of("setMyCommands")) >= 3, what="a third start")
+    time.sleep(1.0)
+    assert third.stop() == 0
+    assert len(sent_calls(fake, "t1 · standin")) == 1 and len(fake.find(CHAT, "Tokens:")) == 1
+    store = Store(home / "orchestra.db")
+    try:
+        assert [t.id for t in store.list_tasks()] == ["t1"]
+        assert store.inbound_counts() == {"done": 1} and store.pending_inbound("telegram") == []
+    finally:
+        store.close()
+
+
 def test_a_second_poller_409_is_logged_once_and_the_bot_exits_non_zero(
     fake: FakeTelegram, start_bot: Callable[..., BotProcess]
 ) -> None:
