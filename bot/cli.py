@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -84,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, help="break down the last N days (default: this month)")
     p.add_argument("--all", action="store_true", help="break down all time")
     p.add_argument("--by", choices=["agent", "category", "day", "week", "month"], help="show only this breakdown")
+    p = sub.add_parser("budget", help="the budgets in force; `budget day 25` (or off, reset) changes one now")
+    p.add_argument("which", nargs="?", choices=["day", "month", "task"], help="the budget to change")
+    p.add_argument("value", nargs="?", help="dollars (25, 2.50), off (no budget) or reset (bots.yaml's)")
+    p.add_argument("--json", action="store_true")
     p = sub.add_parser("digest", help="the morning digest, now (shown only: it does not count as sent)")
     p.add_argument("--png", type=Path, metavar="FILE", help="also write its chart of daily cost by agent")
     p.add_argument("--json", action="store_true")
@@ -353,6 +358,20 @@ def _cmd_cost(app: App, args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict()))
         return 0
     print(render_cost_report(report, only=args.by))
+    return 0
+
+
+def _cmd_budget(app: App, args: argparse.Namespace) -> int:
+    if args.which is not None:
+        if args.value is None:
+            raise OrchestraError(f"give the new {args.which} budget: an amount, off or reset")
+        line = app.service.set_budget(args.which, args.value)
+        if not args.json:
+            print(f"per-{line.word} budget is now {line.shown()}")
+    if args.json:
+        print(json.dumps([dataclasses.asdict(line) for line in app.service.budgets()]))
+    else:
+        print(app.service.budget_report())
     return 0
 
 

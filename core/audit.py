@@ -9,7 +9,7 @@ from core.clock import iso
 from core.errors import OrchestraError
 from core.store import Store
 
-ACTIONS = ("delegate", "cancel", "retry", "approve", "reject", "kill", "command", "tap", "refused")
+ACTIONS = ("delegate", "cancel", "retry", "approve", "reject", "kill", "budget", "command", "tap", "refused")
 _SINCE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

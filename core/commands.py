@@ -60,6 +60,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("approve", "ID", "approve a task waiting for approval or review"),
     CommandSpec("reject", "ID REASON", "reject a task, saying why"),
     CommandSpec("cost", "", "spend today, this week and this month against the budgets"),
+    CommandSpec("budget", "[day|month|task AMOUNT]", "the budgets; admins change one: /budget day 25, off or reset"),
     CommandSpec("digest", "", "the morning digest, now: what ran, what waits for you, what it cost"),
     CommandSpec("agents", "", "the agents and whether their CLI is installed"),
     CommandSpec("kill", "", "cancel everything that is running or queued (asks first)"),
@@ -72,7 +73,7 @@ _TAP_ACTIONS = (*_STATE_CHANGING, "peek", "log", "screen")
 # The least role each command or tap needs; anything else is for viewers too.
 _NEEDS: dict[str, str] = {
     **dict.fromkeys(("delegate", "cancel", "retry", "approve", "reject", "audit"), "operator"),
-    **dict.fromkeys(("kill", "keep"), "admin"),
+    **dict.fromkeys(("kill", "keep", "budget set"), "admin"),
 }
 
 
@@ -112,6 +113,7 @@ class Commands:
             "approve": self._approve,
             "reject": self._reject,
             "cost": self._cost,
+            "budget": self._budget,
             "digest": self._digest,
             "agents": self._agents,
             "kill": self._kill,
@@ -141,7 +143,9 @@ class Commands:
                 word = text.split(maxsplit=1)[0]
                 return [self._reply(inbound, f"Unknown command {word}. /help lists the commands.")]
             name = match.group(1).lower()
-            return self._authorize(inbound, name, clip(text, 200)) or command(inbound, (match.group(2) or "").strip())
+            args = (match.group(2) or "").strip()
+            action = "budget set" if name == "budget" and args else name  # reading budgets is for everyone
+            return self._authorize(inbound, action, clip(text, 200)) or command(inbound, args)
         except UnknownTask as exc:
             return [self._answer(inbound, f"⚠️ There is no task {exc.task_id!r}. /status lists them.")]
         except OrchestraError as exc:
@@ -157,7 +161,7 @@ class Commands:
         actor = self._actor(inbound)
         if ROLE_RANK[role] < ROLE_RANK[needed]:
             self.service.audit(actor, "refused", inbound.tap.task_id if inbound.tap else None, f"role {role}: {what}")
-            verb = f"the {action} button" if inbound.tap is not None else f"/{action}"
+            verb = f"the {action} button" if inbound.tap is not None else f"/{action.replace(' set', '')}"
             article = "an" if role[:1] in "aeiou" else "a"
             return [self._answer(inbound, f"⛔ {verb} needs the {needed} role; you are {article} {role}.")]
         self.service.audit(
@@ -248,6 +252,18 @@ class Commands:
     def _cost(self, inbound: Inbound, _args: str) -> list[Outbound]:
         report = self.service.cost_report(days=7)
         return [self._reply(inbound, "💰 " + render_cost_report(report, sections=("agent",)))]
+
+    def _budget(self, inbound: Inbound, args: str) -> list[Outbound]:
+        """Show the budgets; with ``day 25`` (or ``off``, ``reset``) change one (admins: see ``_NEEDS``)."""
+        if args:
+            word, _, value = args.partition(" ")
+            if not value.strip():
+                return [self._reply(inbound, "Usage: /budget day|month|task AMOUNT — or off, or reset to bots.yaml's.")]
+            line = self.service.set_budget(word, value, actor=self._actor(inbound))
+            head = f"💰 Per-{line.word} budget is now {line.shown()} (set by {inbound.user_name})."
+            return [self._reply(inbound, head + "\n\n" + self.service.budget_report())]
+        hint = "\nAdmins change them: /budget day 25 · /budget month off · /budget day reset"
+        return [self._reply(inbound, self.service.budget_report() + hint)]
 
     def _digest(self, inbound: Inbound, _args: str) -> list[Outbound]:
         """The digest on demand, with Approve / Reject for what waits and the 14-day chart."""

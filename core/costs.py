@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from core.agents.base import Usage
 from core.clock import Clock
-from core.config import Config
+from core.config import BudgetsConfig, Config
 from core.errors import BudgetExceeded
 from core.store import Store
 
@@ -211,6 +211,55 @@ def price_at(usage: Usage, rates: tuple[float, float, float, float]) -> float:
 
 
 # -- the tracker ---------------------------------------------------------------------------------
+BUDGET_NAMES: dict[str, str] = {"task": "per_task_usd", "day": "per_day_usd", "month": "per_month_usd"}
+"""The budgets an admin can change at run time, by the word used in ``/budget day 25``."""
+
+
+@dataclass(frozen=True)
+class BudgetLine:
+    """One budget: ``value`` in force (None: none), ``configured`` in bots.yaml, who changed it and when."""
+
+    word: str  # task, day, month
+    name: str  # per_task_usd, ...
+    value: float | None
+    configured: float | None
+    set_by: str = ""
+    set_at: float = 0.0
+
+    def shown(self) -> str:
+        return "none" if self.value is None else money(self.value)
+
+
+def render_budgets(lines: list[BudgetLine], statuses: list[BudgetStatus], tz: ZoneInfo) -> str:
+    """The budgets in force, where each comes from, and the spend against the day's and month's."""
+    spent: dict[str, BudgetStatus] = {status.period.kind: status for status in statuses}
+    out = ["💰 Budgets"]
+    for line in lines:
+        text = f"• per {line.word}: {line.shown()}"
+        if line.set_by:
+            when = datetime.fromtimestamp(line.set_at, tz).strftime("%b %d %H:%M")
+            was = "none" if line.configured is None else money(line.configured)
+            text += f", set by {line.set_by} on {when} (bots.yaml: {was})"
+        else:
+            text += " (bots.yaml)"
+        status = spent.get(line.word)
+        if status is not None:
+            when = "today" if line.word == "day" else "this month"
+            share = f" ({status.percent:.0f}%)" if status.percent is not None else ""
+            text += f" · {money(status.spent_usd)} spent {when}{share}"
+        out.append(text)
+    return "\n".join(out)
+
+
+def effective_budgets(config: Config, store: Store) -> BudgetsConfig:
+    """bots.yaml's budgets with the run-time overrides applied (one small query)."""
+    overrides = store.budget_overrides()
+    if not overrides:
+        return config.budgets
+    update = {name: value for name, (value, _, _) in overrides.items() if name in BUDGET_NAMES.values()}
+    return config.budgets.model_copy(update=update)
+
+
 class CostTracker:
     """Spend, budgets and savings read from the store; cheap to create, holds no state of its own."""
 
@@ -232,12 +281,16 @@ class CostTracker:
             total, tasks, unknown, self.store.cost_by("agent", start, end), self.store.cost_by("category", start, end)
         )
 
+    def limits(self) -> BudgetsConfig:
+        """The budgets in force: bots.yaml's, with what an admin set since (``/budget``)."""
+        return effective_budgets(self.config, self.store)
+
     def budget(self, kind: BudgetKind, ts: float | None = None) -> BudgetStatus:
         now = self.now()
         period = self.period(kind, now if ts is None else ts)
         spent, _, _ = self.store.cost_sum(period.start, period.end)
         running = self.store.running_cost()[0] if period.contains(now) else 0.0
-        budgets = self.config.budgets
+        budgets = self.limits()
         limit = budgets.per_day_usd if kind == "day" else budgets.per_month_usd
         return BudgetStatus(period, spent + running, running, limit)
 
@@ -247,7 +300,7 @@ class CostTracker:
 
     def exceeded(self) -> BudgetStatus | None:
         """The spent budget that holds new tasks (the month's first: it lasts longer), or None."""
-        budgets = self.config.budgets
+        budgets = self.limits()
         kinds: list[tuple[BudgetKind, float | None]] = [("month", budgets.per_month_usd), ("day", budgets.per_day_usd)]
         for kind, limit in kinds:
             if limit is not None and (status := self.budget(kind)).exceeded:
@@ -502,7 +555,9 @@ def _tasks(n: int) -> str:
 
 
 __all__ = [
+    "BUDGET_NAMES",
     "BudgetAlert",
+    "BudgetLine",
     "BudgetStatus",
     "CostReport",
     "CostTracker",
@@ -511,10 +566,12 @@ __all__ = [
     "Spend",
     "check_budget_alerts",
     "cost_report",
+    "effective_budgets",
     "local_midnight",
     "money",
     "period_of",
     "recent",
+    "render_budgets",
     "render_cost_report",
     "shift",
 ]

@@ -31,5 +31,9 @@ class TaskRejected(OrchestraError):
     """Input refused before anything was stored: empty, oversized or malformed task text."""
 
 
+class InvalidInput(OrchestraError):
+    """A command's argument is malformed or out of range (a budget amount, a budget name)."""
+
+
 class BudgetExceeded(OrchestraError):
     """A day or month budget is spent and ``budgets.when_exceeded`` is ``refuse``: no task is stored."""

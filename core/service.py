@@ -18,10 +18,18 @@ from typing import Any
 
 from core.clock import Clock
 from core.config import Config, agent_installed
-from core.costs import CostReport, CostTracker, cost_report
+from core.costs import (
+    BUDGET_NAMES,
+    BudgetLine,
+    CostReport,
+    CostTracker,
+    cost_report,
+    effective_budgets,
+    render_budgets,
+)
 from core.digest import Digest, build_digest
 from core.engine import Engine, engine_running, poke, request_cancel
-from core.errors import AgentUnavailable, InvalidTransition, TaskRejected, UnknownTask
+from core.errors import AgentUnavailable, InvalidInput, InvalidTransition, TaskRejected, UnknownTask
 from core.messages import card_keyboard
 from core.models import ACTIVE_STATES, Task, TaskState
 from core.routing import AgentUnavailable as RouteUnavailable
@@ -166,7 +174,7 @@ class Service:
                 "created_at": now,
                 "queued_at": now,
                 "timeout_s": self.config.limits.task_timeout_s,
-                "cost_cap_usd": self.config.budgets.per_task_usd,
+                "cost_cap_usd": effective_budgets(self.config, self.store).per_task_usd,
                 "estimate_usd": estimate,
                 "estimate_basis": basis,
                 "require_review": int(review),
@@ -280,6 +288,36 @@ class Service:
 
     def costs(self, since: float = 0.0) -> dict[str, Any]:
         return self.store.cost_totals(since)
+
+    def budgets(self) -> list[BudgetLine]:
+        """Each budget an admin can change: in force now, where it comes from, what bots.yaml says."""
+        overrides = self.store.budget_overrides()
+        lines = []
+        for word, name in BUDGET_NAMES.items():
+            configured = getattr(self.config.budgets, name)
+            value, set_by, set_at = overrides.get(name, (configured, "", 0.0))
+            lines.append(BudgetLine(word, name, value, configured, set_by, set_at))
+        return lines
+
+    def set_budget(self, word: str, value: str, *, actor: Actor = LOCAL) -> BudgetLine:
+        """Change a budget at run time: a dollar amount, ``off`` (no budget) or ``reset`` (bots.yaml's)."""
+        name = BUDGET_NAMES.get(word.lower())
+        if name is None:
+            raise InvalidInput(f"unknown budget {word!r}: use task, day or month")
+        before = next(b for b in self.budgets() if b.name == name)
+        text = value.strip().lower().removeprefix("$")
+        if text == "reset":
+            self.store.clear_budget_override(name)
+        else:
+            amount = None if text in ("off", "none") else _amount(text)
+            self.store.set_budget_override(name, amount, actor.name, self.clock.now())
+        after = next(b for b in self.budgets() if b.name == name)
+        self._audit(actor, "budget", None, f"{word} {before.shown()} → {after.shown()}")
+        return after
+
+    def budget_report(self) -> str:
+        tracker = CostTracker(self.store, self.config, self.clock)
+        return render_budgets(self.budgets(), tracker.budgets(), tracker.tz)
 
     def cost_report(self, *, days: float | None = None, all_time: bool = False) -> CostReport:
         """Spend today, this week and month against the budgets, breakdowns and savings (`/cost`)."""
@@ -453,6 +491,19 @@ class Service:
         checks.append(("store", True, f"{self.store.path} · migrations {', '.join(self.store.applied_migrations())}"))
         checks.append(("engine", True, "running" if engine_running(self.home) else "not running (starts on demand)"))
         return checks
+
+
+MAX_BUDGET_USD = 1_000_000.0
+
+
+def _amount(text: str) -> float:
+    try:
+        amount = float(text.replace(",", ""))
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not an amount: give dollars (25 or 2.50), off or reset") from None
+    if not 0 < amount <= MAX_BUDGET_USD:  # also NaN
+        raise InvalidInput(f"a budget is more than $0 and at most ${MAX_BUDGET_USD:,.0f}")
+    return round(amount, 2)
 
 
 def _version(argv: list[str]) -> str:

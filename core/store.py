@@ -221,6 +221,13 @@ def _m006_costs_by_agent(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m007_budget_overrides(db: sqlite_utils.Database) -> None:
+    """Budgets an admin set from a chat or the CLI, over those in bots.yaml (a NULL value: no budget)."""
+    db.table("budget_overrides").create(
+        {"name": str, "value": float, "set_by": str, "set_at": float}, pk="name", not_null={"set_by", "set_at"}
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
@@ -228,6 +235,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("004_audit_where", _m004_audit_where),
     ("005_inbound_journal", _m005_inbound_journal),
     ("006_costs_by_agent", _m006_costs_by_agent),
+    ("007_budget_overrides", _m007_budget_overrides),
 ]
 
 
@@ -870,6 +878,23 @@ class Store:
             (channel, chat_id, message_id),
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]), row[2])
+
+    # -- budgets set at run time ----------------------------------------------------------
+    def budget_overrides(self) -> dict[str, tuple[float | None, str, float]]:
+        """Budget name (``per_day_usd``...) → (value or None for no budget, who set it, when)."""
+        rows = self._conn.execute("SELECT name, value, set_by, set_at FROM budget_overrides").fetchall()
+        return {str(name): (value, str(by), float(at)) for name, value, by, at in rows}
+
+    def set_budget_override(self, name: str, value: float | None, set_by: str, ts: float) -> None:
+        self._conn.execute(
+            "INSERT INTO budget_overrides (name, value, set_by, set_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value, set_by = excluded.set_by, "
+            "set_at = excluded.set_at",
+            (name, value, set_by, ts),
+        )
+
+    def clear_budget_override(self, name: str) -> bool:
+        return self._conn.execute("DELETE FROM budget_overrides WHERE name = ?", (name,)).rowcount == 1
 
     # -- inbound journal ------------------------------------------------------------------
     def journal_inbound(self, key: str, platform: str, payload: dict[str, Any], ts: float) -> bool:

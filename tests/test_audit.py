@@ -108,3 +108,37 @@ def test_parse_since() -> None:
 def test_the_shipped_config_has_empty_roles() -> None:
     data = yaml.safe_load((Path(__file__).resolve().parent.parent / "bots.yaml").read_text())
     assert data["roles"] == {"admins": [], "operators": [], "viewers": []}
+
+
+async def test_admins_change_budgets_from_the_chat_and_others_only_read_them(app: App) -> None:
+    """/budget shows every budget to a viewer; only an admin changes one, and it takes effect at once."""
+    commands = Commands(app.service, app.clock)
+    [shown] = commands.handle(say("/budget", VIEWER))
+    assert "• per day: none (bots.yaml)" in shown.text and "Admins change them" in shown.text
+    [refused] = commands.handle(say("/budget day 0.01", OPERATOR))
+    assert refused.text == "⛔ /budget needs the admin role; you are an operator."
+    assert app.store.budget_overrides() == {}
+    [bad] = commands.handle(say("/budget day lots", ADMIN))
+    assert bad.text == "⚠️ 'lots' is not an amount: give dollars (25 or 2.50), off or reset"
+    [bad_name] = commands.handle(say("/budget week 5", ADMIN))
+    assert bad_name.text == "⚠️ unknown budget 'week': use task, day or month"
+    assert app.store.budget_overrides() == {}, "a refused or malformed change changes nothing"
+
+    [done] = commands.handle(say("/budget day $0.01", ADMIN))
+    assert done.text.startswith("💰 Per-day budget is now $0.01 (set by @ada).")
+    assert "• per day: $0.01, set by @ada on " in done.text and "(bots.yaml: none)" in done.text
+    app.store.record_cost({"task_id": "t0", "ts": app.clock.now(), "agent": "standin", "category": "backend",
+                           "model": "m", "cost_usd": 0.02, "source": "cli"})  # fmt: skip
+    [card] = commands.handle(say("write the changelog", OPERATOR))
+    assert app.store.get_task("t1").state == TaskState.AWAITING_APPROVAL, "the new day budget holds new tasks"
+    assert "daily budget is spent" in card.text
+
+    commands.handle(say("/budget task 2.5", ADMIN))
+    commands.handle(say("/budget day reset", ADMIN))
+    commands.handle(say("write the release notes", OPERATOR))
+    task = app.store.get_task("t2")
+    assert task.state != TaskState.AWAITING_APPROVAL and task.cost_cap_usd == 2.5, "the task cap applies"
+    changes = [r["detail"] for r in app.store.audit_search(action="budget")]
+    assert sorted(changes) == ["day $0.01 → none", "day none → $0.01", "task $5.00 → $2.50"]
+    [who] = [r for r in app.store.audit_search(action="budget") if "→ $0.01" in r["detail"]]
+    assert (who["actor"], who["source"], who["chat"]) == ("@ada", "telegram", "chat 111 user 111")

@@ -93,6 +93,10 @@ def test_route_json_runs_nothing(cfg: Path, home: Path) -> None:
         (["delegate", "--task", "   "], 1, "the task text is empty"),
         (["status", "--bogus"], 2, "unrecognized arguments: --bogus"),
         (["frobnicate"], 2, "invalid choice"),
+        (["budget", "day", "lots"], 1, "orchestra: 'lots' is not an amount"),
+        (["budget", "day", "-5"], 1, "orchestra: a budget is more than $0"),
+        (["budget", "day"], 1, "orchestra: give the new day budget"),
+        (["budget", "week", "5"], 2, "invalid choice: 'week'"),
     ],
 )
 def test_errors_are_one_line(cfg: Path, home: Path, args: list[str], code: int, message: str) -> None:
@@ -101,6 +105,20 @@ def test_errors_are_one_line(cfg: Path, home: Path, args: list[str], code: int, 
     assert message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr
+
+
+def test_budget_changes_take_effect_and_are_audited(cfg: Path, home: Path) -> None:
+    out = run(cfg, home, "budget", "day", "20")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("per-day budget is now $20.00\n💰 Budgets\n")
+    assert "• per day: $20.00, set by local on " in out.stdout
+    assert json.loads(run(cfg, home, "budget", "--json").stdout)[1]["value"] == 20.0
+    assert run(cfg, home, "budget", "day", "nan").returncode == 1, "a bad amount changes nothing"
+    assert run(cfg, home, "budget", "day", "reset").returncode == 0
+    shown = run(cfg, home, "budget").stdout
+    assert "• per day: none (bots.yaml)" in shown
+    audit = run(cfg, home, "audit", "--action", "budget").stdout
+    assert "budget — day none → $20.00" in audit and "budget — day $20.00 → none" in audit
 
 
 def test_missing_agent_cli_is_one_line(cfg: Path, home: Path, config_data: dict[str, Any]) -> None:

@@ -33,6 +33,8 @@ from tests.fake_slack import BOT_TOKEN, BOT_USER, CHANNEL, FakeSlack, mention
         ("kill", False, "/kill"),
         ("kill 3 zombie processes", False, "kill 3 zombie processes"),
         ("log errors", True, "/log errors"),
+        ("budget day 25", False, "/budget day 25"),
+        ("budget the sprint for the team", False, "budget the sprint for the team"),
     ],
 )
 def test_words_become_commands_only_where_they_mean_one(typed: str, explicit: bool, command: str) -> None:
