@@ -320,13 +320,9 @@ class SlackSender:
         if not task_id or chat.startswith("D"):
             return None
         known = self._threads.get((chat, task_id))
-        if known is not None:
-            return known
-        for card_id in self.store.outbox_cards(task_id):
-            card = self.store.outbox_item(card_id)
-            if card is not None and card.channel == "slack" and card.chat_id == chat and card.reply_to:
-                return card.reply_to
-        return None
+        if known is None:
+            known = self.store.card_thread("slack", chat, task_id)  # after a restart
+        return known
 
 
 async def _attachment_bytes(path: str | None, data: str | None, render: str) -> bytes:

@@ -860,6 +860,19 @@ class Store:
         ).fetchall()
         return [int(r[0]) for r in rows]
 
+    def card_thread(self, channel: str, chat_id: str, task_id: str) -> str | None:
+        """The thread of this task's first card in a chat: the message it answered, or else the card itself."""
+        marks = ", ".join("?" for _ in CARD_KINDS)
+        row = self._conn.execute(
+            f"SELECT payload_json, message_id FROM outbox WHERE channel = ? AND chat_id = ? AND task_id = ? "
+            f"AND kind IN ({marks}) AND failed_at IS NULL ORDER BY id LIMIT 1",
+            (channel, chat_id, task_id, *CARD_KINDS),
+        ).fetchone()
+        if row is None:
+            return None
+        reply_to = (json.loads(row[0]) if row[0] else {}).get("reply_to")
+        return str(reply_to) if reply_to else (None if row[1] is None else str(row[1]))
+
     def task_chats(self, channel: str, task_id: str) -> list[str]:
         """Chats of a channel where this task was acknowledged: its completion goes there too."""
         marks = ", ".join("?" for _ in CARD_KINDS)

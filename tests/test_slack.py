@@ -169,6 +169,25 @@ async def test_the_approve_button_starts_a_gated_task_once(
     await fake.wait_for(lambda: "Approved by @alice at" in card.text and not card.buttons(), what="card edited")
 
 
+async def test_a_slash_command_task_completes_in_its_cards_thread_after_a_restart(
+    start: Callable[..., Any], fake: FakeSlack
+) -> None:
+    """A slash command has no message of its own, so its card starts the thread; a restarted bot
+    finds that thread in the store (not only in memory) for the completion."""
+    bridge: Bridge = await start(policy={"approval_for": ["devops"], "review_for": []})
+    assert await bridge.command("delegate set up the GitHub Actions CI pipeline") == 200
+    [card] = await fake.wait_for(lambda: fake.find("Needs approval"), what="the approval request")
+    assert card.thread_ts is None, "top level: a slash command has no message to answer"
+    await bridge.slack.stop()
+    restarted = await _start_slack(bridge.app)
+    try:
+        assert await bridge.tap(card, "approve:t1") == 200, "the restarted bridge listens on the same port"
+        [done] = await fake.wait_for(lambda: fake.find("Tokens:"), what="the completion")
+        assert done.thread_ts == card.ts, "in the card's thread, found after the restart"
+    finally:
+        await restarted.stop()
+
+
 @pytest.mark.parametrize("forgery", ["signature", "stale", "tampered"])
 async def test_forged_stale_or_tampered_requests_get_401_and_run_nothing(
     start: Callable[..., Any], fake: FakeSlack, forgery: str
