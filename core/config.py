@@ -350,6 +350,21 @@ class SlackConfig(_Model):
             self.signing_secret()
 
 
+class MetricsConfig(_Model):
+    """The Prometheus endpoint of ``orchestra bot``: ``GET /metrics`` only, no authentication."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1"  # anyone who can reach it reads task counts and costs: keep it local
+    port: int = Field(default=9464, ge=1, le=65535)
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, listen: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", listen.strip()):
+            raise ValueError(f"{listen!r} is not an address to listen on, like 127.0.0.1 or 0.0.0.0")
+        return listen.strip()
+
+
 Role = Literal["viewer", "operator", "admin"]
 ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
 
@@ -396,6 +411,7 @@ class Config(_Model):
     digest: DigestConfig = Field(default_factory=DigestConfig)
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
     roles: RolesConfig = Field(default_factory=RolesConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:
