@@ -226,7 +226,8 @@ class Engine:
             self._fail_unstarted(task, f"could not start: {exc}")
             return False
         self.store.update_task(task.id, window_id=window_id)
-        self._notify(task.id, "dispatched", {"window": window_id})
+        # When the engine took it from the queue: metrics measure queue wait and dispatch latency from it.
+        self._notify(task.id, "dispatched", {"window": window_id, "dispatched_at": now, "created_at": task.created_at})
         return True
 
     def _spec(self, task: Task, task_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
