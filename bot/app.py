@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # the Telegram bridge is imported only when it is enabled (PT
     from bot.outbox import Outbox
     from bot.slack import SlackTransport
     from bot.telegram import TelegramTransport
+    from core.metrics import Metrics, MetricsServer, TransportHealth
     from core.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,7 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     sink = ConsoleSink(app) if console else None
     wake = asyncio.Event()
     app.engine.listeners.append(lambda _t, kind, _d: wake.set() if kind == "finished" else None)
+    metrics = _start_metrics(app) if idle_exit_s is None and app.config.metrics.enabled else None
     await app.engine.start()
     scheduler = None
     if idle_exit_s is None:
@@ -108,6 +111,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
 
         scheduler = start_scheduler(SchedulerDeps(app.config, app.store, app.clock, app.home, app.engine.channels))
     print(f"orchestra engine: pid {os.getpid()}, data {app.home}, tmux -L {app.config.tmux.socket_name}", flush=True)
+    if metrics is not None:
+        print(f"metrics: {metrics.server.url}", flush=True)
     idle_since = loop.time()
     failures: list[str] = []
     telegram: _Telegram | None = None
@@ -120,8 +125,12 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     try:
         if idle_exit_s is None and app.config.telegram.enabled:
             telegram = await _unless_stopped(_start_telegram(app, fatal), stop)
+            if metrics is not None and telegram is not None:
+                metrics.metrics.watch_transport("telegram", partial(_telegram_health, telegram.transport))
         if idle_exit_s is None and app.config.slack.enabled and not stop.is_set():
             slack = await _unless_stopped(_start_slack(app, telegram.progress if telegram else None), stop)
+            if metrics is not None and slack is not None:
+                metrics.metrics.watch_transport("slack", partial(_slack_health, slack.transport, app.clock))
         while not stop.is_set():
             if sink is not None:
                 sink.flush()
@@ -140,10 +149,77 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
         if scheduler is not None:
             scheduler.shutdown()
         await app.engine.stop()
+        if metrics is not None:
+            metrics.stop()
     return EXIT_TRANSPORT_FAILED if failures else 0
 
 
 EXIT_TRANSPORT_FAILED = 75  # EX_TEMPFAIL: a chat transport could not recover; a supervisor should restart us
+
+
+@dataclass
+class _Metrics:
+    metrics: Metrics
+    server: MetricsServer
+    store: Store  # the scrape threads' own connection to the store
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.store.close()
+
+
+def _start_metrics(app: App) -> _Metrics | None:
+    """Serve ``GET /metrics``; a port that is taken costs the metrics, not the bot (one line on stderr)."""
+    from core.metrics import Metrics, MetricsServer, MetricsUnavailable
+
+    settings = app.config.metrics
+    channels = app.config.channels()
+    store = Store(app.store.path)
+    metrics = Metrics(store, app.clock, channels=channels, transports=[c for c in channels if c != "console"])
+    server = MetricsServer(metrics, settings.listen, settings.port)
+    try:
+        server.start()
+    except MetricsUnavailable as exc:
+        store.close()
+        print(f"orchestra: {exc}; the bot runs without metrics (see `orchestra doctor`)", file=sys.stderr, flush=True)
+        return None
+    if settings.listen not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("metrics: %s has no authentication: whoever reaches it reads task counts and costs", server.url)
+    app.engine.listeners.append(metrics.on_event)
+    return _Metrics(metrics, server, store)
+
+
+def _telegram_health(transport: TelegramTransport) -> TransportHealth:
+    """Up while updates arrive: polls succeed (no 409, no failure, not stalled) or the webhook server runs."""
+    from core.metrics import TransportHealth
+
+    updater = transport.app.updater
+    receiving = bool(transport.app.running and updater is not None and updater.running)
+    if transport.settings.mode == "webhook":
+        return TransportHealth(receiving)  # Telegram calls us: there is no poll to time
+    health = transport.health
+    healthy = not health.conflicts and not health.failures and health.verdict() is None
+    return TransportHealth(receiving and healthy, max(0.0, health.clock() - health.last_ok))
+
+
+def _slack_health(transport: SlackTransport, clock: Clock) -> TransportHealth:
+    """Up while the Socket Mode connection is open, or the HTTP server has an address.
+
+    bot/slack.py has no health API: this reads the Socket Mode client slack-sdk keeps (its last
+    ping answered) and the aiohttp runner, both private to the transport.
+    """
+    from core.metrics import TransportHealth
+
+    if transport.settings.mode == "http":
+        runner = getattr(transport, "_runner", None)
+        return TransportHealth(runner is not None and bool(runner.addresses))
+    client = getattr(getattr(transport, "_socket", None), "client", None)
+    if client is None:
+        return TransportHealth(False)
+    session = getattr(client, "current_session", None)
+    up = not client.closed and session is not None and not session.closed
+    pong = getattr(client, "last_ping_pong_time", None)
+    return TransportHealth(up, None if pong is None else max(0.0, clock.now() - float(pong)))
 
 
 @dataclass
