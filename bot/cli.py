@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", metavar="AGE", help="only the last 30m, 12h, 1d, 2w, ...")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
-    sub.add_parser("doctor", help="check tmux, agent CLIs, config and the data directory")
+    sub.add_parser(
+        "doctor", help="check tmux, agent CLIs, config, the data directory, the bot, metrics, chats and outboxes"
+    )
     sub.add_parser("health", help="exit 0 when a bot or engine runs for the data directory (container health check)")
     p = sub.add_parser("demo", help="run one real task end to end on the stand-in agent, in a scratch git repo")
     p.add_argument("--task", default="Create User model")
@@ -406,9 +408,11 @@ def _cmd_audit(app: App, args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(app: App, args: argparse.Namespace) -> int:
+    from bot.doctor import operations_checks
+
     print(f"config: {app.config_path} (valid)")
     failed = 0
-    for what, ok, detail in app.service.doctor():
+    for what, ok, detail in [*app.service.doctor(), *operations_checks(app)]:
         print(f"  {'ok ' if ok else 'NO '} {what:<24} {detail}")
         failed += 0 if ok or what.startswith("agent ") else 1
     return 1 if failed else 0
