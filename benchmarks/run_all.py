@@ -22,6 +22,7 @@ SCRIPTS = [
     "bench_idle.py",
     "bench_telegram.py",
     "bench_digest.py",
+    "bench_metrics.py",
 ]
 LIMIT_S = 600
 
