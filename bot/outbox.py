@@ -21,8 +21,10 @@ import contextlib
 import logging
 import random
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Protocol
 
+from bot.screen import render_png
 from core.clock import Clock
 from core.messages import Attachment, Outbound, OutboxCopy, OutboxItem, OutKind
 from core.store import Store
@@ -331,4 +333,36 @@ class Outbox:
             log.info("%s: no chat to notify for %s (%s)", self.channel, item.kind, item.dedupe_key)
 
 
-__all__ = ["DeliveryFailed", "Outbox", "RetryLater", "Sender", "plan_parts", "split_text", "text_length"]
+MAX_FILE_BYTES = 49 * 1024 * 1024
+"""The most of a file a sender reads (the end of it: logs grow at the bottom); both platforms take 50 MB."""
+
+
+async def attachment_bytes(path: str | None, data: str | None, render: str) -> bytes:
+    """What an :class:`~core.messages.Attachment` sends: an ANSI screen drawn as a PNG, its data, or a file's tail."""
+    if render == "ansi":
+        return await asyncio.to_thread(render_png, data or "")
+    if data is not None:
+        return data.encode("utf-8", "replace")
+    if path is None or not Path(path).is_file():
+        raise DeliveryFailed(f"the file to send is gone ({path})", permanent=True)
+    return await asyncio.to_thread(_read_tail, Path(path), MAX_FILE_BYTES)
+
+
+def _read_tail(path: Path, limit: int) -> bytes:
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - limit))
+        return fh.read()
+
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "DeliveryFailed",
+    "Outbox",
+    "RetryLater",
+    "Sender",
+    "attachment_bytes",
+    "plan_parts",
+    "split_text",
+    "text_length",
+]

@@ -1,19 +1,20 @@
 """The Telegram transport: python-telegram-bot at the edge, neutral messages inside.
 
-Updates become :class:`core.messages.Inbound` (``to_inbound``), pass the :class:`core.commands.Gate`,
-and are answered by :class:`core.commands.Commands`; every answer goes into the outbox and is sent
-by :class:`TelegramSender` from the delivery loop (button-tap toasts, which are not messages, are
-answered at once). The Application is started inside the bot process's loop
-(``initialize`` / ``start`` / ``updater.start_polling``, never ``run_polling``).
+Updates become :class:`core.messages.Inbound`, pass the :class:`core.commands.Gate`, and are
+answered by :class:`core.commands.Commands`; every answer goes into the outbox and is sent by
+:class:`TelegramSender` from the delivery loop (button-tap toasts, which are not messages, are
+answered at once). The conversions both ways and the sender are in bot/telegram_messages.py.
+The Application is started inside the bot process's loop (``initialize`` / ``start`` /
+``updater.start_polling``, never ``run_polling``).
 
 Transport health: every getUpdates goes through :class:`PollHealth`. A 409 Conflict (a second
 poller with this token) is logged once and polling backs off for longer than the poll timeout; a
 poll that hangs or a loop that stops polling is restarted; and after ``exit_after_s`` without one
 successful getUpdates the process asks to exit non-zero, so its supervisor restarts it.
 
-Nothing received is lost: every update is journalled in the store as it is queued (:class:`JournalQueue`),
-which is before the updater confirms it to Telegram (the next getUpdates offset) or answers the
-webhook; it is marked handled once its answers are in the outbox. Updates still pending when the
+Nothing received is lost: every update is journalled in the store as it is queued
+(:class:`JournalQueue`), which is before the updater confirms it to Telegram (the next getUpdates
+offset) or answers the webhook; it is marked handled once its answers are in the outbox. Updates still pending when the
 bot was killed are handled at the next start, before polling resumes.
 """
 
@@ -21,249 +22,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dtm
-import html
 import json
 import logging
 import time
-import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from telegram import (
     BotCommand,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    LinkPreviewOptions,
-    ReplyParameters,
     Update,
 )
-from telegram.constants import ParseMode
 from telegram.error import (
-    BadRequest,
-    ChatMigrated,
-    Forbidden,
     InvalidToken,
-    RetryAfter,
     TelegramError,
 )
 from telegram.ext import AIORateLimiter, Application, ContextTypes, TypeHandler
 from telegram.request import BaseRequest, HTTPXRequest
 
-from bot.outbox import DeliveryFailed, Outbox, RetryLater, text_length
-from bot.screen import render_png
+from bot.outbox import Outbox
+from bot.telegram_messages import TelegramSender, to_inbound
 from core.access import Gate
 from core.clock import Clock
 from core.commands import COMMANDS, Commands
 from core.config import TelegramConfig
 from core.errors import OrchestraError
-from core.messages import Button, ChatRef, Inbound, Keyboard, Outbound, OutboxItem, OutKind, Tap
+from core.messages import Inbound, Outbound, OutKind
 from core.store import Store
 
 log = logging.getLogger(__name__)
 
-MAX_CHARS = 4096
-CAPTION_CHARS = 1024
-MAX_FILE_BYTES = 49 * 1024 * 1024
 ALLOWED_UPDATES = ("message", "callback_query")
 INBOUND_MEMORY_S = 30 * 86400  # how long handled update ids (and one-shot button taps) are remembered
-
-
-# -- inbound ------------------------------------------------------------------------------------
-def to_inbound(update: Update, bot_username: str = "", bot_id: int | None = None) -> Inbound | None:
-    """The neutral form of an update, or None when it is not for us (other bots, edits, other chats' noise).
-
-    In groups only commands, messages that mention the bot and replies to it count; ``/cmd@ourbot``
-    becomes ``/cmd`` and a command meant for another bot is ignored.
-    """
-    event_id = f"telegram:{update.update_id}"
-    query = update.callback_query
-    if query is not None:
-        message = query.message
-        if message is None or not query.data or query.from_user.is_bot:
-            return None
-        action, _, task_id = query.data.partition(":")
-        markup = message.reply_markup if hasattr(message, "reply_markup") else None
-        return Inbound(
-            chat=ChatRef("telegram", str(message.chat.id), message.chat.type == "private"),
-            user_id=str(query.from_user.id),
-            user_name=_display_name(query.from_user),
-            tap=Tap(action, task_id, str(message.message_id), from_markup(markup)),
-            event_id=event_id,
-            raw=update,
-        )
-    msg = update.message
-    if msg is None or msg.from_user is None or msg.from_user.is_bot:
-        return None
-    private = msg.chat.type == "private"
-    text = (msg.text or msg.caption or "").strip()
-    mention = f"@{bot_username}".lower() if bot_username else ""
-    if text.startswith("/"):
-        command, rest = [*text.split(maxsplit=1), ""][:2]
-        name, _, target = command.partition("@")
-        if target and mention and f"@{target}".lower() != mention:
-            return None  # a command for another bot in the same group
-        text = f"{name} {rest}".strip()
-    elif mention and text.lower().startswith(mention):
-        text = text[len(mention) :].lstrip(" ,:")
-    elif not private:
-        replied = msg.reply_to_message
-        to_us = replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
-        if not to_us:
-            return None
-    return Inbound(
-        chat=ChatRef("telegram", str(msg.chat.id), private),
-        user_id=str(msg.from_user.id),
-        user_name=_display_name(msg.from_user),
-        text=text,
-        message_id=str(msg.message_id),
-        event_id=event_id,
-        raw=update,
-    )
-
-
-def _display_name(user: Any) -> str:
-    return f"@{user.username}" if user.username else (user.full_name or str(user.id))
-
-
-# -- outbound -----------------------------------------------------------------------------------
-def to_html(text: str, code: str = "") -> str:
-    """Plain text (and a monospace block) as Telegram HTML: nothing in it is ever read as markup."""
-    parts = []
-    if text:
-        parts.append(html.escape(text, quote=False))
-    if code:
-        parts.append(f"<pre>{html.escape(code, quote=False)}</pre>")
-    return "\n".join(parts)
-
-
-def from_markup(markup: InlineKeyboardMarkup | None) -> Keyboard:
-    """The neutral form of a message's inline keyboard (buttons that are not ours are left out)."""
-    if markup is None:
-        return ()
-    rows = []
-    for row in markup.inline_keyboard:
-        buttons = []
-        for button in row:
-            if isinstance(button.callback_data, str) and ":" in button.callback_data:
-                action, _, task_id = button.callback_data.partition(":")
-                buttons.append(Button(button.text, action, task_id))
-        if buttons:
-            rows.append(tuple(buttons))
-    return tuple(rows)
-
-
-def to_markup(keyboard: Keyboard) -> InlineKeyboardMarkup | None:
-    if not keyboard:
-        return None
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(b.label, callback_data=f"{b.action}:{b.task_id}"[:64]) for b in row] for row in keyboard]
-    )
-
-
-class TelegramSender:
-    """Sends (or edits) one outbox row through the Bot API; errors become the outbox's typed errors."""
-
-    channel = "telegram"
-    max_chars = MAX_CHARS
-    max_caption = CAPTION_CHARS
-
-    def __init__(self, bot: Any) -> None:
-        self.bot = bot
-
-    async def deliver(self, item: OutboxItem) -> str | None:
-        try:
-            return await self._deliver(item)
-        except RetryAfter as exc:
-            raise RetryLater(_retry_after_s(exc)) from None
-        except BadRequest as exc:
-            if "message is not modified" in str(exc).lower():
-                return item.edit_message_id  # the edit's content is already there: done
-            raise DeliveryFailed(f"Bad Request: {exc}", permanent=True) from None
-        except (Forbidden, ChatMigrated) as exc:
-            raise DeliveryFailed(f"{type(exc).__name__}: {exc}", permanent=True) from None
-        except TelegramError as exc:  # TimedOut, NetworkError (5xx, dropped connections), InvalidToken
-            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
-
-    async def _deliver(self, item: OutboxItem) -> str | None:
-        assert item.chat_id is not None
-        chat: int | str = int(item.chat_id) if item.chat_id.lstrip("-").isdigit() else item.chat_id
-        markup = to_markup(item.buttons)
-        no_preview = LinkPreviewOptions(is_disabled=True)
-        if item.is_edit:
-            if not item.edit_message_id:
-                raise DeliveryFailed("the message to edit has no id", permanent=True)
-            message_id = int(item.edit_message_id)
-            if item.text or item.code:
-                text = to_html(*_fit(item.text, item.code, MAX_CHARS))
-                await self.bot.edit_message_text(
-                    text, chat_id=chat, message_id=message_id, parse_mode=ParseMode.HTML, reply_markup=markup,
-                    link_preview_options=no_preview,
-                )  # fmt: skip
-            else:
-                await self.bot.edit_message_reply_markup(chat_id=chat, message_id=message_id, reply_markup=markup)
-            return item.edit_message_id
-        reply = ReplyParameters(int(item.reply_to), allow_sending_without_reply=True) if item.reply_to else None
-        attachment = item.attachment
-        if attachment is None and text_length(item.text) + text_length(item.code) + 2 > MAX_CHARS:
-            body = item.text + ("\n\n" + item.code if item.code else "")
-            first = item.text.splitlines()[0] if item.text else "message"
-            caption = to_html(f"{first[:200]}\n(too long for one message: attached)")
-            sent = await self.bot.send_document(
-                chat, document=body.encode(), filename=f"{item.task_id or 'message'}.txt", caption=caption,
-                parse_mode=ParseMode.HTML, reply_markup=markup, reply_parameters=reply,
-            )  # fmt: skip
-            return str(sent.message_id)
-        if attachment is not None:
-            data = await _attachment_bytes(attachment.path, attachment.data, attachment.render)
-            caption = to_html(*_fit(item.text, "", CAPTION_CHARS))
-            send = self.bot.send_photo if attachment.kind == "photo" else self.bot.send_document
-            field = "photo" if attachment.kind == "photo" else "document"
-            sent = await send(
-                chat, **{field: data}, filename=attachment.filename, caption=caption, parse_mode=ParseMode.HTML,
-                reply_markup=markup, reply_parameters=reply,
-            )  # fmt: skip
-            return str(sent.message_id)
-        sent = await self.bot.send_message(
-            chat, to_html(item.text, item.code), parse_mode=ParseMode.HTML, reply_markup=markup,
-            reply_parameters=reply, link_preview_options=no_preview,
-        )  # fmt: skip
-        return str(sent.message_id)
-
-
-async def _attachment_bytes(path: str | None, data: str | None, render: str) -> bytes:
-    if render == "ansi":
-        return await asyncio.to_thread(render_png, data or "")
-    if data is not None:
-        return data.encode("utf-8", "replace")
-    if path is None or not Path(path).is_file():
-        raise DeliveryFailed(f"the file to send is gone ({path})", permanent=True)
-    return await asyncio.to_thread(_read_tail, Path(path), MAX_FILE_BYTES)
-
-
-def _read_tail(path: Path, limit: int) -> bytes:
-    with open(path, "rb") as fh:
-        size = fh.seek(0, 2)
-        fh.seek(max(0, size - limit))
-        return fh.read()
-
-
-def _fit(text: str, code: str, limit: int) -> tuple[str, str]:
-    """Shorten text and code so they fit one message (the outbox splits long ones before this)."""
-    if text_length(text) + text_length(code) + 2 <= limit:
-        return text, code
-    room = max(0, limit - text_length(text) - 3)
-    if code and room > 40:
-        return text, "…" + code[-(room - 1) :]
-    return text[: limit - 1] + "…", ""
-
-
-def _retry_after_s(exc: RetryAfter) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = exc.retry_after
-    return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
 
 
 # -- transport health ---------------------------------------------------------------------------
@@ -621,4 +410,4 @@ class TelegramTransport:
         log.error("telegram: handling an update failed: %r", context.error, exc_info=context.error)
 
 
-__all__ = ["PollHealth", "TelegramSender", "TelegramTransport", "from_markup", "to_html", "to_inbound", "to_markup"]
+__all__ = ["JournalQueue", "PollHealth", "TelegramTransport"]

@@ -23,8 +23,8 @@ from telegram import Update
 
 from bot.app import App
 from bot.cli import build_parser, main
-from bot.slack import action_to_inbound, event_to_inbound, slash_to_inbound
-from bot.telegram import to_inbound
+from bot.slack_messages import action_to_inbound, event_to_inbound, slash_to_inbound
+from bot.telegram_messages import to_inbound
 from core.commands import COMMANDS, Commands
 from core.messages import ChatRef, Inbound, OutKind, Tap
 from core.models import TaskState

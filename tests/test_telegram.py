@@ -22,7 +22,8 @@ from telegram import Update
 
 from bot.app import App
 from bot.outbox import DeliveryFailed, Outbox, RetryLater
-from bot.telegram import PollHealth, TelegramSender, TelegramTransport, to_html, to_inbound
+from bot.telegram import PollHealth, TelegramTransport
+from bot.telegram_messages import TelegramSender, to_html, to_inbound
 from core.access import Gate
 from core.commands import Commands
 from core.messages import Button, OutboxItem
@@ -256,7 +257,7 @@ async def test_an_edit_with_nothing_new_counts_as_done_and_long_text_becomes_a_f
 def test_html_and_buttons() -> None:
     assert to_html("a <b> & c", "x < y") == "a &lt;b&gt; &amp; c\n<pre>x &lt; y</pre>"
     assert to_html("_*`[]()~>#+-=|{}.!") == "_*`[]()~&gt;#+-=|{}.!"
-    from bot.telegram import from_markup, to_markup
+    from bot.telegram_messages import from_markup, to_markup
 
     keyboard = ((Button("✅ Approve", "approve", "t3"), Button("✖ Reject", "reject", "t3")),)
     markup = to_markup(keyboard)

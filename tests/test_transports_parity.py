@@ -19,8 +19,8 @@ import pytest
 from telegram import Bot, Update
 
 from bot.app import App
-from bot.slack import action_to_inbound, event_to_inbound, slash_to_inbound, to_mrkdwn
-from bot.telegram import to_html, to_inbound
+from bot.slack_messages import action_to_inbound, event_to_inbound, slash_to_inbound, to_mrkdwn
+from bot.telegram_messages import to_html, to_inbound
 from core.commands import Commands
 from core.messages import Inbound, Outbound
 from core.service import Actor
