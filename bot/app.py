@@ -128,7 +128,7 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
             if metrics is not None and telegram is not None:
                 metrics.metrics.watch_transport("telegram", partial(_telegram_health, telegram.transport))
         if idle_exit_s is None and app.config.slack.enabled and not stop.is_set():
-            slack = await _unless_stopped(_start_slack(app, telegram.progress if telegram else None), stop)
+            slack = await _unless_stopped(_start_slack(app, telegram.progress if telegram else None, fatal), stop)
             if metrics is not None and slack is not None:
                 metrics.metrics.watch_transport("slack", partial(_slack_health, slack.transport, app.clock))
         while not stop.is_set():
@@ -203,23 +203,11 @@ def _telegram_health(transport: TelegramTransport) -> TransportHealth:
 
 
 def _slack_health(transport: SlackTransport, clock: Clock) -> TransportHealth:
-    """Up while the Socket Mode connection is open, or the HTTP server has an address.
-
-    bot/slack.py has no health API: this reads the Socket Mode client slack-sdk keeps (its last
-    ping answered) and the aiohttp runner, both private to the transport.
-    """
+    """Up while the Socket Mode connection is open and answers pings, or the HTTP server listens."""
     from core.metrics import TransportHealth
 
-    if transport.settings.mode == "http":
-        runner = getattr(transport, "_runner", None)
-        return TransportHealth(runner is not None and bool(runner.addresses))
-    client = getattr(getattr(transport, "_socket", None), "client", None)
-    if client is None:
-        return TransportHealth(False)
-    session = getattr(client, "current_session", None)
-    up = not client.closed and session is not None and not session.closed
-    pong = getattr(client, "last_ping_pong_time", None)
-    return TransportHealth(up, None if pong is None else max(0.0, clock.now() - float(pong)))
+    seen = transport.last_contact
+    return TransportHealth(transport.connected(), None if seen is None else max(0.0, clock.now() - seen))
 
 
 @dataclass
@@ -297,7 +285,7 @@ class _Slack:
             self.progress.close()
 
 
-async def _start_slack(app: App, shared: Progress | None = None) -> _Slack:
+async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable[[str], None] | None = None) -> _Slack:
     """Wire the Slack bridge like Telegram's; with both running, one Progress keeps every card current."""
     from bot.outbox import Outbox
     from bot.slack import SlackTransport
@@ -320,7 +308,7 @@ async def _start_slack(app: App, shared: Progress | None = None) -> _Slack:
     )
     transport = SlackTransport(
         settings, bot_token=bot_token, app_token=app_token, signing_secret=signing_secret, commands=commands,
-        gate=gate, store=app.store, clock=app.clock,
+        gate=gate, store=app.store, clock=app.clock, on_fatal=fatal,
     )  # fmt: skip
     outbox = Outbox(
         app.store,

@@ -73,8 +73,10 @@ class SlackTransport:
         clock: Clock,
         app_token: str = "",
         signing_secret: str = "",
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_fatal = on_fatal or (lambda _reason: None)
         self.commands = commands
         self.gate = gate
         self.store = store
@@ -99,6 +101,8 @@ class SlackTransport:
         self._names: dict[str, str] = {}
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self.last_contact: float | None = None  # clock time Slack was last heard from (socket up, a request)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, outbox: Outbox) -> None:
@@ -122,11 +126,17 @@ class SlackTransport:
         else:
             self._socket = AsyncSocketModeHandler(self.app, self.app_token, web_client=self.client)
             await self._socket.connect_async()  # type: ignore[no-untyped-call]
+            self._watchdog = asyncio.create_task(self._watch(), name="slack:watchdog")
             where = "socket mode"
         log.info("slack: @%s is listening (%s)", identity.get("user", "?"), where)
 
     async def stop(self) -> None:
         """Stop receiving (reverse of start); the outbox is stopped by its owner."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
         if self._socket is not None:
             with contextlib.suppress(Exception):
                 await self._socket.close_async()  # type: ignore[no-untyped-call]
@@ -138,6 +148,43 @@ class SlackTransport:
             session = getattr(client, "session", None)
             if session is not None and not session.closed:
                 await session.close()
+
+    # -- health ----------------------------------------------------------------------------------
+    def connected(self) -> bool:
+        """Receiving: the Socket Mode WebSocket is open and answers pings, or the HTTP server listens."""
+        if self._runner is not None:
+            return bool(self._runner.addresses)
+        client = self._socket.client if self._socket is not None else None
+        if client is None or client.closed or client.stale:
+            return False
+        session = client.current_session
+        pong = client.last_ping_pong_time
+        failing = pong is not None and time.time() - pong >= client.ping_interval * 4
+        return session is not None and not session.closed and not failing
+
+    async def _watch(self) -> None:
+        """Every second: note the connection; exit after ``exit_after_s`` without one (slack-sdk reconnects
+        by itself, but a socket that never comes back must not leave a deaf bot running)."""
+        down_since: float | None = None
+        while True:
+            await asyncio.sleep(1.0)
+            if self.connected():
+                if down_since is not None:
+                    log.info("slack: the Socket Mode connection is back after %.0fs", time.monotonic() - down_since)
+                down_since = None
+                self.last_contact = self.clock.now()
+                continue
+            if down_since is None:
+                down_since = time.monotonic()
+                log.warning("slack: the Socket Mode connection is down; slack-sdk is reconnecting")
+            elif time.monotonic() - down_since > self.settings.exit_after_s:
+                reason = (
+                    f"slack: no Socket Mode connection for {self.settings.exit_after_s:.0f}s; "
+                    "exiting so the supervisor restarts the bot"
+                )
+                log.error("%s", reason)
+                self.on_fatal(reason)
+                return
 
     async def _auth_test(self) -> dict[str, Any]:
         delay = self.settings.retry_base_s
@@ -196,6 +243,7 @@ class SlackTransport:
 
     def _keep(self, kind: str, body: dict[str, Any], inbound: Inbound) -> Inbound:
         """Journal the request before it is acknowledged: a bot killed after the ack handles it on start."""
+        self.last_contact = self.clock.now()  # Bolt checked it (signature in HTTP mode): Slack is reaching us
         payload = {"kind": kind, "event_id": inbound.event_id, "body": {k: v for k, v in body.items() if k != "token"}}
         self.store.journal_inbound(inbound.event_id, "slack", payload, self.clock.now())
         return inbound

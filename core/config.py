@@ -304,6 +304,7 @@ class SlackConfig(_Model):
     progress_refresh_s: float = Field(default=60, gt=0)
     retry_base_s: float = Field(default=1, gt=0)
     retry_max_s: float = Field(default=60, gt=0)
+    exit_after_s: float = Field(default=600, gt=0)  # Socket Mode down this long: exit 75 for the supervisor
 
     @field_validator("bot_token_env", "app_token_env", "signing_secret_env")
     @classmethod

@@ -147,6 +147,13 @@ class FakeSlack:
         message = {"envelope_id": envelope_id, "type": kind, "payload": payload, "accepts_response_payload": False}
         await ws[-1].send_str(json.dumps(message))
 
+    async def drop_sockets(self) -> int:
+        """Close every Socket Mode connection, as Slack does on a deploy or a network cut; returns how many."""
+        sockets = list(self._sockets)
+        for ws in sockets:
+            await ws.close()
+        return len(sockets)
+
     async def acked(self, envelope_id: str, timeout: float = 3.0) -> dict[str, Any]:
         found = await self.wait_for(
             lambda: [a for a in self.acks if a.get("envelope_id") == envelope_id], timeout=timeout, what="the ack"

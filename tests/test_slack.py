@@ -92,7 +92,11 @@ async def start(
     running: list[tuple[App, _Slack, aiohttp.ClientSession]] = []
 
     async def _start(
-        *, policy: dict[str, Any] | None = None, before: Callable[[App], None] | None = None, **slack: Any
+        *,
+        policy: dict[str, Any] | None = None,
+        before: Callable[[App], None] | None = None,
+        fatal: Callable[[str], None] | None = None,
+        **slack: Any,
     ) -> Bridge:
         settings = {
             "enabled": True, "api_base_url": fake.api_url, "mode": "http",
@@ -109,7 +113,7 @@ async def start(
         await app.engine.start()
         if before is not None:
             before(app)
-        bridge = await _start_slack(app)
+        bridge = await _start_slack(app, fatal=fatal)
         http = aiohttp.ClientSession()
         running.append((app, bridge, http))
         return Bridge(app, bridge, fake, http)
@@ -292,3 +296,36 @@ async def test_socket_mode_acks_envelopes_and_answers(start: Callable[..., Any],
     await fake.acked("env-2")
     [done] = await fake.wait_for(lambda: fake.find("t1 succeeded · echo"), what="the completion")
     assert done.thread_ts == "1799999999.000200"
+
+
+async def test_a_dropped_socket_mode_connection_comes_back_and_keeps_answering(
+    start: Callable[..., Any], fake: FakeSlack
+) -> None:
+    reasons: list[str] = []
+    bridge: Bridge = await start(mode="socket", exit_after_s=5, fatal=reasons.append)
+    transport = bridge.slack.transport
+    assert transport.connected()
+    assert await fake.drop_sockets() == 1
+    await fake.wait_for(lambda: len(fake.calls_of("apps.connections.open")) >= 2, what="a new connection")
+    await fake.wait_for(transport.connected, what="connected again")
+    await fake.envelope("slash_commands", slash_command("status"), "env-after-drop")
+    await fake.acked("env-after-drop")
+    await fake.wait_for(lambda: fake.find("No tasks yet"), what="the answer after the reconnect")
+    assert reasons == []
+
+
+async def test_a_socket_mode_connection_that_never_comes_back_makes_the_bot_exit(
+    start: Callable[..., Any], fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """slack-sdk reconnects for ever; a bot that cannot reach Slack for exit_after_s asks to exit
+    (exit 75 from ``orchestra bot``) so its supervisor restarts it, rather than sit deaf."""
+    reasons: list[str] = []
+    bridge: Bridge = await start(mode="socket", exit_after_s=2, fatal=reasons.append)
+    fake.fail_next("apps.connections.open", 500, times=1000)
+    began = time.monotonic()
+    await fake.drop_sockets()
+    await fake.wait_for(lambda: reasons, timeout=20, what="the watchdog giving up")
+    assert 2 <= time.monotonic() - began < 15
+    assert reasons == ["slack: no Socket Mode connection for 2s; exiting so the supervisor restarts the bot"]
+    assert not bridge.slack.transport.connected()
+    assert "the Socket Mode connection is down" in caplog.text
