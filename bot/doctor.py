@@ -18,6 +18,7 @@ from pathlib import Path
 from bot.app import App
 from core.config import MetricsConfig
 from core.engine import engine_running
+from core.store import INBOUND_ATTEMPTS
 from core.summary import format_duration
 
 Check = tuple[str, bool, str]
@@ -41,6 +42,7 @@ def operations_checks(app: App) -> list[Check]:
     checks += _telegram_checks(app, bot, scraped)
     checks += _slack_checks(app, bot, scraped)
     checks += _outbox_checks(app, bot)
+    checks += _inbound_checks(app, bot)
     return checks
 
 
@@ -206,6 +208,22 @@ def _outbox_checks(app: App, bot: bool) -> list[Check]:
             parts.append("sent when `orchestra bot` runs")
         checks.append((f"outbox {channel}", not stuck, " · ".join(parts)))
     return checks
+
+
+# -- inbound --------------------------------------------------------------------------------------
+def _inbound_checks(app: App, bot: bool) -> list[Check]:
+    """Chat updates received but not handled yet (a bot killed mid-way), and any given up on."""
+    counts = app.store.inbound_counts()
+    pending, failed = counts.get("pending", 0), counts.get("failed", 0)
+    chats = [c for c in app.config.channels() if c != "console"]
+    if not chats and not pending and not failed:
+        return []
+    parts = [f"{counts.get('done', 0)} handled", f"{pending} waiting"]
+    if pending and not bot:
+        parts.append("handled when `orchestra bot` starts")
+    if failed:
+        parts.append(f"{failed} given up after {INBOUND_ATTEMPTS} tries in the last 30 days (the bot's log says why)")
+    return [("inbound", True, " · ".join(parts))]
 
 
 __all__ = ["STUCK_AFTER_S", "Check", "operations_checks"]

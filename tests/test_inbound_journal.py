@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 import sqlite_utils
+import yaml
 
 from bot.app import App
 from core.commands import Commands
 from core.messages import ChatRef, Inbound, OutKind, Tap
 from core.store import INBOUND_ATTEMPTS, MIGRATIONS, Store
-from tests.conftest import requires_tmux
+from tests.conftest import orchestra, requires_tmux
 
 CHAT = ChatRef("telegram", "111", private=True)
 
@@ -136,3 +137,20 @@ async def test_a_retry_tap_handled_twice_retries_once(chat_app: App) -> None:
     acks = [a.task_id for a in first + replay if a.kind == OutKind.ACK]
     assert acks == ["t2", "t2"], "the replayed tap finds the retry it made"
     assert any("already retried" in a.text for a in second_tap if a.kind == OutKind.TOAST)
+
+
+def test_doctor_shows_updates_waiting_for_the_next_bot_start(
+    tmp_path: Path, home: Path, config_data: dict[str, Any]
+) -> None:
+    data = {**config_data, "telegram": {"enabled": True, "token_env": "ORCH_TEST_DOCTOR_TOKEN"}}
+    cfg = tmp_path / "bots.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    store = Store(home / "orchestra.db")
+    store.journal_inbound("telegram:1", "telegram", {"update_id": 1}, 1.0)
+    store.journal_inbound("telegram:2", "telegram", {"update_id": 2}, 1.0)
+    store.finish_inbound("telegram:2", 2.0)
+    store.close()
+    out = orchestra("doctor", config=cfg, env={"ORCHESTRA_HOME": str(home), "ORCH_TEST_DOCTOR_TOKEN": "123:abc"})
+    [line] = [line for line in out.stdout.splitlines() if line.split()[1:2] == ["inbound"]]
+    assert line.split(None, 2)[2] == "1 handled · 1 waiting · handled when `orchestra bot` starts"
+    assert "123:abc" not in out.stdout + out.stderr
