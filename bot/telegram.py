@@ -233,6 +233,7 @@ class TelegramTransport:
         self.sender = TelegramSender(self.app.bot)
         self.outbox: Outbox | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._answers: set[asyncio.Task[None]] = set()  # tap answers in flight
         self._started = False
         # The outbox reports flood control in one line; PTB's limiter would add a traceback per 429.
         logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
@@ -272,6 +273,9 @@ class TelegramTransport:
         if updater is not None and updater.running:
             with contextlib.suppress(Exception):
                 await updater.stop()
+        await self.answered(timeout=2)  # a tap answer is worth a moment; after that nobody watches the spinner
+        for task in list(self._answers):
+            task.cancel()
         if self._started and self.app.running:
             await self.app.stop()
         with contextlib.suppress(Exception):
@@ -379,32 +383,43 @@ class TelegramTransport:
             log.info("telegram: update %s was already handled", update.update_id)
             return
         inbound = to_inbound(update, self.app.bot.username or "", self.app.bot.id)
-        if inbound is None:
-            if update.callback_query is not None:
-                await self._answer_tap(update, "")
-        else:
+        toast = ""
+        if inbound is not None:
             answers = self.gate.check(inbound)
             if answers is None:
                 answers = self.commands.handle(inbound)
-            await self._emit(update, inbound, answers)
+            toast = self._emit(inbound, answers)
         self.store.finish_inbound(key, self.clock.now())
+        if update.callback_query is not None:
+            self._answer_tap(update, toast)
 
-    async def _emit(self, update: Update, inbound: Inbound, answers: list[Outbound]) -> None:
+    def _emit(self, inbound: Inbound, answers: list[Outbound]) -> str:
+        """Queue the messages among the answers; return the tap's toast (the first non-empty one)."""
         assert self.outbox is not None
-        toasts = [a.text for a in answers if a.kind == OutKind.TOAST]
         for n, out in enumerate(answers):
             if out.kind != OutKind.TOAST:
                 self.outbox.put(out, chat_id=inbound.chat.chat_id, key=f"{inbound.event_id}:{n}")
-        if update.callback_query is not None:
-            await self._answer_tap(update, next((t for t in toasts if t), ""))
+        return next((a.text for a in answers if a.kind == OutKind.TOAST and a.text), "")
 
-    async def _answer_tap(self, update: Update, text: str) -> None:
+    async def answered(self, timeout: float | None = None) -> None:
+        """Wait for the button-tap answers in flight (at shutdown, and in tests)."""
+        if self._answers:
+            await asyncio.wait(list(self._answers), timeout=timeout)
+
+    def _answer_tap(self, update: Update, text: str) -> None:
+        """Answer a tap on the side: updates are handled one at a time, so a hung answer must not hold the next."""
         query = update.callback_query
         assert query is not None
-        try:
-            await query.answer(text or None)
-        except TelegramError as exc:
-            log.info("telegram: could not answer a button tap (%s)", exc)
+
+        async def answer() -> None:
+            try:
+                await query.answer(text or None)
+            except TelegramError as exc:
+                log.info("telegram: could not answer a button tap (%s)", exc)
+
+        task = asyncio.create_task(answer(), name=f"telegram:answer-{update.update_id}")
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: handling an update failed: %r", context.error, exc_info=context.error)

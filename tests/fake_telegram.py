@@ -80,6 +80,7 @@ class FakeTelegram:
         self._next_message = 1000
         self._faults: list[tuple[str, str, float]] = []  # (method or "*send", kind, retry_after)
         self._drop_until: dict[str, float] = {}
+        self._slow_until: dict[str, float] = {}
         self._conflict_until = 0.0
         self._hang_updates = False
         self._lock = threading.RLock()
@@ -195,6 +196,12 @@ class FakeTelegram:
             for method in methods:
                 self._drop_until[method] = time.monotonic() + seconds
 
+    def slow_for(self, seconds: float, methods: tuple[str, ...] = ("*send",)) -> None:
+        """Answer these methods only once ``seconds`` have passed (a Bot API that hangs, then recovers)."""
+        with self._lock:
+            for method in methods:
+                self._slow_until[method] = time.monotonic() + seconds
+
     def conflict_for(self, seconds: float) -> None:
         """Answer every getUpdates with 409 Conflict, as when another process polls with this token."""
         with self._lock:
@@ -245,6 +252,11 @@ class FakeTelegram:
         method = request.match_info["method"]
         if request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
+        with self._lock:
+            is_send = method in (*SEND_METHODS, "editMessageText", "editMessageReplyMarkup")
+            until = max(self._slow_until.get(method, 0.0), self._slow_until.get("*send", 0.0) if is_send else 0.0)
+        if until > time.monotonic():
+            await asyncio.sleep(until - time.monotonic())
         fault = self._take_fault(method)
         if fault is not None and fault[0] == "drop":
             self._record(Call(method, {}, time.time(), "dropped"))

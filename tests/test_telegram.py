@@ -109,6 +109,7 @@ class Bridge:
 
     async def receive(self, payload: dict[str, Any]) -> None:
         await self.transport.app.process_update(Update.de_json(payload, self.transport.app.bot))
+        await self.transport.answered()  # tap answers go on the side
 
     async def deliver(self) -> None:
         for _ in range(3):

@@ -273,6 +273,35 @@ def test_an_update_confirmed_to_telegram_but_not_handled_before_a_kill_is_handle
         store.close()
 
 
+def test_a_bot_api_that_hangs_delays_answers_but_never_stops_the_bot_taking_work(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path
+) -> None:
+    """Users of other bridges report one slow API call freezing the whole bot. Here sends and tap
+    answers hang for 8 s: messages sent meanwhile still become tasks at once, and every answer
+    arrives once when the API recovers."""
+    bot = start_bot()
+    fake.say("Create User model")
+    [ack] = fake.wait_for(lambda: sent_calls(fake, "t1 · standin"), what="the first acknowledgement")
+    card = fake.messages[(CHAT, ack.result["message_id"])]
+    fake.slow_for(8, ("*send", "answerCallbackQuery"))
+    began = time.monotonic()
+    fake.tap(card, "peek:t1")
+    fake.say("Write the changelog")
+    fake.say("Add a health endpoint")
+    store = Store(home / "orchestra.db")
+    try:
+        while len(store.list_tasks()) < 3:
+            assert time.monotonic() - began < 4, "a hung Bot API call held up the next updates"
+            time.sleep(0.05)
+    finally:
+        store.close()
+    fake.wait_for(lambda: sent_calls(fake, "t3 · standin"), timeout=40, what="the answers after the API recovered")
+    fake.wait_for(lambda: len(fake.find(CHAT, "Tokens:")) == 3, timeout=40, what="three completions")
+    assert len(sent_calls(fake, "t2 · standin")) == 1 and len(sent_calls(fake, "t3 · standin")) == 1
+    assert len(fake.calls_of("answerCallbackQuery")) == 1
+    assert bot.stop() == 0
+
+
 def test_a_second_poller_409_is_logged_once_and_the_bot_exits_non_zero(
     fake: FakeTelegram, start_bot: Callable[..., BotProcess]
 ) -> None:
