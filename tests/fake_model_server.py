@@ -66,11 +66,22 @@ class FakeModelServer:
     """Start with ``with FakeModelServer() as server:``; ``server.url`` is ``http://127.0.0.1:PORT``.
 
     ``workdir`` is where the file should be written (some tools need an absolute path); ``mode``
-    can be changed between runs. The server thread stops when the ``with`` block ends.
+    can be changed between runs. With ``escape_to`` the model is hostile: it only asks the shell
+    tool to ``touch`` that path, outside the workspace, to see whether the CLI's policy binds it.
+    The server thread stops when the ``with`` block ends.
     """
 
-    def __init__(self, port: int = 0, *, workdir: str = "/tmp", mode: Mode = "ok", model: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        workdir: str = "/tmp",
+        mode: Mode = "ok",
+        model: str | None = None,
+        escape_to: str | None = None,
+    ) -> None:
         self.workdir = workdir
+        self.escape_to = escape_to  # a path outside the workspace: the model only ever asks a shell to touch it
         self.mode: Mode = mode
         self.model = model  # reported in replies; None echoes the model the client asked for
         self.calls: list[Call] = []
@@ -119,10 +130,15 @@ class Decision:
     text: str = ""
 
 
-def decide(*, tool_result: bool, tools: list[str], system: str, workdir: str) -> Decision:
+def decide(*, tool_result: bool, tools: list[str], system: str, workdir: str, escape_to: str | None = None) -> Decision:
     """The scripted turn for one request, from the request alone."""
     if tool_result:
         return Decision("final", text=FINAL_TEXT)
+    if escape_to is not None:
+        shell = next((name for name in _SHELL_TOOLS if name in tools), None)
+        if shell is None:
+            return Decision("text", text="no shell tool was offered")
+        return Decision("tool", shell, {"cmd" if shell == "exec_command" else "command": f"touch {escape_to}"})
     path = f"{workdir.rstrip('/')}/{FILE_NAME}"
     for name in _WRITE_TOOLS:
         if name in tools:
@@ -179,7 +195,7 @@ def anthropic(body: dict[str, Any], server: FakeModelServer) -> Reply:
     )
     tools = [t.get("name", "") for t in body.get("tools") or [] if isinstance(t, dict)]
     system = _text_of(body.get("system"))
-    d = decide(tool_result=tool_result, tools=tools, system=system, workdir=server.workdir)
+    d = decide(tool_result=tool_result, tools=tools, system=system, workdir=server.workdir, escape_to=server.escape_to)
     model = server.model or str(body.get("model") or "claude-fake")
     usage = {
         "input_tokens": PROMPT_TOKENS - CACHED_TOKENS,
@@ -243,7 +259,7 @@ def chat(body: dict[str, Any], server: FakeModelServer) -> Reply:
         if isinstance(t, dict)
     ]
     system = "\n".join(_text_of(m.get("content")) for m in messages if m.get("role") == "system")
-    d = decide(tool_result=tool_result, tools=tools, system=system, workdir=server.workdir)
+    d = decide(tool_result=tool_result, tools=tools, system=system, workdir=server.workdir, escape_to=server.escape_to)
     model = server.model or str(body.get("model") or "fake-model")
     reply = f"tool:{d.tool}" if d.kind == "tool" else d.kind
     call = {
@@ -282,7 +298,7 @@ def responses(body: dict[str, Any], server: FakeModelServer) -> Reply:
     tool_result = bool(items) and items[-1].get("type") == "function_call_output"
     tools = [str(t.get("name", "")) for t in body.get("tools") or [] if isinstance(t, dict)]
     system = _text_of(body.get("instructions"))
-    d = decide(tool_result=tool_result, tools=tools, system=system, workdir=server.workdir)
+    d = decide(tool_result=tool_result, tools=tools, system=system, workdir=server.workdir, escape_to=server.escape_to)
     model = server.model or str(body.get("model") or "fake-model")
     reply = f"tool:{d.tool}" if d.kind == "tool" else d.kind
     response_id = _id("resp_")
@@ -357,7 +373,7 @@ def gemini(body: dict[str, Any], server: FakeModelServer, model: str, stream: bo
     ]
     instruction = body.get("systemInstruction")
     system = _text_of(instruction.get("parts")) if isinstance(instruction, dict) else ""
-    d = decide(tool_result=tool_result, tools=tools, system=system, workdir=server.workdir)
+    d = decide(tool_result=tool_result, tools=tools, system=system, workdir=server.workdir, escape_to=server.escape_to)
     reply = f"tool:{d.tool}" if d.kind == "tool" else d.kind
     part: dict[str, Any] = (
         {"functionCall": {"name": d.tool, "args": d.arguments}} if d.kind == "tool" else {"text": d.text}

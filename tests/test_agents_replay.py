@@ -120,6 +120,23 @@ def test_codex_sandbox_failure_with_exit_zero_is_a_denial() -> None:
     assert result.permission_denials == ["shell touch /etc/x (blocked by the sandbox)"]
 
 
+def test_codex_exec_command_blocked_by_the_sandbox_is_found_in_the_transcript(tmp_path: Path) -> None:
+    """Codex 0.169 reports its ``exec_command`` tool in no ``--json`` event: the stream of a run whose
+    shell command the sandbox refused shows only the final text. The rollout file has the call."""
+    stdout = (DATA / "codex" / "sandbox_denied.stdout.jsonl").read_text().splitlines()
+    thread = json.loads(stdout[0])["thread_id"]
+    sessions = tmp_path / "sessions" / "2026" / "11" / "26"
+    sessions.mkdir(parents=True)
+    rollout = (DATA / "codex" / "sandbox_denied.rollout.jsonl").read_text()
+    (sessions / f"rollout-2026-11-26T00-01-09-{thread}.jsonl").write_text(rollout)
+    parser = parser_for(parser_ref("codex", model="gpt-5", home=str(tmp_path)))
+    events = [event for line in stdout for event in parser.feed(line)]
+    assert "tool_use" not in [e.kind for e in events], "nothing in the stream says a command ran"
+    result = parser.finish(0, "")
+    assert result.status == "succeeded"
+    assert result.permission_denials == ["shell touch /srv/outside/escaped (blocked by the sandbox)"]
+
+
 def test_opencode_auto_rejected_permission_is_reported() -> None:
     parser = parser_for(parser_ref("opencode", model="anthropic/claude-sonnet-4-5"))
     state = {"status": "error", "input": {"filePath": "/r/a.txt"}, "error": "The user rejected permission to use this"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,3 +274,42 @@ async def test_real_cli_retry_resumes_the_same_session(
     assert first.session_id and second.session_id == first.session_id
     calls = [c for c in server.model_calls(case.protocol)[before:] if case.counts_side_calls or c.reply != "text"]
     assert second.input_tokens == PROMPT_TOKENS * len(calls)
+
+
+SHELL_POLICIES = [c for c in CASES if c.name in ("claude", "codex")]
+
+
+@pytest.mark.parametrize("case", SHELL_POLICIES, ids=[c.name for c in SHELL_POLICIES])
+async def test_a_hostile_model_cannot_run_a_shell_command_outside_the_policy(
+    make_app: Any, repo: Path, tmp_path: Path, cli_home: Path, case: Case
+) -> None:
+    """Comparable bridges shipped sandboxes that did not bind Bash. Orchestra's defaults here:
+    Claude Code with ``--permission-mode acceptEdits`` (file edits yes, shell commands no) and
+    Codex with ``-s workspace-write``. A model that asks only to ``touch`` a file outside the
+    workspace gets nothing done, and the user is told it was denied."""
+    binary = _binary(case)
+    # Not under /tmp: Codex's workspace-write also lets the agent write /tmp and $TMPDIR, by design.
+    scratch = Path(tempfile.mkdtemp(prefix="escape-test-", dir=binary.parents[2]))
+    outside = scratch / "escaped"
+    try:
+        await _escape(make_app, case, repo, tmp_path, outside)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def _escape(make_app: Any, case: Case, repo: Path, tmp_path: Path, outside: Path) -> None:
+    with FakeModelServer(workdir=str(repo), escape_to=str(outside)) as server:
+        app = make_app(**{f"agents__{case.name}": _agent(case, server, tmp_path)})
+        assert app.engine.acquire()
+        await app.engine.start()
+        try:
+            delegation = app.service.delegate(TASK, agent=case.name, cwd=str(repo))
+            task = await app.engine.wait_finished(delegation.task.id, timeout=240)
+        finally:
+            await app.engine.stop()
+        shell_calls = [c for c in server.model_calls(case.protocol) if c.reply.startswith("tool:")]
+    assert shell_calls, "the model asked for the shell"
+    assert not outside.exists(), f"{case.name} ran a shell command outside the workspace"
+    assert task.state.finished
+    notice = app.store.pending("console", task_id=task.id)[0].text
+    assert "touch" in notice and "denied" in notice.lower(), notice

@@ -15,6 +15,8 @@ status comes from ``turn.failed`` and the exit code together. Usage follows Open
 (input includes cached, output includes reasoning), which is already ``Usage``'s. Codex never
 names its model in the stream, so the parser takes it from the command line or, failing that,
 from the session transcript in ``CODEX_HOME``. No USD: tokens are priced with genai-prices.
+The ``exec_command`` tool (0.169) appears in no ``--json`` event, so commands the sandbox refused
+are read from the transcript too, at the end of the run.
 
 Runner side: imports only the standard library and ``core.agents``.
 """
@@ -54,6 +56,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _SANDBOX_FLAGS = ("-s", "--sandbox", "--dangerously-bypass-approvals-and-sandbox", "--approve-for-me")
 _SHELL_WRAPPER = re.compile(r"^(?:/bin/)?(?:ba|z)?sh -l?c (?P<q>['\"])(?P<cmd>.*)(?P=q)$", re.DOTALL)
 _SANDBOX_HINTS = ("Read-only file system", "Operation not permitted", "Permission denied", "sandbox")
+_EXIT_CODE = re.compile(r"Process exited with code (-?\d+)")
 
 
 class CodexAdapter:
@@ -143,6 +146,7 @@ class CodexParser:
         self._denials: list[str] = []
         self._last_text = ""
         self._started: set[str] = set()
+        self._transcript_from = 0  # lines of a resumed thread's transcript written before this run
 
     def feed(self, line: str) -> list[AgentEvent]:
         return feed_json_line(line, self._dispatch)
@@ -152,7 +156,9 @@ class CodexParser:
         if kind == "thread.started":
             self._session_id = as_str(obj.get("thread_id")) or self._session_id
             if self._resumed:
-                self._baseline = _last_total(self._transcript())
+                path = self._transcript()
+                self._baseline = _last_total(path)
+                self._transcript_from = _line_count(path)
             data = {"session_id": self._session_id, "model": self._model}
             return [AgentEvent("init", f"session {self._session_id or '?'} · model {self._model or '?'}", data)]
         if kind in ("item.started", "item.updated", "item.completed"):
@@ -243,6 +249,9 @@ class CodexParser:
 
     def finish(self, exit_code: int, stderr_tail: str) -> AgentResult:
         model = self._model or self._model_from_transcript()
+        for denial in _sandbox_denials(self._transcript(), self._transcript_from):
+            if denial not in self._denials:
+                self._denials.append(denial)
         errors = list(self._failed)
         if not errors and exit_code != 0:
             errors.append(
@@ -329,6 +338,50 @@ def _unwrap(command: str) -> str:
     """``printf hi > a`` from ``/bin/bash -lc "printf hi > a"``."""
     match = _SHELL_WRAPPER.match(command)
     return match.group("cmd") if match else command
+
+
+def _sandbox_denials(path: str | None, skip: int = 0) -> list[str]:
+    """Shell calls the sandbox refused, from the rollout file (from line ``skip`` on).
+
+    ``codex exec --json`` (0.169) reports the unified ``exec_command`` tool in no event at all:
+    only the transcript shows the call and its output (``Process exited with code 1 ...
+    Read-only file system``), so a blocked command would otherwise go unmentioned.
+    """
+    if not path:
+        return []
+    commands: dict[str, str] = {}
+    denials: list[str] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh):
+                if number < skip or '"function_call' not in line:
+                    continue
+                obj = load_json(line)
+                payload = as_dict(obj.get("payload")) if obj else {}
+                call_id = as_str(payload.get("call_id")) or ""
+                if payload.get("type") == "function_call":
+                    arguments = load_json(as_str(payload.get("arguments")) or "") or {}
+                    command = as_str(arguments.get("cmd")) or as_str(arguments.get("command"))
+                    if command:
+                        commands[call_id] = _unwrap(command)
+                elif payload.get("type") == "function_call_output" and call_id in commands:
+                    output = as_str(payload.get("output")) or ""
+                    code = _EXIT_CODE.search(output)
+                    if code and code.group(1) != "0" and any(hint in output for hint in _SANDBOX_HINTS):
+                        denials.append(f"shell {commands[call_id]} (blocked by the sandbox)")
+    except OSError:
+        return denials
+    return denials
+
+
+def _line_count(path: str | None) -> int:
+    if not path:
+        return 0
+    try:
+        with open(path, "rb") as fh:
+            return sum(1 for _ in fh)
+    except OSError:
+        return 0
 
 
 def _first_model(path: str) -> str | None:
