@@ -196,7 +196,7 @@ def _telegram_health(transport: TelegramTransport) -> TransportHealth:
     updater = transport.app.updater
     receiving = bool(transport.app.running and updater is not None and updater.running)
     if transport.settings.mode == "webhook":
-        return TransportHealth(receiving)  # Telegram calls us: there is no poll to time
+        return TransportHealth(receiving and transport.webhook_ok)  # Telegram calls us: no poll to time
     health = transport.health
     healthy = not health.conflicts and not health.failures and health.verdict() is None
     return TransportHealth(receiving and healthy, max(0.0, health.clock() - health.last_ok))

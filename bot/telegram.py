@@ -10,7 +10,9 @@ The Application is started inside the bot process's loop (``initialize`` / ``sta
 Transport health: every getUpdates goes through :class:`PollHealth`. A 409 Conflict (a second
 poller with this token) is logged once and polling backs off for longer than the poll timeout; a
 poll that hangs or a loop that stops polling is restarted; and after ``exit_after_s`` without one
-successful getUpdates the process asks to exit non-zero, so its supervisor restarts it.
+successful getUpdates the process asks to exit non-zero, so its supervisor restarts it. In webhook
+mode getWebhookInfo is asked every ``check_every_s`` instead: a webhook taken over by another
+process, or delivery errors with updates piling up, for ``exit_after_s`` end the process the same way.
 
 Nothing received is lost: every update is journalled in the store as it is queued
 (:class:`JournalQueue`), which is before the updater confirms it to Telegram (the next getUpdates
@@ -170,9 +172,11 @@ class JournalQueue(asyncio.Queue[object]):
         super().__init__()
         self.store = store
         self.clock = clock
+        self.last_update_at = 0.0  # wall time the last update arrived (the webhook watchdog reads it)
 
     async def put(self, item: object) -> None:
         if isinstance(item, Update):
+            self.last_update_at = time.time()
             payload = json.loads(item.to_json())
             self.store.journal_inbound(f"telegram:{item.update_id}", "telegram", payload, self.clock.now())
         await super().put(item)
@@ -206,6 +210,7 @@ class TelegramTransport:
         self.store = store
         self.clock = clock
         self.on_fatal = on_fatal
+        self._queue = JournalQueue(store, clock)
         self.health = PollHealth(
             poll_timeout_s=settings.poll_timeout_s,
             stall_after_s=settings.stall_after_s,
@@ -223,7 +228,7 @@ class TelegramTransport:
             .base_file_url(f"{base}/file/bot")
             .request(requests)
             .get_updates_request(polls)
-            .update_queue(JournalQueue(store, clock))
+            .update_queue(self._queue)
             .rate_limiter(AIORateLimiter(max_retries=0))
             .concurrent_updates(False)
             .build()
@@ -234,6 +239,7 @@ class TelegramTransport:
         self.outbox: Outbox | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._answers: set[asyncio.Task[None]] = set()  # tap answers in flight
+        self.webhook_ok = True  # webhook mode: False while getWebhookInfo reports a problem
         self._started = False
         # The outbox reports flood control in one line; PTB's limiter would add a traceback per 429.
         logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
@@ -257,6 +263,7 @@ class TelegramTransport:
                 listen=hook.listen, port=hook.port, url_path=hook.path, webhook_url=hook.url,
                 secret_token=hook.secret(), allowed_updates=list(ALLOWED_UPDATES), drop_pending_updates=False,
             )  # fmt: skip
+            self._watchdog = asyncio.create_task(self._watch_webhook(), name="telegram:webhook-watchdog")
         else:
             await self._start_polling()
             self._watchdog = asyncio.create_task(self._watch(), name="telegram:watchdog")
@@ -346,6 +353,55 @@ class TelegramTransport:
         finally:
             if restarting is not None and not restarting.done():
                 restarting.cancel()
+
+    async def _watch_webhook(self) -> None:
+        """Every ``check_every_s``, ask Telegram how delivery to our webhook goes (getWebhookInfo).
+
+        Telegram keeps the updates it cannot deliver and says why; a webhook URL that is not ours
+        means another process took the token (the webhook's 409). Either, without a break for
+        ``exit_after_s``: exit so the supervisor restarts the bot, which sets the webhook again.
+        """
+        hook = self.settings.webhook
+        assert hook is not None
+        failing_since: float | None = None
+        said = ""
+        started = time.time()
+        while True:
+            await asyncio.sleep(hook.check_every_s)
+            problem = await self._webhook_problem(hook.url, since=max(started, self._queue.last_update_at))
+            self.webhook_ok = problem is None
+            if problem is None:
+                if failing_since is not None:
+                    log.info("telegram: Telegram delivers to the webhook again")
+                failing_since, said = None, ""
+                continue
+            if problem != said:
+                log.warning("telegram: %s", problem)
+                said = problem
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > self.settings.exit_after_s:
+                reason = (
+                    f"telegram: {problem} for {self.settings.exit_after_s:.0f}s; "
+                    "exiting so the supervisor restarts the bot"
+                )
+                log.error("%s", reason)
+                self.on_fatal(reason)
+                return
+
+    async def _webhook_problem(self, url: str, *, since: float) -> str | None:
+        """What keeps updates from reaching us, or None: a webhook that is not ours, or updates waiting
+        behind a delivery error newer than ``since`` (the last update that did reach us)."""
+        try:
+            info = await self.app.bot.get_webhook_info()
+        except TelegramError as exc:
+            return f"cannot ask the Bot API about the webhook ({exc})"
+        if info.url != url:
+            return f"the webhook is {info.url or 'not set'}, not {url}: another process may use this token"
+        error_at = info.last_error_date.timestamp() if info.last_error_date else 0.0
+        if info.pending_update_count and error_at > since:
+            waiting = f"{info.pending_update_count} update(s) waiting"
+            return f"Telegram cannot deliver to the webhook: {info.last_error_message or 'unknown error'} ({waiting})"
+        return None
 
     async def _restart_polling(self) -> None:
         updater = self.app.updater

@@ -196,6 +196,7 @@ class TelegramWebhookConfig(_Model):
     port: int = Field(default=8443, ge=1, le=65535)
     path: str = "telegram"
     secret_env: str = "TELEGRAM_WEBHOOK_SECRET"
+    check_every_s: float = Field(default=60, gt=0)  # how often getWebhookInfo is asked how delivery goes
 
     @field_validator("url")
     @classmethod

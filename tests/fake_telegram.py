@@ -73,6 +73,7 @@ class FakeTelegram:
         self.callback_answers: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] = {}
+        self.webhook_trouble: dict[str, Any] = {}  # getWebhookInfo fields: last_error_date, pending_update_count...
         self.update_handed_out: dict[int, float] = {}  # update id -> when a getUpdates answer carried it
         self.history: dict[int, dict[str, Any]] = {}  # every update ever queued, by id
         self._updates: list[dict[str, Any]] = []
@@ -364,7 +365,8 @@ class FakeTelegram:
         return True
 
     def _api_getWebhookInfo(self, call: Call) -> dict[str, Any]:
-        return {"url": self.webhook.get("url", ""), "has_custom_certificate": False, "pending_update_count": 0}
+        info = {"url": self.webhook.get("url", ""), "has_custom_certificate": False, "pending_update_count": 0}
+        return {**info, **self.webhook_trouble}
 
     def _api_setMyCommands(self, call: Call) -> bool:
         self.commands = list(call.params.get("commands") or [])

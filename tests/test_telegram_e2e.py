@@ -377,6 +377,35 @@ def test_webhook_mode_checks_the_secret_token(fake: FakeTelegram, start_bot: Cal
     assert bot.stop() == 0
 
 
+@pytest.mark.parametrize("trouble", ["delivery", "taken"])
+def test_a_webhook_telegram_cannot_use_is_noticed_and_the_bot_exits_75(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], trouble: str
+) -> None:
+    """The webhook's "deaf but healthy": Telegram cannot reach us (it says why in getWebhookInfo,
+    with updates piling up), or another process set its own webhook with our token."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hook = {"url": "https://bot.example.com/tg", "listen": "127.0.0.1", "port": port, "path": "tg",
+            "secret_env": SECRET_ENV, "check_every_s": 0.3}  # fmt: skip
+    bot = start_bot(telegram={"mode": "webhook", "webhook": hook, "exit_after_s": 2})
+    fake.wait_for(lambda: fake.webhook, what="setWebhook")
+    fake.wait_for(lambda: len(fake.calls_of("getWebhookInfo")) >= 2, what="the watchdog asking")
+    time.sleep(0.5)
+    assert bot.proc.poll() is None, "a healthy webhook keeps the bot up\n" + bot.output()[-2000:]
+    if trouble == "delivery":
+        fake.webhook_trouble = {"last_error_date": int(time.time()) + 1, "pending_update_count": 3,
+                                "last_error_message": "Connection timed out"}  # fmt: skip
+        expected = "Telegram cannot deliver to the webhook: Connection timed out (3 update(s) waiting)"
+    else:
+        fake.webhook["url"] = "https://someone-else.example.com/hook"
+        expected = "the webhook is https://someone-else.example.com/hook, not https://bot.example.com/tg"
+    assert bot.proc.wait(20) == 75, bot.output()[-3000:]
+    out = bot.output()
+    assert expected in out and out.count(expected) <= 2, "said once when it started, once on exit"
+    assert "exiting so the supervisor restarts the bot" in out
+
+
 def post_update(port: int, update: dict[str, Any], secret: str) -> int:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/tg",
