@@ -3,7 +3,8 @@
 What an operator sees (every name starts with ``orchestra_``):
 
 - read from the store at each scrape: tasks by state; dollars, tokens and runs by agent (sums over
-  the costs table, so these counters survive a restart); each channel's outbox backlog;
+  the costs table, so these counters survive a restart); each channel's outbox backlog; chat
+  updates in the inbound journal by state;
 - observed live from the engine's events: queue wait, dispatch latency and completion latency
   histograms (they start empty with the process, as Prometheus histograms do);
 - probed at each scrape: whether each enabled chat transport is up, and how long ago the platform
@@ -141,11 +142,20 @@ class Metrics:
             counts = self.store.count_by_state()
             usage = self.store.usage_by_agent()
             backlog = {channel: self.store.outbox_backlog(channel) for channel in self.channels}
+            inbound = self.store.inbound_counts()
         now = self.clock.now()
         tasks = GaugeMetricFamily("orchestra_tasks", "Tasks in the store, by state", labels=["state"])
         for state in TaskState:
             tasks.add_metric([state.value], counts.get(state.value, 0))
         yield tasks
+        updates = GaugeMetricFamily(
+            "orchestra_inbound_updates",
+            "Chat updates in the inbound journal, by state (pending: received, not handled yet; failed: given up)",
+            labels=["state"],
+        )
+        for journal_state in ("pending", "done", "failed"):
+            updates.add_metric([journal_state], inbound.get(journal_state, 0))
+        yield updates
         yield from _cost_families(usage)
         yield from _outbox_families(backlog, now)
         yield from self._transport_families(backlog, now)

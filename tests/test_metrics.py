@@ -195,6 +195,7 @@ async def test_a_scrape_shows_the_tasks_latencies_costs_and_backlog_of_real_runs
         app.store.enqueue_chat("slack", "completion", "late", chat_id="C1", dedupe_key="s1", ts=now - 40)
         app.store.enqueue_chat("slack", "completion", "blocked", chat_id="C2", dedupe_key="s2", ts=now - 20)
         app.store.mark_given_up(app.store.outbox_queue("slack")[1].id, "channel_not_found", now)
+        app.store.journal_inbound("telegram:77", "telegram", {"update_id": 77}, now)  # received, not handled
         samples = await asyncio.to_thread(scrape, server.url)
         console_waiting = len(app.store.pending("console"))
         totals = {agent: usd for agent, usd, _ in app.store.cost_totals()["by_agent"]}
@@ -234,6 +235,7 @@ async def test_a_scrape_shows_the_tasks_latencies_costs_and_backlog_of_real_runs
     assert value(samples, "orchestra_outbox_pending", channel="slack") == 1
     assert value(samples, "orchestra_outbox_given_up_total", channel="slack") == 1
     assert 40 <= value(samples, "orchestra_outbox_oldest_pending_age_seconds", channel="slack") < 120
+    assert value(samples, "orchestra_inbound_updates", state="pending") == 1
 
     # A restarted bot: the counters read from the store are where they were, the histograms start again.
     again = Store(app.store.path)
