@@ -287,14 +287,24 @@ async def test_a_hostile_model_cannot_run_a_shell_command_outside_the_policy(
     Claude Code with ``--permission-mode acceptEdits`` (file edits yes, shell commands no) and
     Codex with ``-s workspace-write``. A model that asks only to ``touch`` a file outside the
     workspace gets nothing done, and the user is told it was denied."""
-    binary = _binary(case)
-    # Not under /tmp: Codex's workspace-write also lets the agent write /tmp and $TMPDIR, by design.
-    scratch = Path(tempfile.mkdtemp(prefix="escape-test-", dir=binary.parents[2]))
+    _binary(case)
+    scratch = Path(tempfile.mkdtemp(prefix="orchestra-escape-test-", dir=_outside_tmp()))
     outside = scratch / "escaped"
     try:
         await _escape(make_app, case, repo, tmp_path, outside)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _outside_tmp() -> Path:
+    """A writable folder outside /tmp and $TMPDIR: Codex's workspace-write lets agents write those by design."""
+    tmp_roots = [Path("/tmp").resolve(), Path(tempfile.gettempdir()).resolve()]
+    for candidate in (Path("/var/tmp"), Path("/dev/shm"), ROOT):
+        where = candidate.resolve()
+        outside = not any(where == root or root in where.parents for root in tmp_roots)
+        if outside and os.access(where, os.W_OK):
+            return where
+    pytest.skip("no writable folder outside /tmp to aim the hostile command at")
 
 
 async def _escape(make_app: Any, case: Case, repo: Path, tmp_path: Path, outside: Path) -> None:
