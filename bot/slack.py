@@ -33,6 +33,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.outage import Outage
 from bot.outbox import Outbox
 from bot.slack_messages import (
     ACTION_PREFIX,
@@ -165,25 +166,13 @@ class SlackTransport:
     async def _watch(self) -> None:
         """Every second: note the connection; exit after ``exit_after_s`` without one (slack-sdk reconnects
         by itself, but a socket that never comes back must not leave a deaf bot running)."""
-        down_since: float | None = None
+        outage = Outage("slack", self.settings.exit_after_s, self.on_fatal, recovered="Socket Mode is connected again")
         while True:
             await asyncio.sleep(1.0)
-            if self.connected():
-                if down_since is not None:
-                    log.info("slack: the Socket Mode connection is back after %.0fs", time.monotonic() - down_since)
-                down_since = None
+            up = self.connected()
+            if up:
                 self.last_contact = self.clock.now()
-                continue
-            if down_since is None:
-                down_since = time.monotonic()
-                log.warning("slack: the Socket Mode connection is down; slack-sdk is reconnecting")
-            elif time.monotonic() - down_since > self.settings.exit_after_s:
-                reason = (
-                    f"slack: no Socket Mode connection for {self.settings.exit_after_s:.0f}s; "
-                    "exiting so the supervisor restarts the bot"
-                )
-                log.error("%s", reason)
-                self.on_fatal(reason)
+            if outage.observe(None if up else "no Socket Mode connection"):
                 return
 
     async def _auth_test(self) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from telegram.error import (
 from telegram.ext import AIORateLimiter, Application, ContextTypes, TypeHandler
 from telegram.request import BaseRequest, HTTPXRequest
 
+from bot.outage import Outage
 from bot.outbox import Outbox
 from bot.telegram_messages import TelegramSender, to_inbound
 from core.access import Gate
@@ -363,29 +364,13 @@ class TelegramTransport:
         """
         hook = self.settings.webhook
         assert hook is not None
-        failing_since: float | None = None
-        said = ""
+        outage = Outage("telegram", self.settings.exit_after_s, self.on_fatal, recovered="Telegram delivers again")
         started = time.time()
         while True:
             await asyncio.sleep(hook.check_every_s)
             problem = await self._webhook_problem(hook.url, since=max(started, self._queue.last_update_at))
             self.webhook_ok = problem is None
-            if problem is None:
-                if failing_since is not None:
-                    log.info("telegram: Telegram delivers to the webhook again")
-                failing_since, said = None, ""
-                continue
-            if problem != said:
-                log.warning("telegram: %s", problem)
-                said = problem
-            failing_since = failing_since or time.monotonic()
-            if time.monotonic() - failing_since > self.settings.exit_after_s:
-                reason = (
-                    f"telegram: {problem} for {self.settings.exit_after_s:.0f}s; "
-                    "exiting so the supervisor restarts the bot"
-                )
-                log.error("%s", reason)
-                self.on_fatal(reason)
+            if outage.observe(problem):
                 return
 
     async def _webhook_problem(self, url: str, *, since: float) -> str | None:
