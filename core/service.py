@@ -501,8 +501,8 @@ def _amount(text: str) -> float:
         amount = float(text.replace(",", ""))
     except ValueError:
         raise InvalidInput(f"{text!r} is not an amount: give dollars (25 or 2.50), off or reset") from None
-    if not 0 < amount <= MAX_BUDGET_USD:  # also NaN
-        raise InvalidInput(f"a budget is more than $0 and at most ${MAX_BUDGET_USD:,.0f}")
+    if not 0.01 <= amount <= MAX_BUDGET_USD:  # also NaN
+        raise InvalidInput(f"a budget is at least $0.01 and at most ${MAX_BUDGET_USD:,.0f}")
     return round(amount, 2)
 
 
