@@ -960,10 +960,6 @@ class Store:
         ).fetchall()
         return [(str(key), json.loads(payload)) for key, payload in rows]
 
-    def inbound_state(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT state FROM inbound WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
     def inbound_counts(self) -> dict[str, int]:
         """Journal rows by state (pending, done, failed)."""
         rows = self._conn.execute("SELECT state, count(*) FROM inbound GROUP BY state").fetchall()
