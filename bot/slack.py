@@ -55,6 +55,12 @@ from core.store import Store
 log = logging.getLogger(__name__)
 
 INBOUND_MEMORY_S = 30 * 86400
+_NOT_KEPT = ("token", "response_url", "response_urls")  # credentials of a sort: never journalled
+
+
+def journal_payload(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """What the inbound journal keeps of a request until it is handled: never its token or response URL."""
+    return {"kind": kind, "body": {k: v for k, v in body.items() if k not in _NOT_KEPT}}
 
 
 # -- the transport ------------------------------------------------------------------------------
@@ -233,8 +239,7 @@ class SlackTransport:
     def _keep(self, kind: str, body: dict[str, Any], inbound: Inbound) -> Inbound:
         """Journal the request before it is acknowledged: a bot killed after the ack handles it on start."""
         self.last_contact = self.clock.now()  # Bolt checked it (signature in HTTP mode): Slack is reaching us
-        payload = {"kind": kind, "event_id": inbound.event_id, "body": {k: v for k, v in body.items() if k != "token"}}
-        self.store.journal_inbound(inbound.event_id, "slack", payload, self.clock.now())
+        self.store.journal_inbound(inbound.event_id, "slack", journal_payload(kind, body), self.clock.now())
         return inbound
 
     async def _replay_pending(self) -> None:
@@ -302,4 +307,4 @@ class SlackTransport:
         return replace(inbound, user_name=name)
 
 
-__all__ = ["SlackTransport"]
+__all__ = ["SlackTransport", "journal_payload"]

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from bot.app import App, _Slack, _start_slack
+from bot.slack import journal_payload
 from core.models import TaskState
 from tests.conftest import requires_tmux
 from tests.fake_slack import (
@@ -281,7 +282,9 @@ async def test_requests_acknowledged_but_not_handled_before_a_kill_are_handled_o
     assert [t.id for t in bridge.app.store.list_tasks()] == ["t1"]
     assert len(fake.find("t1 · standin")) == 1
     assert bridge.app.store.pending_inbound("slack") == []
-    assert "legacy" not in json.dumps(bridge.app.store.db.execute("SELECT * FROM inbound").fetchall())
+    kept = json.dumps(journal_payload("command", slash_command("status")))
+    assert "legacy" not in kept and "hooks.slack" not in kept, "no verification token, no response_url"
+    assert json.loads(kept)["body"]["trigger_id"].startswith("trigger-")
 
 
 async def test_socket_mode_acks_envelopes_and_answers(start: Callable[..., Any], fake: FakeSlack) -> None:
