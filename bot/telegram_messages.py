@@ -54,6 +54,8 @@ def to_inbound(update: Update, bot_username: str = "", bot_id: int | None = None
     private = msg.chat.type == "private"
     text = (msg.text or msg.caption or "").strip()
     mention = f"@{bot_username}".lower() if bot_username else ""
+    replied = msg.reply_to_message
+    to_us = replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
     if text.startswith("/"):
         command, rest = [*text.split(maxsplit=1), ""][:2]
         name, _, target = command.partition("@")
@@ -62,11 +64,8 @@ def to_inbound(update: Update, bot_username: str = "", bot_id: int | None = None
         text = f"{name} {rest}".strip()
     elif mention and text.lower().startswith(mention):
         text = text[len(mention) :].lstrip(" ,:")
-    elif not private:
-        replied = msg.reply_to_message
-        to_us = replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
-        if not to_us:
-            return None
+    elif not private and not to_us:
+        return None
     return Inbound(
         chat=ChatRef("telegram", str(msg.chat.id), private),
         user_id=str(msg.from_user.id),
@@ -74,6 +73,8 @@ def to_inbound(update: Update, bot_username: str = "", bot_id: int | None = None
         text=text,
         message_id=str(msg.message_id),
         event_id=event_id,
+        replied_to=str(replied.message_id) if to_us and replied is not None else None,
+        replied_keyboard=from_markup(replied.reply_markup) if to_us and replied is not None else (),
         raw=update,
     )
 

@@ -77,6 +77,11 @@ _NEEDS: dict[str, str] = {
 }
 
 
+# Replies that decide an approval (anything else sent in reply to an approval request is not a task).
+_YES = frozenset({"yes", "y", "ok", "okay", "approve", "approved", "go", "go ahead", "lgtm", "sure", "👍", "✅"})
+_NO = frozenset({"no", "n", "reject", "rejected", "nope", "stop", "don't", "👎", "❌", "✖"})
+
+
 def toast(text: str) -> Outbound:
     return Outbound(text=text[:190], kind=OutKind.TOAST)
 
@@ -136,6 +141,9 @@ class Commands:
             if not text:
                 return [self._reply(inbound, "Send a task as text, or /help for the commands.")]
             if not text.startswith("/"):
+                about = self._replied_task(inbound)
+                if about is not None:
+                    return self._reply_to_task(inbound, about, text)
                 return self._authorize(inbound, "delegate", clip(text, 200)) or self._delegate(inbound, text)
             match = _COMMAND.match(text)
             command = self._commands.get(match.group(1).lower()) if match else None
@@ -390,6 +398,42 @@ class Commands:
         what = ", ".join(cancelled) if cancelled else "nothing was active any more"
         text = f"⏹ Kill switch by {inbound.user_name} at {when}: {what}."
         return [toast(f"Cancelled {len(cancelled)} task(s)"), self._edit(tap.message_id, text)]
+
+    # -- replies to a task's message ---------------------------------------------------------------
+    def _replied_task(self, inbound: Inbound) -> Task | None:
+        """The task a message of ours was about, when the person replied to it."""
+        if inbound.replied_to is None:
+            return None
+        found = self.store.outbox_message(inbound.chat.platform, inbound.chat.chat_id, inbound.replied_to)
+        if found is not None and found[2]:
+            return self.store.find_task(found[2])
+        # Not recorded as sent yet (the reply raced the delivery): its buttons name the task.
+        named = {b.task_id for row in inbound.replied_keyboard for b in row if b.task_id}
+        return self.store.find_task(named.pop()) if len(named) == 1 else None
+
+    def _reply_to_task(self, inbound: Inbound, task: Task, text: str) -> list[Outbound]:
+        """A reply acts on the task it answers, never starts an unrelated one: yes/no decide an
+        approval; to a finished task it is a follow-up in the same agent session (``/retry ID TEXT``)."""
+        word = text.lower().strip(" .!")
+        if task.state in (TaskState.AWAITING_APPROVAL, TaskState.NEEDS_REVIEW):
+            if word in _YES:
+                return self._authorize(inbound, "approve", f"reply {text!r} to {task.id}") or self._approve(
+                    inbound, task.id
+                )
+            if word in _NO:
+                return self._authorize(inbound, "reject", f"reply {text!r} to {task.id}") or self._reject(
+                    inbound, task.id
+                )
+            return [self._answer(inbound, f"{task.id} waits for approval: reply yes or no, or tap a button.")]
+        if task.state.finished:
+            what = f"follow-up of {task.id}: {clip(text, 180)}"
+            return self._authorize(inbound, "retry", what) or self._retry(inbound, f"{task.id} {text}")
+        state = task.state.value.replace("_", " ")
+        return [
+            self._answer(
+                inbound, f"{task.id} is still {state}: reply again once it has finished, or /cancel {task.id}."
+            )
+        ]
 
     def _refresh_tapped(self, inbound: Inbound, task: Task, action: str) -> list[Outbound]:
         """Drop the tapped message's buttons that no longer mean anything for the task (stale ones go)."""

@@ -307,3 +307,41 @@ async def test_progress_edits_the_card_at_a_bounded_rate(make_app: Any, tmp_path
 
 def _progress_rows(app: App) -> list[OutboxItem]:
     return [i for i in app.store.outbox_queue("telegram") if i.kind == "progress"]
+
+
+def reply(text: str, replied_to: str, n: int) -> Inbound:
+    return replace(say(text, n=n), replied_to=replied_to)
+
+
+async def test_a_reply_to_a_task_message_acts_on_that_task_and_never_starts_another(chat_app: App) -> None:
+    """Other bridges queue "yes" sent in reply to an approval request as a new task. Here a reply
+    decides the approval, and a reply to a finished task's message is a follow-up in its session."""
+    commands = Commands(chat_app.service, chat_app.clock)
+    [card] = commands.handle(say("set up the GitHub Actions CI pipeline", n=1))  # devops: approval
+    deliver_as(chat_app, card, "500")
+    [waits] = commands.handle(reply("what will it touch?", "500", n=2))
+    assert waits.text == "t1 waits for approval: reply yes or no, or tap a button."
+    [approved] = commands.handle(reply("Yes!", "500", n=3))
+    assert approved.text.startswith("✅ t1 approved by @alice")
+    [running] = commands.handle(reply("and the nightly job", "500", n=4))
+    assert running.text.startswith("t1 is still ") and "/cancel t1" in running.text
+    task = await chat_app.engine.wait_finished("t1", timeout=30)
+    assert [t.id for t in chat_app.store.list_tasks()] == ["t1"], "no reply became a task of its own"
+
+    summary = Outbound(f"✅ {task.id} succeeded", task_id=task.id)
+    deliver_as(chat_app, summary, "501")
+    [follow] = commands.handle(reply("also add a badge to the README", "501", n=5))
+    follow_up = chat_app.store.get_task("t2")
+    assert follow.task_id == "t2" and follow_up.parent_id == "t1"
+    assert follow_up.text.endswith("Feedback on the previous attempt: also add a badge to the README")
+    assert "set up the GitHub Actions CI pipeline" in follow_up.text
+
+    [card3] = commands.handle(say("set up the GitHub Actions deploy", n=6))
+    deliver_as(chat_app, card3, "502")
+    [rejected] = commands.handle(reply("no", "502", n=7))
+    assert rejected.text == "✖ t3 rejected by @alice"
+    assert chat_app.store.get_task("t3").state == TaskState.REJECTED
+    [new] = commands.handle(reply("write the changelog", "999", n=8))  # not a message about a task
+    assert new.task_id == "t4"
+    await chat_app.engine.wait_finished("t2", timeout=30)
+    await chat_app.engine.wait_finished("t4", timeout=30)

@@ -170,6 +170,32 @@ def test_an_approval_gated_task_starts_only_after_the_approve_button(
         store.close()
 
 
+def test_replying_yes_to_an_approval_request_approves_it_and_a_reply_to_a_result_follows_up(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path
+) -> None:
+    """What users of other bridges report: "yes" in reply to an approval request queued as a new
+    task. Replying in Telegram acts on the task the message was about."""
+    start_bot(policy={"approval_for": ["devops"], "review_for": [], "approve_above_usd": None})
+    fake.say("set up the GitHub Actions CI pipeline")
+    [card] = fake.wait_for(lambda: fake.find(CHAT, "Needs approval"), what="the approval request")
+    fake.say("yes", reply_to=card.message_id)
+    [done] = fake.wait_for(lambda: fake.find(CHAT, "Tokens:"), what="the completion after the reply")
+    assert fake.find(CHAT, "✅ t1 approved by @alice")
+    fake.say("also add a status badge", reply_to=done.message_id)
+    [again] = fake.wait_for(lambda: fake.find(CHAT, "t2 · standin"), what="the follow-up's card")
+    assert "Needs approval" in again.text, "a follow-up of a devops task is held for approval too"
+    fake.say("ok", reply_to=again.message_id)
+    fake.wait_for(lambda: len(fake.find(CHAT, "Tokens:")) == 2, timeout=30, what="the follow-up's completion")
+    store = Store(home / "orchestra.db")
+    try:
+        tasks = {t.id: t for t in store.list_tasks()}
+        assert sorted(tasks) == ["t1", "t2"], "neither reply became a task of its own"
+        assert tasks["t2"].parent_id == "t1" and "also add a status badge" in tasks["t2"].text
+        assert [a["decision"] for a in store.approvals("t1")] == ["approved"]
+    finally:
+        store.close()
+
+
 def test_an_unknown_user_is_refused_once_and_learns_nothing(
     fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path
 ) -> None:
