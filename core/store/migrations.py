@@ -1,0 +1,212 @@
+"""The schema: numbered migrations, applied in order at open, each exactly once (see ``Store``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+# The columns of ``tasks``: migration 001 creates them; the task methods accept no other name.
+_TASK_COLUMNS = {
+    "num": int,
+    "id": str,
+    "text": str,
+    "agent": str,
+    "category": str,
+    "rule": str,
+    "route_reason": str,
+    "state": str,
+    "cwd": str,
+    "requester": str,
+    "source": str,
+    "created_at": float,
+    "queued_at": float,
+    "started_at": float,
+    "finished_at": float,
+    "updated_at": float,
+    "timeout_s": float,
+    "cost_cap_usd": float,
+    "estimate_usd": float,
+    "estimate_basis": int,
+    "require_review": int,
+    "parent_id": str,
+    "session_id": str,
+    "window_id": str,
+    "runner_pid": int,
+    "exit_code": int,
+    "final_text": str,
+    "error": str,
+    "summary_json": str,
+    "cost_usd": float,
+    "cost_source": str,
+    "live_cost_usd": float,
+    "input_tokens": int,
+    "output_tokens": int,
+    "cache_read_tokens": int,
+    "cache_write_tokens": int,
+    "last_seq": int,
+    "last_event_at": float,
+}
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db.table("tasks").create(_TASK_COLUMNS, pk="num", not_null={"id", "text", "state"}, defaults={"last_seq": 0})
+    db.table("tasks").create_index(["id"], unique=True)
+    db.table("tasks").create_index(["state", "num"])
+    db.table("events").create(
+        {"task_id": str, "seq": int, "ts": float, "kind": str, "text": str, "data_json": str},
+        pk=("task_id", "seq"),
+    )
+    db.table("costs").create(
+        {
+            "task_id": str,
+            "ts": float,
+            "agent": str,
+            "category": str,
+            "model": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cache_read_tokens": int,
+            "cache_write_tokens": int,
+            "cost_usd": float,
+            "source": str,
+        },
+        pk="task_id",
+    )
+    db.table("costs").create_index(["agent", "category"])
+    db.table("routing_decisions").create(
+        {
+            "task_id": str,
+            "ts": float,
+            "category": str,
+            "agent": str,
+            "rule": str,
+            "reason": str,
+            "override": str,
+            "corrected_category": str,
+            "corrected_agent": str,
+        },
+        pk="task_id",
+    )
+    db.table("approvals").create(
+        {"id": int, "task_id": str, "gate": str, "decision": str, "actor": str, "reason": str, "ts": float},
+        pk="id",
+    )
+    db.table("approvals").create_index(["task_id"])
+    db.table("audit").create(
+        {"id": int, "ts": float, "actor": str, "source": str, "action": str, "task_id": str, "detail": str},
+        pk="id",
+    )
+    db.table("outbox").create(
+        {
+            "id": int,
+            "dedupe_key": str,
+            "channel": str,
+            "kind": str,
+            "task_id": str,
+            "text": str,
+            "payload_json": str,
+            "created_at": float,
+            "attempts": int,
+            "next_attempt_at": float,
+            "sent_at": float,
+            "last_error": str,
+        },
+        pk="id",
+        defaults={"attempts": 0},
+    )
+    db.table("outbox").create_index(["dedupe_key"], unique=True)
+    db.table("outbox").create_index(["channel", "sent_at"])
+
+
+def _m002_costs_and_digests(db: sqlite_utils.Database) -> None:
+    """Indexes for spend per period and for the digest; digests and alerts sent, each once."""
+    db.table("costs").create_index(["ts", "agent", "cost_usd"])
+    db.table("tasks").create_index(["finished_at"])
+    db.table("digests").create(
+        {"period": str, "sent_at": float, "since": float, "until": float, "tasks": int}, pk="period"
+    )
+    db.table("digests").create_index(["sent_at"])
+    db.table("alerts").create({"key": str, "kind": str, "ts": float, "text": str}, pk="key")
+
+
+def _m003_chat_outbox(db: sqlite_utils.Database) -> None:
+    """Chat delivery: the chat, the message id once sent, buttons, what an edit changes, give-ups;
+    and the chat updates already handled, so one that is delivered again is not acted on twice."""
+    outbox = db.table("outbox")
+    for name, kind in (
+        ("chat_id", str),
+        ("message_id", str),
+        ("markup_json", str),
+        ("edit_of", int),
+        ("edit_message_id", str),
+        ("failed_at", float),
+    ):
+        outbox.add_column(name, kind)
+    outbox.create_index(["channel", "chat_id", "message_id"])
+    outbox.create_index(["task_id", "kind"])
+    outbox.create_index(["edit_of"])
+    db.table("inbound_seen").create({"key": str, "ts": float}, pk="key")
+    db.table("inbound_seen").create_index(["ts"])
+
+
+def _m004_audit_where(db: sqlite_utils.Database) -> None:
+    """The audit's "from where" beyond the platform (the chat and user id), and lookups by task and time."""
+    db.table("audit").add_column("chat", str)
+    db.table("audit").create_index(["task_id"])
+    db.table("audit").create_index(["ts"])
+
+
+def _m005_inbound_journal(db: sqlite_utils.Database) -> None:
+    """Chat updates kept from receipt (before the platform learns they were read) until handled, so
+    a bot killed in between handles them on its next start; and the update each task came from, so
+    handling one again cannot create its task twice. ``inbound_seen`` stays for one-shot button claims."""
+    db.table("inbound").create(
+        {
+            "key": str,
+            "platform": str,
+            "payload": str,
+            "received_at": float,
+            "state": str,
+            "attempts": int,
+            "done_at": float,
+            "error": str,
+        },
+        pk="key",
+        not_null={"state"},
+        defaults={"state": "pending", "attempts": 0},
+    )
+    db.table("inbound").create_index(["state", "received_at"])
+    db.execute(
+        "INSERT OR IGNORE INTO inbound (key, platform, received_at, state, done_at) "
+        "SELECT key, substr(key, 1, instr(key, ':') - 1), ts, 'done', ts FROM inbound_seen"
+    )
+    db.table("inbound_seen").add_column("owner", str)
+    db.table("tasks").add_column("source_ref", str)
+    db.table("tasks").create_index(["source_ref"], unique=True)
+
+
+def _m006_costs_by_agent(db: sqlite_utils.Database) -> None:
+    """All-time dollars and tokens per agent from an index alone: a metrics scrape over 100,000 runs
+    reads it in ~20 ms instead of ~60 ms for the table."""
+    db.table("costs").create_index(
+        ["agent", "cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"]
+    )
+
+
+def _m007_budget_overrides(db: sqlite_utils.Database) -> None:
+    """Budgets an admin set from a chat or the CLI, over those in bots.yaml (a NULL value: no budget)."""
+    db.table("budget_overrides").create(
+        {"name": str, "value": float, "set_by": str, "set_at": float}, pk="name", not_null={"set_by", "set_at"}
+    )
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("001_initial", _m001_initial),
+    ("002_costs_and_digests", _m002_costs_and_digests),
+    ("003_chat_outbox", _m003_chat_outbox),
+    ("004_audit_where", _m004_audit_where),
+    ("005_inbound_journal", _m005_inbound_journal),
+    ("006_costs_by_agent", _m006_costs_by_agent),
+    ("007_budget_overrides", _m007_budget_overrides),
+]
