@@ -163,6 +163,7 @@ def event_to_inbound(body: dict[str, Any], bot_user_id: str = "") -> Inbound | N
         text=command_text(text, explicit=False),
         message_id=None if thread is None else str(thread),
         event_id=f"slack:{body.get('event_id') or event.get('client_msg_id') or event.get('ts')}",
+        replied_to=str(event["thread_ts"]) if event.get("thread_ts") not in (None, event.get("ts")) else None,
         raw=body,
     )
 

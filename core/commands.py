@@ -404,9 +404,13 @@ class Commands:
         """The task a message of ours was about, when the person replied to it."""
         if inbound.replied_to is None:
             return None
-        found = self.store.outbox_message(inbound.chat.platform, inbound.chat.chat_id, inbound.replied_to)
+        chat = (inbound.chat.platform, inbound.chat.chat_id)
+        found = self.store.outbox_message(*chat, inbound.replied_to)
         if found is not None and found[2]:
             return self.store.find_task(found[2])
+        in_thread = self.store.thread_task(*chat, inbound.replied_to)
+        if in_thread is not None:
+            return self.store.find_task(in_thread)
         # Not recorded as sent yet (the reply raced the delivery): its buttons name the task.
         named = {b.task_id for row in inbound.replied_keyboard for b in row if b.task_id}
         return self.store.find_task(named.pop()) if len(named) == 1 else None

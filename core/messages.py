@@ -63,7 +63,7 @@ class Inbound:
     tap: Tap | None = None
     message_id: str | None = None
     event_id: str = ""
-    replied_to: str | None = None  # the bot's message this one is a reply to (Telegram replies)
+    replied_to: str | None = None  # what this answers: a bot message (Telegram reply) or a thread (Slack)
     replied_keyboard: Keyboard = ()  # that message's buttons, as the platform showed them
     raw: Any = field(default=None, compare=False, repr=False)
 

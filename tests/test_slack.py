@@ -332,3 +332,28 @@ async def test_a_socket_mode_connection_that_never_comes_back_makes_the_bot_exit
     assert reasons == ["slack: no Socket Mode connection for 2s; exiting so the supervisor restarts the bot"]
     assert not bridge.slack.transport.connected()
     assert "slack: no Socket Mode connection" in caplog.text
+
+
+async def test_a_mention_in_a_tasks_thread_acts_on_that_task(start: Callable[..., Any], fake: FakeSlack) -> None:
+    """Slack's replies are threads: "@Orchestra yes" in an approval request's thread approves it;
+    text in a finished task's thread follows it up in the same session, never a stray new task."""
+    bridge: Bridge = await start(policy={"approval_for": ["devops"], "review_for": []})
+    root = "1799999999.000500"
+    assert await bridge.event(mention("set up the GitHub Actions CI pipeline", ts=root, event_id="EvRoot")) == 200
+    [card] = await fake.wait_for(lambda: fake.find("Needs approval"), what="the approval request")
+    assert card.thread_ts == root
+
+    def in_thread(text: str, n: int) -> dict[str, Any]:
+        payload = mention(text, ts=f"1799999999.00060{n}", event_id=f"EvThread{n}")
+        payload["event"]["thread_ts"] = root
+        return payload
+
+    assert await bridge.event(in_thread("yes", 1)) == 200
+    [done] = await fake.wait_for(lambda: fake.find("Tokens:"), what="the completion after the reply")
+    assert done.thread_ts == root
+    assert await bridge.event(in_thread("also add a status badge", 2)) == 200
+    [again] = await fake.wait_for(lambda: fake.find("t2 · standin"), what="the follow-up's card")
+    assert again.thread_ts == root and "Needs approval" in again.text
+    tasks = {t.id: t for t in bridge.app.store.list_tasks()}
+    assert sorted(tasks) == ["t1", "t2"] and tasks["t2"].parent_id == "t1"
+    assert [a["decision"] for a in bridge.app.store.approvals("t1")] == ["approved"]

@@ -292,6 +292,16 @@ class OutboxMixin(_Base):
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]), row[2])
 
+    def thread_task(self, channel: str, chat_id: str, thread: str) -> str | None:
+        """The task whose card was posted in this thread (Slack: the thread of the message that asked)."""
+        marks = ", ".join("?" for _ in CARD_KINDS)
+        row = self._conn.execute(
+            f"SELECT task_id FROM outbox WHERE channel = ? AND chat_id = ? AND kind IN ({marks}) "
+            "AND task_id IS NOT NULL AND json_extract(payload_json, '$.reply_to') = ? ORDER BY id LIMIT 1",
+            (channel, chat_id, *CARD_KINDS, thread),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
 
 _OUTBOX_ITEM_SQL = (
     "SELECT o.id, o.channel, o.kind, o.chat_id, o.text, o.dedupe_key, o.task_id, o.markup_json, o.payload_json, "
