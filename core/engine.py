@@ -259,12 +259,15 @@ class Engine:
 
     def _fail_unstarted(self, task: Task, reason: str) -> None:
         now = self.clock.now()
-        if self.store.transition(
-            task.id, [TaskState.RUNNING], TaskState.FAILED, finished_at=now, error=reason, updated_at=now
-        ):
-            summary = self._summary(task, TaskState.FAILED, AgentResult(status="failed", errors=[reason]), None)
-            self.store.update_task(task.id, summary_json=json.dumps(summary))
-            self._announce(task.id, TaskState.FAILED, summary)
+        summary = self._summary(task, TaskState.FAILED, AgentResult(status="failed", errors=[reason]), None)
+        with self.store.atomic():
+            if not self.store.transition(
+                task.id, [TaskState.RUNNING], TaskState.FAILED, finished_at=now, error=reason, updated_at=now,
+                summary_json=json.dumps(summary),
+            ):  # fmt: skip
+                return
+            self._queue_notices(task.id, TaskState.FAILED, summary)
+        self._finished_hooks(task.id, TaskState.FAILED, summary)
 
     # -- ingest -----------------------------------------------------------------------------
     def ingest(self, record: dict[str, Any], *, replaying: bool = False) -> None:
@@ -319,6 +322,18 @@ class Engine:
         started = task.started_at
         duration = finished_at - started if started else None
         summary = self._summary(task, final, result, duration)
+        # The state, the cost row and the completion notices commit together: a crash in between
+        # would leave a finished task whose result never reaches the chat (finalize runs once).
+        with self.store.atomic():
+            if not self._finish(task, final, result, finished_at, summary):
+                return False
+        self._finished_hooks(task_id, final, summary)
+        return True
+
+    def _finish(
+        self, task: Task, final: TaskState, result: AgentResult, finished_at: float, summary: dict[str, Any]
+    ) -> bool:
+        task_id = task.id
         ok = self.store.transition(
             task_id,
             [TaskState.RUNNING],
@@ -354,7 +369,7 @@ class Engine:
                 "source": result.cost_source,
             }
         )
-        self._announce(task_id, final, summary)
+        self._queue_notices(task_id, final, summary)
         return True
 
     def _summary(self, task: Task, state: TaskState, result: AgentResult, duration: float | None) -> dict[str, Any]:
@@ -377,7 +392,8 @@ class Engine:
             baseline=baseline,
         )
 
-    def _announce(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:
+    def _queue_notices(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:
+        """The completion (or review) message for every channel, in the caller's transaction."""
         text = render_phone(summary, state=state.value)
         kind = "review" if state == TaskState.NEEDS_REVIEW else "completion"
         for channel in self.channels():
@@ -402,6 +418,9 @@ class Engine:
                 dedupe_key=f"{channel}:{task_id}:{kind}:{state}",
                 ts=self.clock.now(),
             )
+
+    def _finished_hooks(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:
+        """After the commit: listeners (progress cards, metrics) and anyone waiting on the task."""
         self._notify(task_id, "finished", {"state": state.value, "summary": summary})
         self.mark_finished(task_id)
 

@@ -160,47 +160,49 @@ class Service:
         needs, why = self._needs_approval(decision, estimate)
         review = decision.require_review or decision.category in self.config.policy.review_for
         now = self.clock.now()
-        task = self.store.create_task(
-            {
-                "text": body,
-                "agent": decision.agent,
-                "category": decision.category,
-                "rule": decision.rule,
-                "route_reason": decision.reason,
-                "state": TaskState.AWAITING_APPROVAL if needs else TaskState.QUEUED,
-                "cwd": workdir,
-                "requester": actor.name,
-                "source": actor.source,
-                "created_at": now,
-                "queued_at": now,
-                "timeout_s": self.config.limits.task_timeout_s,
-                "cost_cap_usd": effective_budgets(self.config, self.store).per_task_usd,
-                "estimate_usd": estimate,
-                "estimate_basis": basis,
-                "require_review": int(review),
-                "parent_id": parent.id if parent else None,
-                "session_id": parent.session_id if parent else None,
-                "source_ref": actor.ref or None,
-            }
-        )
-        self.store.record_route(
-            {
-                "task_id": task.id,
-                "ts": now,
-                "category": decision.category,
-                "agent": decision.agent,
-                "rule": decision.rule,
-                "reason": decision.reason,
-                "override": agent or override,
-            }
-        )
-        routed = f"{decision.agent}/{decision.category} rule={decision.rule}"
-        self._audit(
-            actor, "delegate", task.id, routed + (f" override=@{agent or override}" if agent or override else "")
-        )
-        if needs:
-            self._request_approval(task, actor, why)
-        else:
+        # The task, its route, its audit line and its approval request commit together.
+        with self.store.atomic():
+            task = self.store.create_task(
+                {
+                    "text": body,
+                    "agent": decision.agent,
+                    "category": decision.category,
+                    "rule": decision.rule,
+                    "route_reason": decision.reason,
+                    "state": TaskState.AWAITING_APPROVAL if needs else TaskState.QUEUED,
+                    "cwd": workdir,
+                    "requester": actor.name,
+                    "source": actor.source,
+                    "created_at": now,
+                    "queued_at": now,
+                    "timeout_s": self.config.limits.task_timeout_s,
+                    "cost_cap_usd": effective_budgets(self.config, self.store).per_task_usd,
+                    "estimate_usd": estimate,
+                    "estimate_basis": basis,
+                    "require_review": int(review),
+                    "parent_id": parent.id if parent else None,
+                    "session_id": parent.session_id if parent else None,
+                    "source_ref": actor.ref or None,
+                }
+            )
+            self.store.record_route(
+                {
+                    "task_id": task.id,
+                    "ts": now,
+                    "category": decision.category,
+                    "agent": decision.agent,
+                    "rule": decision.rule,
+                    "reason": decision.reason,
+                    "override": agent or override,
+                }
+            )
+            routed = f"{decision.agent}/{decision.category} rule={decision.rule}"
+            self._audit(
+                actor, "delegate", task.id, routed + (f" override=@{agent or override}" if agent or override else "")
+            )
+            if needs:
+                self._request_approval(task, actor, why)
+        if not needs:
             self.kick()
         return Delegation(self.store.get_task(task.id), decision, estimate, basis, needs, why)
 

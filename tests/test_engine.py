@@ -361,3 +361,30 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as fh:  # a zombie is as good as gone
         return fh.read().split(") ")[1][0] != "Z"
+
+
+def test_a_crash_while_recording_a_result_keeps_none_of_it_and_the_retry_records_all(
+    make_app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finished state, the cost row and the completion notices commit together. A crash
+    between them used to leave a succeeded task whose completion never reached the chat (the
+    20-SIGKILL test caught one), since a result is recorded only once."""
+    app = make_app(telegram={"enabled": True, "notify_chat_ids": [111]}, notify={"console": True})
+    task = app.store.create_task({"text": "x", "agent": "standin", "category": "backend", "state": "running",
+                                  "cwd": str(tmp_path), "created_at": 1.0, "started_at": 1.0})  # fmt: skip
+    payload = {"status": "succeeded", "exited_at": 2.0, "result": {"status": "succeeded", "final_text": "done"}}
+
+    def crash(*_args: Any) -> None:
+        raise KeyboardInterrupt("killed between the state change and the notices")
+
+    monkeypatch.setattr(app.engine, "_queue_notices", crash)
+    with pytest.raises(KeyboardInterrupt):
+        app.engine.finalize(task.id, payload)
+    assert app.store.get_task(task.id).state == TaskState.RUNNING, "none of it was kept"
+    assert app.store.cost_totals()["tasks"] == 0
+    monkeypatch.undo()
+    assert app.engine.finalize(task.id, payload)
+    assert app.store.get_task(task.id).state == TaskState.SUCCEEDED
+    assert len(app.store.pending("console", task_id=task.id)) == 1
+    assert [i.kind for i in app.store.outbox_queue("telegram")] == ["completion"]
+    assert not app.engine.finalize(task.id, payload), "recorded once"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 import sqlite_utils
@@ -14,6 +16,24 @@ class _Base:
     _conn: sqlite3.Connection
     db: sqlite_utils.Database
     _column_cache: dict[str, list[str]]
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction around the block, so a crash keeps all of it or none; inside one already, a no-op.
+
+        ``BEGIN IMMEDIATE`` takes the write lock at once (other writers wait on the busy timeout), so
+        keep slow work (subprocesses, the network) outside the block.
+        """
+        if self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def _row_dict(self, row: tuple[Any, ...], table: str = "tasks") -> dict[str, Any]:
         names = self._columns(table)

@@ -135,8 +135,7 @@ class OutboxMixin(_Base):
         if card is None:
             return False
         channel, chat_id, task_id = card
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.atomic():
             count = self._conn.execute("SELECT COUNT(*) FROM outbox WHERE edit_of = ?", (card_id,)).fetchone()[0]
             suffix = f"final-{state}" if final else str(count + 1)  # each final state is written once
             added = self.enqueue_chat(
@@ -157,10 +156,6 @@ class OutboxMixin(_Base):
                     "AND sent_at IS NULL AND failed_at IS NULL AND id < ?",
                     (ts, card_id, newest),
                 )
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
         return True
 
     def outbox_queue(self, channel: str, *, limit: int = 200) -> list[OutboxItem]:
@@ -227,8 +222,7 @@ class OutboxMixin(_Base):
         parent = self.outbox_item(item_id)
         if parent is None:
             return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.atomic():
             for copy in copies:
                 self.enqueue_chat(
                     parent.channel,
@@ -245,10 +239,6 @@ class OutboxMixin(_Base):
                 "UPDATE outbox SET sent_at = ?, last_error = ? WHERE id = ? AND sent_at IS NULL",
                 (ts, f"fanned out to {len(copies)} chat(s)", item_id),
             )
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
 
     def outbox_cards(self, task_id: str) -> list[int]:
         """Outbox ids of the cards (acknowledgements, approval requests) showing this task, in any chat."""

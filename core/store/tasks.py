@@ -17,18 +17,13 @@ class TasksMixin(_Base):
     # -- tasks --------------------------------------------------------------------------
     def create_task(self, fields: dict[str, Any]) -> Task:
         """Insert a task and give it the next short id (t1, t2, ...)."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.atomic():
             row = self._conn.execute("SELECT COALESCE(MAX(num), 0) + 1 FROM tasks").fetchone()
             num = int(row[0])
             record = {**fields, "num": num, "id": f"t{num}", "updated_at": fields.get("created_at")}
             columns = ", ".join(record)
             marks = ", ".join("?" for _ in record)
             self._conn.execute(f"INSERT INTO tasks ({columns}) VALUES ({marks})", list(record.values()))
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
         return self.get_task(f"t{num}")
 
     def task_by_source(self, source_ref: str) -> Task | None:
