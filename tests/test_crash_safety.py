@@ -131,10 +131,12 @@ def test_twenty_sigkills_lose_and_duplicate_nothing(
         finally:
             conn.close()
         keys = [row[2] for row in rows]
-        assert len(keys) == len(set(keys)), "a notification was queued twice"
+        assert len(keys) == len(set(keys)), f"seed {seed}: a notification was queued twice"
         completions = collections.Counter(row[0] for row in rows if row[1] == "completion")
-        assert set(completions) == {t.id for t in tasks} and set(completions.values()) == {1}
-        assert all(row[3] is not None for row in rows), "every queued message was delivered"
+        missing = sorted({t.id for t in tasks} - set(completions))
+        assert not missing, f"seed {seed}: no completion queued for {missing}"
+        assert set(completions.values()) == {1}, f"seed {seed}: {completions}"
+        assert all(row[3] is not None for row in rows), f"seed {seed}: every queued message was delivered"
 
         # On the wire: every completion arrived; a repeat only from the at-least-once window.
         heads = [str(c.params.get("text", "")).split("\n")[0] for c in fake.calls_of("sendMessage")]
