@@ -334,15 +334,18 @@ class Service:
         task = self.get(task_id)
         now = self.clock.now()
         if task.state in (TaskState.QUEUED, TaskState.AWAITING_APPROVAL):
-            if self.store.transition(
-                task.id,
-                [TaskState.QUEUED, TaskState.AWAITING_APPROVAL],
-                TaskState.CANCELLED,
-                finished_at=now,
-                updated_at=now,
-                error="cancelled before it started",
-            ):
-                self._audit(actor, "cancel", task.id, f"was {task.state.value}")
+            with self.store.atomic():
+                moved = self.store.transition(
+                    task.id,
+                    [TaskState.QUEUED, TaskState.AWAITING_APPROVAL],
+                    TaskState.CANCELLED,
+                    finished_at=now,
+                    updated_at=now,
+                    error="cancelled before it started",
+                )
+                if moved:
+                    self._audit(actor, "cancel", task.id, f"was {task.state.value}")
+            if moved:
                 if self.engine is not None:
                     self.engine.mark_finished(task.id)
                 return self.get(task.id)
@@ -389,35 +392,40 @@ class Service:
     def approve(self, task_id: str, *, actor: Actor = LOCAL) -> Task:
         task = self.get(task_id)
         now = self.clock.now()
-        if task.state == TaskState.AWAITING_APPROVAL:
-            if self.store.transition(task.id, [TaskState.AWAITING_APPROVAL], TaskState.QUEUED, updated_at=now):
-                self.store.record_approval(task.id, "start", "approved", actor.name, "", now)
-                self._audit(actor, "approve", task.id, "start")
-                self.kick()
-                return self.get(task.id)
-        elif task.state == TaskState.NEEDS_REVIEW:
-            if self.store.transition(task.id, [TaskState.NEEDS_REVIEW], TaskState.APPROVED, updated_at=now):
-                self.store.record_approval(task.id, "review", "approved", actor.name, "", now)
-                self._audit(actor, "approve", task.id, "review")
-                return self.get(task.id)
-        raise InvalidTransition(self._already(task_id, "approve"))
+        gate, to = {
+            TaskState.AWAITING_APPROVAL: ("start", TaskState.QUEUED),
+            TaskState.NEEDS_REVIEW: ("review", TaskState.APPROVED),
+        }.get(task.state, ("", task.state))
+        with self.store.atomic():  # the decision and who made it, together ("already approved by @x")
+            moved = bool(gate) and self.store.transition(task.id, [task.state], to, updated_at=now)
+            if moved:
+                self.store.record_approval(task.id, gate, "approved", actor.name, "", now)
+                self._audit(actor, "approve", task.id, gate)
+        if not moved:
+            raise InvalidTransition(self._already(task_id, "approve"))
+        if gate == "start":
+            self.kick()
+        return self.get(task.id)
 
     def reject(self, task_id: str, *, reason: str = "", retry: bool = False, actor: Actor = LOCAL) -> Task:
         """Reject before start or after review; with ``retry`` a review rejection starts a new attempt."""
         task = self.get(task_id)
         now = self.clock.now()
         gate = {TaskState.AWAITING_APPROVAL: "start", TaskState.NEEDS_REVIEW: "review"}.get(task.state)
-        if gate is not None and self.store.transition(
-            task.id, [task.state], TaskState.REJECTED, updated_at=now, error=reason or "rejected"
-        ):
-            self.store.record_approval(task.id, gate, "rejected", actor.name, reason, now)
-            self._audit(actor, "reject", task.id, reason)
-            if gate == "start" and self.engine is not None:
-                self.engine.mark_finished(task.id)
-            if retry and gate == "review":
-                self.retry(task.id, feedback=reason or None, actor=actor)
-            return self.get(task.id)
-        raise InvalidTransition(self._already(task_id, "reject"))
+        with self.store.atomic():
+            moved = gate is not None and self.store.transition(
+                task.id, [task.state], TaskState.REJECTED, updated_at=now, error=reason or "rejected"
+            )
+            if moved and gate is not None:
+                self.store.record_approval(task.id, gate, "rejected", actor.name, reason, now)
+                self._audit(actor, "reject", task.id, reason)
+        if not moved:
+            raise InvalidTransition(self._already(task_id, "reject"))
+        if gate == "start" and self.engine is not None:
+            self.engine.mark_finished(task.id)
+        if retry and gate == "review":
+            self.retry(task.id, feedback=reason or None, actor=actor)
+        return self.get(task.id)
 
     def _already(self, task_id: str, action: str) -> str:
         task = self.get(task_id)
