@@ -372,7 +372,8 @@ class CostTracker:
 def check_budget_alerts(tracker: CostTracker, channels: Iterable[str]) -> list[BudgetAlert]:
     """Queue an alert for every budget threshold newly crossed in the current day and month.
 
-    Each threshold alerts once per period (recorded in the store under ``alert:day:<date>:<pct>``).
+    Each threshold alerts once per period and limit (recorded in the store under
+    ``alert:day:<date>:<pct>``): a budget an admin changes starts its thresholds afresh.
     Thresholds crossed at once send one message, for the highest; the lower ones are recorded
     with it, so they never arrive late and out of order. Safe to call as often as wanted.
     """
@@ -384,23 +385,28 @@ def check_budget_alerts(tracker: CostTracker, channels: Iterable[str]) -> list[B
         if percent is None:
             continue
         crossed = [t for t in tracker.config.budgets.alert_thresholds if percent >= t]
-        new = [t for t in crossed if not store.alert_recorded(_alert_key(status, t))]
+        new = [t for t in crossed if not store.alert_recorded(_alert_key(tracker, status, t))]
         if not new:
             continue
         top = max(new)
-        alert = BudgetAlert(_alert_key(status, top), top, status, _alert_text(tracker.config, status, top), targets)
+        text = _alert_text(tracker.config, status, top)
+        alert = BudgetAlert(_alert_key(tracker, status, top), top, status, text, targets)
         for channel in targets:
             key = f"{channel}:{alert.key}"
             store.enqueue(channel, "budget_alert", alert.text, task_id=None, dedupe_key=key, ts=now)
         for threshold in new:
-            store.record_alert(_alert_key(status, threshold), "budget", now, alert.text)
+            store.record_alert(_alert_key(tracker, status, threshold), "budget", now, alert.text)
         log.info("budget alert %s: %s", alert.key, alert.text)
         sent.append(alert)
     return sent
 
 
-def _alert_key(status: BudgetStatus, threshold: int) -> str:
-    return f"alert:{status.period.kind}:{status.period.key}:{threshold}"
+def _alert_key(tracker: CostTracker, status: BudgetStatus, threshold: int) -> str:
+    """``alert:day:<date>:<pct>``; a limit an admin changed (``/budget``) gets its own alerts (``...:<usd>``)."""
+    budgets = tracker.config.budgets
+    configured = budgets.per_day_usd if status.period.kind == "day" else budgets.per_month_usd
+    changed = "" if status.limit_usd == configured else f":{status.limit_usd:g}"
+    return f"alert:{status.period.kind}:{status.period.key}:{threshold}{changed}"
 
 
 def _alert_text(config: Config, status: BudgetStatus, threshold: int) -> str:

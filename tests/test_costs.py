@@ -134,6 +134,20 @@ def test_thresholds_alert_once_per_period(store: Store) -> None:
     assert [a.key for a in check_budget_alerts(tracker, channels)] == ["alert:day:2026-11-26:50"]
 
 
+def test_a_budget_changed_at_run_time_alerts_afresh_and_bots_yaml_keys_stay(store: Store) -> None:
+    clock = ManualClock(at("2026-11-25 09:00"))
+    tracker = CostTracker(store, make_config(budgets={"per_day_usd": 10, "alert_thresholds": [80, 100]}), clock)
+    add_task(store, at("2026-11-25 08:00"), cost=8.5)
+    assert [a.key for a in check_budget_alerts(tracker, ["console"])] == ["alert:day:2026-11-25:80"]
+    store.set_budget_override("per_day_usd", 20.0, "@ada", clock.now())  # /budget day 20
+    assert check_budget_alerts(tracker, ["console"]) == [], "42% of the new budget: nothing to say"
+    add_task(store, at("2026-11-25 08:30"), cost=8.0)
+    [again] = check_budget_alerts(tracker, ["console"])
+    assert again.key == "alert:day:2026-11-25:80:20" and "$16.50 of $20.00" in again.text
+    store.clear_budget_override("per_day_usd")  # back to bots.yaml's $10: its 80% was already said
+    assert [a.key for a in check_budget_alerts(tracker, ["console"])] == ["alert:day:2026-11-25:100"]
+
+
 def test_month_budget_alerts_with_its_own_key(store: Store) -> None:
     clock = ManualClock(at("2026-11-25 09:00"))
     tracker = CostTracker(store, make_config(budgets={"per_month_usd": 100, "alert_thresholds": [80]}), clock)
