@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from core.clock import Clock, SystemClock
 from core.config import Config, load_config
@@ -210,17 +210,32 @@ def _slack_health(transport: SlackTransport, clock: Clock) -> TransportHealth:
     return TransportHealth(transport.connected(), None if seen is None else max(0.0, clock.now() - seen))
 
 
+class _Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+_Transport = TypeVar("_Transport", bound=_Stoppable)
+
+
 @dataclass
-class _Telegram:
-    transport: TelegramTransport
+class _Bridge(Generic[_Transport]):
+    """A running chat bridge: its transport, its outbox delivery loop and the progress cards."""
+
+    transport: _Transport
     outbox: Outbox
     progress: Progress
+    owns_progress: bool = True  # False when it shares another bridge's Progress
 
     async def stop(self) -> None:
         """Reverse of the start: finish the message being sent, stop receiving, drop progress timers."""
         await self.outbox.stop()
         await self.transport.stop()
-        self.progress.close()
+        if self.owns_progress:
+            self.progress.close()
+
+
+_Telegram = _Bridge["TelegramTransport"]
+_Slack = _Bridge["SlackTransport"]
 
 
 async def _start_telegram(app: App, fatal: Callable[[str], None]) -> _Telegram:
@@ -268,21 +283,6 @@ async def _start_telegram(app: App, fatal: Callable[[str], None]) -> _Telegram:
     if not settings.allowed_user_ids:
         log.warning("telegram: telegram.allowed_user_ids is empty, so nobody can use the bot (deny by default)")
     return _Telegram(transport, outbox, progress)
-
-
-@dataclass
-class _Slack:
-    transport: SlackTransport
-    outbox: Outbox
-    progress: Progress
-    owns_progress: bool
-
-    async def stop(self) -> None:
-        """Reverse of the start: finish the message being sent, stop receiving, drop progress timers."""
-        await self.outbox.stop()
-        await self.transport.stop()
-        if self.owns_progress:
-            self.progress.close()
 
 
 async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable[[str], None] | None = None) -> _Slack:
