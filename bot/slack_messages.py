@@ -131,6 +131,13 @@ def _private(channel: str, channel_type: str = "") -> bool:
     return channel_type == "im" or channel.startswith("D")
 
 
+def _slack_time(ts: object) -> float | None:
+    try:
+        return float(str(ts))
+    except ValueError:
+        return None
+
+
 def slash_to_inbound(body: dict[str, Any]) -> Inbound:
     """A slash command (``/orchestra status``); it has no message, so its answers start a new thread."""
     channel = str(body.get("channel_id", ""))
@@ -164,6 +171,7 @@ def event_to_inbound(body: dict[str, Any], bot_user_id: str = "") -> Inbound | N
         message_id=None if thread is None else str(thread),
         event_id=f"slack:{body.get('event_id') or event.get('client_msg_id') or event.get('ts')}",
         replied_to=str(event["thread_ts"]) if event.get("thread_ts") not in (None, event.get("ts")) else None,
+        sent_at=_slack_time(event.get("ts")),
         raw=body,
     )
 

@@ -75,6 +75,7 @@ def to_inbound(update: Update, bot_username: str = "", bot_id: int | None = None
         event_id=event_id,
         replied_to=str(replied.message_id) if to_us and replied is not None else None,
         replied_keyboard=from_markup(replied.reply_markup) if to_us and replied is not None else (),
+        sent_at=msg.date.timestamp() if msg.date else None,
         raw=update,
     )
 

@@ -16,7 +16,8 @@ class Gate:
 
     Unknown users and chats get one refusal line (at most once per ``refuse_every_s``) and an
     audit entry, and learn nothing about tasks. Allowed users get ``per_minute`` commands a
-    minute as a token bucket.
+    minute as a token bucket, counted by when each message was sent: a backlog read at once after
+    an outage or a restart is not a flood, and is not refused as one.
     """
 
     def __init__(
@@ -54,7 +55,8 @@ class Gate:
             if not self._notice_due(f"refused:{inbound.user_id}", now):
                 return []
             return [Outbound(refusal, reply_to=inbound.message_id)]
-        if not self._take_token(inbound.user_id, now):
+        sent = now if inbound.sent_at is None else min(now, inbound.sent_at)
+        if not self._take_token(inbound.user_id, sent):
             if inbound.tap is not None:
                 return [_toast(f"Too many taps: at most {self.per_minute} a minute.")]
             if not self._notice_due(f"slow:{inbound.user_id}", now, every=60.0):
@@ -73,6 +75,7 @@ class Gate:
 
     def _take_token(self, user_id: str, now: float) -> bool:
         tokens, stamp = self._tokens.get(user_id, (float(self.per_minute), now))
+        now = max(now, stamp)  # send times of a backlog may run behind the last one seen
         tokens = min(float(self.per_minute), tokens + (now - stamp) * self.per_minute / 60.0)
         if tokens < 1.0:
             self._tokens[user_id] = (tokens, now)

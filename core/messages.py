@@ -53,7 +53,9 @@ class Inbound:
     """One thing a person did in a chat: a text message or a button tap.
 
     ``event_id`` is the platform's unique id for the update, so a redelivered update is handled
-    once. ``raw`` is the platform payload, for logs and debugging only: core never reads it.
+    once. ``sent_at`` is the platform's send time, so a backlog handled after an outage is judged
+    by when it was sent, not when it was read. ``raw`` is the platform payload, for logs and
+    debugging only: core never reads it.
     """
 
     chat: ChatRef
@@ -65,6 +67,7 @@ class Inbound:
     event_id: str = ""
     replied_to: str | None = None  # what this answers: a bot message (Telegram reply) or a thread (Slack)
     replied_keyboard: Keyboard = ()  # that message's buttons, as the platform showed them
+    sent_at: float | None = None  # when the person sent it (platform time), if the platform says
     raw: Any = field(default=None, compare=False, repr=False)
 
 

@@ -272,6 +272,19 @@ async def test_groups_must_be_allowed_and_commands_are_rate_limited(make_app: An
     assert gate.check(say("/status")) is None
 
 
+async def test_a_backlog_read_at_once_is_judged_by_when_it_was_sent(make_app: Any) -> None:
+    """Messages sent at the allowed rate while the bot was down all go through when it comes back."""
+    app: App = make_app()
+    clock = ManualClock()
+    clock.value = 10_000.0
+    gate = Gate(app.store, clock, allowed_users=[ALICE], allowed_chats=[], per_minute=6)
+    backlog = [replace(say(f"task {n}"), sent_at=clock.value - 600 + n * 10) for n in range(30)]  # 6 a minute
+    assert [gate.check(m) for m in backlog] == [None] * 30
+    flood = [replace(say(f"again {n}"), sent_at=clock.value) for n in range(8)]  # 8 sent in one second
+    answers = [gate.check(m) for m in flood]
+    assert answers[:6] == [None] * 6 and answers[6] is not None and answers[7] == []
+
+
 # -- progress edits -------------------------------------------------------------------------------
 async def test_progress_edits_the_card_at_a_bounded_rate(make_app: Any, tmp_path: Path) -> None:
     app: App = make_app(workspace=str(tmp_path))

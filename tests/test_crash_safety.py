@@ -76,6 +76,7 @@ def test_twenty_sigkills_lose_and_duplicate_nothing(
         "enabled": True, "api_base_url": fake.url, "token_env": TOKEN_ENV, "allowed_user_ids": [ALICE["id"]],
         "notify_chat_ids": [ALICE["id"]], "poll_timeout_s": 1, "progress_interval_s": 0.2,
         "retry_base_s": 0.1, "retry_max_s": 0.5,
+        "rate_limit_per_minute": 600,  # the test sends ~80 a minute; the limiter counts send times
     }  # fmt: skip
     cfg = tmp_path / "bots.yaml"
     cfg.write_text(yaml.safe_dump(data))
