@@ -88,7 +88,8 @@ class Runner:
         self.parser: OutputParser = parser_for(self.spec["parser"])
         self.link = _Link(self.spec["socket"])
         self.events_file = open(self.dir / "events.jsonl", "ab", buffering=0)  # noqa: SIM115
-        self.log_file = open(self.dir / "output.log", "ab")  # noqa: SIM115
+        # Unbuffered: ``orchestra logs`` and ``/log`` read the file while the agent runs.
+        self.log_file = open(self.dir / "output.log", "ab", buffering=0)  # noqa: SIM115
         self.log_max = int(self.spec.get("log_max_bytes") or 0)
         # Agents print their own keys at times (a 401 quoting the key): nothing we keep holds them.
         self.secrets = _secrets_from_env(list(self.spec.get("secret_env_names") or []))
@@ -234,10 +235,11 @@ class Runner:
                         buffer = b""
                     break
                 buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    self._log(line + b"\n")
-                    self._line(line)
+                complete, newline, buffer = buffer.rpartition(b"\n")
+                if newline:  # one write per read: the log is current without a syscall per line
+                    self._log(complete + newline)
+                    for line in complete.split(b"\n"):
+                        self._line(line)
                 if len(buffer) > 8 * 1024 * 1024:  # a line with no end: parse what we have
                     self._log(buffer)
                     self._line(buffer)
