@@ -21,6 +21,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from core.agents.base import AgentEvent, AgentResult, OutputParser
 _READ_CHUNK = 65536
 _STDERR_TAIL = 4000
 _REDACTED = b"[redacted]"
+_DRAIN_S = 2.0  # after the agent exits, how long its background children may hold its output open
+_MAX_WAIT_S = 1.0  # the longest the pump sleeps between checks
 _CHATTY = frozenset({"text", "raw", "tool_use", "tool_result"})  # dropped once the log is capped
 
 
@@ -88,7 +91,8 @@ class Runner:
         self.parser: OutputParser = parser_for(self.spec["parser"])
         self.link = _Link(self.spec["socket"])
         self.events_file = open(self.dir / "events.jsonl", "ab", buffering=0)  # noqa: SIM115
-        self.log_file = open(self.dir / "output.log", "ab")  # noqa: SIM115
+        # Unbuffered: ``orchestra logs`` and ``/log`` read the file while the agent runs.
+        self.log_file = open(self.dir / "output.log", "ab", buffering=0)  # noqa: SIM115
         self.log_max = int(self.spec.get("log_max_bytes") or 0)
         # Agents print their own keys at times (a 401 quoting the key): nothing we keep holds them.
         self.secrets = _secrets_from_env(list(self.spec.get("secret_env_names") or []))
@@ -147,6 +151,7 @@ class Runner:
         """Take over an agent that ``core.launch`` already spawned, and see it to the end."""
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGCHLD, self._on_child)
         self.pid = pid
         spec = self.spec
         if (self.dir / "cancel").exists():
@@ -188,35 +193,50 @@ class Runner:
         self._price_ready.set()
 
     def _pump(self, out_fd: int, started: float) -> int:
-        """Read the agent's stdout until it exits, enforcing timeout and cost cap."""
+        """Read the agent's output until the run ends, enforcing timeout, cancel and cost cap.
+
+        The run ends when the agent's own process has exited and its output is closed, or
+        ``_DRAIN_S`` after it exited (at the deadline at the latest) if processes it left in the
+        background keep the output open; the agent's exit decides the status. Whatever is still
+        running below the runner then is stopped (``_stop_leftovers``).
+        A stop (timeout, cancel, cost cap) signals the whole tree: SIGTERM, then SIGKILL after
+        the grace, repeated on every pass so nothing forked meanwhile survives.
+        """
         timeout = float(self.spec.get("timeout_s") or 0) or None
         deadline = started + timeout if timeout else None
         grace = float(self.spec.get("cancel_grace_s", 5))
-        kill_at: float | None = None
+        term_at: float | None = None
+        exited_at: float | None = None
         sel = selectors.DefaultSelector()
         os.set_blocking(out_fd, False)
         sel.register(out_fd, selectors.EVENT_READ, "out")
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         buffer = b""
-        open_out = True
+        out_open = True
         while True:
             now = time.time()
-            if self.stop_reason is None and deadline is not None and now >= deadline:
+            self._reap()
+            if self.exit_code is not None and exited_at is None:
+                exited_at = now
+            past_deadline = deadline is not None and now >= deadline
+            if self.stop_reason is None and past_deadline and exited_at is None:
                 self.stop_reason = "timed_out"
-            if self.stop_reason is not None and kill_at is None:
-                self._signal_agent(signal.SIGTERM)
-                kill_at = now + grace
-            if kill_at is not None and now >= kill_at:
-                self._signal_agent(signal.SIGKILL)
-                kill_at = float("inf")
-            if not open_out:
-                code = self._wait_exit(kill_at)
-                if code is not None:
-                    return code
-                continue
-            waits = [t - now for t in (deadline, kill_at) if t is not None and t != float("inf")]
-            wait = max(0.0, min(waits)) if waits else None
-            for key, _ in sel.select(wait):
+            if self.stop_reason is not None and term_at is None:
+                term_at = now
+                self._signal_tree(signal.SIGTERM)
+            elif term_at is not None and now >= term_at + grace:
+                self._signal_tree(signal.SIGKILL)
+            if exited_at is not None and (not out_open or past_deadline or now >= exited_at + _DRAIN_S):
+                break
+            # Every wait is bounded: SIGCHLD wakes us early, and no timeout can overflow select.
+            wake_at = [now + _MAX_WAIT_S]
+            if deadline is not None and self.stop_reason is None:
+                wake_at.append(deadline)
+            if term_at is not None and now < term_at + grace:
+                wake_at.append(term_at + grace)
+            if exited_at is not None:
+                wake_at.append(exited_at + _DRAIN_S)
+            for key, _ in sel.select(max(0.0, min(wake_at) - now)):
                 if key.data == "wake":
                     with contextlib.suppress(OSError):
                         os.read(self._wake_r, 64)
@@ -226,49 +246,72 @@ class Runner:
                 except BlockingIOError:
                     continue
                 if not chunk:
-                    open_out = False
-                    sel.unregister(out_fd)
-                    if buffer:
-                        self._log(buffer)
-                        self._line(buffer)
-                        buffer = b""
+                    out_open = False
+                    sel.unregister(out_fd)  # a closed pipe leaves the selector: it would be ready forever
                     break
                 buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    self._log(line + b"\n")
-                    self._line(line)
+                complete, newline, buffer = buffer.rpartition(b"\n")
+                if newline:  # one write per read: the log is current without a syscall per line
+                    self._log(complete + newline)
+                    for line in complete.split(b"\n"):
+                        self._line(line)
                 if len(buffer) > 8 * 1024 * 1024:  # a line with no end: parse what we have
                     self._log(buffer)
                     self._line(buffer)
                     buffer = b""
+        sel.close()
+        if buffer:
+            self._log(buffer)
+            self._line(buffer)
+        self._stop_leftovers(grace)
+        os.close(out_fd)
+        return self.exit_code if self.exit_code is not None else -1
 
-    def _wait_exit(self, kill_at: float | None) -> int | None:
-        # Bounded waits: a cancel can arrive while stdout is closed but the agent still runs.
-        until = time.time() + 0.2
-        if kill_at is not None and kill_at != float("inf"):
-            until = min(until, kill_at)
+    def _on_child(self, _signum: int, _frame: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"c")
+
+    def _reap(self) -> None:
+        """Collect every child that has ended: the agent, and the orphans we are subreaper for."""
         while True:
-            code = self._poll()
-            if code is not None or time.time() >= until:
-                return code
-            time.sleep(0.005)
-
-    def _poll(self) -> int | None:
-        if self.exit_code is None and self.pid is not None:
             try:
-                done, status = os.waitpid(self.pid, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return -1
-            if done:
+                if self.exit_code is None:
+                    self.exit_code = -1  # not our child any more: nothing to wait for
+                return
+            if pid == 0:
+                return
+            if pid == self.pid:
                 self.exit_code = os.waitstatus_to_exitcode(status)
-        return self.exit_code
 
-    def _signal_agent(self, sig: int) -> None:
-        if self.pid is None or self._poll() is not None:
+    def _signal_tree(self, sig: int) -> None:
+        """Signal the agent's process group and every process below the runner, setsid'd or not."""
+        if self.pid is not None and self.exit_code is None:  # until reaped, the group id is surely ours
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+        for pid in _descendants(os.getpid()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+    def _stop_leftovers(self, grace: float) -> None:
+        """Stop what the agent left running: SIGTERM, then SIGKILL after ``grace``; bounded."""
+        self._reap()
+        left = _descendants(os.getpid())
+        if not left:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
+        sys.stdout.write(f"orchestra {self.task_id}: stopping {len(left)} process(es) the agent left running\n")
+        sys.stdout.flush()
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            self._signal_tree(sig)
+            until = time.monotonic() + wait
+            while time.monotonic() < until:
+                time.sleep(0.05)
+                self._reap()
+                if not _descendants(os.getpid()):
+                    return
+                if sig == signal.SIGKILL:
+                    self._signal_tree(sig)  # whatever forked since the last pass
 
     def _log(self, chunk: bytes) -> None:
         """Append whole lines (so a secret is never split across two writes), redacted, up to the cap."""
@@ -374,6 +417,48 @@ class Runner:
         sys.stdout.write("\n")
         sys.stdout.flush()
         return 0
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live process below ``root`` (from ``/proc``), parents before their children."""
+    children = _children if os.path.exists(f"/proc/{root}/task/{root}/children") else _children_by_scan()
+    found: list[int] = []
+    todo = [root]
+    while todo and len(found) < 100_000:
+        kids = children(todo.pop())
+        found += kids
+        todo += kids
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    kids: list[int] = []
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                kids += [int(k) for k in fh.read().split()]
+        except (OSError, ValueError):
+            continue
+    return kids
+
+
+def _children_by_scan() -> Callable[[int], list[int]]:
+    """For kernels without ``/proc/PID/task/TID/children``: one pass over every ``/proc/PID/stat``."""
+    by_parent: dict[int, list[int]] = {}
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        by_parent.setdefault(ppid, []).append(int(name))
+    return lambda pid: by_parent.get(pid, [])
 
 
 def _tail(path: Path, size: int) -> str:

@@ -1,0 +1,154 @@
+"""The runner with real agents: real tmux, real processes, real files and the real CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import App
+from core.models import TaskState
+from tests.conftest import orchestra, requires_tmux
+
+pytestmark = requires_tmux
+
+
+def shell_agent(script: str) -> dict[str, Any]:
+    """An agent that is a shell script (the task text arrives on its stdin, unread)."""
+    return {"kind": "command", "command": "sh", "args": ["-c", script], "max_concurrent": 4}
+
+
+async def started(app: App) -> None:
+    assert app.engine.acquire()
+    await app.engine.start()
+
+
+async def until(check: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_logs_show_output_while_the_agent_runs(make_app: Any, tmp_path: Path) -> None:
+    app = make_app(agents__talker=shell_agent("echo 'first line of work'; sleep 30"), limits__cancel_grace_s=1)
+    await started(app)
+    try:
+        task = app.service.delegate("talk, then think", agent="talker", cwd=str(tmp_path)).task
+        await until(lambda: any("first line" in e["text"] for e in app.store.events(task.id)))
+        shown = await asyncio.to_thread(orchestra, "logs", task.id, config=tmp_path / "bots.yaml")
+        assert app.store.get_task(task.id).state == TaskState.RUNNING
+        app.service.cancel(task.id)
+        await app.engine.wait_finished(task.id, timeout=15)
+    finally:
+        await app.engine.stop()
+    assert shown.returncode == 0, shown.stderr
+    assert "first line of work" in shown.stdout
+    assert "no output yet" not in shown.stdout
+
+
+# -- the process tree ------------------------------------------------------------------------
+# Each script leaves a plain background child and one that left the session (setsid -f forks,
+# so its parent exits at once and it is orphaned); both write their pid where the test reads it.
+BACKGROUND = "sleep 4444 & echo $! > bg.pid; setsid -f sh -c 'echo $$ > setsid.pid; exec sleep 4444'; "
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a live process, from /proc (None once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def pids_in(work: Path, *names: str) -> list[int]:
+    await until(lambda: all((work / n).exists() and (work / n).read_text().strip() for n in names))
+    return [int((work / n).read_text()) for n in names]
+
+
+async def run_watching_cpu(app: App, task_id: str, timeout: float) -> tuple[Any, float]:
+    """Wait for a task to end while sampling its runner's CPU time; the task and the last sample."""
+    await until(lambda: app.store.task_field(task_id, "runner_pid"))
+    runner = int(app.store.task_field(task_id, "runner_pid"))
+    used = 0.0
+    deadline = time.monotonic() + timeout
+    while app.store.get_task(task_id).state == TaskState.RUNNING and time.monotonic() < deadline:
+        used = cpu_seconds(runner) or used
+        await asyncio.sleep(0.1)
+    return app.store.get_task(task_id), used
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Iterator[Path]:
+    """The agents' working directory; whatever pid they left there is killed at teardown."""
+    path = tmp_path / "work"
+    path.mkdir()
+    yield path
+    for pid_file in path.glob("*.pid"):
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+async def test_background_child_holding_the_output_does_not_keep_the_run_alive(make_app: Any, work: Path) -> None:
+    app = make_app(agents__bg=shell_agent(BACKGROUND + "echo done"), limits__task_timeout_s=8, limits__cancel_grace_s=1)
+    await started(app)
+    try:
+        task = app.service.delegate("leave things running", agent="bg", cwd=str(work)).task
+        bg, orphan = await pids_in(work, "bg.pid", "setsid.pid")
+        t0 = time.monotonic()
+        task, cpu = await run_watching_cpu(app, task.id, timeout=15)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED, task.error
+    assert time.monotonic() - t0 < 7, "the run ends soon after the agent itself exits, not at the timeout"
+    assert not alive(bg) and not alive(orphan), "what the agent left running is stopped with the run"
+    assert cpu < 1.0, f"the runner used {cpu:.2f} s of CPU waiting"
+    assert "done" in app.service.log_path(task.id).read_text()
+
+
+async def test_timeout_kills_background_and_setsid_children(make_app: Any, work: Path) -> None:
+    app = make_app(
+        agents__bg=shell_agent(BACKGROUND + "exec sleep 4444"), limits__task_timeout_s=2, limits__cancel_grace_s=1
+    )
+    await started(app)
+    try:
+        task = app.service.delegate("never ends", agent="bg", cwd=str(work)).task
+        bg, orphan = await pids_in(work, "bg.pid", "setsid.pid")
+        task, cpu = await run_watching_cpu(app, task.id, timeout=15)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.TIMED_OUT
+    assert not alive(bg) and not alive(orphan)
+    assert cpu < 1.0, f"the runner used {cpu:.2f} s of CPU waiting"
+
+
+async def test_cancel_kills_background_and_setsid_children(make_app: Any, tmp_path: Path, work: Path) -> None:
+    app = make_app(agents__bg=shell_agent(BACKGROUND + "wait"), limits__cancel_grace_s=1)
+    await started(app)
+    try:
+        task = app.service.delegate("wait for them", agent="bg", cwd=str(work)).task
+        bg, orphan = await pids_in(work, "bg.pid", "setsid.pid")
+        await until(lambda: app.store.task_field(task.id, "runner_pid"))
+        cancelled = await asyncio.to_thread(orchestra, "cancel", task.id, config=tmp_path / "bots.yaml")
+        assert cancelled.returncode == 0, cancelled.stderr
+        task = await app.engine.wait_finished(task.id, timeout=15)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.CANCELLED
+    assert not alive(bg) and not alive(orphan)
