@@ -16,13 +16,14 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from core.agents import adapter_for
 from core.agents.base import AgentResult
@@ -33,7 +34,7 @@ from core.messages import finished_keyboard
 from core.models import RUN_END_STATES, Task, TaskState
 from core.store import Store
 from core.summary import build_summary, git_baseline, render_phone
-from core.tmux import TmuxManager, runner_argv
+from core.tmux import TmuxManager, WindowInfo, runner_argv
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ Listener = Callable[[str, str, dict[str, Any]], None]
 """Called as ``listener(task_id, kind, data)`` for every ingested event and state change."""
 
 _SWEEP_S = 30.0
+_UNREADABLE = "unreadable"
+_RESULT_STATES = frozenset(state.value for state in RUN_END_STATES)
+_HAS_PROC = Path("/proc/self/cmdline").exists()
 
 
 class Engine:
@@ -122,10 +126,14 @@ class Engine:
                     record = json.loads(line)
                 except ValueError:
                     continue
-                kind = record.get("t")
+                kind = record.get("t") if isinstance(record, dict) else None
                 if kind == "event":
-                    runner_of = str(record.get("task", ""))
-                    self.ingest(record)
+                    event = event_record(record)
+                    if event is None:
+                        log.warning("skipped a bad event record from a runner: %.200r", line)
+                        continue
+                    runner_of = event["task"]
+                    self.ingest(event)
                 elif kind == "kick":
                     self.dispatch()
                 elif kind == "cancel":
@@ -145,7 +153,7 @@ class Engine:
             return
         task = self.store.find_task(task_id)
         if task is not None and task.state == TaskState.RUNNING:
-            self._settle(task, self.tmux.windows(), grace=0.0)
+            self._settle_one(task, self.tmux.windows(), grace=0.0)
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -271,23 +279,21 @@ class Engine:
 
     # -- ingest -----------------------------------------------------------------------------
     def ingest(self, record: dict[str, Any], *, replaying: bool = False) -> None:
-        """Apply one runner event (live or replayed from disk); repeats are ignored."""
-        task_id = str(record.get("task", ""))
-        kind = str(record.get("kind", ""))
-        data = record.get("data") or {}
-        ts = float(record.get("ts") or self.clock.now())
-        try:
-            seq = int(record["seq"])
-        except (KeyError, TypeError, ValueError):
-            return
+        """Apply one runner event (live or replayed from disk); repeats are ignored.
+
+        ``record`` has passed ``event_record``: every field has the type used here.
+        """
+        task_id: str = record["task"]
+        kind: str = record["kind"]
+        data: dict[str, Any] = record["data"]
+        ts = float(record["ts"] or self.clock.now())
+        seq: int = record["seq"]
         last = self.store.task_field(task_id, "last_seq")
         if last is not None and seq > int(last) + 1 and not replaying:
             # Events the runner could not send while no engine listened: they are in its file.
             self.replay(task_id)
             return
-        if not self.store.add_event(
-            task_id, seq, ts, kind, str(record.get("text", ""))[:2000], {} if kind == "result" else data
-        ):
+        if not self.store.add_event(task_id, seq, ts, kind, record["text"][:2000], {} if kind == "result" else data):
             return
         if kind == "started":
             fields: dict[str, Any] = {"started_at": data.get("agent_started_at", ts)}
@@ -431,56 +437,156 @@ class Engine:
     def replay(self, task_id: str) -> None:
         """Apply events from the task's events.jsonl that the store has not seen."""
         path = self.task_dir(task_id) / "events.jsonl"
-        if not path.exists():
-            return
         last = int(self.store.task_field(task_id, "last_seq") or 0)
-        with open(path, "rb") as fh:
-            for raw in fh:
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    continue  # a line cut short by a crash
-                if int(record.get("seq", 0)) > last:
-                    self.ingest(record, replaying=True)
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed below; a missing file is the common case
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning("cannot read %s: %s", path, exc)
+            return
+        with fh:
+            self._replay_lines(task_id, path, fh, last)
+
+    def _replay_lines(self, task_id: str, path: Path, lines: Iterable[bytes], last: int) -> None:
+        for number, raw in enumerate(lines, 1):
+            try:
+                record = event_record(json.loads(raw))
+            except ValueError:
+                record = None
+            if record is None or record["task"] != task_id:
+                if raw.endswith(b"\n"):  # not a line cut short by a crash: say so once per read
+                    log.warning("%s line %d is not an event of %s; skipped: %.200r", path, number, task_id, raw)
+                continue
+            if record["seq"] > last:
+                self.ingest(record, replaying=True)
 
     def reconcile(self) -> None:
         """Bring the store in line with tmux and the runners' files after a (re)start."""
         windows = self.tmux.windows()
         for task in self.store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000):
-            self.replay(task.id)
-            if self.store.get_task(task.id).state != TaskState.RUNNING:
-                continue  # the replayed result finished it
-            self._settle(task, windows, grace=0.0)
+            self._settle_one(task, windows, grace=0.0, replay=True)
 
     def sweep(self) -> None:
         """Slow safety net for runners that died without a result (no pane polling)."""
         windows = self.tmux.windows()
         for task in self.store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000):
-            self._settle(task, windows, grace=5.0)
+            self._settle_one(task, windows, grace=5.0)
 
-    def _settle(self, task: Task, windows: dict[str, Any], *, grace: float) -> None:
+    def settle_unattended(self, tasks: Iterable[Task]) -> bool:
+        """For readers (``status``, ``show``) while no engine runs: end the running tasks that have.
+
+        Cheap: per running task a look for result.json and at the runner's pid in /proc; tmux is
+        asked once, only for a task whose runner never reported its pid. True if a task changed.
+        While an engine holds the lock this does nothing: recording is its job.
+        """
+        running = [t for t in tasks if t.state == TaskState.RUNNING]
+        if not running or engine_running(self.home):
+            return False
+        unknown = []
+        for task in running:
+            alive = self._runner_alive(task.id)
+            if alive is None:
+                unknown.append(task)
+            elif not alive or (self.task_dir(task.id) / "result.json").exists():
+                self._settle_one(task, {}, grace=0.0, replay=True)
+        if unknown:
+            windows = self.tmux.windows()
+            for task in unknown:
+                self._settle_one(task, windows, grace=0.0, replay=True)
+        return any(self.store.task_field(t.id, "state") != TaskState.RUNNING for t in running)
+
+    def record_result(self, task_id: str) -> bool:
+        """Catch up with the task's events and record its result.json if it has one.
+
+        True once the task is no longer running. Safe from any process, engine or not: the
+        store's compare-and-set records a result once.
+        """
+        self.replay(task_id)
+        task = self.store.find_task(task_id)
+        if task is None or task.state != TaskState.RUNNING:
+            return task is not None
+        payload = self._result_on_disk(task_id)
+        if isinstance(payload, dict):
+            self.finalize(task_id, payload)
+        return bool(self.store.task_field(task_id, "state") != TaskState.RUNNING)
+
+    def end_without_runner(self, task_id: str, state: TaskState, reason: str) -> bool:
+        """End a running task whose runner is gone: stop its agent, record the reason once."""
+        self._kill_agent(task_id)  # nothing else would ever stop or account for it
+        return self.finalize(task_id, {"status": state.value, "result": {"status": "failed", "errors": [reason]}})
+
+    def _settle_one(self, task: Task, windows: dict[str, WindowInfo], *, grace: float, replay: bool = False) -> None:
+        # One task's broken files or a bug they trigger must never keep the others from settling.
+        try:
+            if replay:
+                self.replay(task.id)
+                if self.store.task_field(task.id, "state") != TaskState.RUNNING:
+                    return  # the replayed result finished it
+            self._settle(task, windows, grace=grace)
+        except Exception:
+            log.exception("could not settle %s; the other tasks go on", task.id)
+
+    def _settle(self, task: Task, windows: dict[str, WindowInfo], *, grace: float) -> None:
         task_dir = self.task_dir(task.id)
-        result_file = task_dir / "result.json"
-        if result_file.exists():
+        payload = self._result_on_disk(task.id)
+        if isinstance(payload, dict):
             self.replay(task.id)
-            with contextlib.suppress(OSError, ValueError):
-                self.finalize(task.id, json.loads(result_file.read_text(encoding="utf-8")))
+            self.finalize(task.id, payload)
             return
         window = windows.get(task.id)
         if window is not None and not window.dead:
             return
         if self.clock.now() - float(self.store.task_field(task.id, "updated_at") or 0) < grace:
             return
+        if payload == _UNREADABLE:
+            self.end_without_runner(task.id, TaskState.FAILED, "its result.json could not be read")
+            return
         if not (task_dir / "events.jsonl").exists():
             # The window never came up: the task never ran, so it can safely go back in the queue.
             if self.store.transition(task.id, [TaskState.RUNNING], TaskState.QUEUED, updated_at=self.clock.now()):
                 log.warning("%s never started; queued again", task.id)
             return
-        self._kill_agent(task.id)  # its runner is gone: nothing would ever stop or account for it
-        self.finalize(
-            task.id,
-            {"status": "failed", "result": {"status": "failed", "errors": ["the runner vanished without a result"]}},
-        )
+        self.end_without_runner(task.id, TaskState.FAILED, "the runner vanished without a result")
+
+    def _result_on_disk(self, task_id: str) -> dict[str, Any] | str | None:
+        """The task's result.json if valid; None when there is none; ``_UNREADABLE`` when broken."""
+        path = self.task_dir(task_id) / "result.json"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("cannot read %s: %s", path, exc)
+            return _UNREADABLE
+        try:
+            payload = result_payload(json.loads(text))
+        except ValueError:
+            payload = None
+        if payload is None:
+            log.warning("%s is not a result; skipped: %.200r", path, text)
+            return _UNREADABLE
+        return payload
+
+    def _runner_alive(self, task_id: str) -> bool | None:
+        """Whether the task's runner still runs; None when it has not reported its pid yet."""
+        pid = self.store.task_field(task_id, "runner_pid")
+        if not pid:
+            return None
+        if _HAS_PROC:  # the pid's command line names the task dir, so a reused pid is not mistaken for it
+            try:
+                return str(self.task_dir(task_id)).encode() in Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+            except FileNotFoundError:
+                return False
+            except OSError:
+                pass
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
 
     def _kill_agent(self, task_id: str) -> None:
         """Kill the process group of a task's agent (the runner starts it in its own session)."""
@@ -497,6 +603,71 @@ class Engine:
         if task is None or task.state != TaskState.RUNNING:
             return False
         return request_cancel(self.store, self.tmux, self.home, task_id)
+
+
+def event_record(obj: Any) -> dict[str, Any] | None:
+    """A runner event with every field of the type the engine uses, or None when it is not one.
+
+    The one check for records from the socket and from events.jsonl alike: a line that is valid
+    JSON but no event (``123``, ``[]``, ``{"seq": "x9"}``) is skipped, never raised on.
+    """
+    if not isinstance(obj, dict):
+        return None
+    task, seq, kind, ts = obj.get("task"), obj.get("seq"), obj.get("kind"), obj.get("ts")
+    text, data = obj.get("text", ""), obj.get("data") or {}
+    if not (isinstance(task, str) and task and _is_int(seq) and seq > 0 and isinstance(kind, str) and kind):
+        return None
+    if not (isinstance(text, str) and isinstance(data, dict) and (ts is None or _is_number(ts))):
+        return None
+    checks: dict[str, tuple[str, ...]] = {
+        "started": ("agent_started_at", "runner_pid", "pid"),
+        "cost": ("cost_usd",),
+    }
+    if any(data.get(key) is not None and not _is_number(data[key]) for key in checks.get(kind, ())):
+        return None
+    if kind == "cost" and data.get("cost_usd") is None:
+        return None
+    if kind == "started" and data.get("runner_pid") is not None and not _is_int(data["runner_pid"]):
+        return None
+    if kind == "usage":
+        usage = data.get("usage") or {}
+        if not isinstance(usage, dict) or not all(_is_int(usage.get(k, 0)) for k in ("input_tokens", "output_tokens")):
+            return None
+    if kind == "result" and result_payload(data) is None:
+        return None
+    return {"task": task, "seq": seq, "kind": kind, "ts": ts, "text": text, "data": data}
+
+
+def result_payload(obj: Any) -> dict[str, Any] | None:
+    """A runner's result (result.json, or the data of its ``result`` event), or None when broken."""
+    if not isinstance(obj, dict) or obj.get("status", "failed") not in _RESULT_STATES:
+        return None
+    result = obj.get("result") or {}
+    exited_at = obj.get("exited_at")
+    if not isinstance(result, dict) or not (exited_at is None or _is_number(exited_at)):
+        return None
+    usage = result.get("usage") or {}
+    lists = [result.get(k, []) for k in ("errors", "permission_denials")]
+    optional_text = [result.get(k) for k in ("session_id", "model")]
+    if not (
+        isinstance(usage, dict)
+        and all(_is_int(v) for v in usage.values())
+        and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists)
+        and all(v is None or isinstance(v, str) for v in optional_text)
+        and (result.get("cost_usd") is None or _is_number(result["cost_usd"]))
+        and (result.get("exit_code") is None or _is_int(result["exit_code"]))
+        and isinstance(result.get("final_text", ""), str)
+    ):
+        return None
+    return obj
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def write_agent_files(files: dict[str, str]) -> None:

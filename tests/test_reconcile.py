@@ -1,0 +1,141 @@
+"""Reconcile: what an engine (or a reader while none runs) makes of the runners' files.
+
+Real tmux on a private socket, a real SQLite file, the real runner and stand-in; the task files a
+crash or a bug can leave behind are written by hand where a real runner would not write them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import App
+from core.models import Task, TaskState
+from tests.conftest import requires_tmux
+
+pytestmark = requires_tmux
+
+RESULT = {
+    "task_id": "",
+    "status": "succeeded",
+    "exited_at": 1000.5,
+    "result": {"status": "succeeded", "final_text": "done", "cost_usd": 1.25, "cost_source": "cli",
+               "usage": {"input_tokens": 10, "output_tokens": 5}},
+}  # fmt: skip
+
+
+def running_task(app: App, cwd: Path, *, events: list[Any] | None = None, started: bool = True) -> Task:
+    """A task the store says is running, with the files its runner would have left."""
+    task = app.store.create_task({"text": "x", "agent": "standin", "category": "backend", "state": "running",
+                                  "cwd": str(cwd), "created_at": 1000.0, "started_at": 1000.0})  # fmt: skip
+    task_dir = app.home / "tasks" / task.id
+    task_dir.mkdir(parents=True)
+    lines = [{"t": "event", "task": task.id, "seq": 1, "ts": 1000.0, "kind": "started", "text": "", "data": {}}]
+    if events is not None or started:
+        body = "".join(json.dumps(e) + "\n" for e in lines + (events or []))
+        (task_dir / "events.jsonl").write_text(body)
+    return task
+
+
+def write_result(app: App, task: Task, payload: Any = None) -> None:
+    text = payload if isinstance(payload, str) else json.dumps(payload or {**RESULT, "task_id": task.id})
+    (app.home / "tasks" / task.id / "result.json").write_text(text)
+
+
+def append(app: App, task: Task, text: str) -> None:
+    with open(app.home / "tasks" / task.id / "events.jsonl", "a") as fh:
+        fh.write(text)
+
+
+async def start_engine(app: App) -> None:
+    assert app.engine.acquire()
+    await app.engine.start()
+
+
+async def until(check: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+BAD_LINES = [
+    "123",
+    '{"seq": "x9"}',
+    "[]",
+    '{"kind": 5}',
+    "null",
+    '"started"',
+    '{"t": "event", "task": "TASK", "seq": 2, "kind": "cost", "data": {"cost_usd": "lots"}}',
+    '{"t": "event", "task": "TASK", "seq": 2, "kind": "started", "data": {"runner_pid": "abc"}}',
+    '{"t": "event", "task": "TASK", "seq": 2, "kind": "usage", "data": {"usage": {"input_tokens": "many"}}}',
+    '{"t": "event", "task": "TASK", "seq": 2, "kind": "text", "data": "x"}',
+    '{"t": "event", "task": "TASK", "seq": 2, "kind": "result", "data": {"status": "exploded"}}',
+]
+
+
+@pytest.mark.parametrize("bad", BAD_LINES)
+async def test_a_bad_event_line_is_skipped_and_the_engine_still_dispatches(
+    make_app: Any, tmp_path: Path, bad: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One valid-JSON line that is no event used to make every engine start raise, so no task ran."""
+    app = make_app()
+    broken = running_task(app, tmp_path)
+    good = {"t": "event", "task": broken.id, "seq": 3, "ts": 1000.2, "kind": "text", "text": "after", "data": {}}
+    append(app, broken, bad.replace("TASK", broken.id) + "\n" + json.dumps(good) + "\n")
+    write_result(app, broken)
+    queued = app.store.create_task({"text": "Create User model", "agent": "standin", "category": "backend",
+                                    "state": "queued", "cwd": str(tmp_path), "created_at": 1001.0})  # fmt: skip
+    caplog.set_level(logging.WARNING, logger="core.engine")
+    await start_engine(app)
+    try:
+        await until(lambda: app.store.get_task(queued.id).state.finished)
+    finally:
+        await app.engine.stop()
+    assert app.store.get_task(queued.id).state == TaskState.SUCCEEDED, "the queued task ran"
+    task = app.store.get_task(broken.id)
+    assert task.state == TaskState.SUCCEEDED and task.cost_usd == 1.25, "its result.json was recorded"
+    assert [e["text"] for e in app.store.events(broken.id, kinds=["text"])] == ["after"], "the good lines count"
+    assert any("skipped" in r.getMessage() and broken.id in r.getMessage() for r in caplog.records)
+
+
+async def test_one_broken_task_never_blocks_the_others(make_app: Any, tmp_path: Path) -> None:
+    """Bad result.json, truncated result.json, bad spec.json, truncated events: each ends with a reason."""
+    app = make_app()
+    bad_result = running_task(app, tmp_path)
+    write_result(app, bad_result, {**RESULT, "status": 7})
+    truncated_result = running_task(app, tmp_path)
+    write_result(app, truncated_result, json.dumps(RESULT)[:40])
+    not_a_result = running_task(app, tmp_path)
+    write_result(app, not_a_result, {**RESULT, "result": {"status": "succeeded", "cost_usd": "a lot"}})
+    bad_spec = running_task(app, tmp_path)
+    (app.home / "tasks" / bad_spec.id / "spec.json").write_text("{not json")
+    truncated_events = running_task(app, tmp_path)
+    append(app, truncated_events, '{"t": "event", "task": "' + truncated_events.id + '", "seq": 2, "kind": "te')
+    unreadable_events = running_task(app, tmp_path, started=False)
+    (app.home / "tasks" / unreadable_events.id / "events.jsonl").mkdir()  # a directory: reading fails
+    fine = running_task(app, tmp_path)
+    write_result(app, fine)
+    queued = app.store.create_task({"text": "Create User model", "agent": "standin", "category": "backend",
+                                    "state": "queued", "cwd": str(tmp_path), "created_at": 1001.0})  # fmt: skip
+    await start_engine(app)
+    try:
+        await until(lambda: app.store.get_task(queued.id).state.finished)
+    finally:
+        await app.engine.stop()
+    assert app.store.get_task(queued.id).state == TaskState.SUCCEEDED
+    assert app.store.get_task(fine.id).state == TaskState.SUCCEEDED
+    for task in (bad_result, truncated_result, not_a_result):
+        ended = app.store.get_task(task.id)
+        assert (ended.state, ended.error) == (TaskState.FAILED, "its result.json could not be read"), task.id
+    for task in (bad_spec, truncated_events, unreadable_events):
+        ended = app.store.get_task(task.id)
+        assert ended.state == TaskState.FAILED and "vanished" in ended.error, task.id
+    assert not app.store.active_tasks()
