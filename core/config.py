@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from core.agents.base import AgentSettings
 from core.errors import ConfigError
+from core.routing import compile_rule_pattern
 
 AGENT_KINDS = ("claude", "codex", "gemini", "qwen", "opencode", "droid", "aider", "command")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -74,9 +75,9 @@ class RuleConfig(_Model):
     @classmethod
     def _compiles(cls, pattern: str) -> str:
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression ({exc})") from exc
+            compile_rule_pattern(pattern)  # RE2, as routing matches it: linear time, whatever the pattern
+        except ValueError as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from None
         return pattern
 
 

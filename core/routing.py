@@ -16,6 +16,11 @@ config, else the default agent. An agent that is not available is skipped and th
 (the next matching priority rule, then the next-best category) is tried; the reason says which
 agents were skipped.
 
+Bounded: a rule the user wrote is matched by RE2, whose time is linear in the text whatever the
+pattern (``(a+)+$`` cannot freeze routing); RE2 has no lookaround and no backreferences, so
+such patterns are refused when bots.yaml is loaded. Only the shipped default rules
+(``trusted``) use Python's ``re``, lookarounds included.
+
 Speed: every pattern is compiled once. Most rule branches start with ``\\b`` and a literal word
 stem, so a match can only begin at a word that starts with that stem. ``Router`` works those
 stems out of each parsed pattern, looks the task's words up in an index and calls
@@ -33,6 +38,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import re2
 import yaml
 
 __all__ = [
@@ -44,6 +50,7 @@ __all__ = [
     "Router",
     "Rule",
     "RulesFileError",
+    "compile_rule_pattern",
     "load_default_rules",
     "load_rules",
     "parse_override",
@@ -102,8 +109,10 @@ class AgentUnavailable(Exception):
 class Rule:
     """One routing rule.
 
-    ``pattern`` is a Python regex searched case-insensitively in the task text (scoped flags such
-    as ``(?-i:...)`` work). ``weight`` decides how the rule competes: ``None`` (the default)
+    ``pattern`` is searched case-insensitively in the task text (scoped flags such as
+    ``(?-i:...)`` work): in RE2 syntax, or in Python's ``re`` syntax when ``trusted`` (the shipped
+    default rules, reviewed here, may use lookarounds; RE2 bounds the matching time of every
+    other rule). ``weight`` decides how the rule competes: ``None`` (the default)
     makes it a priority rule, as for the user's own rules: the first one that matches, in list
     order, wins over all weighted rules. A number makes it a scored rule, as for the defaults.
     """
@@ -115,6 +124,7 @@ class Rule:
     require_approval: bool = False
     require_review: bool = False
     weight: float | None = None
+    trusted: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,8 +168,11 @@ class Router:
         self.default_agent = default_agent
         self.default_category = default_category
         self.is_available = is_available
-        self._regexes: list[re.Pattern[str]] = []
+        self._regexes: list[Any] = []  # a compiled ``re`` pattern, or an RE2 one for untrusted rules
         self._unindexed: list[int] = []  # rules whose pattern could not be analysed
+        # RE2's \b and \w are ASCII-only while the index splits words the Unicode way: for
+        # non-ASCII texts these rules are searched in full.
+        self._ascii_only: list[int] = []
         # The stem index. ``_long`` / ``_short`` serve any text; ``_ascii`` serves ASCII texts with
         # one lookup per word: it also files one- and two-letter stems under every ASCII key
         # they can begin (``ci`` under ``ci``, ``cia``, ``cib``, ...).
@@ -168,14 +181,16 @@ class Router:
         self._ascii: dict[str, list[tuple[str, int]]] = {}  # word[:3] -> [(stem, rule index)]
         for index, rule in enumerate(self.rules):
             try:
-                regex = re.compile(rule.pattern, re.IGNORECASE)
-            except re.error as exc:
-                raise ValueError(f"routing rule {rule.name!r} has an invalid pattern: {exc}") from exc
+                regex = re.compile(rule.pattern, re.IGNORECASE) if rule.trusted else compile_rule_pattern(rule.pattern)
+            except (re.error, ValueError) as exc:
+                raise ValueError(f"routing rule {rule.name!r} has an invalid pattern: {exc}") from None
             self._regexes.append(regex)
             stems = _word_stems(rule.pattern)
             if stems is None:
                 self._unindexed.append(index)
                 continue
+            if not rule.trusted:
+                self._ascii_only.append(index)
             for stem in stems:
                 if len(stem) >= 3:
                     self._long.setdefault(stem[:3], []).append((stem, index))
@@ -188,20 +203,23 @@ class Router:
                     keys += frontier
                 for key in keys:
                     self._ascii.setdefault(key, []).append((stem, index))
+        self._ascii_only_set = frozenset(self._ascii_only)
+        self._uses_re2 = not all(rule.trusted for rule in self.rules)
 
     # -- matching ------------------------------------------------------------------------------
 
-    def _matches(self, text: str) -> list[tuple[int, re.Match[str]]]:
+    def _matches(self, text: str) -> list[tuple[int, Any]]:
         """Every rule that matches ``text``, in rule order, with its leftmost match."""
         starts = self._word_starts(text)
-        found: list[tuple[int, re.Match[str]]] = []
+        found: list[tuple[int, Any]] = []
         if starts is None:  # the folded text is not aligned with the original: search everything
             for index, regex in enumerate(self._regexes):
                 match = regex.search(text)
                 if match is not None:
                     found.append((index, match))
             return found
-        for index in self._unindexed:
+        full = self._unindexed if text.isascii() else [*self._unindexed, *self._ascii_only]
+        for index in full:
             match = self._regexes[index].search(text)
             if match is not None:
                 found.append((index, match))
@@ -237,6 +255,7 @@ class Router:
         folded = text.translate(_FOLD).lower()
         if len(folded) != len(text):
             return None
+        ascii_only = self._ascii_only_set
         long_index, short_index = self._long, self._short
         for word in _WORD.finditer(text):
             start, end = word.span()
@@ -250,6 +269,8 @@ class Router:
                 if len(token) > 1:
                     hits.extend(short_index.get(token[:2], ()))
             for index in hits:
+                if index in ascii_only:
+                    continue
                 positions = starts.get(index)
                 if positions is None:
                     starts[index] = [start]
@@ -265,6 +286,8 @@ class Router:
         Also the first matching rule that requires approval, and the first that requires review.
         """
         text = _clip(text)
+        if self._uses_re2 and not text.isascii():
+            text = _SURROGATE.sub("\ufffd", text)  # RE2 takes UTF-8, which has no lone surrogates; same length
         found: list[_Candidate] = []
         approval: str | None = None
         review: str | None = None
@@ -286,7 +309,7 @@ class Router:
             entry[0] += rule.weight
             if rule.weight > entry[2]:
                 entry[2], entry[3], entry[4] = rule.weight, rule, match
-        ranked: list[tuple[float, int, Rule, re.Match[str]]] = []
+        ranked: list[tuple[float, int, Rule, Any]] = []
         for total, first, best, rule, match in scores.values():
             score = best + EXTRA_MATCH_FACTOR * (total - best)
             if score > 0:
@@ -383,7 +406,7 @@ def _clip(text: str) -> str:
     return text[:_HEAD_CHARS] + "\n" + text[-(MAX_ROUTE_CHARS - _HEAD_CHARS) :]
 
 
-def _snippet(match: re.Match[str]) -> str:
+def _snippet(match: Any) -> str:
     snippet = " ".join(match.group(0).split())
     if len(snippet) > _SNIPPET_CHARS:
         snippet = snippet[: _SNIPPET_CHARS - 1] + "…"
@@ -398,6 +421,32 @@ def _skips(skipped: Sequence[str]) -> str:
     if not skipped:
         return ""
     return " (" + "; ".join(f"{agent} skipped: not available" for agent in skipped) + ")"
+
+
+# -- user patterns: RE2 ---------------------------------------------------------------------
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.case_sensitive = False
+_RE2_OPTIONS.log_errors = False  # RE2 would print every refused pattern to stderr itself
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def compile_rule_pattern(pattern: str) -> Any:
+    """Compile a user's rule pattern with RE2 (case-insensitive); ``ValueError`` when RE2 refuses it.
+
+    RE2 matches in time linear in the text, so no pattern can stall routing; in exchange it has
+    no lookaround, no backreferences and a cap on the compiled size.
+    """
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else exc
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        hint = ""
+        if "perl operator" in str(detail) or re.search(r"escape sequence: \\[1-9]", str(detail)):
+            hint = "; rules use RE2 syntax, which has no lookaround or backreferences"
+        raise ValueError(f"{detail}{hint}") from None
 
 
 # -- the word-stem index -----------------------------------------------------------------------
@@ -508,10 +557,11 @@ def parse_override(text: str, known_agents: Collection[str]) -> tuple[str | None
 _RULE_KEYS = {"name", "pattern", "category", "weight", "agent", "require_approval", "require_review"}
 
 
-def load_rules(path: Path, *, default_weight: float | None = 1.0) -> list[Rule]:
+def load_rules(path: Path, *, default_weight: float | None = 1.0, trusted: bool = False) -> list[Rule]:
     """Read a YAML list of ``{name, pattern, category, weight?, agent?, require_*?}`` rules.
 
-    Rules without a ``weight`` get ``default_weight``. Raises :class:`RulesFileError` (a
+    Rules without a ``weight`` get ``default_weight``; ``trusted`` rules use Python's ``re``
+    (see :class:`Rule`). Raises :class:`RulesFileError` (a
     ``ValueError``) on a malformed file.
     """
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -538,6 +588,7 @@ def load_rules(path: Path, *, default_weight: float | None = 1.0) -> list[Rule]:
                 require_approval=bool(item.get("require_approval", False)),
                 require_review=bool(item.get("require_review", False)),
                 weight=None if weight is None else float(weight),
+                trusted=trusted,
             )
         )
     return rules
@@ -545,7 +596,7 @@ def load_rules(path: Path, *, default_weight: float | None = 1.0) -> list[Rule]:
 
 def load_default_rules() -> list[Rule]:
     """The shipped default rules (``core/default_rules.yaml``, next to this module), all weighted."""
-    rules = load_rules(DEFAULT_RULES_PATH, default_weight=1.0)
+    rules = load_rules(DEFAULT_RULES_PATH, default_weight=1.0, trusted=True)
     for rule in rules:
         if rule.category not in CATEGORIES:
             raise RulesFileError(f"default rule {rule.name!r} has unknown category {rule.category!r}")

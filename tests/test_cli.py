@@ -83,6 +83,20 @@ def test_route_json_runs_nothing(cfg: Path, home: Path) -> None:
     assert not (home / "tasks").exists()
 
 
+def test_a_backtracking_rule_does_not_hang_route_or_delegate(
+    cfg: Path, home: Path, config_data: dict[str, Any], tmp_path: Path
+) -> None:
+    config_data["routing"]["rules"] = [{"name": "mine.evil", "pattern": "(a+)+$", "category": "docs"}]
+    cfg.write_text(yaml.safe_dump(config_data))
+    assert run(cfg, home, "config", "check").returncode == 0
+    text = "a" * 40 + "!"  # ~2^40 steps for a backtracking engine
+    out = run(cfg, home, "route", text, "--json", timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["rule"] != "mine.evil"
+    out = run(cfg, home, "delegate", "--task", text, "--agent", "standin", "--cwd", str(tmp_path), "--json", timeout=20)
+    assert out.returncode == 0, out.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

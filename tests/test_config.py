@@ -45,6 +45,14 @@ def test_shipped_config_is_valid() -> None:
             "routing.rules.0.pattern: not a valid regular expression",
         ),
         (
+            lambda d: d["routing"].update(rules=[{"name": "x", "pattern": r"(\w+) \1", "category": "backend"}]),
+            "routing.rules.0.pattern: not a valid regular expression (invalid escape sequence: \\1; rules use RE2",
+        ),
+        (
+            lambda d: d["routing"].update(rules=[{"name": "x", "pattern": "deploy(?! docs)", "category": "devops"}]),
+            "routing.rules.0.pattern: not a valid regular expression (invalid perl operator: (?!",
+        ),
+        (
             lambda d: d["agents"]["claude"].update(env={"ANTHROPIC_API_KEY": "sk-ant-123"}),
             "looks like a secret",
         ),

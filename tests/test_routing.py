@@ -383,6 +383,35 @@ def test_routing_is_fast() -> None:
     assert median < 500e-6  # the target is < 100 µs; the slack is for slow CI machines
 
 
+def test_a_backtracking_user_rule_cannot_stall_routing() -> None:
+    # Python's re needs ~2^n steps for (a+)+$ on n a's and no end: seconds here, hours at 40.
+    router = Router(
+        [Rule("mine.evil", r"(a+)+$", "docs"), *load_default_rules()], category_agents=AGENTS, default_agent="claude"
+    )
+    for text in ("a" * 24 + "!", "a" * 3000 + "!", "fix " + "a" * 3999 + "!"):
+        start = time.perf_counter()
+        decision = router.route(text)
+        elapsed = time.perf_counter() - start
+        assert elapsed < 0.05, f"{elapsed * 1000:.1f} ms for a {len(text)}-char text"
+        assert decision.rule != "mine.evil"
+    assert router.route("a" * 30).rule == "mine.evil"
+
+
+def test_user_rules_refuse_what_re2_cannot_bound() -> None:
+    for pattern in (r"(\w+) \1", r"deploy(?! docs)", r"(?<=prod)uction"):
+        with pytest.raises(ValueError, match=r"mine\.x.*RE2"):
+            Router([Rule("mine.x", pattern, "docs")], category_agents={}, default_agent="claude")
+    trusted = Rule("shipped", r"deploy(?! docs)", "devops", weight=1.0, trusted=True)
+    assert Router([trusted], category_agents={}, default_agent="claude").route("deploy it").rule == "shipped"
+
+
+def test_user_rules_take_any_text() -> None:
+    router = Router([Rule("mine.fix", r"\bfix", "bugfix")], category_agents={}, default_agent="claude")
+    assert router.route("fix \udcff it").rule == "mine.fix"  # a lone surrogate (argv's surrogateescape)
+    assert router.route("ça: fix it").rule == "mine.fix"
+    assert router.route("ça: affixe").rule == "default"
+
+
 # -- the word-stem index is exact --------------------------------------------------------------
 
 
@@ -392,6 +421,36 @@ def test_index_gives_the_same_matches_as_a_full_search() -> None:
     texts += [text.upper() for text in texts[:50]] + [text.replace("i", "İ") for text in texts[:50]]
     texts += [text[:2000] for text in hostile_texts()]
     texts += ["ſtaging ſerver", "KUBERNETES pods", "RUNNİNG TESTS ON Cİ", "fix: ı broke the buıld"]
+    for text in texts:
+        fast = [(index, match.span()) for index, match in router._matches(text)]
+        full = [
+            (index, match.span())
+            for index, regex in enumerate(router._regexes)
+            if (match := regex.search(text)) is not None
+        ]
+        assert fast == full, text[:80]
+
+
+def test_index_is_exact_for_user_rules_too() -> None:
+    """The default rules that RE2 accepts, as a user's RE2 rules: index and full search agree."""
+    rules = []
+    for rule in load_default_rules():
+        try:
+            rules.append(Rule(rule.name, rule.pattern, rule.category, weight=rule.weight))
+        except ValueError:
+            continue
+    usable = []
+    for rule in rules:
+        try:
+            Router([rule], category_agents={}, default_agent="claude")
+        except ValueError:
+            continue
+        usable.append(rule)
+    router = Router(usable, category_agents={}, default_agent="claude")
+    assert len(usable) > 60 and router._ascii_only
+    texts = [text for text, _ in load_set("routing_labelled.yaml")[:150]]
+    texts += [text.upper() for text in texts[:30]] + [text.replace("i", "İ") for text in texts[:30]]
+    texts += ["ſtaging ſerver", "KUBERNETES pods", "RUNNİNG TESTS ON Cİ", "éfix the buıld", "naïve docs"]
     for text in texts:
         fast = [(index, match.span()) for index, match in router._matches(text)]
         full = [
