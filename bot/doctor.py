@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bot.app import App
 from core.config import MetricsConfig
-from core.engine import engine_running
+from core.engine import lock_holder
 from core.store import INBOUND_ATTEMPTS
 from core.summary import format_duration
 
@@ -49,12 +49,15 @@ def operations_checks(app: App) -> list[Check]:
 
 # -- the bot --------------------------------------------------------------------------------------
 def _lock_holder(home: Path) -> _Holder | None:
-    if not engine_running(home):
+    held = lock_holder(home)
+    if held is None:
         return None
-    try:
-        pid = int((home / "engine.lock").read_text().strip() or 0)
+    pid, role = held
+    if role:
+        return _Holder(pid, role)
+    try:  # a lock file without a role (written by an older version): ask the process's command line
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
+    except OSError:
         return _Holder(0, "unknown")
     words = [w.decode(errors="replace") for w in argv if w]
     last = words[-1] if words else ""

@@ -344,6 +344,25 @@ def test_a_second_poller_409_is_logged_once_and_the_bot_exits_non_zero(
     assert 1 <= len(conflicts) <= 4, "polling backed off instead of hammering the server"
 
 
+def test_a_second_bot_refuses_to_start_and_the_running_one_keeps_working(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path
+) -> None:
+    first = start_bot()
+    fake.wait_for(lambda: fake.commands, what="the first bot up")
+    second = start_bot()
+    code = second.proc.wait(30)
+    assert code == 1, second.output()[-2000:]
+    lines = [line for line in second.output().splitlines() if line.strip()]
+    assert lines == [f"orchestra: a bot is already running for {home} (pid {first.proc.pid})"]
+    assert first.proc.poll() is None, "the running bot was stopped:\n" + first.output()[-2000:]
+    assert "SIGTERM" not in first.output()
+    fake.say("/status")
+    fake.wait_for(lambda: fake.find(CHAT, "No tasks yet"), what="the first bot still answering")
+    assert (home / "engine.lock").read_text().split() == [str(first.proc.pid), "bot"]
+    assert first.stop() == 0
+    assert "SIGTERM received: stopping" in first.output()
+
+
 def test_a_stalled_long_poll_is_restarted_and_the_bot_recovers(
     fake: FakeTelegram, start_bot: Callable[..., BotProcess]
 ) -> None:
