@@ -83,7 +83,11 @@ class ConsoleSink:
 
 async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> int:
     """Run the engine (and the console sink) until SIGTERM/SIGINT or, optionally, idle."""
-    if not app.engine.acquire():
+    bot = idle_exit_s is None  # the long-lived bot process; otherwise the on-demand engine
+    if not app.engine.acquire(role="bot" if bot else "engine"):
+        if bot:  # another bot took the data directory between the hand-over and here
+            print("orchestra: a bot or engine is already running for this data directory", file=sys.stderr)
+            return 1
         print("orchestra: an engine is already running for this data directory", file=sys.stderr)
         return 0
     if idle_exit_s is None and app.config.telegram.enabled:
@@ -94,9 +98,14 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
         app.config.slack.check_secrets()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stop_on(sig: signal.Signals) -> None:
+        print(f"orchestra: {sig.name} received: stopping", file=sys.stderr, flush=True)  # say why we exit
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stop_on, sig)
     sink = ConsoleSink(app) if console else None
     wake = asyncio.Event()
     app.engine.listeners.append(lambda _t, kind, _d: wake.set() if kind == "finished" else None)

@@ -152,7 +152,7 @@ def _cmd_delegate(app: App, args: argparse.Namespace) -> int:
 
 
 def _delegate_and_wait(app: App, as_json: bool, make: Any) -> int:
-    if app.engine.acquire():
+    if app.engine.acquire(role="cli"):
         final = asyncio.run(_wait_as_engine(app, make, as_json))
     else:
         delegation = make()
@@ -441,13 +441,17 @@ def _cmd_engine(app: App, args: argparse.Namespace) -> int:
 
 
 def _cmd_bot(app: App, args: argparse.Namespace) -> int:
-    if not app.engine.acquire():
-        # A background engine holds the lock: ask it to hand over, then take it.
-        from core.engine import signal_engine
+    if not app.engine.acquire(role="bot"):
+        from core.engine import lock_holder, signal_engine
 
+        holder = lock_holder(app.home)
+        if holder is not None and holder[1] == "bot":  # never stop a running bot: one line, and leave it be
+            print(f"orchestra: a bot is already running for {app.home} (pid {holder[0]})", file=sys.stderr)
+            return 1
+        # An on-demand engine (or a CLI waiting as one) holds the lock: ask it to hand over, then take it.
         signal_engine(app.home)
         deadline = time.monotonic() + 10
-        while not app.engine.acquire():
+        while not app.engine.acquire(role="bot"):
             if time.monotonic() > deadline:
                 print("orchestra: another bot or engine is running for this data directory", file=sys.stderr)
                 return 1

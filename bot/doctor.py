@@ -8,6 +8,7 @@ inside the bot otherwise).
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import urllib.error
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from bot.app import App
 from core.config import MetricsConfig
-from core.engine import engine_running
+from core.engine import lock_holder
 from core.store import INBOUND_ATTEMPTS
 from core.summary import format_duration
 
@@ -48,12 +49,15 @@ def operations_checks(app: App) -> list[Check]:
 
 # -- the bot --------------------------------------------------------------------------------------
 def _lock_holder(home: Path) -> _Holder | None:
-    if not engine_running(home):
+    held = lock_holder(home)
+    if held is None:
         return None
-    try:
-        pid = int((home / "engine.lock").read_text().strip() or 0)
+    pid, role = held
+    if role:
+        return _Holder(pid, role)
+    try:  # a lock file without a role (written by an older version): ask the process's command line
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
+    except OSError:
         return _Holder(0, "unknown")
     words = [w.decode(errors="replace") for w in argv if w]
     last = words[-1] if words else ""
@@ -151,7 +155,9 @@ def _telegram_checks(app: App, bot: bool, scraped: _Scrape | None) -> list[Check
     users = len(settings.allowed_user_ids)
     who = f"{users} user(s) allowed" if users else "nobody allowed in (allowed_user_ids is empty)"
     detail = f"on ({settings.mode}) · {who} · {len(settings.notify_chat_ids)} notify chat(s)"
-    return [_secrets_check("telegram", needed, detail), *_live_check("telegram", bot, scraped)]
+    modules = ["bot.telegram"] + (["tornado"] if settings.mode == "webhook" else [])  # PTB's webhook server
+    broken = _import_check("telegram", modules, detail)
+    return [broken or _secrets_check("telegram", needed, detail), *_live_check("telegram", bot, scraped)]
 
 
 def _slack_checks(app: App, bot: bool, scraped: _Scrape | None) -> list[Check]:
@@ -163,7 +169,19 @@ def _slack_checks(app: App, bot: bool, scraped: _Scrape | None) -> list[Check]:
     users = len(settings.allowed_user_ids)
     who = f"{users} user(s) allowed" if users else "nobody allowed in (allowed_user_ids is empty)"
     detail = f"on ({settings.mode}) · {who} · {len(settings.notify_channel_ids)} notify channel(s)"
-    return [_secrets_check("slack", needed, detail), *_live_check("slack", bot, scraped)]
+    broken = _import_check("slack", ["bot.slack"], detail)
+    return [broken or _secrets_check("slack", needed, detail), *_live_check("slack", bot, scraped)]
+
+
+def _import_check(name: str, modules: list[str], detail: str) -> Check | None:
+    """Import what the transport runs on, as `orchestra bot` will; a missing module is named."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            missing = getattr(exc, "name", None) or module
+            return (name, False, f"{detail} · module {missing} is missing: `orchestra bot` would fail (pip install .)")
+    return None
 
 
 def _secrets_check(name: str, needed: list[str], detail: str) -> Check:

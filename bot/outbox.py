@@ -99,11 +99,40 @@ def _cut(text: str, limit: int) -> str:
     return text[:low]
 
 
-def plan_parts(out: Outbound, limit: int, *, max_parts: int = 4) -> list[Outbound]:
+def attachment_parts(
+    text: str, attachment: Attachment | None, *, max_chars: int, max_caption: int
+) -> list[tuple[str, Attachment | None]]:
+    """The one rule for a message with a file, on every transport: the text is the file's caption
+    when it fits the platform's caption limit; otherwise the text goes first, in as many messages
+    as it takes, and the file after it, captioned with the text's first line. Nothing is cut."""
+    if attachment is None or text_length(text) <= max_caption:
+        return [(text, attachment)]
+    first = text.splitlines()[0] if text else ""
+    return [(piece, None) for piece in split_text(text, max_chars)] + [(first[:200], attachment)]
+
+
+def plan_parts(out: Outbound, limit: int, *, max_parts: int = 4, max_caption: int | None = None) -> list[Outbound]:
     """One message per part when ``out`` is too long for one; a file when it would take too many.
 
-    Buttons go on the last part, the reply reference on the first.
+    Buttons go on the last part of the text, the reply reference on the first. A message with a
+    file follows :func:`attachment_parts` (``max_caption`` defaults to ``limit``).
     """
+    if out.attachment is not None and out.kind != OutKind.EDIT:
+        with_file = attachment_parts(out.text, out.attachment, max_chars=limit, max_caption=max_caption or limit)
+        if len(with_file) == 1:
+            return [out]
+        last_text = len(with_file) - 2
+        return [
+            Outbound(
+                text,
+                kind=out.kind if i == 0 else OutKind.REPLY,
+                buttons=out.buttons if i == last_text else (),
+                task_id=out.task_id,
+                reply_to=out.reply_to if i == 0 else None,
+                attachment=attachment,
+            )
+            for i, (text, attachment) in enumerate(with_file)
+        ]
     total = text_length(out.text) + text_length(out.code)
     if out.attachment is not None or out.kind == OutKind.EDIT or total + 2 <= limit:
         return [out]
@@ -181,7 +210,7 @@ class Outbox:
         if out.kind == OutKind.TOAST:
             raise ValueError("a toast is answered directly, never queued")
         added = 0
-        for n, part in enumerate(plan_parts(out, self.sender.max_chars)):
+        for n, part in enumerate(plan_parts(out, self.sender.max_chars, max_caption=self.sender.max_caption)):
             payload: dict[str, object] = {}
             if part.code:
                 payload["code"] = part.code
@@ -318,16 +347,16 @@ class Outbox:
         base: dict[str, object] = {"code": item.code} if item.code else {}
         attachment = item.attachment
         copies: list[OutboxCopy] = []
+        pieces = attachment_parts(
+            item.text, attachment, max_chars=self.sender.max_chars, max_caption=self.sender.max_caption
+        )
+        last_text = len(pieces) - 2 if len(pieces) > 1 else 0  # the buttons go with the text, not the file
         for chat in chats:
             key = f"{item.dedupe_key}|{chat}"
-            if attachment is not None and text_length(item.text) > self.sender.max_caption:
-                # Too long for a caption: the text (with the buttons) first, then the file on its own.
-                copies.append(OutboxCopy(chat, key, item.text, item.buttons, base))
-                first = item.text.splitlines()[0] if item.text else ""
-                copies.append(OutboxCopy(chat, f"{key}|file", first[:200], (), {"attachment": attachment.to_dict()}))
-            else:
-                extra = {"attachment": attachment.to_dict()} if attachment is not None else {}
-                copies.append(OutboxCopy(chat, key, item.text, item.buttons, {**base, **extra}))
+            for n, (text, file) in enumerate(pieces):
+                payload = {**(base if n == 0 else {}), **({"attachment": file.to_dict()} if file is not None else {})}
+                part_key = key if n == 0 else f"{key}|file" if file is not None else f"{key}|{n}"
+                copies.append(OutboxCopy(chat, part_key, text, item.buttons if n == last_text else (), payload))
         self.store.fan_out(item.id, copies, self.clock.now())
         if not chats:
             log.info("%s: no chat to notify for %s (%s)", self.channel, item.kind, item.dedupe_key)
@@ -362,6 +391,7 @@ __all__ = [
     "RetryLater",
     "Sender",
     "attachment_bytes",
+    "attachment_parts",
     "plan_parts",
     "split_text",
     "text_length",

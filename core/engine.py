@@ -65,8 +65,12 @@ class Engine:
         self._baselines: dict[str, dict[str, Any] | None] = {}
 
     # -- ownership --------------------------------------------------------------------------
-    def acquire(self) -> bool:
-        """Take the engine lock; False if another live process holds it."""
+    def acquire(self, role: str = "engine") -> bool:
+        """Take the engine lock; False if another live process holds it.
+
+        The lock file says who holds it, ``PID ROLE``: ``bot``, ``engine`` (on demand) or ``cli``
+        (a CLI waiting for its task); see :func:`lock_holder`.
+        """
         self.home.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.home / "engine.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -75,7 +79,7 @@ class Engine:
             os.close(fd)
             return False
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, f"{os.getpid()} {role}\n".encode())
         self._lock_fd = fd
         return True
 
@@ -741,13 +745,28 @@ def engine_running(home: Path) -> bool:
         os.close(fd)
 
 
-__all__ = ["RUN_END_STATES", "Engine", "engine_running", "poke", "signal_runner"]
+__all__ = ["RUN_END_STATES", "Engine", "engine_running", "lock_holder", "poke", "signal_runner"]
+
+
+def lock_holder(home: Path) -> tuple[int, str] | None:
+    """``(pid, role)`` of the process holding the engine lock, None when none does.
+
+    The role is what it wrote when it took the lock; ``""`` for a file without one (an older version).
+    """
+    if not engine_running(home):
+        return None
+    try:
+        words = (home / "engine.lock").read_text().split()
+        return int(words[0]) if words else 0, words[1] if len(words) > 1 else ""
+    except (OSError, ValueError):
+        return 0, ""
 
 
 def signal_engine(home: Path, sig: int = signal.SIGTERM) -> bool:
     """Ask the process holding the engine lock to stop (used to hand over to the bot process)."""
     try:
-        pid = int((home / "engine.lock").read_text().strip() or 0)
+        words = (home / "engine.lock").read_text().split()
+        pid = int(words[0]) if words else 0
     except (OSError, ValueError):
         return False
     if pid <= 0 or pid == os.getpid():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.outbox import DeliveryFailed, Outbox, RetryLater, plan_parts, split_text, text_length
-from core.messages import Button, Outbound, OutboxItem, OutKind
+from core.messages import Attachment, Button, Outbound, OutboxItem, OutKind
 from core.store import Store
 
 
@@ -225,3 +225,30 @@ async def test_the_loop_delivers_at_once_when_woken_and_stops_cleanly(store: Sto
         await outbox.stop()
     with pytest.raises(ValueError, match="toast"):
         outbox.put(Outbound("x", kind=OutKind.TOAST), chat_id="1", key="t")
+
+
+async def test_a_file_whose_text_is_too_long_for_a_caption_gets_it_as_messages_first(
+    store: Store, tmp_path: Path
+) -> None:
+    """One rule for a reply (e.g. /digest) and a row for every chat (the scheduled digest) alike."""
+    clock, sender = ManualClock(), ScriptedSender()
+    outbox = make(store, clock, sender, notify_chats=["2"])
+    chart = tmp_path / "chart.png"
+    chart.write_bytes(b"\x89PNG fake")
+    text = "Digest\n" + "".join(f"line {n:02d} of the digest, long enough\n" for n in range(6)) + "Savings: $1"
+    buttons = ((Button("✅ Approve", "approve", "t3"),),)
+    photo = Attachment("photo", "digest.png", path=str(chart))
+    outbox.put(Outbound(text, buttons=buttons, reply_to="9", attachment=photo), chat_id="1", key="demand")
+    waiting = [{"task_id": "t3", "state": "awaiting_approval"}]
+    store.enqueue("telegram", "digest", text, task_id=None, dedupe_key="d", ts=1.0,
+                  payload={"chart_png": str(chart), "buttons": waiting})  # fmt: skip
+    for _ in range(3):
+        await outbox.deliver_due()
+    for chat in ("1", "2"):
+        parts = [i for i in sender.delivered if i.chat_id == chat]
+        *texts, file = parts
+        assert "\n".join(p.text for p in texts) == text, "every line arrives, in order"
+        assert all(text_length(p.text) <= sender.max_chars and p.attachment is None for p in texts)
+        assert file.attachment is not None and file.text == "Digest" and text_length(file.text) <= sender.max_caption
+        assert [p.buttons != () for p in parts] == [False] * (len(texts) - 1) + [True, False]
+    assert sender.delivered[0].reply_to == "9"

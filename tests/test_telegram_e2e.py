@@ -23,6 +23,7 @@ import yaml
 from core.store import Store
 from tests.conftest import ROOT, requires_tmux
 from tests.fake_telegram import ALICE, MALLORY, TOKEN, FakeTelegram, buttons_of
+from tests.test_costs import add_task
 
 pytestmark = requires_tmux
 
@@ -342,6 +343,48 @@ def test_a_second_poller_409_is_logged_once_and_the_bot_exits_non_zero(
     assert "no successful getUpdates for 3s (last error: 409 Conflict); exiting" in output
     conflicts = [c for c in fake.calls if c.method == "getUpdates"]
     assert 1 <= len(conflicts) <= 4, "polling backed off instead of hammering the server"
+
+
+def test_digest_on_demand_with_many_tasks_arrives_whole_as_text_then_the_chart(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path
+) -> None:
+    """17 finished tasks make a digest longer than a photo caption (1,024): nothing may be cut off."""
+    store = Store(home / "orchestra.db")
+    try:
+        now = time.time()
+        for n in range(17):
+            add_task(store, now - 2000 + n, text=f"Add the REST endpoint number {n} for the orders service", cost=0.25)
+    finally:
+        store.close()
+    start_bot()
+    fake.say("/digest")
+    [photo] = fake.wait_for(lambda: [m for m in fake.sent if m.kind == "photo"], what="the chart")
+    body = "\n".join(m.text for m in fake.sent_to(CHAT) if m.kind == "text")
+    assert body.startswith("☀️ Orchestra digest") and len(body) > 1024, body[:200]
+    for line in ("✅ t17 succeeded", "Cost: ", "Top agents this month: claude", "Savings this month: "):
+        assert line in body, f"{line!r} never arrived:\n{body}"
+    assert photo.message_id > max(m.message_id for m in fake.sent_to(CHAT) if m.kind == "text"), "text, then the chart"
+    assert photo.text.startswith("☀️ Orchestra digest") and len(photo.text) < 200
+    assert all(len(c.params.get("caption", "")) <= 1024 for c in fake.calls_of("sendPhoto"))
+
+
+def test_a_second_bot_refuses_to_start_and_the_running_one_keeps_working(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path
+) -> None:
+    first = start_bot()
+    fake.wait_for(lambda: fake.commands, what="the first bot up")
+    second = start_bot()
+    code = second.proc.wait(30)
+    assert code == 1, second.output()[-2000:]
+    lines = [line for line in second.output().splitlines() if line.strip()]
+    assert lines == [f"orchestra: a bot is already running for {home} (pid {first.proc.pid})"]
+    assert first.proc.poll() is None, "the running bot was stopped:\n" + first.output()[-2000:]
+    assert "SIGTERM" not in first.output()
+    fake.say("/status")
+    fake.wait_for(lambda: fake.find(CHAT, "No tasks yet"), what="the first bot still answering")
+    assert (home / "engine.lock").read_text().split() == [str(first.proc.pid), "bot"]
+    assert first.stop() == 0
+    assert "SIGTERM received: stopping" in first.output()
 
 
 def test_a_stalled_long_poll_is_restarted_and_the_bot_recovers(
