@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 import socket
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -357,3 +359,57 @@ async def test_a_mention_in_a_tasks_thread_acts_on_that_task(start: Callable[...
     tasks = {t.id: t for t in bridge.app.store.list_tasks()}
     assert sorted(tasks) == ["t1", "t2"] and tasks["t2"].parent_id == "t1"
     assert [a["decision"] for a in bridge.app.store.approvals("t1")] == ["approved"]
+
+
+@pytest.mark.parametrize(
+    ("body", "json_body"),
+    [
+        ('{"type": "event_callback", "event": ', True),
+        ("payload=%7Bnot-json", False),
+        ("[1, 2]", True),
+        ('{"type": "event_callback", "event": "oops"}', True),
+        ("payload=" + urllib.parse.quote('{"type": "block_actions", "actions": [5], "user": "U1"}'), False),
+    ],
+    ids=["truncated-json", "payload-not-json", "json-not-an-object", "event-not-an-object", "action-not-an-object"],
+)
+async def test_malformed_bodies_get_401_unsigned_and_400_signed_without_a_traceback(
+    start: Callable[..., Any], fake: FakeSlack, caplog: pytest.LogCaptureFixture, body: str, json_body: bool
+) -> None:
+    bridge: Bridge = await start()
+    caplog.set_level(logging.INFO)
+    assert await bridge.post(body, json_body=json_body, headers={}) == 401, "unsigned: refused before parsing"
+    bad_stamp = {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"}
+    assert await bridge.post(body, json_body=json_body, headers=bad_stamp) == 401, "a timestamp that is no number"
+    assert await bridge.post(body, json_body=json_body) == 400, "signed but not a Slack payload"
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.exc_info]
+    assert await bridge.command("status") == 200, "and the bridge still answers"
+    await fake.wait_for(lambda: fake.find("No tasks yet") or fake.ephemerals, what="the status answer")
+    assert bridge.app.store.list_tasks() == []
+
+
+async def test_a_strangers_request_is_logged_in_one_bounded_line_and_big_bodies_get_413(
+    start: Callable[..., Any], fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge: Bridge = await start()
+    caplog.set_level(logging.DEBUG, logger="slack_bolt")
+    caplog.set_level(logging.INFO)
+    command = slash_command("delegate the secret plan " + "x" * 900_000)
+    body = form(command)
+    assert 900_000 < len(body) < 1024 * 1024
+    before = len(caplog.text)
+    assert await bridge.post(body, headers=sign(body, secret="forged")) == 401
+    logged = caplog.text[before:]
+    assert len(logged) < 300 and logged.count("\n") <= 1, logged[:500]
+    assert "secret plan" not in logged and "hooks.slack" not in logged, "neither the text nor the response_url"
+    huge = form(slash_command("x" * 1_200_000))
+    assert await bridge.post(huge) == 413, "signed or not, too big: refused on its Content-Length"
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b"x" * 50_000
+
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **sign("")}
+    async with bridge.http.post(bridge.url, data=chunks(), headers=headers) as response:
+        assert response.status == 413, "no Content-Length: refused once the body passes the limit"
+    assert "Traceback" not in caplog.text
+    assert bridge.app.store.list_tasks() == [] and not fake.messages and not fake.ephemerals
