@@ -13,6 +13,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -413,3 +414,29 @@ async def test_a_strangers_request_is_logged_in_one_bounded_line_and_big_bodies_
         assert response.status == 413, "no Content-Length: refused once the body passes the limit"
     assert "Traceback" not in caplog.text
     assert bridge.app.store.list_tasks() == [] and not fake.messages and not fake.ephemerals
+
+
+async def test_approve_and_reject_words_in_a_tasks_thread_decide_it(start: Callable[..., Any], fake: FakeSlack) -> None:
+    """ "@Orchestra approve" in an approval request's thread approves that task (it was a usage
+    error), and "@Orchestra reject too broad" rejects the next one, keeping the reason."""
+    bridge: Bridge = await start(policy={"approval_for": ["devops"], "review_for": []})
+    roots = ["1799999999.000700", "1799999999.000800"]
+    for n, root in enumerate(roots):
+        task = f"t{n + 1} · "
+        assert await bridge.event(mention(f"set up the GitHub Actions CI pipeline {n}", ts=root, event_id=task)) == 200
+        await fake.wait_for(partial(fake.find, task), what=f"{task}'s approval request")
+
+    def in_thread(text: str, root: str, n: int) -> dict[str, Any]:
+        payload = mention(text, ts=f"1799999999.00090{n}", event_id=f"EvWord{n}")
+        payload["event"]["thread_ts"] = root
+        return payload
+
+    assert await bridge.event(in_thread("approve", roots[0], 1)) == 200
+    [approved] = await fake.wait_for(lambda: fake.find("t1 approved by @alice"), what="the approval")
+    assert approved.thread_ts == roots[0]
+    assert await bridge.event(in_thread("reject too broad", roots[1], 2)) == 200
+    [rejected] = await fake.wait_for(lambda: fake.find("t2 rejected by @alice"), what="the rejection")
+    assert rejected.text == "✖ t2 rejected by @alice: too broad" and rejected.thread_ts == roots[1]
+    assert not fake.find("Usage") and not [e for e in fake.ephemerals if "Usage" in e["text"]]
+    assert [(a["decision"], a["reason"]) for a in bridge.app.store.approvals("t2")] == [("rejected", "too broad")]
+    assert sorted(t.id for t in bridge.app.store.list_tasks()) == ["t1", "t2"], "no word became a task"
