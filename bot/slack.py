@@ -27,11 +27,13 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.signature import SignatureVerifier
 
 from bot.outage import Outage
 from bot.outbox import Outbox
@@ -41,6 +43,7 @@ from bot.slack_messages import (
     action_to_inbound,
     escape,
     event_to_inbound,
+    payload_problem,
     slash_to_inbound,
     web_client,
 )
@@ -55,6 +58,7 @@ from core.store import Store
 log = logging.getLogger(__name__)
 
 INBOUND_MEMORY_S = 30 * 86400
+MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are a few KB; anything this big is not from Slack
 _NOT_KEPT = ("token", "response_url", "response_urls")  # credentials of a sort: never journalled
 
 
@@ -90,10 +94,12 @@ class SlackTransport:
         self.clock = clock
         self.app_token = app_token
         self.client = web_client(settings, bot_token, retry_rate_limits=True)
+        # In HTTP mode _on_http checks the signature before Bolt parses (or logs) anything.
+        self._verifier = SignatureVerifier(signing_secret) if settings.mode == "http" else None
         self.app = AsyncApp(
             client=self.client,
             signing_secret=signing_secret,
-            request_verification_enabled=settings.mode == "http",
+            request_verification_enabled=False,
             logger=logging.getLogger("slack_bolt"),
         )
         self.app.middleware(self._ignore_bots)
@@ -121,7 +127,7 @@ class SlackTransport:
         await self._replay_pending()
         if self.settings.mode == "http":
             http = self.settings.http
-            server = web.Application()
+            server = web.Application(client_max_size=MAX_BODY_BYTES)
             server.router.add_post(http.path, self._on_http)
             self._runner = web.AppRunner(server, access_log=None)
             await self._runner.setup()
@@ -204,7 +210,39 @@ class SlackTransport:
             delay = min(delay * 2, self.settings.retry_max_s)
 
     async def _on_http(self, request: web.Request) -> web.Response:
-        response = await self.app.async_dispatch(await to_bolt_request(request))
+        """Size, then signature, then shape, each refused in one bounded log line; only then Bolt.
+
+        A stranger's request is answered 413 or 401 without being parsed or logged; a signed one
+        that is not a Slack payload gets 400.
+        """
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return _refused(413, "a %d-byte request (the limit is %d)", request.content_length, MAX_BODY_BYTES)
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _refused(413, "a request over %d bytes", MAX_BODY_BYTES)
+        assert self._verifier is not None
+        timestamp = request.headers.get("X-Slack-Request-Timestamp")
+        signature = request.headers.get("X-Slack-Signature")
+        try:
+            signed = self._verifier.is_valid(raw, timestamp, signature)
+        except ValueError:  # a timestamp that is not a number
+            signed = False
+        if not signed:
+            return _refused(401, "a %d-byte request without a valid signature", len(raw))
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=raw.decode("utf-8"),
+                query=request.query_string,
+                headers=request.headers,  # type: ignore[arg-type]
+            )
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            return _refused(400, "a signed request that is not a Slack payload (%s)", type(exc).__name__)
+        problem = payload_problem(bolt_request.body) if isinstance(bolt_request.body, dict) else "not an object"
+        if problem is not None:
+            return _refused(400, "a signed request that is not a Slack payload (%s)", problem)
+        self.last_contact = self.clock.now()
+        response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
     # -- listeners -----------------------------------------------------------------------------
@@ -307,4 +345,11 @@ class SlackTransport:
         return replace(inbound, user_name=name)
 
 
-__all__ = ["SlackTransport", "journal_payload"]
+def _refused(status: int, what: str, *args: object) -> web.Response:
+    log.warning("slack: HTTP %d for " + what, status, *args)
+    return web.Response(status=status, text=_REASONS[status])
+
+
+_REASONS = {400: "not a Slack request", 401: "invalid request", 413: "request body too large"}
+
+__all__ = ["MAX_BODY_BYTES", "SlackTransport", "journal_payload"]

@@ -127,6 +127,39 @@ def command_text(text: str, *, explicit: bool) -> str:
     return stripped
 
 
+_ID_OR_OBJECT = ("user", "team", "channel", "enterprise")
+_OBJECTS = ("event", "container", "message", "view")
+_LISTS_OF_OBJECTS = ("actions", "authorizations")
+_EVENT_STRINGS = ("type", "user", "text", "channel", "channel_type", "ts", "thread_ts", "subtype", "bot_id")
+
+
+def payload_problem(body: dict[str, Any]) -> str | None:
+    """Why a signed request's payload is not one Slack sends (the fields Bolt and we read), or None.
+
+    Lenient where Slack varies (events we do not handle are not checked inside), strict where a
+    wrong type would make Bolt or a listener fail half-way.
+    """
+    for key in _ID_OR_OBJECT:
+        if body.get(key) is not None and not isinstance(body[key], str | dict):
+            return f"{key} is a {type(body[key]).__name__}"
+    for key in _OBJECTS:
+        if key in body and not isinstance(body[key], dict):
+            return f"{key} is a {type(body[key]).__name__}"
+    for key in _LISTS_OF_OBJECTS:
+        value = body.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+            return f"{key} is not a list of objects"
+    for action in body.get("actions") or []:
+        if any(not isinstance(action.get(k, ""), str) for k in ("action_id", "value", "block_id", "action_ts")):
+            return "an action's id or value is not a string"
+    event = body.get("event") or {}
+    if event.get("type") in ("app_mention", "message"):
+        wrong = [k for k in _EVENT_STRINGS if event.get(k) is not None and not isinstance(event[k], str)]
+        if wrong:
+            return f"event.{wrong[0]} is a {type(event[wrong[0]]).__name__}"
+    return None
+
+
 def _private(channel: str, channel_type: str = "") -> bool:
     return channel_type == "im" or channel.startswith("D")
 
@@ -342,6 +375,7 @@ __all__ = [
     "escape",
     "event_to_inbound",
     "from_blocks",
+    "payload_problem",
     "slash_to_inbound",
     "to_blocks",
     "to_mrkdwn",

@@ -80,6 +80,9 @@ _NEEDS: dict[str, str] = {
 # Replies that decide an approval (anything else sent in reply to an approval request is not a task).
 _YES = frozenset({"yes", "y", "ok", "okay", "approve", "approved", "go", "go ahead", "lgtm", "sure", "👍", "✅"})
 _NO = frozenset({"no", "n", "reject", "rejected", "nope", "stop", "don't", "👎", "❌", "✖"})
+_NO_BECAUSE = frozenset({"no", "reject", "rejected", "nope"})  # these may be followed by the reason
+# Commands whose task id, when missing in a reply to a task's message, is that task.
+_ABOUT_A_TASK = frozenset({"peek", "screen", "log", "cancel", "retry", "approve", "reject"})
 
 
 def toast(text: str) -> Outbound:
@@ -152,6 +155,8 @@ class Commands:
                 return [self._reply(inbound, f"Unknown command {word}. /help lists the commands.")]
             name = match.group(1).lower()
             args = (match.group(2) or "").strip()
+            if name in _ABOUT_A_TASK and _task_id(args) is None and (about := self._replied_task(inbound)):
+                args = f"{about.id} {args}".strip()  # "/approve" in reply to a task's message: that task
             action = "budget set" if name == "budget" and args else name  # reading budgets is for everyone
             return self._authorize(inbound, action, clip(text, 200)) or command(inbound, args)
         except UnknownTask as exc:
@@ -419,14 +424,17 @@ class Commands:
         """A reply acts on the task it answers, never starts an unrelated one: yes/no decide an
         approval; to a finished task it is a follow-up in the same agent session (``/retry ID TEXT``)."""
         word = text.lower().strip(" .!")
+        first, _, reason = text.partition(" ")
+        if first.lower().strip(" .,:!") not in _NO_BECAUSE or not reason.strip():
+            reason = ""
         if task.state in (TaskState.AWAITING_APPROVAL, TaskState.NEEDS_REVIEW):
             if word in _YES:
                 return self._authorize(inbound, "approve", f"reply {text!r} to {task.id}") or self._approve(
                     inbound, task.id
                 )
-            if word in _NO:
-                return self._authorize(inbound, "reject", f"reply {text!r} to {task.id}") or self._reject(
-                    inbound, task.id
+            if word in _NO or reason:
+                return self._authorize(inbound, "reject", f"reply {clip(text, 150)!r} to {task.id}") or self._reject(
+                    inbound, f"{task.id} {reason.strip()}".strip()
                 )
             return [self._answer(inbound, f"{task.id} waits for approval: reply yes or no, or tap a button.")]
         if task.state.finished:

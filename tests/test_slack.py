@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 import socket
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -357,3 +360,83 @@ async def test_a_mention_in_a_tasks_thread_acts_on_that_task(start: Callable[...
     tasks = {t.id: t for t in bridge.app.store.list_tasks()}
     assert sorted(tasks) == ["t1", "t2"] and tasks["t2"].parent_id == "t1"
     assert [a["decision"] for a in bridge.app.store.approvals("t1")] == ["approved"]
+
+
+@pytest.mark.parametrize(
+    ("body", "json_body"),
+    [
+        ('{"type": "event_callback", "event": ', True),
+        ("payload=%7Bnot-json", False),
+        ("[1, 2]", True),
+        ('{"type": "event_callback", "event": "oops"}', True),
+        ("payload=" + urllib.parse.quote('{"type": "block_actions", "actions": [5], "user": "U1"}'), False),
+    ],
+    ids=["truncated-json", "payload-not-json", "json-not-an-object", "event-not-an-object", "action-not-an-object"],
+)
+async def test_malformed_bodies_get_401_unsigned_and_400_signed_without_a_traceback(
+    start: Callable[..., Any], fake: FakeSlack, caplog: pytest.LogCaptureFixture, body: str, json_body: bool
+) -> None:
+    bridge: Bridge = await start()
+    caplog.set_level(logging.INFO)
+    assert await bridge.post(body, json_body=json_body, headers={}) == 401, "unsigned: refused before parsing"
+    bad_stamp = {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"}
+    assert await bridge.post(body, json_body=json_body, headers=bad_stamp) == 401, "a timestamp that is no number"
+    assert await bridge.post(body, json_body=json_body) == 400, "signed but not a Slack payload"
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.exc_info]
+    assert await bridge.command("status") == 200, "and the bridge still answers"
+    await fake.wait_for(lambda: fake.find("No tasks yet") or fake.ephemerals, what="the status answer")
+    assert bridge.app.store.list_tasks() == []
+
+
+async def test_a_strangers_request_is_logged_in_one_bounded_line_and_big_bodies_get_413(
+    start: Callable[..., Any], fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge: Bridge = await start()
+    caplog.set_level(logging.DEBUG, logger="slack_bolt")
+    caplog.set_level(logging.INFO)
+    command = slash_command("delegate the secret plan " + "x" * 900_000)
+    body = form(command)
+    assert 900_000 < len(body) < 1024 * 1024
+    before = len(caplog.text)
+    assert await bridge.post(body, headers=sign(body, secret="forged")) == 401
+    logged = caplog.text[before:]
+    assert len(logged) < 300 and logged.count("\n") <= 1, logged[:500]
+    assert "secret plan" not in logged and "hooks.slack" not in logged, "neither the text nor the response_url"
+    huge = form(slash_command("x" * 1_200_000))
+    assert await bridge.post(huge) == 413, "signed or not, too big: refused on its Content-Length"
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b"x" * 50_000
+
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **sign("")}
+    async with bridge.http.post(bridge.url, data=chunks(), headers=headers) as response:
+        assert response.status == 413, "no Content-Length: refused once the body passes the limit"
+    assert "Traceback" not in caplog.text
+    assert bridge.app.store.list_tasks() == [] and not fake.messages and not fake.ephemerals
+
+
+async def test_approve_and_reject_words_in_a_tasks_thread_decide_it(start: Callable[..., Any], fake: FakeSlack) -> None:
+    """ "@Orchestra approve" in an approval request's thread approves that task (it was a usage
+    error), and "@Orchestra reject too broad" rejects the next one, keeping the reason."""
+    bridge: Bridge = await start(policy={"approval_for": ["devops"], "review_for": []})
+    roots = ["1799999999.000700", "1799999999.000800"]
+    for n, root in enumerate(roots):
+        task = f"t{n + 1} · "
+        assert await bridge.event(mention(f"set up the GitHub Actions CI pipeline {n}", ts=root, event_id=task)) == 200
+        await fake.wait_for(partial(fake.find, task), what=f"{task}'s approval request")
+
+    def in_thread(text: str, root: str, n: int) -> dict[str, Any]:
+        payload = mention(text, ts=f"1799999999.00090{n}", event_id=f"EvWord{n}")
+        payload["event"]["thread_ts"] = root
+        return payload
+
+    assert await bridge.event(in_thread("approve", roots[0], 1)) == 200
+    [approved] = await fake.wait_for(lambda: fake.find("t1 approved by @alice"), what="the approval")
+    assert approved.thread_ts == roots[0]
+    assert await bridge.event(in_thread("reject too broad", roots[1], 2)) == 200
+    [rejected] = await fake.wait_for(lambda: fake.find("t2 rejected by @alice"), what="the rejection")
+    assert rejected.text == "✖ t2 rejected by @alice: too broad" and rejected.thread_ts == roots[1]
+    assert not fake.find("Usage") and not [e for e in fake.ephemerals if "Usage" in e["text"]]
+    assert [(a["decision"], a["reason"]) for a in bridge.app.store.approvals("t2")] == [("rejected", "too broad")]
+    assert sorted(t.id for t in bridge.app.store.list_tasks()) == ["t1", "t2"], "no word became a task"

@@ -25,7 +25,7 @@ from core.commands import Commands
 from core.messages import Inbound, Outbound
 from core.service import Actor
 from tests.conftest import requires_tmux
-from tests.fake_slack import CHANNEL, block_action, direct_message, slash_command
+from tests.fake_slack import CHANNEL, block_action, direct_message, mention, slash_command
 from tests.fake_slack import Message as SlackMessage
 
 pytestmark = requires_tmux
@@ -115,3 +115,52 @@ async def test_buttons_answer_alike(
         assert inbound is not None and inbound.tap is not None and inbound.tap.action == action
         answers[platform] = [plain(out, platform) for out in commands.handle(inbound) if out.text or out.code]
     assert answers["telegram"] == answers["slack"]
+
+
+REPLIES = [
+    ("approve", "approved", ""), ("yes", "approved", ""), ("/approve", "approved", ""),
+    ("reject", "rejected", ""), ("reject too broad", "rejected", "too broad"),
+    ("no, too risky", "rejected", "too risky"), ("/reject too broad", "rejected", "too broad"),
+]  # fmt: skip
+THREAD = "1799999999.000500"
+
+
+def telegram_reply(text: str) -> Inbound:
+    """A reply (Telegram's reply feature) to the bot's message 700, the task's card."""
+    bot = {"id": 999, "is_bot": True, "first_name": "Orchestra", "username": "orch_bot"}
+    ours = {"message_id": 700, "date": 1_800_000_000, "chat": {"id": 111, "type": "private", "first_name": "Alice"},
+            "from": bot, "text": "card"}  # fmt: skip
+    message = {"message_id": 8, "date": 1_800_000_001, "chat": ours["chat"], "from": TG_USER, "text": text,
+               "reply_to_message": ours}  # fmt: skip
+    inbound = to_inbound(Update.de_json({"update_id": 3, "message": message}, Bot("1:parity")), "orch_bot", 999)
+    assert inbound is not None and inbound.replied_to == "700"
+    return inbound
+
+
+def slack_in_thread(text: str) -> Inbound:
+    """``@Orchestra TEXT`` in the thread of the mention that started the task (its card is there)."""
+    payload = mention(text, user=SLACK_USER, ts="1799999999.000600", event_id="EvReply")
+    payload["event"]["thread_ts"] = THREAD
+    inbound = event_to_inbound(payload, "UBOT0001")
+    assert inbound is not None
+    return replace(inbound, user_name="@alice")
+
+
+@pytest.mark.parametrize(("text", "decision", "reason"), REPLIES)
+async def test_a_reply_to_an_approval_request_decides_it_alike(
+    text: str, decision: str, reason: str, make_app: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo: Path
+) -> None:
+    """The words the README names work in a Telegram reply and in a Slack thread, with or without
+    the slash: "approve", "/approve" (no id: the task replied to), "reject too broad" (a reason)."""
+    answers = {}
+    for platform, convert, chat in (("telegram", telegram_reply, "111"), ("slack", slack_in_thread, CHANNEL)):
+        app = seeded(make_app, monkeypatch, tmp_path, repo, platform)
+        app.store.enqueue_chat(platform, "approval", "card", chat_id=chat, dedupe_key="card", ts=1.0, task_id="t1",
+                               payload={"reply_to": THREAD} if platform == "slack" else {})  # fmt: skip
+        app.store.mark_delivered(app.store.outbox_queue(platform)[-1].id, 2.0, "700" if platform == "telegram" else "1")
+        answers[platform] = [plain(out, platform) for out in Commands(app.service, app.clock).handle(convert(text))]
+        [row] = app.store.approvals("t1")
+        assert (row["decision"], row["reason"]) == (decision, reason), platform
+        assert [t.id for t in app.store.list_tasks()] == ["t1"], "the reply started no task"
+    assert answers["telegram"] == answers["slack"]
+    assert answers["slack"][0]["text"].startswith(f"{'✅' if decision == 'approved' else '✖'} t1 {decision} by @alice")
