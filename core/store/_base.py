@@ -9,11 +9,28 @@ from typing import Any
 
 import sqlite_utils
 
+from core.redact import Redactor
+
+
+class RedactingConnection(sqlite3.Connection):
+    """A connection that redacts every text and blob bound into a statement: the store's one gate."""
+
+    redactor: Redactor = Redactor()
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if parameters and self.redactor:
+            if isinstance(parameters, dict):
+                parameters = {key: self.redactor.value(value) for key, value in parameters.items()}
+            else:
+                parameters = [self.redactor.value(value) for value in parameters]
+        return super().execute(sql, parameters)
+
 
 class _Base:
     """The state the per-domain mixins of ``Store`` work on; ``Store.__init__`` sets it."""
 
     _conn: sqlite3.Connection
+    redactor: Redactor
     db: sqlite_utils.Database
     _column_cache: dict[str, list[str]]
 
