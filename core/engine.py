@@ -210,7 +210,7 @@ class Engine:
             return False
         task_dir = self.task_dir(task.id)
         try:
-            text = task.text
+            text = self.store.task_text(task.id)  # as it was sent: known secrets put back for the agent
             spec, env = self._spec(task, text)
             write_agent_files(spec.pop("files"))
             task_dir.mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,7 @@ class Engine:
             write_launch(
                 str(task_dir),
                 mode=spec["prompt_mode"],
-                task_file=str(task_dir / "task.md"),
+                task_file=str(task_dir / "task.md") if clean == text else "",  # else the agent reads it from memory
                 env=env,
                 secrets=self.redactor.values,
                 argv=spec["argv"],

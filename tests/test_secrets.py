@@ -341,3 +341,48 @@ async def test_a_launch_that_fails_leaves_no_secret_file(
     assert task.state == TaskState.FAILED and "could not start" in task.error
     assert not (app.home / "tasks" / task.id / "launch.bin").exists()
     assert not _leaks_in(app.home)
+
+
+@pytest.mark.parametrize(
+    ("mode", "args"),
+    [
+        ("arg", ["-c", 'printf %s "$1" > "$0.got"', "{out}", "{task}"]),
+        ("stdin", ["-c", 'cat > "$0.got"', "{out}"]),
+        ("file", ["-c", 'cat "$1" > "$0.got"', "{out}", "{task_file}"]),
+    ],
+)
+async def test_a_secret_pasted_into_a_task_reaches_the_agent_and_nothing_else(
+    mode: str, args: list[str], make_app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _set_secrets(monkeypatch)
+    out = tmp_path / "outside" / "agent"  # outside the data dir: what the agent was given
+    out.parent.mkdir()
+    agent = {"kind": "command", "command": "sh", "args": [a.replace("{out}", str(out)) for a in args]}
+    app = make_app(agents__paste=agent, **SECRET_CONFIG)
+    text = f"deploy with OPENAI_API_KEY={OTHER_KEY} and the bot token {TOKEN}, then report"
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        task = app.service.delegate(text, agent="paste", cwd=str(tmp_path)).task
+        task = await app.engine.wait_finished(task.id, timeout=30)
+    finally:
+        await app.engine.stop()
+    assert Path(f"{out}.got").read_text() == text  # the agent got the text as it was sent
+    assert task.state == TaskState.SUCCEEDED
+    assert task.text == "deploy with OPENAI_API_KEY=[redacted] and the bot token [redacted], then report"
+    task_dir = app.home / "tasks" / task.id
+    assert (task_dir / "task.md").read_text() == task.text
+    completion = app.store.pending("console", task_id=task.id)[0].text
+    assert "deploy with OPENAI_API_KEY=[redacted] and the bot token [redacted]" in completion
+    assert not _leaks_in(app.home)
+    if mode == "arg":  # a retry hands the agent the text as it was first sent, too
+        Path(f"{out}.got").unlink()
+        assert app.engine.acquire()
+        await app.engine.start()
+        try:
+            retry = app.service.retry(task.id).task
+            retry = await app.engine.wait_finished(retry.id, timeout=30)
+        finally:
+            await app.engine.stop()
+        assert Path(f"{out}.got").read_text() == text and retry.text == task.text
+        assert not _leaks_in(app.home)
