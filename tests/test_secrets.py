@@ -294,8 +294,12 @@ async def test_the_agents_key_is_on_no_command_line_and_stderr_is_redacted_as_wr
 ) -> None:
     _set_secrets(monkeypatch)
     argv_log, _ = _tmux_shim(tmp_path, monkeypatch)
-    slow = _sh('echo "401 unauthorized: $ANTHROPIC_API_KEY" >&2; echo ready; exec sleep 60',
-               env_from={"ANTHROPIC_API_KEY": KEY_ENV})  # fmt: skip
+    # The key once in one write, once cut across two writes (the runner reads them apart).
+    script = (
+        'echo "401 unauthorized: $ANTHROPIC_API_KEY" >&2; K=$ANTHROPIC_API_KEY; '
+        'printf "again: %s" "${K%-*}" >&2; sleep 0.3; echo "-${K##*-}" >&2; echo ready; exec sleep 60'
+    )
+    slow = _sh(script, env_from={"ANTHROPIC_API_KEY": KEY_ENV})
     app = make_app(agents__slow=slow, **SECRET_CONFIG)
     assert app.engine.acquire()
     await app.engine.start()
@@ -303,10 +307,11 @@ async def test_the_agents_key_is_on_no_command_line_and_stderr_is_redacted_as_wr
         task = app.service.delegate("wait a while", agent="slow", cwd=str(tmp_path)).task
         task_dir = app.home / "tasks" / task.id
         stderr_log = task_dir / "stderr.log"
-        await _until(lambda: stderr_log.exists() and b"401" in stderr_log.read_bytes(), "the agent's stderr")
+        await _until(lambda: stderr_log.exists() and b"again" in stderr_log.read_bytes(), "the agent's stderr")
         await _until(lambda: app.store.task_field(task.id, "runner_pid"), "the runner's start")
         # While it runs: stderr.log is written redacted, the handoff is gone, no argv holds a secret.
-        assert stderr_log.read_text() == "401 unauthorized: [redacted]\n"
+        await _until(lambda: stderr_log.read_text().count("\n") == 2, "the second write")
+        assert stderr_log.read_text() == "401 unauthorized: [redacted]\nagain: [redacted]\n"
         assert not (task_dir / "launch.bin").exists()
         leaks = [hit for line in _command_lines() for hit in _occurrences(line, f"the command line {line[:60]!r}")]
         leaks += _occurrences(argv_log.read_bytes(), "a tmux command line")
@@ -320,7 +325,7 @@ async def test_the_agents_key_is_on_no_command_line_and_stderr_is_redacted_as_wr
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(event["data"]["pid"]), signal.SIGKILL)
         await app.engine.stop()
-    assert stderr_log.read_text() == "401 unauthorized: [redacted]\n"
+    assert stderr_log.read_text() == "401 unauthorized: [redacted]\nagain: [redacted]\n"
     assert not _leaks_in(app.home)
 
 
