@@ -470,7 +470,8 @@ class Config(_Model):
     def secret_env(self, name: str) -> dict[str, str]:
         """The agent's ``env_from`` variables resolved from our environment.
 
-        These are handed to the agent's tmux window in memory and never written to disk.
+        They reach the agent only through its launch handoff (``core.launch``: a mode-600 file the
+        launcher deletes as it reads it), never a command line, and are redacted everywhere else.
         """
         env = {}
         for key, source in self.agents[name].env_from.items():
@@ -494,8 +495,8 @@ class Config(_Model):
         sources = [source for agent in self.agents.values() for source in agent.env_from.values()]
         sources.append(self.telegram.token_env)
         sources += [self.slack.bot_token_env, self.slack.app_token_env, self.slack.signing_secret_env]
-        webhook = self.telegram.webhook or TelegramWebhookConfig(url="https://unused.invalid")
-        sources.append(webhook.secret_env)
+        webhook = self.telegram.webhook
+        sources.append(webhook.secret_env if webhook else TelegramWebhookConfig.model_fields["secret_env"].default)
         found = {source: os.environ[source] for source in sources if os.environ.get(source, "").strip()}
         token = found.get(self.telegram.token_env, "")
         if ":" in token:  # a Bot API token is <bot id>:<secret>; the secret part alone is one too

@@ -1,10 +1,15 @@
 """Known secrets go in, a full scenario runs, and not one byte of them comes out anywhere.
 
 The bot runs as a user starts it (real entry point, real tmux) against the fake Bot API. The
-Telegram token and an agent's API key (``env_from``) are set to known values; one agent is the
-stand-in, one is a CLI that prints its key in an error (as real CLIs do on a 401). Then the bot's
-log, the CLI's output, every file of the data directory (the store's every table included), and
-every message sent to Telegram are scanned for the values.
+Telegram token, the Slack tokens and signing secret, the webhook secret and two agents' API keys
+(``env_from``) are set to known values in the bot's environment; one agent is the stand-in, one is
+a CLI that prints its environment and its key in an error (as real CLIs do on a 401). Then the
+bot's log, the CLI's output, every file of the data directory (the store's every table included),
+and every message sent to Telegram are scanned for the values.
+
+Then the engine on its own: what an agent inherits (an allowlist), how its key reaches it (never a
+command line; stderr redacted as written, even when the runner is killed), and a secret pasted
+into a task (stored redacted, handed to the agent as sent).
 """
 
 from __future__ import annotations
@@ -130,7 +135,7 @@ def test_no_secret_reaches_logs_store_task_files_or_chats(
         fake.wait_for(lambda: fake.commands, what="the bot's start")
         fake.say("Create User model")
         fake.wait_for(lambda: fake.find(ALICE["id"], "t1 succeeded"), what="the stand-in's completion")
-        fake.say("@leaky fix the login bug")
+        fake.say(f"@leaky fix the login bug; the staging key is {OTHER_KEY}")  # a secret pasted into a task
         fake.wait_for(lambda: fake.find(ALICE["id"], "t2 failed"), what="the leaky agent's failure")
         done = fake.find(ALICE["id"], "t2 failed")[0]
         fake.tap(done, "log:t2")
@@ -172,12 +177,12 @@ def test_no_secret_reaches_logs_store_task_files_or_chats(
     assert not [name for name in (*SECRET_ENV, "TELEGRAM_BOT_TOKEN", "OPENAI_API_KEY") if f"{name}=" in output]
 
 
-@pytest.mark.parametrize("secret", [AGENT_KEY])
-def test_the_config_knows_its_secret_values(secret: str, monkeypatch: pytest.MonkeyPatch, make_app: Any) -> None:
-    monkeypatch.setenv(KEY_ENV, secret)
-    monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    app = make_app(agents__standin__env_from={"ANTHROPIC_API_KEY": KEY_ENV}, telegram__token_env=TOKEN_ENV)
-    assert {secret, TOKEN} <= set(app.config.secret_values())
+def test_the_config_knows_every_secret_it_names(monkeypatch: pytest.MonkeyPatch, make_app: Any) -> None:
+    _set_secrets(monkeypatch)
+    app = make_app(**SECRET_CONFIG)
+    # Two agents' keys, the Telegram token (and its secret half), Slack's tokens and signing secret, the webhook's.
+    assert set(SECRETS) <= set(app.config.secret_values())
+    assert TOKEN.split(":")[0] not in app.config.secret_values()  # the bot's id alone is no secret
 
 
 # -- the engine on its own: the agent's environment, the handoff, the task text ----------------------

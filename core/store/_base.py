@@ -19,11 +19,16 @@ class RedactingConnection(sqlite3.Connection):
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         if parameters and self.redactor:
-            if isinstance(parameters, dict):
-                parameters = {key: self.redactor.value(value) for key, value in parameters.items()}
-            else:
-                parameters = [self.redactor.value(value) for value in parameters]
+            parameters = self._clean(parameters)
         return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
+        return super().executemany(sql, (self._clean(parameters) for parameters in seq_of_parameters))
+
+    def _clean(self, parameters: Any) -> Any:
+        if isinstance(parameters, dict):
+            return {key: self.redactor.value(value) for key, value in parameters.items()}
+        return [self.redactor.value(value) for value in parameters]
 
 
 class _Base:
