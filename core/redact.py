@@ -83,25 +83,26 @@ class Redactor:
         """``text`` redacted, and where each secret was: (offset in the redacted text, its name).
 
         The names (never the values) can be stored beside the text, so the process that starts
-        the agent can hand it the text as it was sent (``restore``).
+        the agent can hand it the text as it was sent (``restore``). A JSON-escaped form is
+        redacted but gets no name: putting the raw value back there would break the JSON.
         """
-        values = self.values
         out: list[str] = []
         refs: list[tuple[int, str]] = []
         size = start = 0
-        while values:
-            found = [(at, -len(v), v) for v in values if (at := text.find(v, start)) >= 0]
+        while True:
+            found = [(at, -len(form), form) for form in self._text if (at := text.find(form, start)) >= 0]
             if not found:
                 break
-            at, _, value = min(found)
+            at, _, form = min(found)
             out.append(text[start:at])
             size += at - start
-            refs.append((size, self._names[value]))
+            if form in self._names:
+                refs.append((size, self._names[form]))
             out.append(REDACTED)
             size += len(REDACTED)
-            start = at + len(value)
+            start = at + len(form)
         out.append(text[start:])
-        return self.text("".join(out)), refs
+        return "".join(out), refs
 
     @staticmethod
     def restore(text: str, refs: list[tuple[int, str]], environ: Mapping[str, str]) -> str:

@@ -32,6 +32,7 @@ import yaml
 
 from core.errors import ConfigError
 from core.models import TaskState
+from core.redact import Redactor, StreamRedactor
 from tests.conftest import ROOT, orchestra, requires_tmux
 from tests.fake_telegram import ALICE, TOKEN, FakeTelegram
 
@@ -396,3 +397,21 @@ async def test_a_secret_pasted_into_a_task_reaches_the_agent_and_nothing_else(
             await app.engine.stop()
         assert Path(f"{out}.got").read_text() == text and retry.text == task.text
         assert not _leaks_in(app.home)
+
+
+def test_redaction_takes_the_longest_secret_and_puts_each_back_by_name() -> None:
+    redactor = Redactor({"SHORT": "abcdef123456", "LONG": "abcdef123456-and-more", "QUOTED": 'pa"ss\\word'})
+    text = 'use abcdef123456-and-more, then abcdef123456; json {"k": "pa\\"ss\\\\word"} and pa"ss\\word'
+    clean, refs = redactor.redact_refs(text)
+    assert clean == 'use [redacted], then [redacted]; json {"k": "[redacted]"} and [redacted]'
+    assert [name for _, name in refs] == ["LONG", "SHORT", "QUOTED"]  # the JSON-escaped one has no name to restore
+    environ = {"SHORT": "abcdef123456", "LONG": "abcdef123456-and-more", "QUOTED": 'pa"ss\\word'}
+    assert Redactor.restore(clean, refs, environ) == text.replace('"pa\\"ss\\\\word"', '"[redacted]"')
+    assert Redactor.restore(clean, refs, {}) == clean  # a variable we no longer have stays redacted
+
+
+def test_a_stream_is_redacted_whatever_the_reads_cut() -> None:
+    stream = StreamRedactor(Redactor({"KEY": AGENT_KEY}))
+    data = f"401: {AGENT_KEY}\nagain {AGENT_KEY}".encode()
+    out = b"".join(stream.feed(data[i : i + 1]) for i in range(len(data))) + stream.flush()
+    assert out == b"401: [redacted]\nagain [redacted]"
