@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from core.clock import Clock, SystemClock
 from core.config import Config, load_config
 from core.engine import Engine
-from core.errors import ConfigError
 from core.models import TaskState
+from core.redact import Redactor
 from core.service import Service
 from core.store import Store
 from core.tmux import TmuxManager
@@ -58,7 +58,7 @@ def open_app(config_path: Path | None = None, *, clock: Clock | None = None) -> 
     with contextlib.suppress(OSError):
         os.chmod(home, 0o700)
     clock = clock or SystemClock()
-    store = Store(home / "orchestra.db")
+    store = Store(home / "orchestra.db", redactor=Redactor(config.known_secrets()))
     tmux = TmuxManager(config.tmux.socket_name, config.tmux.session, config_file=config.tmux.config_file)
     engine = Engine(config, store, tmux, clock, home)
     service = Service(config, store, tmux, clock, home, engine=engine, config_path=path)
@@ -257,7 +257,7 @@ async def _start_telegram(app: App, fatal: Callable[[str], None]) -> _Telegram:
 
     settings = app.config.telegram
     token = settings.token()
-    configure_logging(secrets=[token])
+    configure_logging(secrets=app.config.secret_values())
     commands = Commands(app.service, app.clock)
     gate = Gate(
         app.store,
@@ -306,7 +306,7 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     bot_token = settings.bot_token()
     app_token = settings.app_token() if settings.mode == "socket" else ""
     signing_secret = settings.signing_secret() if settings.mode == "http" else ""
-    configure_logging(secrets=[s for s in (bot_token, app_token, signing_secret) if s] + _telegram_secret(app))
+    configure_logging(secrets=app.config.secret_values())
     commands = Commands(app.service, app.clock)
     gate = Gate(
         app.store,
@@ -353,28 +353,15 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     return _Slack(transport, outbox, progress, owns_progress=shared is None)
 
 
-def _telegram_secret(app: App) -> list[str]:
-    """Telegram's token too, so configuring the log for Slack keeps it scrubbed."""
-    if not app.config.telegram.enabled:
-        return []
-    try:
-        return [app.config.telegram.token()]
-    except ConfigError:
-        return []
-
-
 class _Redacting(logging.Formatter):
     """Never let a secret (the bot token is in every Bot API URL) reach a log line."""
 
     def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
         super().__init__(fmt)
-        self.secrets = [s for s in secrets if s]
+        self.redactor = Redactor.of(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return self.redactor.text(super().format(record))
 
 
 def configure_logging(*, secrets: Sequence[str] = ()) -> None:

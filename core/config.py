@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from core.agents.base import AgentSettings
 from core.errors import ConfigError
+from core.redact import Redactor
 from core.routing import compile_rule_pattern
 
 AGENT_KINDS = ("claude", "codex", "gemini", "qwen", "opencode", "droid", "aider", "command")
@@ -39,6 +40,7 @@ class AgentConfig(_Model):
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     env_from: dict[str, str] = Field(default_factory=dict)
+    env_pass: list[str] = Field(default_factory=list)  # more of our variables the agent may see (names only)
     model: str | None = None
     max_concurrent: int = Field(default=2, ge=1)
     enabled: bool = True
@@ -61,6 +63,14 @@ class AgentConfig(_Model):
             if not _ENV_NAME.match(key) or not _ENV_NAME.match(source):
                 raise ValueError(f"{key}: {source!r} must name an environment variable")
         return env_from
+
+    @field_validator("env_pass")
+    @classmethod
+    def _pass_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} must name an environment variable")
+        return names
 
 
 class RuleConfig(_Model):
@@ -461,7 +471,8 @@ class Config(_Model):
     def secret_env(self, name: str) -> dict[str, str]:
         """The agent's ``env_from`` variables resolved from our environment.
 
-        These are handed to the agent's tmux window in memory and never written to disk.
+        They reach the agent only through its launch handoff (``core.launch``: a mode-600 file the
+        launcher deletes as it reads it), never a command line, and are redacted everywhere else.
         """
         env = {}
         for key, source in self.agents[name].env_from.items():
@@ -479,15 +490,23 @@ class Config(_Model):
             channels.append("slack")
         return channels
 
-    def secret_values(self) -> list[str]:
-        """Values of every env_from variable and chat token, longest first, so text can be scrubbed of them."""
+    def known_secrets(self) -> dict[str, str]:
+        """Every secret the config names, by variable: all agents' ``env_from``, chat tokens, signing
+        and webhook secrets, each read from our environment (unset ones are left out)."""
         sources = [source for agent in self.agents.values() for source in agent.env_from.values()]
         sources.append(self.telegram.token_env)
         sources += [self.slack.bot_token_env, self.slack.app_token_env, self.slack.signing_secret_env]
-        if self.telegram.webhook is not None:
-            sources.append(self.telegram.webhook.secret_env)
-        values = [os.environ.get(source, "").strip() for source in sources]
-        return sorted({value for value in values if len(value) >= 6}, key=len, reverse=True)
+        webhook = self.telegram.webhook
+        sources.append(webhook.secret_env if webhook else TelegramWebhookConfig.model_fields["secret_env"].default)
+        found = {source: os.environ[source] for source in sources if os.environ.get(source, "").strip()}
+        token = found.get(self.telegram.token_env, "")
+        if ":" in token:  # a Bot API token is <bot id>:<secret>; the secret part alone is one too
+            found[self.telegram.token_env + ":secret"] = token.split(":", 1)[1]
+        return found
+
+    def secret_values(self) -> list[str]:
+        """Values of every secret the config knows of, longest first, so text can be scrubbed of them."""
+        return Redactor(self.known_secrets()).values
 
 
 def expand_command(command: str) -> str:

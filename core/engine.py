@@ -27,11 +27,13 @@ from typing import Any, TypeGuard
 
 from core.agents import adapter_for
 from core.agents.base import AgentResult
+from core.agents.common import agent_env
 from core.clock import Clock
 from core.config import Config
-from core.launch import write_launch
+from core.launch import discard_launch, write_launch
 from core.messages import finished_keyboard
 from core.models import RUN_END_STATES, Task, TaskState
+from core.redact import Redactor
 from core.store import Store
 from core.summary import build_summary, git_baseline, render_phone
 from core.tmux import TmuxManager, WindowInfo, runner_argv
@@ -63,6 +65,7 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self._finished: dict[str, asyncio.Event] = {}
         self._baselines: dict[str, dict[str, Any] | None] = {}
+        self.redactor = Redactor(config.known_secrets())
 
     # -- ownership --------------------------------------------------------------------------
     def acquire(self, role: str = "engine") -> bool:
@@ -219,22 +222,31 @@ class Engine:
             return False
         task_dir = self.task_dir(task.id)
         try:
-            spec, secret_env = self._spec(task, task_dir)
+            text = self.store.task_text(task.id)  # as it was sent: known secrets put back for the agent
+            spec, env = self._spec(task, text)
             write_agent_files(spec.pop("files"))
             task_dir.mkdir(parents=True, exist_ok=True)
-            (task_dir / "task.md").write_text(task.text, encoding="utf-8", errors="surrogateescape")
-            (task_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-            argv = [a.replace("{task_file}", str(task_dir / "task.md")) for a in spec["argv"]]
-            write_launch(str(task_dir), spec["prompt_mode"], spec["env"], argv)
+            clean = self.redactor.text(text)
+            (task_dir / "task.md").write_text(clean, encoding="utf-8", errors="surrogateescape")
+            (task_dir / "spec.json").write_text(json.dumps(self.redactor.value(spec), ensure_ascii=False), "utf-8")
+            write_launch(
+                str(task_dir),
+                mode=spec["prompt_mode"],
+                task_file=str(task_dir / "task.md") if clean == text else "",  # else the agent reads it from memory
+                env=env,
+                secrets=self.redactor.values,
+                argv=spec["argv"],
+                text=text,
+            )
             baseline = git_baseline(task.cwd)
             (task_dir / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
             self._baselines[task.id] = baseline
-            env = {"PATH": os.environ.get("PATH", ""), **secret_env}
-            if os.environ.get("HOME"):
-                env["HOME"] = os.environ["HOME"]
-            window_id = self.tmux.start_window(task.id, runner_argv(task_dir), cwd=task.cwd, env=env)
+            # Only what the launcher itself needs: the agent's environment travels in launch.bin.
+            window_env = {k: v for k in ("PATH", "HOME") if (v := os.environ.get(k))}
+            window_id = self.tmux.start_window(task.id, runner_argv(task_dir), cwd=task.cwd, env=window_env)
         except Exception as exc:  # noqa: BLE001 - a start that fails ends the task, it never hangs it
-            log.warning("could not start %s: %s", task.id, exc)
+            discard_launch(str(task_dir))
+            log.warning("could not start %s: %s", task.id, self.redactor.text(str(exc)))
             self._fail_unstarted(task, f"could not start: {exc}")
             return False
         self.store.update_task(task.id, window_id=window_id)
@@ -242,10 +254,15 @@ class Engine:
         self._notify(task.id, "dispatched", {"window": window_id, "dispatched_at": now, "created_at": task.created_at})
         return True
 
-    def _spec(self, task: Task, task_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    def _spec(self, task: Task, text: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The runner's ``spec.json`` (no secret in it once redacted) and the agent's whole environment.
+
+        The environment is built, never inherited: the allowlisted part of ours (``agent_env``,
+        plus the agent's ``env_pass`` names), the adapter's and the agent's ``env``, then its ``env_from``.
+        """
         settings = self.config.agent_settings(task.agent)
         adapter = adapter_for(settings.kind)
-        invocation = adapter.build(task.text, settings, resume=self._resume_session(task))
+        invocation = adapter.build(text, settings, resume=self._resume_session(task))
         spec = {
             "task_id": task.id,
             "agent": task.agent,
@@ -262,9 +279,9 @@ class Engine:
             "log_max_bytes": self.config.limits.log_max_bytes,
             "site_paths": [p for p in sys.path if p and "site-packages" in p],
         }
-        secret_env = self.config.secret_env(task.agent)
-        spec["secret_env_names"] = sorted(secret_env)  # names only: the runner redacts their values
-        return spec, secret_env
+        passed = agent_env(os.environ, self.config.agents[task.agent].env_pass)
+        env = {**passed, **invocation.env, **self.config.secret_env(task.agent)}
+        return spec, env
 
     def _resume_session(self, task: Task) -> str | None:
         return task.session_id if task.session_id and task.parent_id else None
@@ -337,6 +354,7 @@ class Engine:
         with self.store.atomic():
             if not self._finish(task, final, result, finished_at, summary):
                 return False
+        discard_launch(str(self.task_dir(task_id)))  # normally gone already: the launcher deletes it
         self._finished_hooks(task_id, final, summary)
         return True
 
@@ -541,6 +559,7 @@ class Engine:
         window = windows.get(task.id)
         if window is not None and not window.dead:
             return
+        discard_launch(str(task_dir))  # the window is gone: no launcher will ever read its secrets
         if self.clock.now() - float(self.store.task_field(task.id, "updated_at") or 0) < grace:
             return
         if payload == _UNREADABLE:

@@ -5,8 +5,12 @@ first, from ``launch.bin`` (NUL-separated, readable without importing ``json``),
 takes over the running process and its pipes. Only ``os``, ``sys``, ``time`` and ``_ctypes`` (for
 the subreaper) are imported before the agent runs.
 
-``launch.bin`` holds: prompt mode, the number of environment entries, ``KEY=VALUE`` entries,
-then the argv. The task text is inside argv, on stdin or in ``task.md``: never shell input.
+``launch.bin`` is the secret handoff: mode 600, read once and deleted at once, so the agent's
+keys and the task as it was sent never sit on disk or on a command line. It holds: prompt mode,
+the task file's path ("" when the task text holds a secret: the agent then reads it from memory),
+the agent's whole environment (``KEY=VALUE`` entries; nothing else of ours is inherited), the
+secret values to redact, the argv, and last the task text. The task text is inside argv, on
+stdin or in a file: never shell input.
 """
 
 from __future__ import annotations
@@ -15,25 +19,100 @@ import os
 import sys
 import time
 
+TASK_FILE = "{task_file}"  # in argv: where the agent reads the task from, for prompt mode "file"
 
-def read_launch(task_dir: str) -> tuple[str, dict[bytes, bytes], list[bytes]]:
-    with open(os.path.join(task_dir, "launch.bin"), "rb") as fh:
-        fields = fh.read().split(b"\0")
-    mode = fields[0].decode()
-    count = int(fields[1])
-    extra = {}
-    for item in fields[2 : 2 + count]:
+
+class Launch:
+    """What ``launch.bin`` carries, as bytes the agent gets unchanged (a plain class: no imports)."""
+
+    def __init__(
+        self,
+        mode: str,
+        task_file: bytes,
+        env: dict[bytes, bytes],
+        secrets: list[bytes],
+        argv: list[bytes],
+        text: bytes,
+    ) -> None:
+        self.mode = mode
+        self.task_file = task_file
+        self.env = env
+        self.secrets = secrets
+        self.argv = argv
+        self.text = text
+
+
+def read_launch(task_dir: str) -> Launch:
+    """Read ``launch.bin`` and delete it before anything else happens (even if it is malformed)."""
+    path = os.path.join(task_dir, "launch.bin")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    finally:
+        os.unlink(path)
+    pos = 0
+
+    def field() -> bytes:
+        nonlocal pos
+        end = data.index(b"\0", pos)
+        value, pos = data[pos:end], end + 1
+        return value
+
+    def fields() -> list[bytes]:
+        return [field() for _ in range(int(field()))]
+
+    mode = field().decode()
+    task_file = field()
+    env = {}
+    for item in fields():
         key, _, value = item.partition(b"=")
-        extra[key] = value
-    return mode, extra, fields[2 + count :]
+        env[key] = value
+    secrets = fields()
+    argv = fields()
+    return Launch(mode, task_file, env, secrets, argv, data[pos:])
 
 
-def write_launch(task_dir: str, mode: str, env: dict[str, str], argv: list[str]) -> None:
-    """Engine side: write ``launch.bin`` for a task (argv elements cannot hold NUL bytes anyway)."""
-    fields = [mode, str(len(env)), *(f"{k}={v}" for k, v in env.items()), *argv]
-    data = b"\0".join(f.encode("utf-8", "surrogateescape") for f in fields)
-    with open(os.path.join(task_dir, "launch.bin"), "wb") as fh:
+def write_launch(
+    task_dir: str,
+    *,
+    mode: str,
+    task_file: str,
+    env: dict[str, str],
+    secrets: list[str],
+    argv: list[str],
+    text: str,
+) -> None:
+    """Engine side: write ``launch.bin`` (mode 600, whole or not at all; no field but the text holds NUL)."""
+    parts = [mode, task_file, str(len(env)), *(f"{k}={v}" for k, v in env.items())]
+    parts += [str(len(secrets)), *secrets, str(len(argv)), *argv, text]
+    data = b"\0".join(part.encode("utf-8", "surrogateescape") for part in parts)
+    path = os.path.join(task_dir, "launch.bin")
+    tmp = path + ".tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
         fh.write(data)
+    os.replace(tmp, path)
+
+
+def discard_launch(task_dir: str) -> None:
+    """Delete a ``launch.bin`` no launcher read (the window never started): it holds secrets."""
+    for name in ("launch.bin", "launch.bin.tmp"):
+        try:
+            os.unlink(os.path.join(task_dir, name))
+        except OSError:
+            pass
+
+
+def _task_file(launch: Launch) -> bytes:
+    """The path the agent reads the task from: ``task.md``, or a memory file when the text holds a secret.
+
+    The memory file stays open in this process (the runner) for the whole run; the agent, and any
+    process it starts, opens it through ``/proc``.
+    """
+    if launch.task_file:
+        return launch.task_file
+    fd = os.memfd_create("task.md")
+    os.write(fd, launch.text)
+    return f"/proc/{os.getpid()}/fd/{fd}".encode()
 
 
 def become_subreaper() -> None:
@@ -61,25 +140,28 @@ def become_subreaper() -> None:
 def main(argv: list[str]) -> int:
     task_dir = argv[0]
     become_subreaper()
-    mode, extra, agent_argv = read_launch(task_dir)
-    env = dict(os.environb)
-    env.update(extra)
+    launch = read_launch(task_dir)
+    agent_argv = launch.argv
+    if any(TASK_FILE.encode() in arg for arg in agent_argv):
+        path = _task_file(launch)
+        agent_argv = [arg.replace(TASK_FILE.encode(), path) for arg in agent_argv]
     out_r, out_w = os.pipe()
-    in_r, in_w = os.pipe() if mode == "stdin" else (os.open(os.devnull, os.O_RDONLY), -1)
-    err = os.open(os.path.join(task_dir, "stderr.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
+    in_r, in_w = os.pipe() if launch.mode == "stdin" else (os.open(os.devnull, os.O_RDONLY), -1)
+    err_r, err_w = os.pipe()  # the runner writes stderr.log, redacted as it arrives
+    actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
     pid: int | None = None
     failure: OSError | None = None
     try:
-        pid = os.posix_spawnp(agent_argv[0], agent_argv, env, file_actions=actions, setsid=True)
+        pid = os.posix_spawnp(agent_argv[0], agent_argv, launch.env, file_actions=actions, setsid=True)
     except OSError as exc:
         failure = exc
     started = time.time()
-    for fd in (in_r, out_w, err):
+    for fd in (in_r, out_w, err_w):
         os.close(fd)
     from core.runner import Runner
 
-    runner = Runner(task_dir)
+    stdin_text = launch.text if launch.mode == "stdin" else None
+    runner = Runner(task_dir, secrets=launch.secrets, stdin_text=stdin_text, stderr_fd=err_r)
     if pid is None:
         assert failure is not None
         return runner.failed_to_start(agent_argv[0].decode(errors="replace"), failure)

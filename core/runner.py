@@ -27,27 +27,13 @@ from typing import Any
 
 from core.agents import parser_for
 from core.agents.base import AgentEvent, AgentResult, OutputParser
+from core.redact import Redactor, StreamRedactor
 
 _READ_CHUNK = 65536
 _STDERR_TAIL = 4000
-_REDACTED = b"[redacted]"
 _DRAIN_S = 2.0  # after the agent exits, how long its background children may hold its output open
 _MAX_WAIT_S = 1.0  # the longest the pump sleeps between checks
 _CHATTY = frozenset({"text", "raw", "tool_use", "tool_result"})  # dropped once the log is capped
-
-
-def _secrets_from_env(names: list[str]) -> list[bytes]:
-    """The values of the agent's ``env_from`` variables (ours too: tmux gave them to this pane)."""
-    values = {os.environ.get(name, "") for name in names}
-    return sorted((v.encode() for v in values if len(v) >= 6), key=len, reverse=True)
-
-
-def redact(data: bytes, secrets: list[bytes]) -> bytes:
-    """``data`` with every secret value replaced; longest first, so a secret's prefix never survives."""
-    for secret in secrets:
-        if secret in data:
-            data = data.replace(secret, _REDACTED)
-    return data
 
 
 class _Link:
@@ -84,7 +70,21 @@ class _Link:
 
 
 class Runner:
-    def __init__(self, task_dir: Path | str) -> None:
+    """Sees one agent run to its end.
+
+    ``secrets`` (every secret the engine knows of, from the launch handoff) never reach a file the
+    runner writes: ``output.log``, ``stderr.log`` (copied from ``stderr_fd`` as it arrives),
+    ``events.jsonl`` and ``result.json``. ``stdin_text`` is what an agent of prompt mode stdin reads.
+    """
+
+    def __init__(
+        self,
+        task_dir: Path | str,
+        *,
+        secrets: list[bytes] | None = None,
+        stdin_text: bytes | None = None,
+        stderr_fd: int | None = None,
+    ) -> None:
         self.dir = Path(task_dir)
         self.spec: dict[str, Any] = json.loads((self.dir / "spec.json").read_text(encoding="utf-8"))
         self.task_id: str = self.spec["task_id"]
@@ -95,7 +95,12 @@ class Runner:
         self.log_file = open(self.dir / "output.log", "ab", buffering=0)  # noqa: SIM115
         self.log_max = int(self.spec.get("log_max_bytes") or 0)
         # Agents print their own keys at times (a 401 quoting the key): nothing we keep holds them.
-        self.secrets = _secrets_from_env(list(self.spec.get("secret_env_names") or []))
+        self.redactor = Redactor.of(v.decode("utf-8", "surrogateescape") for v in secrets or [])
+        self.stdin_text = stdin_text
+        self._stderr: threading.Thread | None = None
+        if stderr_fd is not None:
+            self._stderr = threading.Thread(target=self._copy_stderr, args=(stderr_fd,), daemon=True)
+            self._stderr.start()
         self.log_written = 0
         self.seq = 0
         self.stop_reason: str | None = None  # cancelled | timed_out | over_budget
@@ -119,7 +124,7 @@ class Runner:
             "text": text,
             "data": data or {},
         }
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        line = self.redactor.data((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace"))
         self.events_file.write(line)
         self.link.send(line, force=force)
 
@@ -165,20 +170,20 @@ class Runner:
         sys.stdout.write(f"orchestra {self.task_id}: {spec.get('agent', '')} running (pid {pid})\n")
         sys.stdout.flush()
         if in_fd is not None:
-            text = (self.dir / "task.md").read_text(encoding="utf-8", errors="surrogateescape")
+            text = self.stdin_text if self.stdin_text is not None else (self.dir / "task.md").read_bytes()
             threading.Thread(target=self._feed_stdin, args=(in_fd, text), daemon=True).start()
         exit_code = self._pump(out_fd, started)
         exited_at = time.time()
-        self._redact_stderr()
+        self._stderr_done()
         stderr_tail = _tail(self.dir / "stderr.log", _STDERR_TAIL)
         result = self.parser.finish(exit_code, stderr_tail)
         result.exit_code = exit_code
         return self.finish(result, exited_at=exited_at)
 
-    def _feed_stdin(self, fd: int, text: str) -> None:
+    def _feed_stdin(self, fd: int, text: bytes) -> None:
         try:
             with open(fd, "wb", closefd=True) as pipe:
-                pipe.write(text.encode("utf-8", "surrogateescape"))
+                pipe.write(text)
         except OSError:
             pass
 
@@ -315,7 +320,7 @@ class Runner:
 
     def _log(self, chunk: bytes) -> None:
         """Append whole lines (so a secret is never split across two writes), redacted, up to the cap."""
-        chunk = redact(chunk, self.secrets)
+        chunk = self.redactor.data(chunk)
         if self.log_max and self.log_written > self.log_max:
             return  # past the cap: the marker below is written once, so a full log always says it was capped
         if self.log_max and self.log_written + len(chunk) > self.log_max:
@@ -324,7 +329,7 @@ class Runner:
         self.log_written += len(chunk)
 
     def _line(self, raw: bytes) -> None:
-        line = redact(raw, self.secrets).decode("utf-8", "replace").rstrip("\r")
+        line = self.redactor.data(raw).decode("utf-8", "replace").rstrip("\r")
         capped = bool(self.log_max) and self.log_written > self.log_max
         for event in self.parser.feed(line):
             if event.kind == "usage":
@@ -334,17 +339,24 @@ class Runner:
             self.show(event)
             self.emit(event.kind, event.text, event.data)
 
-    def _redact_stderr(self) -> None:
-        """The agent wrote stderr.log itself: rewrite it without the secrets once it has exited."""
-        path = self.dir / "stderr.log"
-        if not self.secrets or not path.exists():
-            return
-        data = path.read_bytes()
-        clean = redact(data, self.secrets)
-        if clean != data:
-            tmp = path.with_name("stderr.log.tmp")
-            tmp.write_bytes(clean)
-            os.replace(tmp, path)
+    def _copy_stderr(self, fd: int) -> None:
+        """Copy the agent's stderr into ``stderr.log`` as it arrives, redacted before it is written."""
+        stream = StreamRedactor(self.redactor)
+        out = os.open(self.dir / "stderr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            while chunk := os.read(fd, _READ_CHUNK):
+                os.write(out, stream.feed(chunk))
+            os.write(out, stream.flush())
+        except OSError:
+            pass
+        finally:
+            os.close(out)
+            os.close(fd)
+
+    def _stderr_done(self) -> None:
+        """Wait (briefly: a leftover child may hold stderr open) until the agent's stderr is in the file."""
+        if self._stderr is not None:
+            self._stderr.join(2.0)
 
     def _update_cost(self) -> None:
         cost = self.parser.live_cost_usd()
@@ -399,6 +411,7 @@ class Runner:
             "live_cost_usd": self.live_cost,
             "log_bytes": self.log_written,
         }
+        payload = self.redactor.value(payload)
         tmp = self.dir / "result.json.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(payload, fh, ensure_ascii=False)

@@ -385,7 +385,8 @@ class Service:
         task = self.get(task_id)
         if not task.state.finished:
             raise InvalidTransition(f"{task.id} is {task.state.value}; wait for it to finish or cancel it first")
-        text = task.text if not feedback else f"{task.text}\n\nFeedback on the previous attempt: {feedback}"
+        original = self.store.task_text(task.id)  # the known secrets it held are stored as names only
+        text = original if not feedback else f"{original}\n\nFeedback on the previous attempt: {feedback}"
         self._audit(actor, "retry", task.id, feedback or "")
         return self.delegate(text, agent=task.agent, cwd=task.cwd, actor=actor, parent=task)
 

@@ -103,7 +103,8 @@ class Invocation:
 
     ``prompt_mode`` says where the task text goes: ``arg`` means it is already one element of
     ``argv``; ``stdin`` means the runner writes it to the agent's stdin; ``file`` means the
-    runner writes it to ``task.md`` in the task directory and ``{task_file}`` in argv points there.
+    runner writes it to ``task.md`` in the task directory and ``{task_file}`` in argv points there
+    (or, when the text holds a known secret, which ``task.md`` keeps redacted, to a memory file).
     """
 
     argv: list[str]

@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: keep the runner's imports small
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Mapping
 
 from core.agents.base import AgentEvent, AgentSettings, Usage
 
@@ -21,6 +21,18 @@ SHORT = 200
 MAX_DATA_CHARS = 4_000
 RETRIES_ENV = "ORCHESTRA_MAX_RETRIES"  # optional, per agent: how often the CLI retries a failed model call
 HOME_VARS = frozenset({"CODEX_HOME", "GEMINI_CLI_HOME", "QWEN_HOME", "OPENCODE_CONFIG", "CLAUDE_CONFIG_DIR"})
+
+# What of our environment every agent gets: what a CLI needs to run (paths, user, locale, terminal,
+# time zone), proxies and CA bundles (node CLIs behind a corporate proxy). Nothing else: no tokens.
+PASS_THROUGH = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "COLORTERM", "TMPDIR", "TZ",
+        "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    }
+)  # fmt: skip
+PASS_PREFIXES = ("LC_",)
 
 _API_STATUS = re.compile(r"\b([45]\d\d)\b")
 
@@ -50,6 +62,13 @@ def max_retries(settings: AgentSettings) -> int | None:
     """``ORCHESTRA_MAX_RETRIES`` from the agent's ``env``, when set to a whole number ≥ 0."""
     raw = settings.env.get(RETRIES_ENV, "").strip()
     return int(raw) if raw.isdigit() else None
+
+
+def agent_env(environ: Mapping[str, str], also: Iterable[str] = ()) -> dict[str, str]:
+    """The part of ``environ`` an agent inherits: ``PASS_THROUGH``, ``LC_*``, and the names in ``also``
+    (the agent's ``env_pass``). The agent's own ``env`` and ``env_from`` go on top of this."""
+    wanted = PASS_THROUGH | set(also)
+    return {k: v for k, v in environ.items() if k in wanted or k.startswith(PASS_PREFIXES)}
 
 
 def merged_env(settings: AgentSettings, own: dict[str, str]) -> dict[str, str]:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from core.redact import Redactor
+from core.store._base import RedactingConnection
 from core.store.audit import AuditMixin
 from core.store.costs import CostsMixin
 from core.store.digests import DigestsMixin
@@ -24,12 +26,20 @@ __all__ = ["INBOUND_ATTEMPTS", "MIGRATIONS", "Store"]
 
 
 class Store(TasksMixin, CostsMixin, DigestsMixin, AuditMixin, OutboxMixin, InboundMixin):
-    """Owns the SQLite database file. Safe to open from several processes at once."""
+    """Owns the SQLite database file. Safe to open from several processes at once.
 
-    def __init__(self, path: Path | str) -> None:
+    ``redactor`` holds the secrets the config knows of: no value of theirs is ever written, in
+    any table (every text the store binds into a statement goes through it).
+    """
+
+    def __init__(self, path: Path | str, *, redactor: Redactor | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+        self.redactor = redactor or Redactor()
+        conn = sqlite3.connect(
+            str(self.path), timeout=30, isolation_level=None, check_same_thread=False, factory=RedactingConnection
+        )
+        conn.redactor = self.redactor
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")

@@ -9,11 +9,33 @@ from typing import Any
 
 import sqlite_utils
 
+from core.redact import Redactor
+
+
+class RedactingConnection(sqlite3.Connection):
+    """A connection that redacts every text and blob bound into a statement: the store's one gate."""
+
+    redactor: Redactor = Redactor()
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if parameters and self.redactor:
+            parameters = self._clean(parameters)
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
+        return super().executemany(sql, (self._clean(parameters) for parameters in seq_of_parameters))
+
+    def _clean(self, parameters: Any) -> Any:
+        if isinstance(parameters, dict):
+            return {key: self.redactor.value(value) for key, value in parameters.items()}
+        return [self.redactor.value(value) for value in parameters]
+
 
 class _Base:
     """The state the per-domain mixins of ``Store`` work on; ``Store.__init__`` sets it."""
 
     _conn: sqlite3.Connection
+    redactor: Redactor
     db: sqlite_utils.Database
     _column_cache: dict[str, list[str]]
 

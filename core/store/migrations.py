@@ -201,6 +201,12 @@ def _m007_budget_overrides(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m008_task_secret_refs(db: sqlite_utils.Database) -> None:
+    """Where a task's text held a known secret: (offset, variable name) pairs, never the value, so the
+    engine can give the agent the text as it was sent while the store keeps it redacted."""
+    db.table("tasks").add_column("secret_refs", str)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
@@ -209,4 +215,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("005_inbound_journal", _m005_inbound_journal),
     ("006_costs_by_agent", _m006_costs_by_agent),
     ("007_budget_overrides", _m007_budget_overrides),
+    ("008_task_secret_refs", _m008_task_secret_refs),
 ]

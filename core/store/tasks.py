@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from core.models import ACTIVE_STATES, Task, TaskState
+from core.redact import Redactor
 from core.store._base import _Base
 from core.store.migrations import _TASK_COLUMNS
 
@@ -21,10 +23,22 @@ class TasksMixin(_Base):
             row = self._conn.execute("SELECT COALESCE(MAX(num), 0) + 1 FROM tasks").fetchone()
             num = int(row[0])
             record = {**fields, "num": num, "id": f"t{num}", "updated_at": fields.get("created_at")}
+            if "text" in record:
+                record["text"], refs = self.redactor.redact_refs(str(record["text"]))
+                record["secret_refs"] = json.dumps(refs) if refs else None
             columns = ", ".join(record)
             marks = ", ".join("?" for _ in record)
             self._conn.execute(f"INSERT INTO tasks ({columns}) VALUES ({marks})", list(record.values()))
         return self.get_task(f"t{num}")
+
+    def task_text(self, task_id: str, environ: Mapping[str, str] | None = None) -> str:
+        """The task's text as it was sent: the known secrets it held put back from ``environ``
+        (ours by default). For the agent only; everything else shows the stored, redacted text."""
+        row = self._conn.execute("SELECT text, secret_refs FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None:
+            raise KeyError(task_id)
+        refs = [(int(at), str(name)) for at, name in json.loads(row[1] or "[]")]
+        return Redactor.restore(str(row[0]), refs, os.environ if environ is None else environ)
 
     def task_by_source(self, source_ref: str) -> Task | None:
         """The task a chat update created, if it created one (``source_ref`` is the update's id)."""
