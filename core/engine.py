@@ -214,13 +214,14 @@ class Engine:
             (task_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
             argv = [a.replace("{task_file}", str(task_dir / "task.md")) for a in spec["argv"]]
             write_launch(str(task_dir), spec["prompt_mode"], spec["env"], argv)
+            (task_dir / "cwd").write_bytes(os.fsencode(task.cwd))  # the launcher enters it: tmux never sees it
             baseline = git_baseline(task.cwd)
             (task_dir / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
             self._baselines[task.id] = baseline
             env = {"PATH": os.environ.get("PATH", ""), **secret_env}
             if os.environ.get("HOME"):
                 env["HOME"] = os.environ["HOME"]
-            window_id = self.tmux.start_window(task.id, runner_argv(task_dir), cwd=task.cwd, env=env)
+            window_id = self.tmux.start_window(task.id, runner_argv(task_dir), env=env)
         except Exception as exc:  # noqa: BLE001 - a start that fails ends the task, it never hangs it
             log.warning("could not start %s: %s", task.id, exc)
             self._fail_unstarted(task, f"could not start: {exc}")

@@ -36,6 +36,12 @@ def write_launch(task_dir: str, mode: str, env: dict[str, str], argv: list[str])
         fh.write(data)
 
 
+def _read_cwd(task_dir: str) -> bytes:
+    """The task's working directory, from the ``cwd`` file the engine wrote (tmux never sees it)."""
+    with open(os.path.join(task_dir, "cwd"), "rb") as fh:
+        return fh.read()
+
+
 def become_subreaper() -> None:
     """Make this process the reaper of every orphan below it (Linux ``PR_SET_CHILD_SUBREAPER``).
 
@@ -70,7 +76,14 @@ def main(argv: list[str]) -> int:
     actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
     pid: int | None = None
     failure: OSError | None = None
+    command = agent_argv[0].decode(errors="replace")
     try:
+        cwd = _read_cwd(task_dir)
+        try:
+            os.chdir(cwd)  # the runner's parsers read it too
+        except OSError:
+            command = f"{command} in {cwd.decode(errors='replace')}"
+            raise
         pid = os.posix_spawnp(agent_argv[0], agent_argv, env, file_actions=actions, setsid=True)
     except OSError as exc:
         failure = exc
@@ -82,7 +95,7 @@ def main(argv: list[str]) -> int:
     runner = Runner(task_dir)
     if pid is None:
         assert failure is not None
-        return runner.failed_to_start(agent_argv[0].decode(errors="replace"), failure)
+        return runner.failed_to_start(command, failure)
     return runner.run(pid, out_r, in_w if in_w >= 0 else None, started)
 
 

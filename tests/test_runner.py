@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +17,8 @@ import pytest
 
 from bot.app import App
 from core.models import TaskState
-from tests.conftest import orchestra, requires_tmux
+from core.tmux import TmuxError, TmuxManager
+from tests.conftest import ROOT, orchestra, requires_tmux
 
 pytestmark = requires_tmux
 
@@ -152,3 +155,77 @@ async def test_cancel_kills_background_and_setsid_children(make_app: Any, tmp_pa
         await app.engine.stop()
     assert task.state == TaskState.CANCELLED
     assert not alive(bg) and not alive(orphan)
+
+
+# -- no path reaches a tmux format -------------------------------------------------------------
+def hostile_dir(base: Path) -> tuple[Path, Path]:
+    """A directory whose name is a tmux format that runs a command; and the file it would create."""
+    marker = base / "pwned"
+    path = base / f"#(touch {marker})"
+    path.mkdir(parents=True)
+    return path, marker
+
+
+PWD_AGENT = shell_agent("pwd > where.txt")
+
+
+async def test_a_tmux_format_in_the_working_directory_is_just_a_name(make_app: Any, tmp_path: Path) -> None:
+    cwd, marker = hostile_dir(tmp_path / "w")
+    app = make_app(agents__pwd=PWD_AGENT)
+    await started(app)
+    try:
+        task = app.service.delegate("where am I", agent="pwd", cwd=str(cwd)).task
+        task = await app.engine.wait_finished(task.id, timeout=30)
+    finally:
+        await app.engine.stop()
+    await asyncio.sleep(0.5)  # tmux runs #() jobs in the background
+    assert task.state == TaskState.SUCCEEDED, task.error
+    assert (cwd / "where.txt").read_text().strip() == str(cwd), "the agent runs exactly where it was asked to"
+    assert not marker.exists(), "tmux ran a command from the directory name"
+
+
+def test_delegate_from_inside_such_a_directory(make_app: Any, tmp_path: Path) -> None:
+    """The CLI's background engine starts in the user's directory: that too never reaches tmux."""
+    cwd, marker = hostile_dir(tmp_path / "w")
+    make_app(agents__pwd=PWD_AGENT)  # writes bots.yaml
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("TMUX", None)
+    argv = [sys.executable, "-m", "bot", "--config", str(tmp_path / "bots.yaml")]
+    done = subprocess.run(
+        [*argv, "delegate", "--agent", "pwd", "--task", "where am I", "--wait"],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    time.sleep(0.5)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (cwd / "where.txt").read_text().strip() == str(cwd)
+    assert not marker.exists(), "tmux ran a command from the directory name"
+
+
+async def test_a_missing_working_directory_fails_the_task_in_one_line(make_app: Any, tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    app = make_app(agents__pwd=PWD_AGENT, agents__slow=shell_agent("sleep 1"), limits__max_concurrent=1)
+    await started(app)
+    try:
+        blocker = app.service.delegate("hold the slot", agent="slow", cwd=str(tmp_path)).task
+        task = app.service.delegate("where am I", agent="pwd", cwd=str(gone)).task
+        gone.rmdir()  # removed while the task waited in the queue
+        await app.engine.wait_finished(blocker.id, timeout=30)
+        task = await app.engine.wait_finished(task.id, timeout=30)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.FAILED
+    assert task.error == f"could not start sh in {gone}: No such file or directory"
+
+
+def test_window_names_and_targets_never_reach_tmux_as_formats(socket_name: str, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    tmux = TmuxManager(socket_name, "test", config_file="/dev/null")
+    for name in (f"#(touch {marker})", "a:b", ""):
+        with pytest.raises(TmuxError, match="is not a window name"):
+            tmux.start_window(name, ["sleep", "5"], cwd=str(tmp_path))
+        with pytest.raises(TmuxError, match="is not a window name"):
+            tmux.capture(name)
+    time.sleep(0.3)
+    assert not marker.exists()
+    assert tmux.windows() == {}
