@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bot.app import App
 from core.models import TaskState
@@ -229,3 +230,42 @@ def test_window_names_and_targets_never_reach_tmux_as_formats(socket_name: str, 
     time.sleep(0.3)
     assert not marker.exists()
     assert tmux.windows() == {}
+
+
+# -- durations -----------------------------------------------------------------------------------
+async def test_a_thirty_day_timeout_and_grace_run_a_task(make_app: Any, tmp_path: Path) -> None:
+    """Above ~24.8 days select() overflowed: the runner crashed before the agent's first line."""
+    app = make_app(limits__task_timeout_s=2_592_000, limits__cancel_grace_s=2_592_000)
+    await started(app)
+    try:
+        task = app.service.delegate("say hello", agent="echo", cwd=str(tmp_path)).task
+        task = await app.engine.wait_finished(task.id, timeout=30)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED, task.error
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("limits", "task_timeout_s", 2_592_001),
+        ("limits", "task_timeout_s", float("inf")),
+        ("limits", "cancel_grace_s", 1e12),
+        ("limits", "engine_idle_exit_s", 1e12),
+        ("watchdog", "check_every_s", 1e12),
+        ("budgets", "check_every_s", float("inf")),
+    ],
+)
+def test_a_duration_past_thirty_days_is_refused_in_one_line(
+    make_app: Any, tmp_path: Path, section: str, key: str, value: float
+) -> None:
+    make_app()
+    path = tmp_path / "bots.yaml"
+    data = yaml.safe_load(path.read_text())
+    data[section][key] = value
+    path.write_text(yaml.safe_dump(data))
+    checked = orchestra("config", "check", config=path)
+    assert checked.returncode != 0
+    output = (checked.stdout + checked.stderr).strip()
+    assert f"{section}.{key}: must be at most 2592000 (30 days)" in output
+    assert "Traceback" not in output and len(output.splitlines()) == 1, output
