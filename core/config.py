@@ -112,6 +112,7 @@ class LimitsConfig(_Model):
     cancel_grace_s: float = Field(default=5, ge=0)
     max_task_chars: int = Field(default=200_000, ge=1)
     log_max_bytes: int = Field(default=50_000_000, ge=0)
+    events_max_bytes: int = Field(default=20_000_000, ge=0)  # events.jsonl (and the store) per task
     engine_idle_exit_s: float = Field(default=300, ge=0)
 
 

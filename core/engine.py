@@ -249,6 +249,7 @@ class Engine:
             "cancel_grace_s": self.config.limits.cancel_grace_s,
             "socket": str(self.socket_path),
             "log_max_bytes": self.config.limits.log_max_bytes,
+            "events_max_bytes": self.config.limits.events_max_bytes,
             "site_paths": [p for p in sys.path if p and "site-packages" in p],
         }
         secret_env = self.config.secret_env(task.agent)

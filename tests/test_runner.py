@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -269,3 +270,45 @@ def test_a_duration_past_thirty_days_is_refused_in_one_line(
     output = (checked.stdout + checked.stderr).strip()
     assert f"{section}.{key}: must be at most 2592000 (30 days)" in output
     assert "Traceback" not in output and len(output.splitlines()) == 1, output
+
+
+# -- bounded events ------------------------------------------------------------------------------
+# Claude Code's stream-json, very chatty: every line a message with text and its own usage.
+NOISY = """
+import json, sys
+out = sys.stdout
+for i in range(LINES):
+    message = {"id": f"m{i}", "model": "claude-sonnet-4-5", "content": [{"type": "text", "text": f"thinking {i}"}],
+               "usage": {"input_tokens": 10, "output_tokens": 1}}
+    out.write(json.dumps({"type": "assistant", "message": message}) + "\\n")
+out.write(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "all done",
+                      "total_cost_usd": 0.5, "num_turns": LINES,
+                      "usage": {"input_tokens": 10 * LINES, "output_tokens": LINES}}) + "\\n")
+"""
+
+
+async def test_a_noisy_agent_leaves_events_and_store_bounded(make_app: Any, tmp_path: Path) -> None:
+    lines, cap = 1500, 25_000  # (the Claude parser is quadratic in messages: more lines, much slower)
+    script = NOISY.replace("LINES", str(lines))
+    noisy = {"kind": "claude", "command": f"{{python}} -c {shlex.quote(script)}", "max_concurrent": 1}
+    app = make_app(agents__noisy=noisy, limits__events_max_bytes=cap, budgets__per_task_usd=None)
+    await started(app)
+    try:
+        task = app.service.delegate("think out loud", agent="noisy", cwd=str(tmp_path)).task
+        task = await app.engine.wait_finished(task.id, timeout=120)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED, task.error
+    events_file = app.home / "tasks" / task.id / "events.jsonl"
+    assert events_file.stat().st_size < 2 * cap, "events.jsonl grows past its cap"
+    rows = app.store.events(task.id, limit=1_000_000)
+    assert len(rows) < 600, f"{len(rows)} event rows for one task"
+    # control events survive: the final usage, the cost and the result
+    assert task.input_tokens == 10 * lines and task.output_tokens == lines
+    assert task.cost_usd == 0.5
+    assert rows[-1]["kind"] == "result"
+    notice = [r for r in rows if r["kind"] == "notice"]
+    assert len(notice) == 1 and "events dropped" in notice[0]["text"]
+    dropped = int(notice[0]["text"].split()[0])
+    assert dropped > lines // 2
+    assert app.service.log_path(task.id).read_text().count("thinking") == lines, "the log keeps every line"
