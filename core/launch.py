@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from _signal import SIGPIPE, SIGXFSZ  # type: ignore[import-not-found]  # loaded already; signal imports enum
 
 
 def read_launch(task_dir: str) -> tuple[str, dict[bytes, bytes], list[bytes]]:
@@ -84,7 +85,11 @@ def main(argv: list[str]) -> int:
         except OSError:
             command = f"{command} in {cwd.decode(errors='replace')}"
             raise
-        pid = os.posix_spawnp(agent_argv[0], agent_argv, env, file_actions=actions, setsid=True)
+        # Python ignores SIGPIPE and SIGXFSZ; the agent must not inherit that (`yes | head` would
+        # end in "Broken pipe" errors instead of a quiet exit), as subprocess's restore_signals does.
+        pid = os.posix_spawnp(
+            agent_argv[0], agent_argv, env, file_actions=actions, setsid=True, setsigdef=(SIGPIPE, SIGXFSZ)
+        )
     except OSError as exc:
         failure = exc
     started = time.time()

@@ -312,3 +312,17 @@ async def test_a_noisy_agent_leaves_events_and_store_bounded(make_app: Any, tmp_
     dropped = int(notice[0]["text"].split()[0])
     assert dropped > lines // 2
     assert app.service.log_path(task.id).read_text().count("thinking") == lines, "the log keeps every line"
+
+
+async def test_the_agent_gets_default_sigpipe(make_app: Any, work: Path) -> None:
+    """Python ignores SIGPIPE; an agent inheriting that turns every `cmd | head` into errors."""
+    app = make_app(agents__piper=shell_agent("(yes; echo $? > yes.status) | head -n 1"))
+    await started(app)
+    try:
+        task = app.service.delegate("pipe into head", agent="piper", cwd=str(work)).task
+        task = await app.engine.wait_finished(task.id, timeout=30)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED, task.error
+    assert (work / "yes.status").read_text().strip() == "141", "yes ends by SIGPIPE, as in a terminal"
+    assert "Broken pipe" not in (app.home / "tasks" / task.id / "stderr.log").read_text()
