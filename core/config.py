@@ -30,8 +30,20 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRETISH = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 
 
+_MAX_SECONDS = 30 * 24 * 3600  # the longest duration: every wait must fit select, sleep and timers
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*")
+    @classmethod
+    def _bounded_duration(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every ``*_s`` field is a duration: finite and at most 30 days (a larger one crashed runners)."""
+        name = info.field_name or ""
+        if name.endswith("_s") and isinstance(value, int | float) and not value <= _MAX_SECONDS:
+            raise ValueError(f"must be at most {_MAX_SECONDS} (30 days)")
+        return value
 
 
 class AgentConfig(_Model):
@@ -111,6 +123,7 @@ class LimitsConfig(_Model):
     cancel_grace_s: float = Field(default=5, ge=0)
     max_task_chars: int = Field(default=200_000, ge=1)
     log_max_bytes: int = Field(default=50_000_000, ge=0)
+    events_max_bytes: int = Field(default=20_000_000, ge=0)  # events.jsonl (and the store) per task
     engine_idle_exit_s: float = Field(default=300, ge=0)
 
 

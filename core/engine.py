@@ -238,12 +238,13 @@ class Engine:
                 argv=spec["argv"],
                 text=text,
             )
+            (task_dir / "cwd").write_bytes(os.fsencode(task.cwd))  # the launcher enters it: tmux never sees it
             baseline = git_baseline(task.cwd)
             (task_dir / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
             self._baselines[task.id] = baseline
             # Only what the launcher itself needs: the agent's environment travels in launch.bin.
             window_env = {k: v for k in ("PATH", "HOME") if (v := os.environ.get(k))}
-            window_id = self.tmux.start_window(task.id, runner_argv(task_dir), cwd=task.cwd, env=window_env)
+            window_id = self.tmux.start_window(task.id, runner_argv(task_dir), env=window_env)
         except Exception as exc:  # noqa: BLE001 - a start that fails ends the task, it never hangs it
             discard_launch(str(task_dir))
             log.warning("could not start %s: %s", task.id, self.redactor.text(str(exc)))
@@ -277,6 +278,7 @@ class Engine:
             "cancel_grace_s": self.config.limits.cancel_grace_s,
             "socket": str(self.socket_path),
             "log_max_bytes": self.config.limits.log_max_bytes,
+            "events_max_bytes": self.config.limits.events_max_bytes,
             "site_paths": [p for p in sys.path if p and "site-packages" in p],
         }
         passed = agent_env(os.environ, self.config.agents[task.agent].env_pass)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from _signal import SIGPIPE, SIGXFSZ  # type: ignore[import-not-found]  # loaded already; signal imports enum
 
 TASK_FILE = "{task_file}"  # in argv: where the agent reads the task from, for prompt mode "file"
 
@@ -115,6 +116,12 @@ def _task_file(launch: Launch) -> bytes:
     return f"/proc/{os.getpid()}/fd/{fd}".encode()
 
 
+def _read_cwd(task_dir: str) -> bytes:
+    """The task's working directory, from the ``cwd`` file the engine wrote (tmux never sees it)."""
+    with open(os.path.join(task_dir, "cwd"), "rb") as fh:
+        return fh.read()
+
+
 def become_subreaper() -> None:
     """Make this process the reaper of every orphan below it (Linux ``PR_SET_CHILD_SUBREAPER``).
 
@@ -151,8 +158,19 @@ def main(argv: list[str]) -> int:
     actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
     pid: int | None = None
     failure: OSError | None = None
+    command = agent_argv[0].decode(errors="replace")
     try:
-        pid = os.posix_spawnp(agent_argv[0], agent_argv, launch.env, file_actions=actions, setsid=True)
+        cwd = _read_cwd(task_dir)
+        try:
+            os.chdir(cwd)  # the runner's parsers read it too
+        except OSError:
+            command = f"{command} in {cwd.decode(errors='replace')}"
+            raise
+        # Python ignores SIGPIPE and SIGXFSZ; the agent must not inherit that (`yes | head` would
+        # end in "Broken pipe" errors instead of a quiet exit), as subprocess's restore_signals does.
+        pid = os.posix_spawnp(
+            agent_argv[0], agent_argv, launch.env, file_actions=actions, setsid=True, setsigdef=(SIGPIPE, SIGXFSZ)
+        )
     except OSError as exc:
         failure = exc
     started = time.time()
@@ -164,7 +182,7 @@ def main(argv: list[str]) -> int:
     runner = Runner(task_dir, secrets=launch.secrets, stdin_text=stdin_text, stderr_fd=err_r)
     if pid is None:
         assert failure is not None
-        return runner.failed_to_start(agent_argv[0].decode(errors="replace"), failure)
+        return runner.failed_to_start(command, failure)
     return runner.run(pid, out_r, in_w if in_w >= 0 else None, started)
 
 

@@ -33,7 +33,8 @@ _READ_CHUNK = 65536
 _STDERR_TAIL = 4000
 _DRAIN_S = 2.0  # after the agent exits, how long its background children may hold its output open
 _MAX_WAIT_S = 1.0  # the longest the pump sleeps between checks
-_CHATTY = frozenset({"text", "raw", "tool_use", "tool_result"})  # dropped once the log is capped
+_CHATTY = frozenset({"text", "raw", "tool_use", "tool_result"})  # dropped once the log or the events are capped
+_HELD_EVERY_S = 1.0  # past a cap, other events are kept at most this often per kind (the latest at the end)
 
 
 class _Link:
@@ -102,6 +103,11 @@ class Runner:
             self._stderr = threading.Thread(target=self._copy_stderr, args=(stderr_fd,), daemon=True)
             self._stderr.start()
         self.log_written = 0
+        self.events_max = int(self.spec.get("events_max_bytes") or 0)
+        self.events_written = 0
+        self.events_dropped = 0
+        self._kept_at: dict[str, float] = {}  # past a cap: when each kind was last kept
+        self._held: dict[str, tuple[str, dict[str, Any]]] = {}  # past a cap: the latest not yet kept
         self.seq = 0
         self.stop_reason: str | None = None  # cancelled | timed_out | over_budget
         self.pid: int | None = None
@@ -126,7 +132,41 @@ class Runner:
         }
         line = self.redactor.data((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace"))
         self.events_file.write(line)
+        self.events_written += len(line)
         self.link.send(line, force=force)
+
+    def _admit(self, kind: str, text: str, data: dict[str, Any]) -> bool:
+        """Whether to keep an agent event; what ``events.jsonl`` and the store hold stays bounded.
+
+        Past ``events_max_bytes`` (or the log cap) output events are dropped and counted; the
+        others (usage, cost, errors, ...) are kept at most once a second per kind, and the latest
+        one held back is written at the end, so the final usage and cost are never lost.
+        """
+        over_log = bool(self.log_max) and self.log_written > self.log_max
+        if not over_log and not (self.events_max and self.events_written > self.events_max):
+            return True
+        if kind in _CHATTY:
+            self.events_dropped += 1
+            return False
+        now = time.monotonic()
+        if now - self._kept_at.get(kind, -_HELD_EVERY_S) >= _HELD_EVERY_S:
+            self._kept_at[kind] = now
+            self._held.pop(kind, None)
+            return True
+        if kind in self._held:
+            self.events_dropped += 1  # superseded by this one
+        self._held[kind] = (text, data)
+        return False
+
+    def _flush_held(self) -> None:
+        for kind, (text, data) in self._held.items():
+            self.emit(kind, text, data)
+        self._held.clear()
+        if self.events_dropped:
+            caps = "limits.events_max_bytes or log_max_bytes"
+            note = f"{self.events_dropped} events dropped past the cap ({caps}); output.log has the text"
+            self.emit("notice", note, {"events_dropped": self.events_dropped})
+            sys.stdout.write(f"orchestra {self.task_id}: {note}\n")
 
     def show(self, event: AgentEvent) -> None:
         """The readable view in the pane, for a person who attaches."""
@@ -330,12 +370,11 @@ class Runner:
 
     def _line(self, raw: bytes) -> None:
         line = self.redactor.data(raw).decode("utf-8", "replace").rstrip("\r")
-        capped = bool(self.log_max) and self.log_written > self.log_max
         for event in self.parser.feed(line):
             if event.kind == "usage":
                 self._update_cost()
-            if capped and event.kind in _CHATTY:
-                continue  # past the log cap, output events would grow the store without bound
+            if not self._admit(event.kind, event.text, event.data):
+                continue  # past a cap, output events would grow the store without bound
             self.show(event)
             self.emit(event.kind, event.text, event.data)
 
@@ -376,7 +415,9 @@ class Runner:
             return
         self.live_cost = cost
         cap = self.spec.get("cost_cap_usd")
-        self.emit("cost", f"${cost:.4f} so far", {"cost_usd": cost})
+        data = {"cost_usd": cost}
+        if self._admit("cost", f"${cost:.4f} so far", data):
+            self.emit("cost", f"${cost:.4f} so far", data)
         if cap is not None and cost > float(cap) and self.stop_reason is None:
             self.stop_reason = "over_budget"
             with contextlib.suppress(OSError):
@@ -402,6 +443,7 @@ class Runner:
         }
         if self.stop_reason in reasons:
             result.errors.insert(0, reasons[self.stop_reason])
+        self._flush_held()
         payload = {
             "task_id": self.task_id,
             "status": status,
@@ -410,6 +452,7 @@ class Runner:
             "written_at": time.time(),
             "live_cost_usd": self.live_cost,
             "log_bytes": self.log_written,
+            "events_dropped": self.events_dropped,
         }
         payload = self.redactor.value(payload)
         tmp = self.dir / "result.json.tmp"

@@ -8,8 +8,10 @@ be read by a shell. Nothing here polls panes; ``capture`` is for peeks on reques
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,15 @@ import libtmux
 from core.errors import OrchestraError
 
 _HOME_WINDOW = "orchestra"
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # task ids and "_engine": nothing tmux would expand
+_WINDOW_ID = re.compile(r"^@[0-9]+$")
+# argv[1] is the directory, the rest the command: never a shell, never a tmux format.
+_CHDIR_EXEC = (
+    "import os, sys\n"
+    "try:\n    os.chdir(sys.argv[1])\n"
+    "except OSError as exc:\n    sys.exit(f'cannot enter {sys.argv[1]}: {exc.strerror}')\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])"
+)
 
 
 class TmuxError(OrchestraError):
@@ -91,10 +102,21 @@ class TmuxManager:
                     raise
         self._session_ready = True
 
-    def start_window(self, name: str, argv: list[str], *, cwd: str, env: dict[str, str] | None = None) -> str:
-        """Open a detached window running ``argv`` directly; return its window id (``@12``)."""
+    def start_window(
+        self, name: str, argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None
+    ) -> str:
+        """Open a detached window running ``argv`` directly; return its window id (``@12``).
+
+        tmux expands formats (``#(cmd)`` runs ``cmd``) in ``-c`` and ``-n``, so no path of a user
+        reaches it: the window starts in ``/`` and ``argv`` changes to ``cwd`` itself (the task
+        launcher reads its directory from its own file; given ``cwd``, a small exec wrapper does
+        it). ``argv`` and ``-e`` values are passed as they are; ``name`` must be a plain name.
+        """
+        _check_name(name)
         self.ensure_session()
-        args = ["new-window", "-d", "-P", "-F", "#{window_id}", "-t", f"{self.session}:", "-n", name, "-c", cwd]
+        if cwd is not None:
+            argv = [sys.executable, "-S", "-c", _CHDIR_EXEC, cwd, *argv]
+        args = ["new-window", "-d", "-P", "-F", "#{window_id}", "-t", f"{self.session}:", "-n", name, "-c", "/"]
         for key, value in (env or {}).items():
             args += ["-e", f"{key}={value}"]
         args += ["--", *argv]
@@ -146,13 +168,19 @@ class TmuxManager:
             self.server.kill()
 
     def _target(self, window: str) -> str:
-        return window if window.startswith("@") else f"{self.session}:={window}"
+        if _WINDOW_ID.match(window):
+            return window
+        _check_name(window)
+        return f"{self.session}:={window}"
+
+
+def _check_name(name: str) -> None:
+    if not _PLAIN_NAME.match(name):
+        raise TmuxError(f"{name!r} is not a window name (letters, digits, '-' or '_')")
 
 
 def runner_argv(task_dir: Path) -> list[str]:
     """The argv that starts a task's window: ``python -S`` running ``core.launch`` (then the runner)."""
-    import sys
-
     root = str(Path(__file__).resolve().parent.parent)
     boot = "import sys; sys.path.insert(0, sys.argv[1]); from core.launch import main; sys.exit(main(sys.argv[2:]))"
-    return [sys.executable, "-S", "-c", boot, root, str(task_dir)]
+    return [sys.executable, "-S", "-c", boot, root, os.path.abspath(task_dir)]  # the window starts in /
