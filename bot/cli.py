@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
 import os
@@ -315,12 +314,8 @@ def _cmd_cancel(app: App, args: argparse.Namespace) -> int:
     task = app.service.cancel(args.id)
     if task.state == TaskState.RUNNING:
         deadline = time.monotonic() + app.config.limits.cancel_grace_s + 5
-        while time.monotonic() < deadline and app.service.get(task.id).state == TaskState.RUNNING:
-            result = app.home / "tasks" / task.id / "result.json"
-            if result.exists():
-                with contextlib.suppress(ValueError, OSError):
-                    app.engine.finalize(task.id, json.loads(result.read_text()))
-            time.sleep(0.1)
+        while time.monotonic() < deadline and not app.engine.record_result(task.id):
+            time.sleep(0.1)  # with no engine up, the runner's result.json is recorded from here, once
         task = app.service.get(task.id)
     print(json.dumps(task_json(task)) if args.json else f"{task.id} {task.state.value}")
     return 0

@@ -35,6 +35,7 @@ from core.models import ACTIVE_STATES, Task, TaskState
 from core.routing import AgentUnavailable as RouteUnavailable
 from core.routing import RouteDecision, Router, Rule, load_default_rules, parse_override
 from core.store import Store
+from core.summary import format_cost
 from core.tmux import TmuxManager
 
 
@@ -349,6 +350,8 @@ class Service:
                 if self.engine is not None:
                     self.engine.mark_finished(task.id)
                 return self.get(task.id)
+        if task.state == TaskState.RUNNING and self._recorded_from_disk(task.id):
+            raise InvalidTransition(self._finished_before_cancel(task.id))
         if task.state != TaskState.RUNNING:
             raise InvalidTransition(f"{task.id} is {task.state.value}; only queued or running tasks can be cancelled")
         self._audit(actor, "cancel", task.id, "was running")
@@ -356,9 +359,23 @@ class Service:
             self._cancel_orphan(task)
         return self.get(task.id)
 
+    def _recorded_from_disk(self, task_id: str) -> bool:
+        """A result the runner wrote while no engine listened wins over a cancel that comes after it."""
+        return self.engine is not None and self.engine.record_result(task_id)
+
+    def _finished_before_cancel(self, task_id: str) -> str:
+        task = self.get(task_id)
+        cost = f", {format_cost(task.cost_usd)}" if task.cost_usd is not None else ""
+        return f"{task.id} had already finished before the cancel: {task.state.value.replace('_', ' ')}{cost}"
+
     def _cancel_orphan(self, task: Task) -> None:
         with contextlib.suppress(Exception):
             self.tmux.kill(task.id)
+        if self._recorded_from_disk(task.id):
+            raise InvalidTransition(self._finished_before_cancel(task.id))  # its result landed meanwhile
+        if self.engine is not None:
+            self.engine.end_without_runner(task.id, TaskState.CANCELLED, "cancelled; its runner was gone")
+            return
         now = self.clock.now()
         self.store.transition(
             task.id,
