@@ -187,7 +187,7 @@ async def _wait_as_engine(app: App, make: Any, as_json: bool) -> Task:
 def _wait_as_client(app: App, task_id: str, as_json: bool) -> Task:
     last = None
     while True:
-        task = app.service.get(task_id)
+        task = app.service.show(task_id)
         if task.state != last and not as_json:
             print(f"  {task.id}: {task.state.value}", flush=True)
             last = task.state
@@ -259,7 +259,7 @@ def _cmd_status(app: App, args: argparse.Namespace) -> int:
 
 
 def _cmd_show(app: App, args: argparse.Namespace) -> int:
-    task = app.service.get(args.id)
+    task = app.service.show(args.id)
     if args.json:
         print(json.dumps(task_json(task), ensure_ascii=False))
         return 0

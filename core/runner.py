@@ -133,7 +133,8 @@ class Runner:
     # -- signals --------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if self.stop_reason is None:
-            self.stop_reason = "cancelled"
+            # SIGHUP is tmux closing the pane (its window or the whole server went), not a cancel.
+            self.stop_reason = "hung_up" if signum == signal.SIGHUP else "cancelled"
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
 
@@ -339,8 +340,9 @@ class Runner:
                 priced = None
             if priced is not None:
                 result.cost_usd, result.cost_source = priced, "priced"
-        status = self.stop_reason or result.status
+        status = {"hung_up": "failed"}.get(self.stop_reason or "", self.stop_reason) or result.status
         reasons = {
+            "hung_up": _hang_up_reason() if self.stop_reason == "hung_up" else "",
             "cancelled": "cancelled by request",
             "timed_out": f"timed out after {self.spec.get('timeout_s')} s",
             "over_budget": f"stopped: cost ${self.live_cost or 0:.4f} crossed the cap ${self.spec.get('cost_cap_usd')}",
@@ -374,6 +376,39 @@ class Runner:
         sys.stdout.write("\n")
         sys.stdout.flush()
         return 0
+
+
+def _hang_up_reason(wait_s: float = 1.0) -> str:
+    """Why the pane hung up: the tmux server stopped (its pid, from ``$TMUX``, exits), or only our window."""
+    try:
+        server_pid = int(os.environ.get("TMUX", "").split(",")[1])
+    except (IndexError, ValueError):
+        return "its tmux window was closed"
+    deadline = time.time() + wait_s  # the server signals its panes before it exits
+    while _running(server_pid):
+        if time.time() >= deadline:
+            return "its tmux window was closed"
+        time.sleep(0.02)
+    return "its tmux server stopped"
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie does not (a daemonised tmux server is not always reaped at once)."""
+    if os.path.isdir("/proc/self"):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                return fh.read().rsplit(b") ", 1)[1][:1] not in (b"Z", b"X")
+        except FileNotFoundError:
+            return False
+        except (OSError, IndexError):
+            pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _tail(path: Path, size: int) -> str:

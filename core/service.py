@@ -265,9 +265,21 @@ class Service:
             raise UnknownTask(task_id)
         return task
 
+    def show(self, task_id: str) -> Task:
+        """The task as it really is: with no engine up, a run that ended is recorded on read."""
+        task = self.get(task_id)
+        if self._settle_unattended([task]):
+            task = self.get(task.id)
+        return task
+
     def status(self, *, recent: int = 10) -> tuple[list[Task], list[Task]]:
-        """Active tasks (oldest first) and the most recently created finished ones."""
+        """Active tasks (oldest first) and the most recently created finished ones.
+
+        With no engine up, runs that ended meanwhile are recorded first, so none shows running for ever.
+        """
         active = self.store.active_tasks()
+        if self._settle_unattended(active):
+            active = self.store.active_tasks()
         done = [t for t in self.store.list_tasks(limit=recent + len(active)) if t.state.finished][:recent]
         return active, done
 
@@ -454,6 +466,13 @@ class Service:
         return f"{task.id} is {task.state.value}; there is nothing to {action}"
 
     # -- engine ------------------------------------------------------------------------------
+    def _settle_unattended(self, tasks: list[Task]) -> bool:
+        if self.engine is None or not self.engine.settle_unattended(tasks):
+            return False
+        if self.store.queued_tasks():
+            self.kick()  # a slot came free, or a task that never started went back in the queue
+        return True
+
     def kick(self) -> None:
         """Get queued work moving: dispatch here if we are the engine, else wake the engine."""
         if self.engine is not None and self.engine.owner:
