@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -122,8 +124,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OrchestraError as exc:
         print(f"orchestra: {exc}", file=sys.stderr)
         return 1
+    except (OSError, sqlite3.Error) as exc:
+        if not _disk_full(exc):
+            raise
+        print(f"orchestra: the data directory's disk is full ({exc}); free some space and try again", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

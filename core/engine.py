@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import socket
+import sqlite3
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -63,6 +64,7 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self._finished: dict[str, asyncio.Event] = {}
         self._baselines: dict[str, dict[str, Any] | None] = {}
+        self._unrecorded: dict[str, dict[str, Any]] = {}  # results heard live that the store refused
 
     # -- ownership --------------------------------------------------------------------------
     def acquire(self) -> bool:
@@ -133,7 +135,7 @@ class Engine:
                         log.warning("skipped a bad event record from a runner: %.200r", line)
                         continue
                     runner_of = event["task"]
-                    self.ingest(event)
+                    self._ingest_live(event)
                 elif kind == "kick":
                     self.dispatch()
                 elif kind == "cancel":
@@ -147,6 +149,15 @@ class Engine:
         if runner_of is not None:
             # A runner hung up: normally after its result; if not, it died and must not hang the task.
             asyncio.get_running_loop().call_later(0.5, self._check_hung_up, runner_of)
+
+    def _ingest_live(self, event: dict[str, Any]) -> None:
+        """Ingest an event from the socket; a store that cannot write (a full disk) costs it, not the engine."""
+        try:
+            self.ingest(event)
+        except sqlite3.Error as exc:
+            log.warning("could not record %s's %s event: %s", event["task"], event["kind"], exc)
+            if event["kind"] == "result":  # the runner may not get it on disk either: keep it to record later
+                self._unrecorded[event["task"]] = event["data"]
 
     def _check_hung_up(self, task_id: str) -> None:
         if not self.owner:
@@ -530,9 +541,12 @@ class Engine:
     def _settle(self, task: Task, windows: dict[str, WindowInfo], *, grace: float) -> None:
         task_dir = self.task_dir(task.id)
         payload = self._result_on_disk(task.id)
+        if payload is None and task.id in self._unrecorded:
+            payload = self._unrecorded[task.id]
         if isinstance(payload, dict):
             self.replay(task.id)
             self.finalize(task.id, payload)
+            self._unrecorded.pop(task.id, None)
             return
         window = windows.get(task.id)
         if window is not None and not window.dead:

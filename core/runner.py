@@ -13,6 +13,7 @@ so it is running the agent a few milliseconds after tmux starts it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import selectors
@@ -30,6 +31,8 @@ from core.agents.base import AgentEvent, AgentResult, OutputParser
 _READ_CHUNK = 65536
 _STDERR_TAIL = 4000
 _REDACTED = b"[redacted]"
+_UNWRITTEN_MAX = 16 * 1024 * 1024  # events.jsonl bytes held in memory while the disk is full
+_RESULT_RETRY_S = 600.0  # how long a result the disk refused is retried before the runner gives up
 _CHATTY = frozenset({"text", "raw", "tool_use", "tool_result"})  # dropped once the log is capped
 
 
@@ -102,6 +105,8 @@ class Runner:
         os.set_blocking(self._wake_w, False)
         self._price_ready = threading.Event()
         self._price_started = False
+        self._unwritten = bytearray()  # events.jsonl bytes a failed write (a full disk) left for later
+        self._write_failures: set[str] = set()  # files a write failed on, each told once in the pane
 
     # -- events -------------------------------------------------------------------------
     def emit(self, kind: str, text: str = "", data: dict[str, Any] | None = None, *, force: bool = False) -> None:
@@ -116,8 +121,34 @@ class Runner:
             "data": data or {},
         }
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace")
-        self.events_file.write(line)
+        self._append_events(line)
         self.link.send(line, force=force)
+
+    def _append_events(self, line: bytes) -> None:
+        """Append to events.jsonl; what a full disk refuses waits in memory (bounded) for the next try.
+
+        The engine has each event over the socket already; the file catches up once there is space.
+        """
+        if len(self._unwritten) + len(line) <= _UNWRITTEN_MAX:
+            self._unwritten += line
+        while self._unwritten:
+            try:
+                written = self.events_file.write(self._unwritten) or 0
+            except OSError as exc:
+                self._write_failed("events.jsonl", exc)
+                return
+            del self._unwritten[:written]
+
+    def _write_failed(self, name: str, exc: OSError) -> None:
+        if name not in self._write_failures:
+            self._write_failures.add(name)
+            reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+            self._say(f"orchestra {self.task_id}: cannot write {name} ({reason}); the run goes on\n")
+
+    def _say(self, text: str) -> None:
+        with contextlib.suppress(OSError):  # the pane can be gone too (its tmux server stopped)
+            sys.stdout.write(text)
+            sys.stdout.flush()
 
     def show(self, event: AgentEvent) -> None:
         """The readable view in the pane, for a person who attaches."""
@@ -127,8 +158,7 @@ class Runner:
         text = event.text.replace("\n", " ")[:300]
         if event.kind == "usage" and self.live_cost is not None:
             text = f"{text}  (≈ ${self.live_cost:.4f} so far)"
-        sys.stdout.write(f"{marker.get(event.kind, '·')} {text}\n")
-        sys.stdout.flush()
+        self._say(f"{marker.get(event.kind, '·')} {text}\n")
 
     # -- signals --------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -278,7 +308,10 @@ class Runner:
             return  # past the cap: the marker below is written once, so a full log always says it was capped
         if self.log_max and self.log_written + len(chunk) > self.log_max:
             chunk = chunk[: self.log_max - self.log_written] + b"\n[orchestra: log capped here]\n"
-        self.log_file.write(chunk)
+        try:
+            self.log_file.write(chunk)
+        except OSError as exc:
+            self._write_failed("output.log", exc)  # a full disk: this output is lost from the log, not the run
         self.log_written += len(chunk)
 
     def _line(self, raw: bytes) -> None:
@@ -328,6 +361,22 @@ class Runner:
             with contextlib.suppress(OSError):
                 os.write(self._wake_w, b"x")
 
+    def _write_result(self, payload: dict[str, Any]) -> bool:
+        """Write result.json atomically; False (the old file untouched, no stray temp) if the disk refused."""
+        tmp = self.dir / "result.json.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(payload, fh, ensure_ascii=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.dir / "result.json")
+        except OSError as exc:
+            self._write_failed("result.json", exc)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return False
+        return True
+
     def finish(self, result: AgentResult, *, exited_at: float) -> int:
         if result.cost_usd is None and (result.usage.input_tokens or result.usage.output_tokens):
             if not self._price_ready.is_set():
@@ -358,24 +407,25 @@ class Runner:
             "live_cost_usd": self.live_cost,
             "log_bytes": self.log_written,
         }
-        tmp = self.dir / "result.json.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.dir / "result.json")
-        self.emit("result", status, payload, force=True)
+        written = self._write_result(payload)
+        self.emit("result", status, payload, force=True)  # the engine can record it even if the disk cannot
+        if not written:
+            self._say(f"orchestra {self.task_id}: disk full; result.json is kept in memory and retried\n")
+            deadline = time.monotonic() + _RESULT_RETRY_S
+            while not written and time.monotonic() < deadline:
+                time.sleep(0.5)
+                written = self._write_result(payload)
+                if self._unwritten:
+                    self._append_events(b"")
         self.link.close()
-        self.log_file.close()
-        self.events_file.close()
-        sys.stdout.write(f"\norchestra {self.task_id}: {status}")
-        if result.cost_usd is not None:
-            sys.stdout.write(f", ${result.cost_usd:.4f}")
-        if result.errors:
-            sys.stdout.write(f" — {result.errors[0]}")
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-        return 0
+        for fh in (self.log_file, self.events_file):
+            with contextlib.suppress(OSError):
+                fh.close()
+        cost = f", ${result.cost_usd:.4f}" if result.cost_usd is not None else ""
+        self._say(
+            f"\norchestra {self.task_id}: {status}{cost}" + (f" — {result.errors[0]}" if result.errors else "") + "\n"
+        )
+        return 0 if written else 1
 
 
 def _hang_up_reason(wait_s: float = 1.0) -> str:
