@@ -561,7 +561,9 @@ class Engine:
             if self.store.transition(task.id, [TaskState.RUNNING], TaskState.QUEUED, updated_at=self.clock.now()):
                 log.warning("%s never started; queued again", task.id)
             return
-        self.end_without_runner(task.id, TaskState.FAILED, "the runner vanished without a result")
+        stopped = not windows and not self.tmux.server.is_alive()  # asked only for a runner that vanished
+        reason = "its tmux server stopped" if stopped else "the runner vanished without a result"
+        self.end_without_runner(task.id, TaskState.FAILED, reason)
 
     def _result_on_disk(self, task_id: str) -> dict[str, Any] | str | None:
         """The task's result.json if valid; None when there is none; ``_UNREADABLE`` when broken."""

@@ -294,3 +294,21 @@ def test_a_task_whose_tmux_server_stopped_ends_failed_with_that_reason(
     shown = orchestra("show", "t1", config=config, env=env).stdout
     assert "error: its tmux server stopped" in shown, shown
     assert "cancelled" not in shown
+
+
+async def test_a_runner_gone_with_its_tmux_server_is_reported_as_such(make_app: Any, tmp_path: Path) -> None:
+    """No engine, no runner, no tmux server: `status` ends the task failed, naming the server."""
+    app = make_app(agents__hang=HANG)
+    await start_engine(app)
+    try:
+        task = app.service.delegate("wait", agent="hang", cwd=str(tmp_path)).task
+        await until(lambda: app.store.get_task(task.id).started_at is not None)
+    finally:
+        await app.engine.stop()
+    runner = int(app.store.task_field(task.id, "runner_pid"))
+    os.kill(runner, signal.SIGKILL)
+    app.tmux.kill_server()
+    await until(lambda: _gone(runner))
+    active, done = app.service.status()
+    assert not active
+    assert [(t.id, t.state, t.error) for t in done] == [(task.id, TaskState.FAILED, "its tmux server stopped")]
