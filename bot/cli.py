@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -123,8 +124,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OrchestraError as exc:
         print(f"orchestra: {exc}", file=sys.stderr)
         return 1
+    except (OSError, sqlite3.Error) as exc:
+        if not _disk_full(exc):
+            raise
+        print(f"orchestra: the data directory's disk is full ({exc}); free some space and try again", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -188,7 +200,7 @@ async def _wait_as_engine(app: App, make: Any, as_json: bool) -> Task:
 def _wait_as_client(app: App, task_id: str, as_json: bool) -> Task:
     last = None
     while True:
-        task = app.service.get(task_id)
+        task = app.service.show(task_id)
         if task.state != last and not as_json:
             print(f"  {task.id}: {task.state.value}", flush=True)
             last = task.state
@@ -260,7 +272,7 @@ def _cmd_status(app: App, args: argparse.Namespace) -> int:
 
 
 def _cmd_show(app: App, args: argparse.Namespace) -> int:
-    task = app.service.get(args.id)
+    task = app.service.show(args.id)
     if args.json:
         print(json.dumps(task_json(task), ensure_ascii=False))
         return 0
@@ -315,12 +327,8 @@ def _cmd_cancel(app: App, args: argparse.Namespace) -> int:
     task = app.service.cancel(args.id)
     if task.state == TaskState.RUNNING:
         deadline = time.monotonic() + app.config.limits.cancel_grace_s + 5
-        while time.monotonic() < deadline and app.service.get(task.id).state == TaskState.RUNNING:
-            result = app.home / "tasks" / task.id / "result.json"
-            if result.exists():
-                with contextlib.suppress(ValueError, OSError):
-                    app.engine.finalize(task.id, json.loads(result.read_text()))
-            time.sleep(0.1)
+        while time.monotonic() < deadline and not app.engine.record_result(task.id):
+            time.sleep(0.1)  # with no engine up, the runner's result.json is recorded from here, once
         task = app.service.get(task.id)
     print(json.dumps(task_json(task)) if args.json else f"{task.id} {task.state.value}")
     return 0

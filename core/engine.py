@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import socket
+import sqlite3
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -66,6 +67,7 @@ class Engine:
         self._finished: dict[str, asyncio.Event] = {}
         self._baselines: dict[str, dict[str, Any] | None] = {}
         self.redactor = Redactor(config.known_secrets())
+        self._unrecorded: dict[str, dict[str, Any]] = {}  # results heard live that the store refused
 
     # -- ownership --------------------------------------------------------------------------
     def acquire(self, role: str = "engine") -> bool:
@@ -140,7 +142,7 @@ class Engine:
                         log.warning("skipped a bad event record from a runner: %.200r", line)
                         continue
                     runner_of = event["task"]
-                    self.ingest(event)
+                    self._ingest_live(event)
                 elif kind == "kick":
                     self.dispatch()
                 elif kind == "cancel":
@@ -154,6 +156,15 @@ class Engine:
         if runner_of is not None:
             # A runner hung up: normally after its result; if not, it died and must not hang the task.
             asyncio.get_running_loop().call_later(0.5, self._check_hung_up, runner_of)
+
+    def _ingest_live(self, event: dict[str, Any]) -> None:
+        """Ingest an event from the socket; a store that cannot write (a full disk) costs it, not the engine."""
+        try:
+            self.ingest(event)
+        except sqlite3.Error as exc:
+            log.warning("could not record %s's %s event: %s", event["task"], event["kind"], exc)
+            if event["kind"] == "result":  # the runner may not get it on disk either: keep it to record later
+                self._unrecorded[event["task"]] = event["data"]
 
     def _check_hung_up(self, task_id: str) -> None:
         if not self.owner:
@@ -554,9 +565,12 @@ class Engine:
     def _settle(self, task: Task, windows: dict[str, WindowInfo], *, grace: float) -> None:
         task_dir = self.task_dir(task.id)
         payload = self._result_on_disk(task.id)
+        if payload is None and task.id in self._unrecorded:
+            payload = self._unrecorded[task.id]
         if isinstance(payload, dict):
             self.replay(task.id)
             self.finalize(task.id, payload)
+            self._unrecorded.pop(task.id, None)
             return
         window = windows.get(task.id)
         if window is not None and not window.dead:
@@ -572,7 +586,9 @@ class Engine:
             if self.store.transition(task.id, [TaskState.RUNNING], TaskState.QUEUED, updated_at=self.clock.now()):
                 log.warning("%s never started; queued again", task.id)
             return
-        self.end_without_runner(task.id, TaskState.FAILED, "the runner vanished without a result")
+        stopped = not windows and not self.tmux.server.is_alive()  # asked only for a runner that vanished
+        reason = "its tmux server stopped" if stopped else "the runner vanished without a result"
+        self.end_without_runner(task.id, TaskState.FAILED, reason)
 
     def _result_on_disk(self, task_id: str) -> dict[str, Any] | str | None:
         """The task's result.json if valid; None when there is none; ``_UNREADABLE`` when broken."""

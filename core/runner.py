@@ -13,6 +13,7 @@ so it is running the agent a few milliseconds after tmux starts it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import selectors
@@ -35,6 +36,8 @@ _DRAIN_S = 2.0  # after the agent exits, how long its background children may ho
 _MAX_WAIT_S = 1.0  # the longest the pump sleeps between checks
 _CHATTY = frozenset({"text", "raw", "tool_use", "tool_result"})  # dropped once the log or the events are capped
 _HELD_EVERY_S = 1.0  # past a cap, other events are kept at most this often per kind (the latest at the end)
+_UNWRITTEN_MAX = 16 * 1024 * 1024  # events.jsonl bytes held in memory while the disk is full
+_RESULT_RETRY_S = 600.0  # how long a result the disk refused is retried before the runner gives up
 
 
 class _Link:
@@ -117,6 +120,8 @@ class Runner:
         os.set_blocking(self._wake_w, False)
         self._price_ready = threading.Event()
         self._price_started = False
+        self._unwritten = bytearray()  # events.jsonl bytes a failed write (a full disk) left for later
+        self._write_failures: set[str] = set()  # files a write failed on, each told once in the pane
 
     # -- events -------------------------------------------------------------------------
     def emit(self, kind: str, text: str = "", data: dict[str, Any] | None = None, *, force: bool = False) -> None:
@@ -131,7 +136,7 @@ class Runner:
             "data": data or {},
         }
         line = self.redactor.data((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace"))
-        self.events_file.write(line)
+        self._append_events(line)
         self.events_written += len(line)
         self.link.send(line, force=force)
 
@@ -168,6 +173,32 @@ class Runner:
             self.emit("notice", note, {"events_dropped": self.events_dropped})
             sys.stdout.write(f"orchestra {self.task_id}: {note}\n")
 
+    def _append_events(self, line: bytes) -> None:
+        """Append to events.jsonl; what a full disk refuses waits in memory (bounded) for the next try.
+
+        The engine has each event over the socket already; the file catches up once there is space.
+        """
+        if len(self._unwritten) + len(line) <= _UNWRITTEN_MAX:
+            self._unwritten += line
+        while self._unwritten:
+            try:
+                written = self.events_file.write(self._unwritten) or 0
+            except OSError as exc:
+                self._write_failed("events.jsonl", exc)
+                return
+            del self._unwritten[:written]
+
+    def _write_failed(self, name: str, exc: OSError) -> None:
+        if name not in self._write_failures:
+            self._write_failures.add(name)
+            reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+            self._say(f"orchestra {self.task_id}: cannot write {name} ({reason}); the run goes on\n")
+
+    def _say(self, text: str) -> None:
+        with contextlib.suppress(OSError):  # the pane can be gone too (its tmux server stopped)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
     def show(self, event: AgentEvent) -> None:
         """The readable view in the pane, for a person who attaches."""
         if event.kind == "raw":
@@ -176,13 +207,13 @@ class Runner:
         text = event.text.replace("\n", " ")[:300]
         if event.kind == "usage" and self.live_cost is not None:
             text = f"{text}  (≈ ${self.live_cost:.4f} so far)"
-        sys.stdout.write(f"{marker.get(event.kind, '·')} {text}\n")
-        sys.stdout.flush()
+        self._say(f"{marker.get(event.kind, '·')} {text}\n")
 
     # -- signals --------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if self.stop_reason is None:
-            self.stop_reason = "cancelled"
+            # SIGHUP is tmux closing the pane (its window or the whole server went), not a cancel.
+            self.stop_reason = "hung_up" if signum == signal.SIGHUP else "cancelled"
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
 
@@ -365,7 +396,10 @@ class Runner:
             return  # past the cap: the marker below is written once, so a full log always says it was capped
         if self.log_max and self.log_written + len(chunk) > self.log_max:
             chunk = chunk[: self.log_max - self.log_written] + b"\n[orchestra: log capped here]\n"
-        self.log_file.write(chunk)
+        try:
+            self.log_file.write(chunk)
+        except OSError as exc:
+            self._write_failed("output.log", exc)  # a full disk: this output is lost from the log, not the run
         self.log_written += len(chunk)
 
     def _line(self, raw: bytes) -> None:
@@ -423,6 +457,22 @@ class Runner:
             with contextlib.suppress(OSError):
                 os.write(self._wake_w, b"x")
 
+    def _write_result(self, payload: dict[str, Any]) -> bool:
+        """Write result.json atomically; False (the old file untouched, no stray temp) if the disk refused."""
+        tmp = self.dir / "result.json.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(payload, fh, ensure_ascii=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.dir / "result.json")
+        except OSError as exc:
+            self._write_failed("result.json", exc)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return False
+        return True
+
     def finish(self, result: AgentResult, *, exited_at: float) -> int:
         if result.cost_usd is None and (result.usage.input_tokens or result.usage.output_tokens):
             if not self._price_ready.is_set():
@@ -435,8 +485,9 @@ class Runner:
                 priced = None
             if priced is not None:
                 result.cost_usd, result.cost_source = priced, "priced"
-        status = self.stop_reason or result.status
+        status = {"hung_up": "failed"}.get(self.stop_reason or "", self.stop_reason) or result.status
         reasons = {
+            "hung_up": _hang_up_reason() if self.stop_reason == "hung_up" else "",
             "cancelled": "cancelled by request",
             "timed_out": f"timed out after {self.spec.get('timeout_s')} s",
             "over_budget": f"stopped: cost ${self.live_cost or 0:.4f} crossed the cap ${self.spec.get('cost_cap_usd')}",
@@ -455,24 +506,58 @@ class Runner:
             "events_dropped": self.events_dropped,
         }
         payload = self.redactor.value(payload)
-        tmp = self.dir / "result.json.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.dir / "result.json")
-        self.emit("result", status, payload, force=True)
+        written = self._write_result(payload)
+        self.emit("result", status, payload, force=True)  # the engine can record it even if the disk cannot
+        if not written:
+            self._say(f"orchestra {self.task_id}: disk full; result.json is kept in memory and retried\n")
+            deadline = time.monotonic() + _RESULT_RETRY_S
+            while not written and time.monotonic() < deadline:
+                time.sleep(0.5)
+                written = self._write_result(payload)
+                if self._unwritten:
+                    self._append_events(b"")
         self.link.close()
-        self.log_file.close()
-        self.events_file.close()
-        sys.stdout.write(f"\norchestra {self.task_id}: {status}")
-        if result.cost_usd is not None:
-            sys.stdout.write(f", ${result.cost_usd:.4f}")
-        if result.errors:
-            sys.stdout.write(f" — {result.errors[0]}")
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-        return 0
+        for fh in (self.log_file, self.events_file):
+            with contextlib.suppress(OSError):
+                fh.close()
+        cost = f", ${result.cost_usd:.4f}" if result.cost_usd is not None else ""
+        self._say(
+            f"\norchestra {self.task_id}: {status}{cost}" + (f" — {result.errors[0]}" if result.errors else "") + "\n"
+        )
+        return 0 if written else 1
+
+
+def _hang_up_reason(wait_s: float = 1.0) -> str:
+    """Why the pane hung up: the tmux server stopped (its pid, from ``$TMUX``, exits), or only our window."""
+    try:
+        server_pid = int(os.environ.get("TMUX", "").split(",")[1])
+    except (IndexError, ValueError):
+        return "its tmux window was closed"
+    deadline = time.time() + wait_s  # the server signals its panes before it exits
+    while _running(server_pid):
+        if time.time() >= deadline:
+            return "its tmux window was closed"
+        time.sleep(0.02)
+    return "its tmux server stopped"
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie does not (a daemonised tmux server is not always reaped at once)."""
+    if os.path.isdir("/proc/self"):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                return fh.read().rsplit(b") ", 1)[1][:1] not in (b"Z", b"X")
+        except FileNotFoundError:
+            return False
+        except (OSError, IndexError):
+            pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _descendants(root: int) -> list[int]:

@@ -35,6 +35,7 @@ from core.models import ACTIVE_STATES, Task, TaskState
 from core.routing import AgentUnavailable as RouteUnavailable
 from core.routing import RouteDecision, Router, Rule, load_default_rules, parse_override
 from core.store import Store
+from core.summary import format_cost
 from core.tmux import TmuxManager
 
 
@@ -264,9 +265,21 @@ class Service:
             raise UnknownTask(task_id)
         return task
 
+    def show(self, task_id: str) -> Task:
+        """The task as it really is: with no engine up, a run that ended is recorded on read."""
+        task = self.get(task_id)
+        if self._settle_unattended([task]):
+            task = self.get(task.id)
+        return task
+
     def status(self, *, recent: int = 10) -> tuple[list[Task], list[Task]]:
-        """Active tasks (oldest first) and the most recently created finished ones."""
+        """Active tasks (oldest first) and the most recently created finished ones.
+
+        With no engine up, runs that ended meanwhile are recorded first, so none shows running for ever.
+        """
         active = self.store.active_tasks()
+        if self._settle_unattended(active):
+            active = self.store.active_tasks()
         done = [t for t in self.store.list_tasks(limit=recent + len(active)) if t.state.finished][:recent]
         return active, done
 
@@ -349,6 +362,8 @@ class Service:
                 if self.engine is not None:
                     self.engine.mark_finished(task.id)
                 return self.get(task.id)
+        if task.state == TaskState.RUNNING and self._recorded_from_disk(task.id):
+            raise InvalidTransition(self._finished_before_cancel(task.id))
         if task.state != TaskState.RUNNING:
             raise InvalidTransition(f"{task.id} is {task.state.value}; only queued or running tasks can be cancelled")
         self._audit(actor, "cancel", task.id, "was running")
@@ -356,9 +371,23 @@ class Service:
             self._cancel_orphan(task)
         return self.get(task.id)
 
+    def _recorded_from_disk(self, task_id: str) -> bool:
+        """A result the runner wrote while no engine listened wins over a cancel that comes after it."""
+        return self.engine is not None and self.engine.record_result(task_id)
+
+    def _finished_before_cancel(self, task_id: str) -> str:
+        task = self.get(task_id)
+        cost = f", {format_cost(task.cost_usd)}" if task.cost_usd is not None else ""
+        return f"{task.id} had already finished before the cancel: {task.state.value.replace('_', ' ')}{cost}"
+
     def _cancel_orphan(self, task: Task) -> None:
         with contextlib.suppress(Exception):
             self.tmux.kill(task.id)
+        if self._recorded_from_disk(task.id):
+            raise InvalidTransition(self._finished_before_cancel(task.id))  # its result landed meanwhile
+        if self.engine is not None:
+            self.engine.end_without_runner(task.id, TaskState.CANCELLED, "cancelled; its runner was gone")
+            return
         now = self.clock.now()
         self.store.transition(
             task.id,
@@ -438,6 +467,13 @@ class Service:
         return f"{task.id} is {task.state.value}; there is nothing to {action}"
 
     # -- engine ------------------------------------------------------------------------------
+    def _settle_unattended(self, tasks: list[Task]) -> bool:
+        if self.engine is None or not self.engine.settle_unattended(tasks):
+            return False
+        if self.store.queued_tasks():
+            self.kick()  # a slot came free, or a task that never started went back in the queue
+        return True
+
     def kick(self) -> None:
         """Get queued work moving: dispatch here if we are the engine, else wake the engine."""
         if self.engine is not None and self.engine.owner:

@@ -9,15 +9,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bot.app import App
 from core.models import Task, TaskState
-from tests.conftest import requires_tmux
+from core.store import Store
+from tests.conftest import ROOT, orchestra, requires_tmux
 
 pytestmark = requires_tmux
 
@@ -139,3 +145,170 @@ async def test_one_broken_task_never_blocks_the_others(make_app: Any, tmp_path: 
         ended = app.store.get_task(task.id)
         assert ended.state == TaskState.FAILED and "vanished" in ended.error, task.id
     assert not app.store.active_tasks()
+
+
+def _cli_setup(
+    tmp_path: Path, home: Path, config_data: dict[str, Any], **agent_env: str
+) -> tuple[Path, dict[str, str]]:
+    config_data["agents"]["standin"]["env"] = {"ORCHESTRA_STANDIN_DELAY": "0", **agent_env}
+    config_data["limits"]["engine_idle_exit_s"] = 120  # a loaded machine must not see it exit before the task
+    config = tmp_path / "bots.yaml"
+    config.write_text(yaml.safe_dump(config_data))
+    return config, {"ORCHESTRA_HOME": str(home)}
+
+
+def _wait_file(path: Path, needle: bytes = b"", timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and (not needle or needle in path.read_bytes())):
+        assert time.monotonic() < deadline, f"{path.name} never showed {needle!r}"
+        time.sleep(0.02)
+
+
+def _wait_until(check: Any, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def _task_field(home: Path, task_id: str, name: str) -> Any:
+    store = Store(home / "orchestra.db")
+    try:
+        return store.task_field(task_id, name)
+    finally:
+        store.close()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b") ", 1)[1][:1] in (b"Z", b"X")
+    except FileNotFoundError:
+        return True
+
+
+def _start_engine_process(config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    full_env = {**os.environ, **env}
+    full_env.pop("TMUX", None)
+    command = [sys.executable, "-m", "bot", "--config", str(config), "engine"]
+    engine = subprocess.Popen(command, cwd=str(ROOT), env=full_env, stdout=subprocess.DEVNULL)
+    _wait_file(Path(env["ORCHESTRA_HOME"]) / "engine.sock")
+    return engine
+
+
+def test_cancel_after_the_engine_died_records_the_finished_result(
+    tmp_path: Path, home: Path, config_data: dict[str, Any]
+) -> None:
+    """Engine SIGKILLed, the agent finishes, then `cancel`: the result on disk wins, cost and all."""
+    config, env = _cli_setup(tmp_path, home, config_data, ORCHESTRA_STANDIN_DURATION="2")
+    engine = _start_engine_process(config, env)
+    task_dir = home / "tasks" / "t1"
+    try:
+        delegated = orchestra("delegate", "--task", "Create User model", "--cwd", str(tmp_path), config=config, env=env)
+        assert delegated.returncode == 0, delegated.stderr
+        assert engine.poll() is None, "the engine we are about to kill is the one that runs the task"
+        _wait_until(lambda: _task_field(home, "t1", "runner_pid"), "the engine never heard the runner start")
+    finally:
+        engine.send_signal(signal.SIGKILL)
+        engine.wait()
+    assert not (task_dir / "result.json").exists(), "the engine died before the agent finished"
+    _wait_file(task_dir / "result.json")
+    reported = json.loads((task_dir / "result.json").read_text())["result"]["cost_usd"]
+    assert reported and reported > 0
+    runner_pid = int(_task_field(home, "t1", "runner_pid"))
+    _wait_until(lambda: _gone(runner_pid), "the runner did not exit")
+    cancel = orchestra("cancel", "t1", config=config, env=env)
+    assert "Traceback" not in cancel.stderr
+    assert "t1 had already finished before the cancel: succeeded" in cancel.stderr
+    store = Store(home / "orchestra.db")
+    try:
+        task = store.get_task("t1")
+        assert task.state == TaskState.SUCCEEDED and task.cost_usd == reported
+        costs = store.db.execute("SELECT cost_usd FROM costs WHERE task_id = 't1'").fetchall()
+        assert costs == [(reported,)], "its cost is recorded once"
+        completions = store.db.execute("SELECT COUNT(*) FROM outbox WHERE task_id = 't1' AND kind = 'completion'")
+        assert completions.fetchone()[0] == 1, "the user is told it finished"
+        assert not [a for a in store.audit_log() if a["action"] == "cancel"], "nothing was cancelled"
+    finally:
+        store.close()
+
+
+HANG = {"kind": "claude", "command": "{python} -S {orchestra}/core/standin.py", "max_concurrent": 4,
+        "env": {"ORCHESTRA_STANDIN_MODE": "hang"}}  # fmt: skip
+
+
+def _status_line(config: Path, env: dict[str, str], task_id: str) -> str:
+    status = orchestra("status", config=config, env=env)
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    return next((line for line in status.stdout.splitlines() if line.split()[:1] == [task_id]), "")
+
+
+def test_status_and_show_tell_the_truth_after_the_engine_was_killed(
+    tmp_path: Path, home: Path, config_data: dict[str, Any]
+) -> None:
+    """SIGKILL the on-demand engine: a task that then finishes, and one whose runner dies, are not "running"."""
+    config_data["agents"]["hang"] = HANG
+    config, env = _cli_setup(tmp_path, home, config_data, ORCHESTRA_STANDIN_DURATION="8")
+    engine = _start_engine_process(config, env)
+    try:
+        for args in (["--task", "Create User model"], ["--task", "wait", "--agent", "hang"]):
+            assert orchestra("delegate", *args, "--cwd", str(tmp_path), config=config, env=env).returncode == 0
+        assert engine.poll() is None, "the engine we are about to kill is the one that runs the tasks"
+        for task_id in ("t1", "t2"):
+            _wait_until(lambda t=task_id: _task_field(home, t, "runner_pid"), f"{task_id} never started")
+    finally:
+        engine.send_signal(signal.SIGKILL)
+        engine.wait()
+    assert not (home / "tasks" / "t1" / "result.json").exists(), "the engine died before t1 finished"
+    hung_runner = int(_task_field(home, "t2", "runner_pid"))
+    os.kill(hung_runner, signal.SIGKILL)
+    _wait_file(home / "tasks" / "t1" / "result.json")
+    runner = int(_task_field(home, "t1", "runner_pid"))
+    _wait_until(lambda: _gone(runner) and _gone(hung_runner), "runners lived on")
+    assert " succeeded " in _status_line(config, env, "t1")
+    assert " failed " in _status_line(config, env, "t2")
+    shown = orchestra("show", "t2", config=config, env=env)
+    assert "error: the runner vanished without a result" in shown.stdout, shown.stdout + shown.stderr
+    assert "succeeded" in orchestra("show", "t1", config=config, env=env).stdout
+    store = Store(home / "orchestra.db")
+    try:
+        assert store.db.execute("SELECT COUNT(*) FROM costs WHERE task_id = 't1'").fetchone()[0] == 1
+        assert store.get_task("t1").cost_usd
+    finally:
+        store.close()
+
+
+def test_a_task_whose_tmux_server_stopped_ends_failed_with_that_reason(
+    tmp_path: Path, home: Path, config_data: dict[str, Any]
+) -> None:
+    """`tmux kill-server` takes the on-demand engine and the task's pane: the task fails, saying why."""
+    config_data["agents"]["hang"] = HANG
+    config, env = _cli_setup(tmp_path, home, config_data)
+    delegated = orchestra("delegate", "--task", "wait", "--agent", "hang", "--cwd", str(tmp_path), config=config,
+                          env=env)  # fmt: skip
+    assert delegated.returncode == 0, delegated.stderr
+    _wait_until(lambda: _task_field(home, "t1", "runner_pid"), "t1 never started")
+    runner = int(_task_field(home, "t1", "runner_pid"))
+    subprocess.run(["tmux", "-L", config_data["tmux"]["socket_name"], "kill-server"], check=True)
+    _wait_until(lambda: _gone(runner), "the runner lived on", timeout=30)
+    assert " failed " in _status_line(config, env, "t1")
+    shown = orchestra("show", "t1", config=config, env=env).stdout
+    assert "error: its tmux server stopped" in shown, shown
+    assert "cancelled" not in shown
+
+
+async def test_a_runner_gone_with_its_tmux_server_is_reported_as_such(make_app: Any, tmp_path: Path) -> None:
+    """No engine, no runner, no tmux server: `status` ends the task failed, naming the server."""
+    app = make_app(agents__hang=HANG)
+    await start_engine(app)
+    try:
+        task = app.service.delegate("wait", agent="hang", cwd=str(tmp_path)).task
+        await until(lambda: app.store.get_task(task.id).started_at is not None)
+    finally:
+        await app.engine.stop()
+    runner = int(app.store.task_field(task.id, "runner_pid"))
+    os.kill(runner, signal.SIGKILL)
+    app.tmux.kill_server()
+    await until(lambda: _gone(runner))
+    active, done = app.service.status()
+    assert not active
+    assert [(t.id, t.state, t.error) for t in done] == [(task.id, TaskState.FAILED, "its tmux server stopped")]

@@ -52,10 +52,11 @@ class _Base:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # a COMMIT a full disk refused leaves the transaction open
+                self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
 
     def _row_dict(self, row: tuple[Any, ...], table: str = "tasks") -> dict[str, Any]:
         names = self._columns(table)
