@@ -31,7 +31,8 @@ class _Base:
         try:
             yield
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # SQLite may have rolled back itself (disk full, I/O error)
+                self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
 
