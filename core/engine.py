@@ -17,6 +17,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -36,6 +37,7 @@ from core.summary import build_summary, git_baseline, render_phone
 from core.tmux import TmuxManager, runner_argv
 
 log = logging.getLogger(__name__)
+_TASK_FILE = "{task_file}"
 
 Listener = Callable[[str, str, dict[str, Any]], None]
 """Called as ``listener(task_id, kind, data)`` for every ingested event and state change."""
@@ -212,8 +214,7 @@ class Engine:
             task_dir.mkdir(parents=True, exist_ok=True)
             (task_dir / "task.md").write_text(task.text, encoding="utf-8", errors="surrogateescape")
             (task_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-            argv = [a.replace("{task_file}", str(task_dir / "task.md")) for a in spec["argv"]]
-            write_launch(str(task_dir), spec["prompt_mode"], spec["env"], argv)
+            write_launch(str(task_dir), spec["prompt_mode"], spec["env"], spec["argv"])
             baseline = git_baseline(task.cwd)
             (task_dir / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
             self._baselines[task.id] = baseline
@@ -233,11 +234,16 @@ class Engine:
     def _spec(self, task: Task, task_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
         settings = self.config.agent_settings(task.agent)
         adapter = adapter_for(settings.kind)
-        invocation = adapter.build(task.text, settings, resume=self._resume_session(task))
+        # {task_file} is the task file's path in the argv template only; typed in the task, it stays text.
+        shield = f"{{task_file-{secrets.token_hex(8)}}}"
+        text = task.text.replace(_TASK_FILE, shield)
+        invocation = adapter.build(text, settings, resume=self._resume_session(task))
+        task_file = str(task_dir / "task.md")
+        argv = [a.replace(_TASK_FILE, task_file).replace(shield, _TASK_FILE) for a in settings.splice(invocation.argv)]
         spec = {
             "task_id": task.id,
             "agent": task.agent,
-            "argv": settings.splice(invocation.argv),
+            "argv": argv,
             "env": invocation.env,
             "prompt_mode": invocation.prompt_mode,
             "parser": invocation.parser,

@@ -72,6 +72,14 @@ def test_delegate_without_wait_finishes_via_background_engine(
     assert {"_engine", task["id"]} <= seen_windows
 
 
+@requires_tmux
+def test_task_file_placeholder_in_the_task_text_stays_text(cfg: Path, home: Path, tmp_path: Path) -> None:
+    text = "print {task_file} and {task} as typed"
+    out = run(cfg, home, "delegate", "--task", text, "--agent", "echo", "--cwd", str(tmp_path), "--wait")
+    assert out.returncode == 0, out.stderr
+    assert run(cfg, home, "logs", "t1").stdout.strip() == text  # `echo {task}`: the agent got the text verbatim
+
+
 def test_route_json_runs_nothing(cfg: Path, home: Path) -> None:
     out = run(cfg, home, "route", "add a React login form with validation", "--json")
     assert out.returncode == 0, out.stderr
