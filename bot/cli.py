@@ -9,9 +9,11 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,10 +28,12 @@ from core.audit import search as audit_search
 from core.clock import iso
 from core.config import load_config
 from core.costs import render_cost_report
-from core.errors import OrchestraError
+from core.errors import OrchestraError, TaskRejected
 from core.models import Task, TaskState
 from core.service import Delegation, task_json
+from core.store import store_error
 from core.summary import format_cost, format_duration, render_phone
+from core.tmux import TmuxManager
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="running, queued and recent tasks")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--recent", type=int, default=10, help="how many finished tasks to list")
+    p.add_argument("--recent", type=_count, default=10, help="how many finished tasks to list")
     for name, text in (
         ("show", "a task's details and summary"),
         ("peek", "the live pane of a task (or the end of its output)"),
@@ -82,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("cost", help="what the agents cost: today, week, month, budgets, breakdowns, savings")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--days", type=float, help="break down the last N days (default: this month)")
+    p.add_argument("--days", type=_days, help="break down the last N days (default: this month)")
     p.add_argument("--all", action="store_true", help="break down all time")
     p.add_argument("--by", choices=["agent", "category", "day", "week", "month"], help="show only this breakdown")
     p = sub.add_parser("budget", help="the budgets in force; `budget day 25` (or off, reset) changes one now")
@@ -98,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("filter", nargs="?", default="", help="a task id, an action, or part of a user or chat")
     p.add_argument("--action", choices=ACTIONS)
     p.add_argument("--since", metavar="AGE", help="only the last 30m, 12h, 1d, 2w, ...")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_count, default=50)
     p.add_argument("--json", action="store_true")
     sub.add_parser(
         "doctor", help="check tmux, agent CLIs, config, the data directory, the bot, metrics, chats and outboxes"
@@ -114,17 +118,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command is None:
-        build_parser().print_help()
-        return 0
+    """The error boundary: every error a user can meet ends here as one line on stderr and exit 1."""
     try:
-        return _dispatch(args)
-    except OrchestraError as exc:
-        print(f"orchestra: {exc}", file=sys.stderr)
-        return 1
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            code = 0
+        else:
+            code = _dispatch(args)
+        sys.stdout.flush()  # a reader that went away (`| head`) shows up here, inside the boundary
+        return code
+    except BrokenPipeError:
+        # Nobody reads any more: stop quietly, and keep the interpreter's last flush from complaining.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        line = _error_line(exc)
+        if line is None:
+            raise  # not an error a user can meet: a bug, and its traceback is what a report needs
+        print(f"orchestra: {line}", file=sys.stderr)
+        return 1
+
+
+_OS_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def _error_line(exc: BaseException) -> str | None:
+    """The one line for an error a user can meet, or ``None`` for anything else."""
+    if isinstance(exc, OrchestraError):
+        return " ".join(str(exc).split("\n"))
+    if isinstance(exc, sqlite3.Error):
+        return str(store_error(exc, Path("orchestra.db")))
+    if isinstance(exc, OSError) and exc.errno is not None:
+        what = _OS_ERRORS.get(exc.errno, exc.strerror or type(exc).__name__)
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{what}{where}"
+    return None
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -137,13 +175,46 @@ def _dispatch(args: argparse.Namespace) -> int:
         handler = globals()[f"_cmd_{args.command}"]
         code: int = handler(app, args)
         return code
+    except sqlite3.Error as exc:
+        raise store_error(exc, app.store.path) from None
     finally:
         app.close()
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number from 0 to a million (SQLite takes no bigger)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (0 to 1,000,000)")
+    return value
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 < value <= 100_000:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text} is out of range (more than 0, at most 100,000 days)")
+    return value
+
+
+def _read_task_stdin() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TaskRejected(
+            f"the task text on stdin is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
 # -- commands ------------------------------------------------------------------------------------
 def _cmd_delegate(app: App, args: argparse.Namespace) -> int:
-    text = sys.stdin.read() if args.task == "-" else args.task
+    text = _read_task_stdin() if args.task == "-" else args.task
     if not args.wait:
         delegation = app.service.delegate(text, agent=args.agent, cwd=args.cwd)
         _print_delegation(delegation, args.json)
@@ -152,7 +223,8 @@ def _cmd_delegate(app: App, args: argparse.Namespace) -> int:
 
 
 def _delegate_and_wait(app: App, as_json: bool, make: Any) -> int:
-    if app.engine.acquire():
+    # Without tmux no engine can start the task: it is stored and queued, and the kick says why.
+    if TmuxManager.available() and app.engine.acquire():
         final = asyncio.run(_wait_as_engine(app, make, as_json))
     else:
         delegation = make()
@@ -281,7 +353,8 @@ def _cmd_peek(app: App, args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(app: App, args: argparse.Namespace) -> int:
-    path = app.service.log_path(args.id)
+    task_id = app.service.get(args.id).id
+    path = app.service.log_path(task_id)
     offset = 0
     while True:
         if path.exists():
@@ -291,9 +364,9 @@ def _cmd_logs(app: App, args: argparse.Namespace) -> int:
                 offset += len(chunk)
             sys.stdout.write(chunk.decode("utf-8", "replace"))
             sys.stdout.flush()
-        if not args.follow or app.service.get(args.id).state.finished:
+        if not args.follow or app.service.get(task_id).state.finished:
             if not path.exists() and not args.follow:
-                print(f"{args.id} has no output yet")
+                print(f"{task_id} has no output yet")
             return 0
         time.sleep(0.3)
 

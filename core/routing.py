@@ -51,6 +51,7 @@ __all__ = [
     "Rule",
     "RulesFileError",
     "compile_rule_pattern",
+    "leading_mention",
     "load_default_rules",
     "load_rules",
     "parse_override",
@@ -550,6 +551,19 @@ def parse_override(text: str, known_agents: Collection[str]) -> tuple[str | None
         if agent.casefold() == wanted:
             return agent, match.group(2).strip()
     return None, text
+
+
+_MENTION = re.compile(r"\s*@([A-Za-z][A-Za-z0-9_-]{0,31})(?=[\s:,;]|\Z)")
+
+
+def leading_mention(text: str) -> str | None:
+    """The name in a leading ``@name`` that is shaped like an agent's (``@nosuchagent fix it``).
+
+    ``None`` for mid-text or email-like mentions (``mail bob@example.com``) and for leading
+    words no agent could be called (``@types/node``): those stay part of the task text.
+    """
+    match = _MENTION.match(text)
+    return match.group(1) if match else None
 
 
 # -- rule files --------------------------------------------------------------------------------

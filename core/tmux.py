@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import libtmux
+import libtmux.exc
 
 from core.errors import OrchestraError
 
 _HOME_WINDOW = "orchestra"
+_MISSING = "tmux is not installed (not on PATH; apt-get install tmux)"
 
 
 class TmuxError(OrchestraError):
@@ -54,7 +56,7 @@ class TmuxManager:
         try:
             proc = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=10, check=False)
         except FileNotFoundError:
-            raise TmuxError("tmux is not installed (apt-get install tmux)") from None
+            raise TmuxError(_MISSING) from None
         except subprocess.TimeoutExpired:
             raise TmuxError(f"tmux {args[0]} did not answer within 10 s") from None
         if proc.returncode != 0:
@@ -69,7 +71,7 @@ class TmuxManager:
         """
         if self._session_ready:
             return
-        if not self.server.has_session(self.session):
+        if not self._has_session():
             try:
                 self._run(
                     "new-session",
@@ -87,7 +89,7 @@ class TmuxManager:
                     "echo 'Orchestra task windows: Ctrl-b w to list them.'; exec tail -f /dev/null",
                 )
             except TmuxError:
-                if not self.server.has_session(self.session):  # another process may have won the race
+                if not self._has_session():  # another process may have won the race
                     raise
         self._session_ready = True
 
@@ -108,7 +110,7 @@ class TmuxManager:
 
     def windows(self) -> dict[str, WindowInfo]:
         """Every task window by name, from one ``list-windows`` call; empty when the server is down."""
-        if not self.server.has_session(self.session):
+        if not self._has_session():
             return {}
         try:
             lines = self._run(
@@ -126,6 +128,12 @@ class TmuxManager:
             if name != _HOME_WINDOW:
                 found[name] = WindowInfo(name, window_id, int(pid or 0), dead == "1")
         return found
+
+    def _has_session(self) -> bool:
+        try:
+            return bool(self.server.has_session(self.session))
+        except libtmux.exc.TmuxCommandNotFound:
+            raise TmuxError(_MISSING) from None
 
     def capture(self, window: str, lines: int = 40) -> str:
         """The visible text of a window's pane (for peeks; never called in a loop)."""

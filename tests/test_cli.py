@@ -38,6 +38,8 @@ def test_delegate_wait_prints_route_and_notification(cfg: Path, home: Path, repo
     assert shown["summary"]["files"][0]["path"] == "user_model.py"
     logs = run(cfg, home, "logs", "t1")
     assert '"type":"result"' in logs.stdout.replace(" ", "")
+    assert run(cfg, home, "logs", "T1").stdout == logs.stdout  # ids are case-insensitive everywhere
+    assert json.loads(run(cfg, home, "show", "#1", "--json").stdout)["id"] == "t1"
     cost = run(cfg, home, "cost")
     assert "standin" in cost.stdout
 
