@@ -364,9 +364,9 @@ class Router:
             # The category is what the text is about (the best match) even when its agent is
             # missing and a later candidate supplies the agent: estimates and stats stay honest.
             if cand is found[0]:
-                why = f"{_matched(cand)}, so this is a {category} task; using {agent}, {source}"
+                why = f"{_matched(cand)}, so this is {_a(category)} task; using {agent}, {source}"
             else:
-                why = f"{what}, so this is a {category} task; using {agent}, {source} (rule {cand.rule.name})"
+                why = f"{what}, so this is {_a(category)} task; using {agent}, {source} (rule {cand.rule.name})"
             return decide(agent, category, found[0].rule.name, why + _skips(skipped))
 
         agent = self.default_agent
@@ -399,6 +399,11 @@ def _decision(
         require_approval=approval_by is not None,
         require_review=review_by is not None,
     )
+
+
+def _a(word: str) -> str:
+    """``a backend``, ``an architecture``: the article by the first letter (categories are plain words)."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def _clip(text: str) -> str:

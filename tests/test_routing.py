@@ -139,6 +139,12 @@ def test_decision_names_the_rule_and_what_matched() -> None:
     assert "codex" in decision.reason
 
 
+def test_reason_uses_the_right_article() -> None:
+    router = default_router()
+    assert "so this is an architecture task" in router.route("design the system architecture").reason
+    assert "so this is a docs task" in router.route("write docs for the API").reason
+
+
 def test_to_dict() -> None:
     decision = RouteDecision(agent="codex", category="tests", rule="tests.kind", reason="because")
     assert decision.to_dict() == {
