@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import errno
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -234,7 +235,7 @@ def _delegate_and_wait(app: App, as_json: bool, make: Any) -> int:
     if not as_json:
         sink.flush(final.id)
     else:
-        print(json.dumps(task_json(final), ensure_ascii=False))
+        print(_json(task_json(final), ensure_ascii=False))
     return 0 if final.state in (TaskState.SUCCEEDED, TaskState.NEEDS_REVIEW, TaskState.APPROVED) else 1
 
 
@@ -282,7 +283,7 @@ def _print_delegation(d: Delegation, as_json: bool) -> None:
     task = d.task
     if as_json:
         print(
-            json.dumps(
+            _json(
                 {
                     **task_json(task),
                     "decision": d.decision.to_dict(),
@@ -310,7 +311,7 @@ def _print_delegation(d: Delegation, as_json: bool) -> None:
 def _cmd_status(app: App, args: argparse.Namespace) -> int:
     active, done = app.service.status(recent=args.recent)
     if args.json:
-        print(json.dumps({"active": [task_json(t) for t in active], "recent": [task_json(t) for t in done]}))
+        print(_json({"active": [task_json(t) for t in active], "recent": [task_json(t) for t in done]}))
         return 0
     if not active and not done:
         print('no tasks yet — try: orchestra delegate --task "Create User model" --wait')
@@ -334,7 +335,9 @@ def _cmd_status(app: App, args: argparse.Namespace) -> int:
 def _cmd_show(app: App, args: argparse.Namespace) -> int:
     task = app.service.get(args.id)
     if args.json:
-        print(json.dumps(task_json(task), ensure_ascii=False))
+        agent = app.config.agents.get(task.agent)
+        model = app.store.task_model(task.id) or (agent.model if agent else None)  # reported, else configured
+        print(_json({**task_json(task), "model": model}, ensure_ascii=False))
         return 0
     if task.summary:
         print(render_phone(task.summary, state=task.state.value))
@@ -395,7 +398,7 @@ def _cmd_cancel(app: App, args: argparse.Namespace) -> int:
                     app.engine.finalize(task.id, json.loads(result.read_text()))
             time.sleep(0.1)
         task = app.service.get(task.id)
-    print(json.dumps(task_json(task)) if args.json else f"{task.id} {task.state.value}")
+    print(_json(task_json(task)) if args.json else f"{task.id} {task.state.value}")
     return 0
 
 
@@ -408,20 +411,20 @@ def _cmd_retry(app: App, args: argparse.Namespace) -> int:
 
 def _cmd_approve(app: App, args: argparse.Namespace) -> int:
     task = app.service.approve(args.id)
-    print(json.dumps(task_json(task)) if args.json else f"{task.id} {task.state.value}")
+    print(_json(task_json(task)) if args.json else f"{task.id} {task.state.value}")
     return 0
 
 
 def _cmd_reject(app: App, args: argparse.Namespace) -> int:
     task = app.service.reject(args.id, reason=args.reason, retry=args.retry)
-    print(json.dumps(task_json(task)) if args.json else f"{task.id} {task.state.value}")
+    print(_json(task_json(task)) if args.json else f"{task.id} {task.state.value}")
     return 0
 
 
 def _cmd_route(app: App, args: argparse.Namespace) -> int:
     decision = app.service.route(args.text, agent=args.agent)
     if args.json:
-        print(json.dumps(decision.to_dict(), ensure_ascii=False))
+        print(_json(decision.to_dict(), ensure_ascii=False))
     else:
         print(f"{decision.agent} ({decision.category}) · rule {decision.rule}\n  {decision.reason}")
     return 0
@@ -430,7 +433,7 @@ def _cmd_route(app: App, args: argparse.Namespace) -> int:
 def _cmd_cost(app: App, args: argparse.Namespace) -> int:
     report = app.service.cost_report(days=args.days, all_time=args.all)
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(_json(report.to_dict()))
         return 0
     print(render_cost_report(report, only=args.by))
     return 0
@@ -444,7 +447,7 @@ def _cmd_budget(app: App, args: argparse.Namespace) -> int:
         if not args.json:
             print(f"per-{line.word} budget is now {line.shown()}")
     if args.json:
-        print(json.dumps([dataclasses.asdict(line) for line in app.service.budgets()]))
+        print(_json([dataclasses.asdict(line) for line in app.service.budgets()]))
     else:
         print(app.service.budget_report())
     return 0
@@ -460,7 +463,7 @@ def _cmd_digest(app: App, args: argparse.Namespace) -> int:
         except OSError as exc:
             raise OrchestraError(f"cannot write the chart to {args.png}: {exc.strerror or exc}") from None
     if args.json:
-        print(json.dumps({**digest.to_dict(), "chart_png": str(args.png) if args.png else None}, ensure_ascii=False))
+        print(_json({**digest.to_dict(), "chart_png": str(args.png) if args.png else None}, ensure_ascii=False))
         return 0
     print(digest.text)
     if args.png is not None:
@@ -471,7 +474,7 @@ def _cmd_digest(app: App, args: argparse.Namespace) -> int:
 def _cmd_audit(app: App, args: argparse.Namespace) -> int:
     rows = audit_search(app.store, app.clock.now(), args.filter, action=args.action, since=args.since, limit=args.limit)
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
+        print(_json(rows, ensure_ascii=False))
         return 0
     if not rows:
         print("nothing in the audit log matches")
@@ -563,6 +566,21 @@ def _config_check(args: argparse.Namespace) -> int:
     for category, target in config.routing.categories.items():
         print(f"    {category} → {target}")
     return 0
+
+
+def _json(data: Any, **options: Any) -> str:
+    """``--json`` output, floats rounded to 6 decimals: sums of dollars carry float noise (0.037415000000000004)."""
+    return json.dumps(_rounded(data), **options)
+
+
+def _rounded(data: Any) -> Any:
+    if isinstance(data, float):
+        return round(data, 6) if math.isfinite(data) else data
+    if isinstance(data, dict):
+        return {key: _rounded(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_rounded(value) for value in data]
+    return data
 
 
 def _one_line(text: str, size: int) -> str:

@@ -7,6 +7,7 @@ business logic. Every call that changes something is audited with who, what and 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -120,6 +121,7 @@ class Service:
 
     # -- delegate ---------------------------------------------------------------------------
     def route(self, text: str, *, agent: str | None = None) -> RouteDecision:
+        """Where ``text`` would go, with the approval and review the policy adds to the rules'."""
         _check_text(text)
         override, body = parse_override(text, self.config.agents.keys())
         known = ", ".join(sorted(self.config.agents))
@@ -129,9 +131,21 @@ class Service:
         if chosen is not None and chosen not in self.config.agents:
             raise AgentUnavailable(f"unknown agent {chosen!r} (configured: {known})")
         try:
-            return self.router.route(body, override=chosen)
+            decision = self.router.route(body, override=chosen)
         except RouteUnavailable as exc:
             raise AgentUnavailable(str(exc)) from None
+        policy = self.config.policy
+        approval = decision.category in policy.approval_for and not decision.require_approval
+        review = decision.category in policy.review_for and not decision.require_review
+        if not (approval or review):
+            return decision
+        reason = decision.reason.removesuffix(".")
+        reason += f"; {decision.category} tasks need approval (policy)" if approval else ""
+        reason += f"; {decision.category} tasks need review (policy)" if review else ""
+        return dataclasses.replace(
+            decision, reason=reason + ".", require_approval=True if approval else decision.require_approval,
+            require_review=True if review else decision.require_review,
+        )  # fmt: skip
 
     def delegate(
         self,
@@ -235,10 +249,10 @@ class Service:
         if over_budget:
             return True, why
         policy = self.config.policy
-        if decision.require_approval:
-            return True, f"rule {decision.rule} asks for approval"
         if decision.category in policy.approval_for:
             return True, f"{decision.category} tasks need approval"
+        if decision.require_approval:
+            return True, f"rule {decision.rule} asks for approval"
         if policy.approve_above_usd is not None and estimate > policy.approve_above_usd:
             return True, f"estimated ${estimate:.2f} is above ${policy.approve_above_usd:.2f}"
         return False, ""
