@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from core.clock import Clock, SystemClock
 from core.config import Config, load_config
 from core.engine import Engine
+from core.errors import ConfigError
 from core.models import TaskState
 from core.redact import Redactor
 from core.service import Service
@@ -54,6 +55,8 @@ class App:
 def open_app(config_path: Path | None = None, *, clock: Clock | None = None) -> App:
     config, path = load_config(config_path)
     home = config.home()
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"the data directory {home} is a file, not a directory (see ORCHESTRA_HOME or data_dir)")
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     with contextlib.suppress(OSError):
         os.chmod(home, 0o700)

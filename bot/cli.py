@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -27,10 +29,12 @@ from core.audit import search as audit_search
 from core.clock import iso
 from core.config import load_config
 from core.costs import render_cost_report
-from core.errors import OrchestraError
+from core.errors import OrchestraError, TaskRejected
 from core.models import Task, TaskState
 from core.service import Delegation, task_json
+from core.store import store_error
 from core.summary import format_cost, format_duration, render_phone
+from core.tmux import TmuxManager
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="running, queued and recent tasks")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--recent", type=int, default=10, help="how many finished tasks to list")
+    p.add_argument("--recent", type=_count, default=10, help="how many finished tasks to list")
     for name, text in (
         ("show", "a task's details and summary"),
         ("peek", "the live pane of a task (or the end of its output)"),
@@ -83,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("cost", help="what the agents cost: today, week, month, budgets, breakdowns, savings")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--days", type=float, help="break down the last N days (default: this month)")
+    p.add_argument("--days", type=_days, help="break down the last N days (default: this month)")
     p.add_argument("--all", action="store_true", help="break down all time")
     p.add_argument("--by", choices=["agent", "category", "day", "week", "month"], help="show only this breakdown")
     p = sub.add_parser("budget", help="the budgets in force; `budget day 25` (or off, reset) changes one now")
@@ -99,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("filter", nargs="?", default="", help="a task id, an action, or part of a user or chat")
     p.add_argument("--action", choices=ACTIONS)
     p.add_argument("--since", metavar="AGE", help="only the last 30m, 12h, 1d, 2w, ...")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_count, default=50)
     p.add_argument("--json", action="store_true")
     sub.add_parser(
         "doctor", help="check tmux, agent CLIs, config, the data directory, the bot, metrics, chats and outboxes"
@@ -115,28 +119,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command is None:
-        build_parser().print_help()
-        return 0
+    """The error boundary: every error a user can meet ends here as one line on stderr and exit 1."""
     try:
-        return _dispatch(args)
-    except OrchestraError as exc:
-        print(f"orchestra: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, sqlite3.Error) as exc:
-        if not _disk_full(exc):
-            raise
-        print(f"orchestra: the data directory's disk is full ({exc}); free some space and try again", file=sys.stderr)
-        return 1
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            code = 0
+        else:
+            code = _dispatch(args)
+        sys.stdout.flush()  # a reader that went away (`| head`) shows up here, inside the boundary
+        return code
+    except BrokenPipeError:
+        # Nobody reads any more: stop quietly, and keep the interpreter's last flush from complaining.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        line = _error_line(exc)
+        if line is None:
+            raise  # not an error a user can meet: a bug, and its traceback is what a report needs
+        print(f"orchestra: {line}", file=sys.stderr)
+        return 1
 
 
-def _disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+_OS_ERRORS = {
+    errno.ENOSPC: "the disk is full (no space left on the device)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def _error_line(exc: BaseException) -> str | None:
+    """The one line for an error a user can meet, or ``None`` for anything else."""
+    if isinstance(exc, OrchestraError):
+        return " ".join(str(exc).split("\n"))
+    if isinstance(exc, sqlite3.Error):
+        return str(store_error(exc, Path("orchestra.db")))
+    if isinstance(exc, OSError) and exc.errno is not None:
+        what = _OS_ERRORS.get(exc.errno, exc.strerror or type(exc).__name__)
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{what}{where}"
+    return None
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -149,13 +176,46 @@ def _dispatch(args: argparse.Namespace) -> int:
         handler = globals()[f"_cmd_{args.command}"]
         code: int = handler(app, args)
         return code
+    except sqlite3.Error as exc:
+        raise store_error(exc, app.store.path) from None
     finally:
         app.close()
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number from 0 to a million (SQLite takes no bigger)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (0 to 1,000,000)")
+    return value
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 < value <= 100_000:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text} is out of range (more than 0, at most 100,000 days)")
+    return value
+
+
+def _read_task_stdin() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TaskRejected(
+            f"the task text on stdin is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
 # -- commands ------------------------------------------------------------------------------------
 def _cmd_delegate(app: App, args: argparse.Namespace) -> int:
-    text = sys.stdin.read() if args.task == "-" else args.task
+    text = _read_task_stdin() if args.task == "-" else args.task
     if not args.wait:
         delegation = app.service.delegate(text, agent=args.agent, cwd=args.cwd)
         _print_delegation(delegation, args.json)
@@ -164,7 +224,8 @@ def _cmd_delegate(app: App, args: argparse.Namespace) -> int:
 
 
 def _delegate_and_wait(app: App, as_json: bool, make: Any) -> int:
-    if app.engine.acquire(role="cli"):
+    # Without tmux no engine can start the task: it is stored and queued, and the kick says why.
+    if TmuxManager.available() and app.engine.acquire(role="cli"):
         final = asyncio.run(_wait_as_engine(app, make, as_json))
     else:
         delegation = make()
@@ -174,7 +235,7 @@ def _delegate_and_wait(app: App, as_json: bool, make: Any) -> int:
     if not as_json:
         sink.flush(final.id)
     else:
-        print(json.dumps(task_json(final), ensure_ascii=False))
+        print(_json(task_json(final), ensure_ascii=False))
     return 0 if final.state in (TaskState.SUCCEEDED, TaskState.NEEDS_REVIEW, TaskState.APPROVED) else 1
 
 
@@ -222,7 +283,7 @@ def _print_delegation(d: Delegation, as_json: bool) -> None:
     task = d.task
     if as_json:
         print(
-            json.dumps(
+            _json(
                 {
                     **task_json(task),
                     "decision": d.decision.to_dict(),
@@ -250,7 +311,7 @@ def _print_delegation(d: Delegation, as_json: bool) -> None:
 def _cmd_status(app: App, args: argparse.Namespace) -> int:
     active, done = app.service.status(recent=args.recent)
     if args.json:
-        print(json.dumps({"active": [task_json(t) for t in active], "recent": [task_json(t) for t in done]}))
+        print(_json({"active": [task_json(t) for t in active], "recent": [task_json(t) for t in done]}))
         return 0
     if not active and not done:
         print('no tasks yet — try: orchestra delegate --task "Create User model" --wait')
@@ -274,7 +335,9 @@ def _cmd_status(app: App, args: argparse.Namespace) -> int:
 def _cmd_show(app: App, args: argparse.Namespace) -> int:
     task = app.service.show(args.id)
     if args.json:
-        print(json.dumps(task_json(task), ensure_ascii=False))
+        agent = app.config.agents.get(task.agent)
+        model = app.store.task_model(task.id) or (agent.model if agent else None)  # reported, else configured
+        print(_json({**task_json(task), "model": model}, ensure_ascii=False))
         return 0
     if task.summary:
         print(render_phone(task.summary, state=task.state.value))
@@ -293,7 +356,8 @@ def _cmd_peek(app: App, args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(app: App, args: argparse.Namespace) -> int:
-    path = app.service.log_path(args.id)
+    task_id = app.service.get(args.id).id
+    path = app.service.log_path(task_id)
     offset = 0
     while True:
         if path.exists():
@@ -303,9 +367,9 @@ def _cmd_logs(app: App, args: argparse.Namespace) -> int:
                 offset += len(chunk)
             sys.stdout.write(chunk.decode("utf-8", "replace"))
             sys.stdout.flush()
-        if not args.follow or app.service.get(args.id).state.finished:
+        if not args.follow or app.service.get(task_id).state.finished:
             if not path.exists() and not args.follow:
-                print(f"{args.id} has no output yet")
+                print(f"{task_id} has no output yet")
             return 0
         time.sleep(0.3)
 
@@ -330,7 +394,7 @@ def _cmd_cancel(app: App, args: argparse.Namespace) -> int:
         while time.monotonic() < deadline and not app.engine.record_result(task.id):
             time.sleep(0.1)  # with no engine up, the runner's result.json is recorded from here, once
         task = app.service.get(task.id)
-    print(json.dumps(task_json(task)) if args.json else f"{task.id} {task.state.value}")
+    print(_json(task_json(task)) if args.json else f"{task.id} {task.state.value}")
     return 0
 
 
@@ -343,20 +407,20 @@ def _cmd_retry(app: App, args: argparse.Namespace) -> int:
 
 def _cmd_approve(app: App, args: argparse.Namespace) -> int:
     task = app.service.approve(args.id)
-    print(json.dumps(task_json(task)) if args.json else f"{task.id} {task.state.value}")
+    print(_json(task_json(task)) if args.json else f"{task.id} {task.state.value}")
     return 0
 
 
 def _cmd_reject(app: App, args: argparse.Namespace) -> int:
     task = app.service.reject(args.id, reason=args.reason, retry=args.retry)
-    print(json.dumps(task_json(task)) if args.json else f"{task.id} {task.state.value}")
+    print(_json(task_json(task)) if args.json else f"{task.id} {task.state.value}")
     return 0
 
 
 def _cmd_route(app: App, args: argparse.Namespace) -> int:
     decision = app.service.route(args.text, agent=args.agent)
     if args.json:
-        print(json.dumps(decision.to_dict(), ensure_ascii=False))
+        print(_json(decision.to_dict(), ensure_ascii=False))
     else:
         print(f"{decision.agent} ({decision.category}) · rule {decision.rule}\n  {decision.reason}")
     return 0
@@ -365,7 +429,7 @@ def _cmd_route(app: App, args: argparse.Namespace) -> int:
 def _cmd_cost(app: App, args: argparse.Namespace) -> int:
     report = app.service.cost_report(days=args.days, all_time=args.all)
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(_json(report.to_dict()))
         return 0
     print(render_cost_report(report, only=args.by))
     return 0
@@ -379,7 +443,7 @@ def _cmd_budget(app: App, args: argparse.Namespace) -> int:
         if not args.json:
             print(f"per-{line.word} budget is now {line.shown()}")
     if args.json:
-        print(json.dumps([dataclasses.asdict(line) for line in app.service.budgets()]))
+        print(_json([dataclasses.asdict(line) for line in app.service.budgets()]))
     else:
         print(app.service.budget_report())
     return 0
@@ -395,7 +459,7 @@ def _cmd_digest(app: App, args: argparse.Namespace) -> int:
         except OSError as exc:
             raise OrchestraError(f"cannot write the chart to {args.png}: {exc.strerror or exc}") from None
     if args.json:
-        print(json.dumps({**digest.to_dict(), "chart_png": str(args.png) if args.png else None}, ensure_ascii=False))
+        print(_json({**digest.to_dict(), "chart_png": str(args.png) if args.png else None}, ensure_ascii=False))
         return 0
     print(digest.text)
     if args.png is not None:
@@ -406,7 +470,7 @@ def _cmd_digest(app: App, args: argparse.Namespace) -> int:
 def _cmd_audit(app: App, args: argparse.Namespace) -> int:
     rows = audit_search(app.store, app.clock.now(), args.filter, action=args.action, since=args.since, limit=args.limit)
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
+        print(_json(rows, ensure_ascii=False))
         return 0
     if not rows:
         print("nothing in the audit log matches")
@@ -502,6 +566,21 @@ def _config_check(args: argparse.Namespace) -> int:
     for category, target in config.routing.categories.items():
         print(f"    {category} → {target}")
     return 0
+
+
+def _json(data: Any, **options: Any) -> str:
+    """``--json`` output, floats rounded to 6 decimals: sums of dollars carry float noise (0.037415000000000004)."""
+    return json.dumps(_rounded(data), **options)
+
+
+def _rounded(data: Any) -> Any:
+    if isinstance(data, float):
+        return round(data, 6) if math.isfinite(data) else data
+    if isinstance(data, dict):
+        return {key: _rounded(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_rounded(value) for value in data]
+    return data
 
 
 def _one_line(text: str, size: int) -> str:

@@ -31,7 +31,7 @@ from core.messages import (
     button_still_valid,
     buttons_from_payload,
 )
-from core.models import Task, TaskState
+from core.models import Task, TaskState, parse_task_id
 from core.progress import ICONS, clip, hhmm, render_card
 from core.service import Actor, Service
 from core.store import Store
@@ -570,12 +570,7 @@ class Commands:
 
 def _task_id(args: str) -> str | None:
     word = args.strip().split(maxsplit=1)[0] if args.strip() else ""
-    word = word.lower().lstrip("#")
-    if word.isdigit():
-        return f"t{word}"
-    if len(word) > 1 and word[0] == "t" and word[1:].isdigit():
-        return word
-    return None
+    return parse_task_id(word)
 
 
 def _size(n: int) -> str:

@@ -58,6 +58,17 @@ class AgentConfig(_Model):
     enabled: bool = True
     description: str = ""
 
+    @field_validator("command")
+    @classmethod
+    def _splits(cls, command: str) -> str:
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:  # an unterminated quote or a trailing backslash
+            raise ValueError(f"cannot split {command!r} into words ({str(exc).lower()})") from None
+        if not words:
+            raise ValueError("names no program")
+        return command
+
     @field_validator("env")
     @classmethod
     def _no_secret_values(cls, env: dict[str, str]) -> dict[str, str]:
@@ -618,8 +629,17 @@ def load_config(path: Path | None = None) -> tuple[Config, Path]:
         if candidate.is_file():
             try:
                 data = yaml.load(candidate.read_text(encoding="utf-8"), Loader=_StrictLoader)
+            except UnicodeDecodeError as exc:
+                raise ConfigError(
+                    f"{candidate}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+                ) from None
+            except RecursionError:
+                raise ConfigError(f"{candidate}: cannot read YAML (nested too deeply)") from None
             except (OSError, yaml.YAMLError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ConfigError(f"{candidate}: cannot read YAML ({first})") from None
-            return parse_config(data, source=str(candidate)), candidate
+            try:
+                return parse_config(data, source=str(candidate)), candidate
+            except RecursionError:
+                raise ConfigError(f"{candidate}: nested too deeply to validate") from None
     raise ConfigError(f"no bots.yaml found (looked at {', '.join(str(c) for c in candidates)})")

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import signal
 import socket
 import sqlite3
@@ -40,6 +41,7 @@ from core.summary import build_summary, git_baseline, render_phone
 from core.tmux import TmuxManager, WindowInfo, runner_argv
 
 log = logging.getLogger(__name__)
+_TASK_FILE = "{task_file}"
 
 Listener = Callable[[str, str, dict[str, Any]], None]
 """Called as ``listener(task_id, kind, data)`` for every ingested event and state change."""
@@ -244,6 +246,7 @@ class Engine:
                 str(task_dir),
                 mode=spec["prompt_mode"],
                 task_file=str(task_dir / "task.md") if clean == text else "",  # else the agent reads it from memory
+                marker=spec["task_file_marker"],
                 env=env,
                 secrets=self.redactor.values,
                 argv=spec["argv"],
@@ -274,11 +277,16 @@ class Engine:
         """
         settings = self.config.agent_settings(task.agent)
         adapter = adapter_for(settings.kind)
-        invocation = adapter.build(text, settings, resume=self._resume_session(task))
+        # {task_file} is the task file's path in the argv template only; typed in the task, it stays
+        # text. The template's own becomes a marker of this launch that only the launcher replaces.
+        shield, marker = (f"{{task_file-{secrets.token_hex(8)}}}" for _ in range(2))
+        invocation = adapter.build(text.replace(_TASK_FILE, shield), settings, resume=self._resume_session(task))
+        argv = [a.replace(_TASK_FILE, marker).replace(shield, _TASK_FILE) for a in settings.splice(invocation.argv)]
         spec = {
             "task_id": task.id,
             "agent": task.agent,
-            "argv": settings.splice(invocation.argv),
+            "argv": argv,
+            "task_file_marker": marker,
             "env": invocation.env,
             "prompt_mode": invocation.prompt_mode,
             "parser": invocation.parser,

@@ -37,3 +37,7 @@ class InvalidInput(OrchestraError):
 
 class BudgetExceeded(OrchestraError):
     """A day or month budget is spent and ``budgets.when_exceeded`` is ``refuse``: no task is stored."""
+
+
+class StoreError(OrchestraError):
+    """The store cannot be opened or written: busy, corrupt, read-only, or the disk is full."""

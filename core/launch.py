@@ -8,7 +8,8 @@ the subreaper) are imported before the agent runs.
 ``launch.bin`` is the secret handoff: mode 600, read once and deleted at once, so the agent's
 keys and the task as it was sent never sit on disk or on a command line. It holds: prompt mode,
 the task file's path ("" when the task text holds a secret: the agent then reads it from memory),
-the agent's whole environment (``KEY=VALUE`` entries; nothing else of ours is inherited), the
+the marker in argv that stands for that path (unique to the launch, so a ``{task_file}`` typed in
+the task stays text), the agent's whole environment (``KEY=VALUE`` entries; nothing else of ours is inherited), the
 secret values to redact, the argv, and last the task text. The task text is inside argv, on
 stdin or in a file: never shell input.
 """
@@ -20,8 +21,6 @@ import sys
 import time
 from _signal import SIGPIPE, SIGXFSZ  # type: ignore[import-not-found]  # loaded already; signal imports enum
 
-TASK_FILE = "{task_file}"  # in argv: where the agent reads the task from, for prompt mode "file"
-
 
 class Launch:
     """What ``launch.bin`` carries, as bytes the agent gets unchanged (a plain class: no imports)."""
@@ -30,6 +29,7 @@ class Launch:
         self,
         mode: str,
         task_file: bytes,
+        marker: bytes,
         env: dict[bytes, bytes],
         secrets: list[bytes],
         argv: list[bytes],
@@ -37,6 +37,7 @@ class Launch:
     ) -> None:
         self.mode = mode
         self.task_file = task_file
+        self.marker = marker
         self.env = env
         self.secrets = secrets
         self.argv = argv
@@ -64,13 +65,14 @@ def read_launch(task_dir: str) -> Launch:
 
     mode = field().decode()
     task_file = field()
+    marker = field()
     env = {}
     for item in fields():
         key, _, value = item.partition(b"=")
         env[key] = value
     secrets = fields()
     argv = fields()
-    return Launch(mode, task_file, env, secrets, argv, data[pos:])
+    return Launch(mode, task_file, marker, env, secrets, argv, data[pos:])
 
 
 def write_launch(
@@ -78,13 +80,14 @@ def write_launch(
     *,
     mode: str,
     task_file: str,
+    marker: str,
     env: dict[str, str],
     secrets: list[str],
     argv: list[str],
     text: str,
 ) -> None:
     """Engine side: write ``launch.bin`` (mode 600, whole or not at all; no field but the text holds NUL)."""
-    parts = [mode, task_file, str(len(env)), *(f"{k}={v}" for k, v in env.items())]
+    parts = [mode, task_file, marker, str(len(env)), *(f"{k}={v}" for k, v in env.items())]
     parts += [str(len(secrets)), *secrets, str(len(argv)), *argv, text]
     data = b"\0".join(part.encode("utf-8", "surrogateescape") for part in parts)
     path = os.path.join(task_dir, "launch.bin")
@@ -149,9 +152,9 @@ def main(argv: list[str]) -> int:
     become_subreaper()
     launch = read_launch(task_dir)
     agent_argv = launch.argv
-    if any(TASK_FILE.encode() in arg for arg in agent_argv):
+    if launch.marker and any(launch.marker in arg for arg in agent_argv):
         path = _task_file(launch)
-        agent_argv = [arg.replace(TASK_FILE.encode(), path) for arg in agent_argv]
+        agent_argv = [arg.replace(launch.marker, path) for arg in agent_argv]
     out_r, out_w = os.pipe()
     in_r, in_w = os.pipe() if launch.mode == "stdin" else (os.open(os.devnull, os.O_RDONLY), -1)
     err_r, err_w = os.pipe()  # the runner writes stderr.log, redacted as it arrives

@@ -36,6 +36,17 @@ RUN_END_STATES = (
 )
 
 
+def parse_task_id(word: str) -> str | None:
+    """The canonical id (``t12``) a person means by ``t12``, ``T12``, ``#12`` or ``12``; ``None`` if not an id.
+
+    The one id parser: the CLI, the chats and the store all go through it.
+    """
+    word = word.strip().lower().lstrip("#").removeprefix("t")
+    if not (word.isascii() and word.isdigit()) or len(word) > 18:
+        return None
+    return f"t{int(word)}"
+
+
 @dataclass(frozen=True)
 class Task:
     """One row of the tasks table, as the service hands it to surfaces."""

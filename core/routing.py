@@ -51,6 +51,7 @@ __all__ = [
     "Rule",
     "RulesFileError",
     "compile_rule_pattern",
+    "leading_mention",
     "load_default_rules",
     "load_rules",
     "parse_override",
@@ -363,9 +364,9 @@ class Router:
             # The category is what the text is about (the best match) even when its agent is
             # missing and a later candidate supplies the agent: estimates and stats stay honest.
             if cand is found[0]:
-                why = f"{_matched(cand)}, so this is a {category} task; using {agent}, {source}"
+                why = f"{_matched(cand)}, so this is {_a(category)} task; using {agent}, {source}"
             else:
-                why = f"{what}, so this is a {category} task; using {agent}, {source} (rule {cand.rule.name})"
+                why = f"{what}, so this is {_a(category)} task; using {agent}, {source} (rule {cand.rule.name})"
             return decide(agent, category, found[0].rule.name, why + _skips(skipped))
 
         agent = self.default_agent
@@ -398,6 +399,11 @@ def _decision(
         require_approval=approval_by is not None,
         require_review=review_by is not None,
     )
+
+
+def _a(word: str) -> str:
+    """``a backend``, ``an architecture``: the article by the first letter (categories are plain words)."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def _clip(text: str) -> str:
@@ -550,6 +556,19 @@ def parse_override(text: str, known_agents: Collection[str]) -> tuple[str | None
         if agent.casefold() == wanted:
             return agent, match.group(2).strip()
     return None, text
+
+
+_MENTION = re.compile(r"\s*@([A-Za-z][A-Za-z0-9_-]{0,31})(?=[\s:,;]|\Z)")
+
+
+def leading_mention(text: str) -> str | None:
+    """The name in a leading ``@name`` that is shaped like an agent's (``@nosuchagent fix it``).
+
+    ``None`` for mid-text or email-like mentions (``mail bob@example.com``) and for leading
+    words no agent could be called (``@types/node``): those stay part of the task text.
+    """
+    match = _MENTION.match(text)
+    return match.group(1) if match else None
 
 
 # -- rule files --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ business logic. Every call that changes something is audited with who, what and 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -33,10 +34,10 @@ from core.errors import AgentUnavailable, InvalidInput, InvalidTransition, TaskR
 from core.messages import card_keyboard
 from core.models import ACTIVE_STATES, Task, TaskState
 from core.routing import AgentUnavailable as RouteUnavailable
-from core.routing import RouteDecision, Router, Rule, load_default_rules, parse_override
+from core.routing import RouteDecision, Router, Rule, leading_mention, load_default_rules, parse_override
 from core.store import Store
 from core.summary import format_cost
-from core.tmux import TmuxManager
+from core.tmux import TmuxError, TmuxManager
 
 
 @dataclass(frozen=True)
@@ -121,15 +122,31 @@ class Service:
 
     # -- delegate ---------------------------------------------------------------------------
     def route(self, text: str, *, agent: str | None = None) -> RouteDecision:
+        """Where ``text`` would go, with the approval and review the policy adds to the rules'."""
+        _check_text(text)
         override, body = parse_override(text, self.config.agents.keys())
+        known = ", ".join(sorted(self.config.agents))
+        if override is None and (mention := leading_mention(text)) is not None:
+            raise AgentUnavailable(f"unknown agent @{mention}; agents: {known}")
         chosen = agent or override
         if chosen is not None and chosen not in self.config.agents:
-            known = ", ".join(sorted(self.config.agents))
             raise AgentUnavailable(f"unknown agent {chosen!r} (configured: {known})")
         try:
-            return self.router.route(body, override=chosen)
+            decision = self.router.route(body, override=chosen)
         except RouteUnavailable as exc:
             raise AgentUnavailable(str(exc)) from None
+        policy = self.config.policy
+        approval = decision.category in policy.approval_for and not decision.require_approval
+        review = decision.category in policy.review_for and not decision.require_review
+        if not (approval or review):
+            return decision
+        reason = decision.reason.removesuffix(".")
+        reason += f"; {decision.category} tasks need approval (policy)" if approval else ""
+        reason += f"; {decision.category} tasks need review (policy)" if review else ""
+        return dataclasses.replace(
+            decision, reason=reason + ".", require_approval=True if approval else decision.require_approval,
+            require_review=True if review else decision.require_review,
+        )  # fmt: skip
 
     def delegate(
         self,
@@ -156,6 +173,8 @@ class Service:
         override, stripped = parse_override(body, self.config.agents.keys())
         if override is not None:
             body = stripped
+            if not body:
+                raise TaskRejected(f"nothing to do: say what @{override} should do after its name")
         workdir = self._workdir(cwd)
         estimate, basis = self.estimate(decision.agent, decision.category)
         needs, why = self._needs_approval(decision, estimate)
@@ -204,7 +223,12 @@ class Service:
             if needs:
                 self._request_approval(task, actor, why)
         if not needs:
-            self.kick()
+            try:
+                self.kick()
+            except TmuxError as exc:  # stored and queued: it starts when an engine can open its window
+                raise TmuxError(
+                    f"{task.id} is queued but cannot start: {exc}; once it is, `orchestra engine` starts it"
+                ) from None
         return Delegation(self.store.get_task(task.id), decision, estimate, basis, needs, why)
 
     def _delegation_of(self, task: Task) -> Delegation:
@@ -226,10 +250,10 @@ class Service:
         if over_budget:
             return True, why
         policy = self.config.policy
-        if decision.require_approval:
-            return True, f"rule {decision.rule} asks for approval"
         if decision.category in policy.approval_for:
             return True, f"{decision.category} tasks need approval"
+        if decision.require_approval:
+            return True, f"rule {decision.rule} asks for approval"
         if policy.approve_above_usd is not None and estimate > policy.approve_above_usd:
             return True, f"estimated ${estimate:.2f} is above ${policy.approve_above_usd:.2f}"
         return False, ""
@@ -260,7 +284,7 @@ class Service:
 
     # -- queries ----------------------------------------------------------------------------
     def get(self, task_id: str) -> Task:
-        task = self.store.find_task(task_id.strip().lower())
+        task = self.store.find_task(task_id)
         if task is None:
             raise UnknownTask(task_id)
         return task
@@ -288,8 +312,7 @@ class Service:
         return self.store.events(task_id, limit=limit)
 
     def log_path(self, task_id: str) -> Path:
-        self.get(task_id)
-        return self.home / "tasks" / task_id / "output.log"
+        return self.home / "tasks" / self.get(task_id).id / "output.log"
 
     def peek(self, task_id: str, lines: int = 30) -> str:
         """The live pane of a running task, else the end of its log."""
@@ -541,6 +564,16 @@ class Service:
 
 
 MAX_BUDGET_USD = 1_000_000.0
+
+
+def _check_text(text: str) -> None:
+    """Refuse text that is not valid Unicode (undecodable bytes reach us as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+        raise TaskRejected(f"the task text is not valid UTF-8 ({what} at character {exc.start})") from None
 
 
 def _amount(text: str) -> float:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import libtmux
+import libtmux.exc
 
 from core.errors import OrchestraError
 
@@ -29,6 +30,7 @@ _CHDIR_EXEC = (
     "except OSError as exc:\n    sys.exit(f'cannot enter {sys.argv[1]}: {exc.strerror}')\n"
     "os.execvp(sys.argv[2], sys.argv[2:])"
 )
+_MISSING = "tmux is not installed (not on PATH; apt-get install tmux)"
 
 
 class TmuxError(OrchestraError):
@@ -65,7 +67,7 @@ class TmuxManager:
         try:
             proc = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=10, check=False)
         except FileNotFoundError:
-            raise TmuxError("tmux is not installed (apt-get install tmux)") from None
+            raise TmuxError(_MISSING) from None
         except subprocess.TimeoutExpired:
             raise TmuxError(f"tmux {args[0]} did not answer within 10 s") from None
         if proc.returncode != 0:
@@ -80,7 +82,7 @@ class TmuxManager:
         """
         if self._session_ready:
             return
-        if not self.server.has_session(self.session):
+        if not self._has_session():
             try:
                 self._run(
                     "new-session",
@@ -98,7 +100,7 @@ class TmuxManager:
                     "echo 'Orchestra task windows: Ctrl-b w to list them.'; exec tail -f /dev/null",
                 )
             except TmuxError:
-                if not self.server.has_session(self.session):  # another process may have won the race
+                if not self._has_session():  # another process may have won the race
                     raise
         self._session_ready = True
 
@@ -130,7 +132,7 @@ class TmuxManager:
 
     def windows(self) -> dict[str, WindowInfo]:
         """Every task window by name, from one ``list-windows`` call; empty when the server is down."""
-        if not self.server.has_session(self.session):
+        if not self._has_session():
             return {}
         try:
             lines = self._run(
@@ -148,6 +150,12 @@ class TmuxManager:
             if name != _HOME_WINDOW:
                 found[name] = WindowInfo(name, window_id, int(pid or 0), dead == "1")
         return found
+
+    def _has_session(self) -> bool:
+        try:
+            return bool(self.server.has_session(self.session))
+        except libtmux.exc.TmuxCommandNotFound:
+            raise TmuxError(_MISSING) from None
 
     def capture(self, window: str, lines: int = 40) -> str:
         """The visible text of a window's pane (for peeks; never called in a loop)."""

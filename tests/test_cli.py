@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,11 @@ def test_delegate_wait_prints_route_and_notification(cfg: Path, home: Path, repo
     assert status["recent"][0]["state"] == "succeeded"
     shown = json.loads(run(cfg, home, "show", "t1", "--json").stdout)
     assert shown["summary"]["files"][0]["path"] == "user_model.py"
+    assert shown["model"] == "claude-sonnet-4-5"  # what the run reported using
     logs = run(cfg, home, "logs", "t1")
     assert '"type":"result"' in logs.stdout.replace(" ", "")
+    assert run(cfg, home, "logs", "T1").stdout == logs.stdout  # ids are case-insensitive everywhere
+    assert json.loads(run(cfg, home, "show", "#1", "--json").stdout)["id"] == "t1"
     cost = run(cfg, home, "cost")
     assert "standin" in cost.stdout
 
@@ -72,6 +76,14 @@ def test_delegate_without_wait_finishes_via_background_engine(
     assert {"_engine", task["id"]} <= seen_windows
 
 
+@requires_tmux
+def test_task_file_placeholder_in_the_task_text_stays_text(cfg: Path, home: Path, tmp_path: Path) -> None:
+    text = "print {task_file} and {task} as typed"
+    out = run(cfg, home, "delegate", "--task", text, "--agent", "echo", "--cwd", str(tmp_path), "--wait")
+    assert out.returncode == 0, out.stderr
+    assert run(cfg, home, "logs", "t1").stdout.strip() == text  # `echo {task}`: the agent got the text verbatim
+
+
 def test_route_json_runs_nothing(cfg: Path, home: Path) -> None:
     out = run(cfg, home, "route", "add a React login form with validation", "--json")
     assert out.returncode == 0, out.stderr
@@ -95,6 +107,39 @@ def test_a_backtracking_rule_does_not_hang_route_or_delegate(
     assert json.loads(out.stdout)["rule"] != "mine.evil"
     out = run(cfg, home, "delegate", "--task", text, "--agent", "standin", "--cwd", str(tmp_path), "--json", timeout=20)
     assert out.returncode == 0, out.stderr
+
+
+def test_cost_json_has_no_float_noise(cfg: Path, home: Path) -> None:
+    from core.store import Store
+
+    assert run(cfg, home, "budget", "day", "20").returncode == 0
+    store = Store(home / "orchestra.db")
+    for n, usd in enumerate((0.1, 0.2, 0.007415), 1):
+        store.record_cost(
+            {"task_id": f"t{n}", "ts": time.time(), "agent": "standin", "category": "docs", "cost_usd": usd}
+        )
+    store.close()
+    out = run(cfg, home, "cost", "--json", "--all")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["total_usd"] == 0.307415  # not 0.30741500000000005
+    assert "0000000" not in out.stdout
+
+
+def test_route_reports_the_policy_s_approval_and_review(cfg: Path, home: Path, config_data: dict[str, Any]) -> None:
+    config_data["policy"].update(approval_for=["architecture"], review_for=["architecture"])
+    config_data["routing"]["categories"]["architecture"] = "standin"
+    cfg.write_text(yaml.safe_dump(config_data))
+    out = run(cfg, home, "route", "design the system architecture", "--json")
+    decision = json.loads(out.stdout)
+    assert (decision["category"], decision["require_approval"], decision["require_review"]) == (
+        "architecture", True, True
+    )  # fmt: skip
+    assert "so this is an architecture task" in decision["reason"]
+    assert "architecture tasks need approval (policy)" in decision["reason"]
+    out = run(cfg, home, "delegate", "--task", "design the system architecture", "--json")
+    delegated = json.loads(out.stdout)
+    assert delegated["state"] == "awaiting_approval" and delegated["decision"] == decision
 
 
 @pytest.mark.parametrize(

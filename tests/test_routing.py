@@ -21,6 +21,7 @@ from core.routing import (
     Router,
     Rule,
     _word_stems,
+    leading_mention,
     load_default_rules,
     load_rules,
     parse_override,
@@ -136,6 +137,12 @@ def test_decision_names_the_rule_and_what_matched() -> None:
     assert 'matched "unit tests"' in decision.reason
     assert f"(rule {decision.rule})" in decision.reason
     assert "codex" in decision.reason
+
+
+def test_reason_uses_the_right_article() -> None:
+    router = default_router()
+    assert "so this is an architecture task" in router.route("design the system architecture").reason
+    assert "so this is a docs task" in router.route("write docs for the API").reason
 
 
 def test_to_dict() -> None:
@@ -350,6 +357,22 @@ def hostile_texts() -> list[str]:
         "a" * 99_990 + " unit tests",
         "\x00" * 1000 + "refactor the login page CSS",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "mention"),
+    [
+        ("@nosuchagent fix it", "nosuchagent"),
+        ("  @Ghost: fix it", "Ghost"),
+        ("@standin", "standin"),
+        ("mail bob@example.com about it", None),
+        ("fix it @codex", None),
+        ("@types/node is outdated", None),
+        ("@bob@example.com ping", None),
+    ],
+)
+def test_leading_mention(text: str, mention: str | None) -> None:
+    assert leading_mention(text) == mention
 
 
 def test_hostile_text_routes_quickly() -> None:

@@ -7,11 +7,14 @@ each exactly once.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 from pathlib import Path
 
 import sqlite_utils
 
+from core.errors import StoreError
 from core.redact import Redactor
 from core.store._base import RedactingConnection
 from core.store.audit import AuditMixin
@@ -22,7 +25,40 @@ from core.store.migrations import MIGRATIONS
 from core.store.outbox import OutboxMixin
 from core.store.tasks import TasksMixin
 
-__all__ = ["INBOUND_ATTEMPTS", "MIGRATIONS", "Store"]
+__all__ = ["BUSY_TIMEOUT_S", "INBOUND_ATTEMPTS", "MIGRATIONS", "Store", "store_error"]
+
+# How long a write waits for another process's write lock before it gives up.
+BUSY_TIMEOUT_S = 30.0
+
+
+def store_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    """The one line a user sees for a failed SQLite call on the store at ``path``."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        message = f"the store is busy (locked by another process for over {BUSY_TIMEOUT_S:g} s): {path}; try again"
+    elif "full" in text or ("disk I/O error" in text and _disk_full(path.parent)):
+        message = f"the disk is full: cannot write the store {path}"
+    elif "not a database" in text or "malformed" in text:
+        message = f"{path} is not a readable Orchestra store (corrupt?); move it aside and a new one is made"
+    elif "readonly" in text or "read-only" in text or ("unable to open" in text and not _writable(path.parent)):
+        message = f"the data directory {path.parent} is read-only: the store cannot be written"
+    elif "unable to open" in text:
+        message = f"cannot open the store {path}"
+    else:
+        message = f"the store {path}: {text}"
+    return StoreError(message)
+
+
+def _writable(folder: Path) -> bool:
+    return folder.is_dir() and os.access(folder, os.W_OK)
+
+
+def _disk_full(folder: Path) -> bool:
+    """SQLite reports a full disk as an I/O error when it cannot even make its shared-memory file."""
+    try:
+        return shutil.disk_usage(folder).free < 64 * 1024
+    except OSError:
+        return False
 
 
 class Store(TasksMixin, CostsMixin, DigestsMixin, AuditMixin, OutboxMixin, InboundMixin):
@@ -33,26 +69,38 @@ class Store(TasksMixin, CostsMixin, DigestsMixin, AuditMixin, OutboxMixin, Inbou
     """
 
     def __init__(self, path: Path | str, *, redactor: Redactor | None = None) -> None:
+        """Open (creating it if needed) and migrate; ``StoreError`` (one line) when that cannot be done."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.redactor = redactor or Redactor()
         conn = sqlite3.connect(
-            str(self.path), timeout=30, isolation_level=None, check_same_thread=False, factory=RedactingConnection
-        )
+            str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False,
+            factory=RedactingConnection,
+        )  # fmt: skip
         conn.redactor = self.redactor
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self.db = sqlite_utils.Database(conn)
         self._conn = conn
-        self._column_cache: dict[str, list[str]] = {}
-        self._migrate()
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self.db = sqlite_utils.Database(conn)
+            self._column_cache: dict[str, list[str]] = {}
+            self._migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise store_error(exc, self.path) from None
 
     def close(self) -> None:
         self._conn.close()
 
     # -- schema -------------------------------------------------------------------------
     def _migrate(self) -> None:
+        # Read first: an up-to-date store opens without the write lock, so a reader is not kept
+        # waiting by another process's long write.
+        if self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_migrations'").fetchone() is not None:
+            applied = {row[0] for row in self._conn.execute("SELECT name FROM _migrations")}
+            if all(name in applied for name, _ in MIGRATIONS):
+                return
         self._conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
         for name, apply in MIGRATIONS:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -65,7 +113,8 @@ class Store(TasksMixin, CostsMixin, DigestsMixin, AuditMixin, OutboxMixin, Inbou
                     )
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
 
     def applied_migrations(self) -> list[str]:

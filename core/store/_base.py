@@ -54,7 +54,7 @@ class _Base:
             yield
             self._conn.execute("COMMIT")
         except BaseException:
-            if self._conn.in_transaction:  # a COMMIT a full disk refused leaves the transaction open
+            if self._conn.in_transaction:  # SQLite may have rolled back itself (disk full, I/O error)
                 self._conn.execute("ROLLBACK")
             raise
 

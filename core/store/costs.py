@@ -27,6 +27,14 @@ class CostsMixin(_Base):
         ).fetchall()
         return [float(r[0]) for r in rows]
 
+    def task_model(self, task_id: str) -> str | None:
+        """The model a task's last run reported using, if it reported one."""
+        row = self._conn.execute(
+            "SELECT model FROM costs WHERE task_id = ? AND model IS NOT NULL AND model != '' ORDER BY ts DESC LIMIT 1",
+            (task_id,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def median_cost(self, agent: str, category: str) -> tuple[float | None, int]:
         history = self.cost_history(agent, category)
         return (statistics.median(history), len(history)) if history else (None, 0)

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from core.models import ACTIVE_STATES, Task, TaskState
+from core.models import ACTIVE_STATES, Task, TaskState, parse_task_id
 from core.redact import Redactor
 from core.store._base import _Base
 from core.store.migrations import _TASK_COLUMNS
@@ -53,8 +53,12 @@ class TasksMixin(_Base):
         return _task_from_row(self._row_dict(row))
 
     def find_task(self, task_id: str) -> Task | None:
+        """The task a person named (``t12``, ``T12``, ``#12``, ``12``), or ``None``."""
+        canonical = parse_task_id(task_id)
+        if canonical is None:
+            return None
         try:
-            return self.get_task(task_id)
+            return self.get_task(canonical)
         except KeyError:
             return None
 
