@@ -110,7 +110,12 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     wake = asyncio.Event()
     app.engine.listeners.append(lambda _t, kind, _d: wake.set() if kind == "finished" else None)
     metrics = _start_metrics(app) if idle_exit_s is None and app.config.metrics.enabled else None
+    chats = idle_exit_s is None and (app.config.telegram.enabled or app.config.slack.enabled)
+    # Listening before the engine replays results recorded while we were down, so their cards end too.
+    progress = _start_progress(app) if chats else None
     await app.engine.start()
+    if progress is not None:
+        progress.catch_up()  # and cards of tasks another engine finished, or still running
     scheduler = None
     if idle_exit_s is None:
         # The long-lived bot process also runs the digest, budget alerts and the watchdog
@@ -133,11 +138,11 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
 
     try:
         if idle_exit_s is None and app.config.telegram.enabled:
-            telegram = await _unless_stopped(_start_telegram(app, fatal), stop)
+            telegram = await _unless_stopped(_start_telegram(app, fatal, progress), stop)
             if metrics is not None and telegram is not None:
                 metrics.metrics.watch_transport("telegram", partial(_telegram_health, telegram.transport))
         if idle_exit_s is None and app.config.slack.enabled and not stop.is_set():
-            slack = await _unless_stopped(_start_slack(app, telegram.progress if telegram else None, fatal), stop)
+            slack = await _unless_stopped(_start_slack(app, progress, fatal), stop)
             if metrics is not None and slack is not None:
                 metrics.metrics.watch_transport("slack", partial(_slack_health, slack.transport, app.clock))
         while not stop.is_set():
@@ -155,6 +160,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
             await slack.stop()
         if telegram is not None:
             await telegram.stop()
+        if progress is not None:
+            progress.close()
         if scheduler is not None:
             scheduler.shutdown()
         await app.engine.stop()
@@ -247,7 +254,34 @@ _Telegram = _Bridge["TelegramTransport"]
 _Slack = _Bridge["SlackTransport"]
 
 
-async def _start_telegram(app: App, fatal: Callable[[str], None]) -> _Telegram:
+def _start_progress(app: App) -> Progress:
+    """The cards of every chat bridge, listening to the engine; each bridge's outbox joins its wake."""
+    from core.progress import Progress
+
+    settings = app.config.telegram if app.config.telegram.enabled else app.config.slack
+    progress = Progress(
+        app.service,
+        app.clock,
+        interval_s=settings.progress_interval_s,
+        refresh_s=settings.progress_refresh_s,
+        wake=lambda: None,
+    )
+    app.engine.listeners.append(progress.on_event)
+    return progress
+
+
+def _share(progress: Progress, outbox: Outbox) -> None:
+    """Make the shared cards wake this outbox too."""
+    first_wake = progress.wake
+
+    def wake_both() -> None:
+        first_wake()
+        outbox.wake()
+
+    progress.wake = wake_both
+
+
+async def _start_telegram(app: App, fatal: Callable[[str], None], shared: Progress | None = None) -> _Telegram:
     """Wire the Telegram bridge: gate -> commands -> outbox -> sender, progress edits from the engine."""
     from bot.outbox import Outbox
     from bot.telegram import TelegramTransport
@@ -277,21 +311,25 @@ async def _start_telegram(app: App, fatal: Callable[[str], None]) -> _Telegram:
         retry_base_s=settings.retry_base_s,
         retry_max_s=settings.retry_max_s,
     )
-    progress = Progress(
-        app.service,
-        app.clock,
-        interval_s=settings.progress_interval_s,
-        refresh_s=settings.progress_refresh_s,
-        wake=outbox.wake,
-    )
+    if shared is not None:
+        progress = shared
+        _share(shared, outbox)
+    else:
+        progress = Progress(
+            app.service,
+            app.clock,
+            interval_s=settings.progress_interval_s,
+            refresh_s=settings.progress_refresh_s,
+            wake=outbox.wake,
+        )
+        app.engine.listeners.append(progress.on_event)
     commands.changed = progress.touch
-    app.engine.listeners.append(progress.on_event)
     app.engine.listeners.append(lambda _t, kind, _d: outbox.wake() if kind == "finished" else None)
     await transport.start(outbox)  # the Bot must be initialized before the outbox sends through it
     await outbox.start()
     if not settings.allowed_user_ids:
         log.warning("telegram: telegram.allowed_user_ids is empty, so nobody can use the bot (deny by default)")
-    return _Telegram(transport, outbox, progress)
+    return _Telegram(transport, outbox, progress, owns_progress=shared is None)
 
 
 async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable[[str], None] | None = None) -> _Slack:
@@ -328,13 +366,8 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
         retry_max_s=settings.retry_max_s,
     )
     if shared is not None:
-        progress, first_wake = shared, shared.wake
-
-        def wake_both() -> None:
-            first_wake()
-            outbox.wake()
-
-        shared.wake = wake_both
+        progress = shared
+        _share(shared, outbox)
     else:
         progress = Progress(
             app.service,

@@ -156,6 +156,19 @@ class Progress:
         if task.state == TaskState.RUNNING:
             self._later(self._refresh, task_id, self.refresh_s)
 
+    def catch_up(self) -> int:
+        """Bring every card up to date at start; returns the tasks whose cards were edited.
+
+        Finished tasks whose cards never got their final edit (they finished while no bot
+        listened) get it now; running tasks get an edit and their refresh timer back.
+        """
+        store = self.service.store
+        stale = store.tasks_with_stale_cards()
+        running = [t.id for t in store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000)]
+        for task_id in [*stale, *running]:
+            self.flush(task_id)
+        return len(stale) + len(running)
+
     def close(self) -> None:
         for timers in (self._pending, self._refresh):
             for timer in timers.values():

@@ -266,6 +266,29 @@ def test_a_bot_killed_mid_task_sends_the_completion_once_after_restart(
     assert second.stop() == 0
 
 
+def test_a_card_reaches_its_final_state_when_the_task_ended_while_the_bot_was_down(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path, config_data: dict[str, Any]
+) -> None:
+    config_data["agents"]["standin"]["env"] = {"ORCHESTRA_STANDIN_DELAY": "0.5"}
+    first = start_bot()
+    fake.say("Create User model")
+    [ack] = fake.wait_for(lambda: sent_calls(fake, "t1 · standin"), what="the acknowledgement")
+    card = fake.messages[(CHAT, ack.result["message_id"])]
+    fake.wait_for(lambda: "🏃 Running" in card.text, what="the card showing the task running")
+    first.kill()
+    result = home / "tasks" / "t1" / "result.json"
+    deadline = time.monotonic() + 30
+    while not result.exists():
+        assert time.monotonic() < deadline, "the task never finished while the bot was down"
+        time.sleep(0.05)
+    assert "🏃 Running" in card.text and buttons_of(card) == ["cancel:t1", "peek:t1"]
+    second = start_bot()
+    fake.wait_for(lambda: fake.find(CHAT, "Tokens:"), timeout=30, what="the completion after the restart")
+    fake.wait_for(lambda: "✅ succeeded" in card.text and card.markup is None, what="the card's final edit")
+    assert any(c.params.get("message_id") == card.message_id for c in fake.calls_of("editMessageText"))
+    assert second.stop() == 0
+
+
 def test_an_update_confirmed_to_telegram_but_not_handled_before_a_kill_is_handled_on_restart(
     fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path
 ) -> None:
