@@ -96,6 +96,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
             app.config.telegram.webhook.secret()
     if idle_exit_s is None and app.config.slack.enabled:
         app.config.slack.check_secrets()
+    if bot:
+        configure_logging()  # before the scheduler and the engine log; the bridges add their secrets
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -410,6 +412,11 @@ class _Redacting(logging.Formatter):
         return text
 
 
+class _BoltTokenNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("As you gave `client` as well, `token` will be unused")
+
+
 def configure_logging(*, secrets: Sequence[str] = ()) -> None:
     """Log INFO and up to stderr with secrets scrubbed; httpx's per-request lines (token in the URL) off."""
     root = logging.getLogger()
@@ -422,6 +429,10 @@ def configure_logging(*, secrets: Sequence[str] = ()) -> None:
     handler.setFormatter(_Redacting("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Bolt warns at every start when $SLACK_BOT_TOKEN is set (it reads it itself); we pass our own client.
+    bolt = logging.getLogger("slack_bolt")
+    if not any(isinstance(f, _BoltTokenNotice) for f in bolt.filters):
+        bolt.addFilter(_BoltTokenNotice())
     # PTB 22 warns on every 429 that RetryAfter.retry_after will become a timedelta; we read both forms.
     warnings.filterwarnings("ignore", message=r".*attribute `retry_after` will be of type", module="telegram")
 
