@@ -190,10 +190,14 @@ class Commands:
 
     def _help_text(self) -> str:
         lines = [f"/{c.name}{' ' + c.args if c.args else ''} — {c.help}" for c in COMMANDS]
-        agents = ", ".join(f"@{name}" for name, a in self.service.config.agents.items() if a.enabled)
+        enabled = {name: a for name, a in self.service.config.agents.items() if a.enabled}
+        runnable = [name for name, a in enabled.items() if agent_installed(a.command)]
+        missing = [name for name in enabled if name not in runnable]
+        choose = f"Start it with an agent to choose it: {', '.join('@' + n for n in runnable)}." if runnable else ""
         lines += [
             "",
-            f"Plain text is a task. Start it with an agent to choose it: {agents}.",
+            f"Plain text is a task. {choose or 'No agent CLI is installed here (/agents).'}"
+            + (f" Not installed here: {', '.join(missing)} (/agents)." if missing and runnable else ""),
             (
                 "Buttons: Cancel / Peek on a new task; Approve / Reject / Peek on an approval request; "
                 "Log / Retry on a finished task (plus Approve / Reject when it needs review)."
