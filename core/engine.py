@@ -398,9 +398,9 @@ class Engine:
 
     def _queue_notices(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:
         """The completion (or review) message for every channel, in the caller's transaction."""
-        text = render_phone(summary, state=state.value)
         kind = "review" if state == TaskState.NEEDS_REVIEW else "completion"
         for channel in self.channels():
+            text = render_phone(summary, state=state.value, chat_prefix=self._chat_prefix(channel))
             if channel == "console":
                 self.store.enqueue(
                     channel,
@@ -430,6 +430,12 @@ class Engine:
 
     def channels(self) -> list[str]:
         return self.config.channels()
+
+    def _chat_prefix(self, channel: str) -> str | None:
+        """How commands are typed in a channel: None for the terminal (console), ``/`` in Telegram."""
+        if channel == "console":
+            return None
+        return self.config.slack.command + " " if channel == "slack" else "/"
 
     # -- reconcile and sweep -------------------------------------------------------------------
     def replay(self, task_id: str) -> None:

@@ -130,6 +130,7 @@ def test_create_user_model_is_acknowledged_with_buttons_and_completes_as_a_new_m
     ]
     [done] = fake.wait_for(lambda: fake.find(CHAT, "Tokens:"), what="the completion")
     assert done.text.startswith("✅ t1 succeeded · standin") and "user_model.py +" in done.text
+    assert done.text.endswith("Log: /log t1"), "a command typed in this chat, not in a terminal"
     assert buttons_of(done) == ["log:t1", "retry:t1"]
     card = fake.messages[(CHAT, ack_call.result["message_id"])]
     assert done.message_id > card.message_id, "the completion is a new message, after the acknowledgement"
@@ -144,6 +145,7 @@ def test_create_user_model_is_acknowledged_with_buttons_and_completes_as_a_new_m
     assert fake.calls_of("editMessageReplyMarkup")
     assert bot.stop() == 0
     assert "telegram: @orchestra_test_bot is listening (polling)" in bot.output()
+    assert "Log: orchestra logs t1" in bot.output(), "the console keeps the terminal command"
     assert TOKEN not in bot.output()
 
 
