@@ -63,6 +63,8 @@ def _status_line(store: Store, task: Task, now: float, why: str) -> str:
         if task.started_at is None:
             return "🏃 Starting…"
         cost = f" · {format_cost(task.live_cost_usd)} so far" if task.live_cost_usd is not None else ""
+        if task.input_tokens or task.output_tokens:  # known before any price is (the first usage event)
+            cost += f" · {_tokens(task.input_tokens)} in / {_tokens(task.output_tokens)} out"
         steps = [e["text"] for e in store.events(task.id, kinds=["tool_use"], limit=100_000) if e["text"]]
         last = f"\nLast step ({len(steps)}): {clip(steps[-1], 120)}" if steps else ""
         return f"🏃 Running · {format_duration(now - task.started_at)}{cost}{last}"
@@ -174,6 +176,10 @@ class Progress:
             for timer in timers.values():
                 timer.cancel()
             timers.clear()
+
+
+def _tokens(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
 def clip(text: str, size: int) -> str:
