@@ -59,6 +59,8 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self._finished: dict[str, asyncio.Event] = {}
         self._baselines: dict[str, dict[str, Any] | None] = {}
+        self._launches: set[asyncio.Future[tuple[str | None, BaseException | None]]] = set()  # in worker threads
+        self._launching: set[str] = set()  # their task ids: running, but no window yet
 
     # -- ownership --------------------------------------------------------------------------
     def acquire(self, role: str = "engine") -> bool:
@@ -108,6 +110,8 @@ class Engine:
         self._sweeper = asyncio.create_task(self._sweep_loop())
 
     async def stop(self) -> None:
+        if self._launches:  # let launches in flight record their window (or their failure)
+            await asyncio.wait(list(self._launches), timeout=30)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -206,32 +210,53 @@ class Engine:
         return started
 
     def _start(self, task: Task) -> bool:
+        """Claim a queued task and launch it; inside a running loop the launch (files, git, tmux:
+        subprocesses) runs in a worker thread, so the loop never waits for it. False if not claimed."""
         now = self.clock.now()
         if not self.store.transition(task.id, [TaskState.QUEUED], TaskState.RUNNING, updated_at=now):
             return False
-        task_dir = self.task_dir(task.id)
+        # When the engine took it from the queue: metrics measure queue wait and dispatch latency from it.
+        self._notify(task.id, "dispatched", {"dispatched_at": now, "created_at": task.created_at})
         try:
-            spec, secret_env = self._spec(task, task_dir)
-            write_agent_files(spec.pop("files"))
-            task_dir.mkdir(parents=True, exist_ok=True)
-            (task_dir / "task.md").write_text(task.text, encoding="utf-8", errors="surrogateescape")
-            (task_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-            argv = [a.replace("{task_file}", str(task_dir / "task.md")) for a in spec["argv"]]
-            write_launch(str(task_dir), spec["prompt_mode"], spec["env"], argv)
-            baseline = git_baseline(task.cwd)
-            (task_dir / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
-            self._baselines[task.id] = baseline
-            env = {"PATH": os.environ.get("PATH", ""), **secret_env}
-            if os.environ.get("HOME"):
-                env["HOME"] = os.environ["HOME"]
-            window_id = self.tmux.start_window(task.id, runner_argv(task_dir), cwd=task.cwd, env=env)
-        except Exception as exc:  # noqa: BLE001 - a start that fails ends the task, it never hangs it
-            log.warning("could not start %s: %s", task.id, exc)
-            self._fail_unstarted(task, f"could not start: {exc}")
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self._launched(task, *_outcome(self._launch, task))
+        launch = loop.run_in_executor(None, _outcome, self._launch, task)
+        self._launching.add(task.id)
+        self._launches.add(launch)
+        launch.add_done_callback(self._launches.discard)
+        launch.add_done_callback(lambda done: self._launched(task, *done.result()))
+        return True
+
+    def _launch(self, task: Task) -> str:
+        """Write the task's files, take the git baseline and open its tmux window; the window id.
+
+        Runs off the loop: it touches no store (another thread's connection is not ours to share).
+        """
+        task_dir = self.task_dir(task.id)
+        spec, secret_env = self._spec(task, task_dir)
+        write_agent_files(spec.pop("files"))
+        task_dir.mkdir(parents=True, exist_ok=True)
+        (task_dir / "task.md").write_text(task.text, encoding="utf-8", errors="surrogateescape")
+        (task_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+        argv = [a.replace("{task_file}", str(task_dir / "task.md")) for a in spec["argv"]]
+        write_launch(str(task_dir), spec["prompt_mode"], spec["env"], argv)
+        baseline = git_baseline(task.cwd)
+        (task_dir / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
+        self._baselines[task.id] = baseline
+        env = {"PATH": os.environ.get("PATH", ""), **secret_env}
+        if os.environ.get("HOME"):
+            env["HOME"] = os.environ["HOME"]
+        return self.tmux.start_window(task.id, runner_argv(task_dir), cwd=task.cwd, env=env)
+
+    def _launched(self, task: Task, window_id: str | None, error: BaseException | None) -> bool:
+        """Back on the engine's thread: record the window, or end a task that could not start."""
+        self._launching.discard(task.id)
+        if error is not None or window_id is None:
+            log.warning("could not start %s: %s", task.id, error)
+            self._fail_unstarted(task, f"could not start: {error}")
             return False
         self.store.update_task(task.id, window_id=window_id)
-        # When the engine took it from the queue: metrics measure queue wait and dispatch latency from it.
-        self._notify(task.id, "dispatched", {"window": window_id, "dispatched_at": now, "created_at": task.created_at})
         return True
 
     def _spec(self, task: Task, task_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -469,6 +494,8 @@ class Engine:
             self._settle(task, windows, grace=5.0)
 
     def _settle(self, task: Task, windows: dict[str, Any], *, grace: float) -> None:
+        if task.id in self._launching:
+            return  # its window is being opened right now
         task_dir = self.task_dir(task.id)
         result_file = task_dir / "result.json"
         if result_file.exists():
@@ -507,6 +534,14 @@ class Engine:
         if task is None or task.state != TaskState.RUNNING:
             return False
         return request_cancel(self.store, self.tmux, self.home, task_id)
+
+
+def _outcome(launch: Callable[[Task], str], task: Task) -> tuple[str | None, BaseException | None]:
+    """``launch(task)`` as a value: a start that fails ends the task, it never hangs it."""
+    try:
+        return launch(task), None
+    except Exception as exc:  # noqa: BLE001
+        return None, exc
 
 
 def write_agent_files(files: dict[str, str]) -> None:
