@@ -25,6 +25,7 @@ from core.store import Store
 from core.tmux import TmuxManager
 
 if TYPE_CHECKING:  # the Telegram bridge is imported only when it is enabled (PTB takes ~0.3 s to import)
+    from bot.command_pool import CommandPool
     from bot.outbox import Outbox
     from bot.slack import SlackTransport
     from bot.telegram import TelegramTransport
@@ -243,11 +244,14 @@ class _Bridge(Generic[_Transport]):
     outbox: Outbox
     progress: Progress
     owns_progress: bool = True  # False when it shares another bridge's Progress
+    commands: CommandPool | None = None
 
     async def stop(self) -> None:
         """Reverse of the start: finish the message being sent, stop receiving, drop progress timers."""
         await self.outbox.stop()
         await self.transport.stop()
+        if self.commands is not None:
+            await asyncio.to_thread(self.commands.close)
         if self.owns_progress:
             self.progress.close()
 
@@ -288,13 +292,12 @@ async def _start_telegram(app: App, fatal: Callable[[str], None], shared: Progre
     from bot.outbox import Outbox
     from bot.telegram import TelegramTransport
     from core.access import Gate
-    from core.commands import Commands
     from core.progress import Progress
 
     settings = app.config.telegram
     token = settings.token()
     configure_logging(secrets=[token])
-    commands = Commands(app.service, app.clock)
+    commands = _command_pool(app)
     gate = Gate(
         app.store,
         app.clock,
@@ -331,7 +334,7 @@ async def _start_telegram(app: App, fatal: Callable[[str], None], shared: Progre
     await outbox.start()
     if not settings.allowed_user_ids:
         log.warning("telegram: telegram.allowed_user_ids is empty, so nobody can use the bot (deny by default)")
-    return _Telegram(transport, outbox, progress, owns_progress=shared is None)
+    return _Telegram(transport, outbox, progress, owns_progress=shared is None, commands=commands)
 
 
 async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable[[str], None] | None = None) -> _Slack:
@@ -339,7 +342,6 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     from bot.outbox import Outbox
     from bot.slack import SlackTransport
     from core.access import Gate
-    from core.commands import Commands
     from core.progress import Progress
 
     settings = app.config.slack
@@ -347,7 +349,7 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     app_token = settings.app_token() if settings.mode == "socket" else ""
     signing_secret = settings.signing_secret() if settings.mode == "http" else ""
     configure_logging(secrets=[s for s in (bot_token, app_token, signing_secret) if s] + _telegram_secret(app))
-    commands = Commands(app.service, app.clock)
+    commands = _command_pool(app)
     gate = Gate(
         app.store,
         app.clock,
@@ -385,7 +387,22 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     await outbox.start()
     if not settings.allowed_user_ids:
         log.warning("slack: slack.allowed_user_ids is empty, so nobody can use the bot (deny by default)")
-    return _Slack(transport, outbox, progress, owns_progress=shared is None)
+    return _Slack(transport, outbox, progress, owns_progress=shared is None, commands=commands)
+
+
+def _command_pool(app: App) -> CommandPool:
+    """The bridge's commands, in worker threads: each its own store connection and a Service that
+    queues and pokes the engine (this process's, over its socket) instead of dispatching itself."""
+    from bot.command_pool import CommandPool
+    from core.commands import Commands
+
+    def make(changed: Callable[[str], None]) -> Commands:
+        store = Store(app.store.path)
+        service = Service(app.config, store, app.tmux, app.clock, app.home, autostart_engine=False,
+                          config_path=app.config_path)  # fmt: skip
+        return Commands(service, app.clock, changed=changed)
+
+    return CommandPool(make)
 
 
 def _telegram_secret(app: App) -> list[str]:

@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from core.audit import audit_line
 from core.audit import search as audit_search
@@ -82,6 +83,13 @@ _YES = frozenset({"yes", "y", "ok", "okay", "approve", "approved", "go", "go ahe
 _NO = frozenset({"no", "n", "reject", "rejected", "nope", "stop", "don't", "👎", "❌", "✖"})
 
 
+class CommandHandler(Protocol):
+    """What a transport awaits for each inbound message: :class:`Commands`, or the bot's pool that
+    runs them in worker threads (bot/command_pool.py)."""
+
+    async def handle_async(self, inbound: Inbound) -> list[Outbound]: ...
+
+
 def toast(text: str) -> Outbound:
     return Outbound(text=text[:190], kind=OutKind.TOAST)
 
@@ -128,6 +136,10 @@ class Commands:
     @property
     def store(self) -> Store:
         return self.service.store
+
+    async def handle_async(self, inbound: Inbound) -> list[Outbound]:
+        """:meth:`handle`, in the caller's thread (the bot runs it in a pool instead: see CommandHandler)."""
+        return self.handle(inbound)
 
     def handle(self, inbound: Inbound) -> list[Outbound]:
         """Answer one message or tap; user errors become one line, never an exception."""
