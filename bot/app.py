@@ -26,6 +26,7 @@ from core.store import Store
 from core.tmux import TmuxManager
 
 if TYPE_CHECKING:  # the Telegram bridge is imported only when it is enabled (PTB takes ~0.3 s to import)
+    from bot.command_pool import CommandPool
     from bot.outbox import Outbox
     from bot.slack import SlackTransport
     from bot.telegram import TelegramTransport
@@ -99,6 +100,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
             app.config.telegram.webhook.secret()
     if idle_exit_s is None and app.config.slack.enabled:
         app.config.slack.check_secrets()
+    if bot:
+        configure_logging()  # before the scheduler and the engine log; the bridges add their secrets
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -113,7 +116,12 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     wake = asyncio.Event()
     app.engine.listeners.append(lambda _t, kind, _d: wake.set() if kind == "finished" else None)
     metrics = _start_metrics(app) if idle_exit_s is None and app.config.metrics.enabled else None
+    chats = idle_exit_s is None and (app.config.telegram.enabled or app.config.slack.enabled)
+    # Listening before the engine replays results recorded while we were down, so their cards end too.
+    progress = _start_progress(app) if chats else None
     await app.engine.start()
+    if progress is not None:
+        progress.catch_up()  # and cards of tasks another engine finished, or still running
     scheduler = None
     if idle_exit_s is None:
         # The long-lived bot process also runs the digest, budget alerts and the watchdog
@@ -136,11 +144,11 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
 
     try:
         if idle_exit_s is None and app.config.telegram.enabled:
-            telegram = await _unless_stopped(_start_telegram(app, fatal), stop)
+            telegram = await _unless_stopped(_start_telegram(app, fatal, progress), stop)
             if metrics is not None and telegram is not None:
                 metrics.metrics.watch_transport("telegram", partial(_telegram_health, telegram.transport))
         if idle_exit_s is None and app.config.slack.enabled and not stop.is_set():
-            slack = await _unless_stopped(_start_slack(app, telegram.progress if telegram else None, fatal), stop)
+            slack = await _unless_stopped(_start_slack(app, progress, fatal), stop)
             if metrics is not None and slack is not None:
                 metrics.metrics.watch_transport("slack", partial(_slack_health, slack.transport, app.clock))
         while not stop.is_set():
@@ -158,6 +166,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
             await slack.stop()
         if telegram is not None:
             await telegram.stop()
+        if progress is not None:
+            progress.close()
         if scheduler is not None:
             scheduler.shutdown()
         await app.engine.stop()
@@ -186,7 +196,7 @@ def _start_metrics(app: App) -> _Metrics | None:
 
     settings = app.config.metrics
     channels = app.config.channels()
-    store = Store(app.store.path)
+    store = Store(app.store.path, redactor=app.store.redactor)
     metrics = Metrics(store, app.clock, channels=channels, transports=[c for c in channels if c != "console"])
     server = MetricsServer(metrics, settings.listen, settings.port)
     try:
@@ -237,11 +247,14 @@ class _Bridge(Generic[_Transport]):
     outbox: Outbox
     progress: Progress
     owns_progress: bool = True  # False when it shares another bridge's Progress
+    commands: CommandPool | None = None
 
     async def stop(self) -> None:
         """Reverse of the start: finish the message being sent, stop receiving, drop progress timers."""
         await self.outbox.stop()
         await self.transport.stop()
+        if self.commands is not None:
+            await asyncio.to_thread(self.commands.close)
         if self.owns_progress:
             self.progress.close()
 
@@ -250,18 +263,44 @@ _Telegram = _Bridge["TelegramTransport"]
 _Slack = _Bridge["SlackTransport"]
 
 
-async def _start_telegram(app: App, fatal: Callable[[str], None]) -> _Telegram:
+def _start_progress(app: App) -> Progress:
+    """The cards of every chat bridge, listening to the engine; each bridge's outbox joins its wake."""
+    from core.progress import Progress
+
+    settings = app.config.telegram if app.config.telegram.enabled else app.config.slack
+    progress = Progress(
+        app.service,
+        app.clock,
+        interval_s=settings.progress_interval_s,
+        refresh_s=settings.progress_refresh_s,
+        wake=lambda: None,
+    )
+    app.engine.listeners.append(progress.on_event)
+    return progress
+
+
+def _share(progress: Progress, outbox: Outbox) -> None:
+    """Make the shared cards wake this outbox too."""
+    first_wake = progress.wake
+
+    def wake_both() -> None:
+        first_wake()
+        outbox.wake()
+
+    progress.wake = wake_both
+
+
+async def _start_telegram(app: App, fatal: Callable[[str], None], shared: Progress | None = None) -> _Telegram:
     """Wire the Telegram bridge: gate -> commands -> outbox -> sender, progress edits from the engine."""
     from bot.outbox import Outbox
     from bot.telegram import TelegramTransport
     from core.access import Gate
-    from core.commands import Commands
     from core.progress import Progress
 
     settings = app.config.telegram
     token = settings.token()
     configure_logging(secrets=app.config.secret_values())
-    commands = Commands(app.service, app.clock)
+    commands = _command_pool(app)
     gate = Gate(
         app.store,
         app.clock,
@@ -280,21 +319,25 @@ async def _start_telegram(app: App, fatal: Callable[[str], None]) -> _Telegram:
         retry_base_s=settings.retry_base_s,
         retry_max_s=settings.retry_max_s,
     )
-    progress = Progress(
-        app.service,
-        app.clock,
-        interval_s=settings.progress_interval_s,
-        refresh_s=settings.progress_refresh_s,
-        wake=outbox.wake,
-    )
+    if shared is not None:
+        progress = shared
+        _share(shared, outbox)
+    else:
+        progress = Progress(
+            app.service,
+            app.clock,
+            interval_s=settings.progress_interval_s,
+            refresh_s=settings.progress_refresh_s,
+            wake=outbox.wake,
+        )
+        app.engine.listeners.append(progress.on_event)
     commands.changed = progress.touch
-    app.engine.listeners.append(progress.on_event)
     app.engine.listeners.append(lambda _t, kind, _d: outbox.wake() if kind == "finished" else None)
     await transport.start(outbox)  # the Bot must be initialized before the outbox sends through it
     await outbox.start()
     if not settings.allowed_user_ids:
         log.warning("telegram: telegram.allowed_user_ids is empty, so nobody can use the bot (deny by default)")
-    return _Telegram(transport, outbox, progress)
+    return _Telegram(transport, outbox, progress, owns_progress=shared is None, commands=commands)
 
 
 async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable[[str], None] | None = None) -> _Slack:
@@ -302,7 +345,6 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     from bot.outbox import Outbox
     from bot.slack import SlackTransport
     from core.access import Gate
-    from core.commands import Commands
     from core.progress import Progress
 
     settings = app.config.slack
@@ -310,7 +352,7 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     app_token = settings.app_token() if settings.mode == "socket" else ""
     signing_secret = settings.signing_secret() if settings.mode == "http" else ""
     configure_logging(secrets=app.config.secret_values())
-    commands = Commands(app.service, app.clock)
+    commands = _command_pool(app)
     gate = Gate(
         app.store,
         app.clock,
@@ -331,13 +373,8 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
         retry_max_s=settings.retry_max_s,
     )
     if shared is not None:
-        progress, first_wake = shared, shared.wake
-
-        def wake_both() -> None:
-            first_wake()
-            outbox.wake()
-
-        shared.wake = wake_both
+        progress = shared
+        _share(shared, outbox)
     else:
         progress = Progress(
             app.service,
@@ -353,7 +390,22 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     await outbox.start()
     if not settings.allowed_user_ids:
         log.warning("slack: slack.allowed_user_ids is empty, so nobody can use the bot (deny by default)")
-    return _Slack(transport, outbox, progress, owns_progress=shared is None)
+    return _Slack(transport, outbox, progress, owns_progress=shared is None, commands=commands)
+
+
+def _command_pool(app: App) -> CommandPool:
+    """The bridge's commands, in worker threads: each its own store connection and a Service that
+    queues and pokes the engine (this process's, over its socket) instead of dispatching itself."""
+    from bot.command_pool import CommandPool
+    from core.commands import Commands
+
+    def make(changed: Callable[[str], None]) -> Commands:
+        store = Store(app.store.path, redactor=app.store.redactor)
+        service = Service(app.config, store, app.tmux, app.clock, app.home, autostart_engine=False,
+                          config_path=app.config_path)  # fmt: skip
+        return Commands(service, app.clock, changed=changed)
+
+    return CommandPool(make)
 
 
 class _Redacting(logging.Formatter):
@@ -365,6 +417,11 @@ class _Redacting(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return self.redactor.text(super().format(record))
+
+
+class _BoltTokenNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("As you gave `client` as well, `token` will be unused")
 
 
 def configure_logging(*, secrets: Sequence[str] = ()) -> None:
@@ -379,6 +436,10 @@ def configure_logging(*, secrets: Sequence[str] = ()) -> None:
     handler.setFormatter(_Redacting("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Bolt warns at every start when $SLACK_BOT_TOKEN is set (it reads it itself); we pass our own client.
+    bolt = logging.getLogger("slack_bolt")
+    if not any(isinstance(f, _BoltTokenNotice) for f in bolt.filters):
+        bolt.addFilter(_BoltTokenNotice())
     # PTB 22 warns on every 429 that RetryAfter.retry_after will become a timedelta; we read both forms.
     warnings.filterwarnings("ignore", message=r".*attribute `retry_after` will be of type", module="telegram")
 

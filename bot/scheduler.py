@@ -91,16 +91,17 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         aps = AsyncIOScheduler(event_loop=loop, timezone=self.config.digest.zone())
         now = datetime.now(UTC)
+        # misfire_grace_time=None everywhere: a run that starts late (the loop is busy while the chat
+        # bridges connect) still runs, once; the digest's lateness is judged against digest.grace_s.
+        late_ok = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
         if self.config.digest.enabled:
-            # misfire_grace_time=None: lateness is judged by send_due_digest against digest.grace_s.
-            aps.add_job(self._job(self.send_due_digest), self.trigger, id="digest", misfire_grace_time=None,
-                        coalesce=True, max_instances=1)  # fmt: skip
-            aps.add_job(self._job(self.send_due_digest), id="digest-catch-up", next_run_time=now)
+            aps.add_job(self._job(self.send_due_digest), self.trigger, id="digest", **late_ok)
+            aps.add_job(self._job(self.send_due_digest), id="digest-catch-up", next_run_time=now, **late_ok)
         every = IntervalTrigger(seconds=self.config.budgets.check_every_s)
-        aps.add_job(self._job(self.check_budgets), every, id="budgets", next_run_time=now, coalesce=True)
+        aps.add_job(self._job(self.check_budgets), every, id="budgets", next_run_time=now, **late_ok)
         if self.config.watchdog.silent_after_s is not None:
             every = IntervalTrigger(seconds=self.config.watchdog.check_every_s)
-            aps.add_job(self._job(self.check_watchdog), every, id="watchdog", next_run_time=now, coalesce=True)
+            aps.add_job(self._job(self.check_watchdog), every, id="watchdog", next_run_time=now, **late_ok)
         aps.start()
         self._aps = aps
         # Warm the price table now, off the loop, so costs and digests never pay its import.
@@ -159,6 +160,9 @@ class Scheduler:
             return False
         late = now - due.timestamp()
         if late > self.config.digest.grace_s:
+            if self.deps.store.last_digest() is None:  # none was ever sent: nothing was missed
+                log.info("no digest sent yet: the first goes out at %s", self.next_digest_at())
+                return False
             if period not in self._warned:
                 self._warned.add(period)
                 log.warning(

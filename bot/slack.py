@@ -49,7 +49,7 @@ from bot.slack_messages import (
 )
 from core.access import Gate
 from core.clock import Clock
-from core.commands import Commands
+from core.commands import CommandHandler
 from core.config import SlackConfig
 from core.errors import OrchestraError
 from core.messages import Inbound, OutKind
@@ -78,7 +78,7 @@ class SlackTransport:
         settings: SlackConfig,
         *,
         bot_token: str,
-        commands: Commands,
+        commands: CommandHandler,
         gate: Gate,
         store: Store,
         clock: Clock,
@@ -313,7 +313,7 @@ class SlackTransport:
                 if out.text:
                     await self._ephemeral(inbound, out.text)
         else:
-            for n, out in enumerate(self.commands.handle(inbound)):
+            for n, out in enumerate(await self.commands.handle_async(inbound)):
                 if out.kind == OutKind.TOAST:
                     if out.text:
                         await self._ephemeral(inbound, out.text)

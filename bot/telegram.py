@@ -46,7 +46,7 @@ from bot.outbox import Outbox
 from bot.telegram_messages import TelegramSender, to_inbound
 from core.access import Gate
 from core.clock import Clock
-from core.commands import COMMANDS, Commands
+from core.commands import COMMANDS, CommandHandler
 from core.config import TelegramConfig
 from core.errors import OrchestraError
 from core.messages import Inbound, Outbound, OutKind
@@ -55,6 +55,7 @@ from core.store import Store
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = ("message", "callback_query")
+_CONCURRENT_UPDATES = 4  # updates handled at once: a slow one (a long route) does not hold the next
 INBOUND_MEMORY_S = 30 * 86400  # how long handled update ids (and one-shot button taps) are remembered
 
 
@@ -198,7 +199,7 @@ class TelegramTransport:
         settings: TelegramConfig,
         token: str,
         *,
-        commands: Commands,
+        commands: CommandHandler,
         gate: Gate,
         store: Store,
         clock: Clock,
@@ -231,7 +232,7 @@ class TelegramTransport:
             .get_updates_request(polls)
             .update_queue(self._queue)
             .rate_limiter(AIORateLimiter(max_retries=0))
-            .concurrent_updates(False)
+            .concurrent_updates(_CONCURRENT_UPDATES)
             .build()
         )
         self.app.add_handler(TypeHandler(Update, self._on_update))
@@ -427,8 +428,8 @@ class TelegramTransport:
         toast = ""
         if inbound is not None:
             answers = self.gate.check(inbound)
-            if answers is None:
-                answers = self.commands.handle(inbound)
+            if answers is None:  # off the loop (bot/command_pool.py): a slow route never holds other chats
+                answers = await self.commands.handle_async(inbound)
             toast = self._emit(inbound, answers)
         self.store.finish_inbound(key, self.clock.now())
         if update.callback_query is not None:

@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from core.audit import audit_line
 from core.audit import search as audit_search
@@ -85,6 +86,13 @@ _NO_BECAUSE = frozenset({"no", "reject", "rejected", "nope"})  # these may be fo
 _ABOUT_A_TASK = frozenset({"peek", "screen", "log", "cancel", "retry", "approve", "reject"})
 
 
+class CommandHandler(Protocol):
+    """What a transport awaits for each inbound message: :class:`Commands`, or the bot's pool that
+    runs them in worker threads (bot/command_pool.py)."""
+
+    async def handle_async(self, inbound: Inbound) -> list[Outbound]: ...
+
+
 def toast(text: str) -> Outbound:
     return Outbound(text=text[:190], kind=OutKind.TOAST)
 
@@ -131,6 +139,10 @@ class Commands:
     @property
     def store(self) -> Store:
         return self.service.store
+
+    async def handle_async(self, inbound: Inbound) -> list[Outbound]:
+        """:meth:`handle`, in the caller's thread (the bot runs it in a pool instead: see CommandHandler)."""
+        return self.handle(inbound)
 
     def handle(self, inbound: Inbound) -> list[Outbound]:
         """Answer one message or tap; user errors become one line, never an exception."""
@@ -195,10 +207,14 @@ class Commands:
 
     def _help_text(self) -> str:
         lines = [f"/{c.name}{' ' + c.args if c.args else ''} — {c.help}" for c in COMMANDS]
-        agents = ", ".join(f"@{name}" for name, a in self.service.config.agents.items() if a.enabled)
+        enabled = {name: a for name, a in self.service.config.agents.items() if a.enabled}
+        runnable = [name for name, a in enabled.items() if agent_installed(a.command)]
+        missing = [name for name in enabled if name not in runnable]
+        choose = f"Start it with an agent to choose it: {', '.join('@' + n for n in runnable)}." if runnable else ""
         lines += [
             "",
-            f"Plain text is a task. Start it with an agent to choose it: {agents}.",
+            f"Plain text is a task. {choose or 'No agent CLI is installed here (/agents).'}"
+            + (f" Not installed here: {', '.join(missing)} (/agents)." if missing and runnable else ""),
             (
                 "Buttons: Cancel / Peek on a new task; Approve / Reject / Peek on an approval request; "
                 "Log / Retry on a finished task (plus Approve / Reject when it needs review)."

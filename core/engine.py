@@ -70,6 +70,8 @@ class Engine:
         self._baselines: dict[str, dict[str, Any] | None] = {}
         self.redactor = Redactor(config.known_secrets())
         self._unrecorded: dict[str, dict[str, Any]] = {}  # results heard live that the store refused
+        self._launches: set[asyncio.Future[tuple[str | None, BaseException | None]]] = set()  # in worker threads
+        self._launching: set[str] = set()  # their task ids: running, but no window yet
 
     # -- ownership --------------------------------------------------------------------------
     def acquire(self, role: str = "engine") -> bool:
@@ -119,6 +121,8 @@ class Engine:
         self._sweeper = asyncio.create_task(self._sweep_loop())
 
     async def stop(self) -> None:
+        if self._launches:  # let launches in flight record their window (or their failure)
+            await asyncio.wait(list(self._launches), timeout=30)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -230,43 +234,64 @@ class Engine:
         return started
 
     def _start(self, task: Task) -> bool:
+        """Claim a queued task and launch it; inside a running loop the launch (files, git, tmux:
+        subprocesses) runs in a worker thread, so the loop never waits for it. False if not claimed."""
         now = self.clock.now()
         if not self.store.transition(task.id, [TaskState.QUEUED], TaskState.RUNNING, updated_at=now):
             return False
-        task_dir = self.task_dir(task.id)
+        # When the engine took it from the queue: metrics measure queue wait and dispatch latency from it.
+        self._notify(task.id, "dispatched", {"dispatched_at": now, "created_at": task.created_at})
         try:
-            text = self.store.task_text(task.id)  # as it was sent: known secrets put back for the agent
-            spec, env = self._spec(task, text)
-            write_agent_files(spec.pop("files"))
-            task_dir.mkdir(parents=True, exist_ok=True)
-            clean = self.redactor.text(text)
-            (task_dir / "task.md").write_text(clean, encoding="utf-8", errors="surrogateescape")
-            (task_dir / "spec.json").write_text(json.dumps(self.redactor.value(spec), ensure_ascii=False), "utf-8")
-            write_launch(
-                str(task_dir),
-                mode=spec["prompt_mode"],
-                task_file=str(task_dir / "task.md") if clean == text else "",  # else the agent reads it from memory
-                marker=spec["task_file_marker"],
-                env=env,
-                secrets=self.redactor.values,
-                argv=spec["argv"],
-                text=text,
-            )
-            (task_dir / "cwd").write_bytes(os.fsencode(task.cwd))  # the launcher enters it: tmux never sees it
-            baseline = git_baseline(task.cwd)
-            (task_dir / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
-            self._baselines[task.id] = baseline
-            # Only what the launcher itself needs: the agent's environment travels in launch.bin.
-            window_env = {k: v for k in ("PATH", "HOME") if (v := os.environ.get(k))}
-            window_id = self.tmux.start_window(task.id, runner_argv(task_dir), env=window_env)
-        except Exception as exc:  # noqa: BLE001 - a start that fails ends the task, it never hangs it
-            discard_launch(str(task_dir))
-            log.warning("could not start %s: %s", task.id, self.redactor.text(str(exc)))
-            self._fail_unstarted(task, f"could not start: {exc}")
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self._launched(task, *_outcome(self._launch, task, self.store.task_text(task.id)))
+        # As it was sent: known secrets put back for the agent (read here: the worker has no store).
+        launch = loop.run_in_executor(None, _outcome, self._launch, task, self.store.task_text(task.id))
+        self._launching.add(task.id)
+        self._launches.add(launch)
+        launch.add_done_callback(self._launches.discard)
+        launch.add_done_callback(lambda done: self._launched(task, *done.result()))
+        return True
+
+    def _launch(self, task: Task, text: str) -> str:
+        """Write the task's files, take the git baseline and open its tmux window; the window id.
+
+        Runs off the loop: it touches no store (another thread's connection is not ours to share).
+        """
+        task_dir = self.task_dir(task.id)
+        spec, env = self._spec(task, text)
+        write_agent_files(spec.pop("files"))
+        task_dir.mkdir(parents=True, exist_ok=True)
+        clean = self.redactor.text(text)
+        (task_dir / "task.md").write_text(clean, encoding="utf-8", errors="surrogateescape")
+        (task_dir / "spec.json").write_text(json.dumps(self.redactor.value(spec), ensure_ascii=False), "utf-8")
+        write_launch(
+            str(task_dir),
+            mode=spec["prompt_mode"],
+            task_file=str(task_dir / "task.md") if clean == text else "",  # else the agent reads it from memory
+            marker=spec["task_file_marker"],
+            env=env,
+            secrets=self.redactor.values,
+            argv=spec["argv"],
+            text=text,
+        )
+        (task_dir / "cwd").write_bytes(os.fsencode(task.cwd))  # the launcher enters it: tmux never sees it
+        baseline = git_baseline(task.cwd)
+        (task_dir / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
+        self._baselines[task.id] = baseline
+        # Only what the launcher itself needs: the agent's environment travels in launch.bin.
+        window_env = {k: v for k in ("PATH", "HOME") if (v := os.environ.get(k))}
+        return self.tmux.start_window(task.id, runner_argv(task_dir), env=window_env)
+
+    def _launched(self, task: Task, window_id: str | None, error: BaseException | None) -> bool:
+        """Back on the engine's thread: record the window, or end a task that could not start."""
+        self._launching.discard(task.id)
+        if error is not None or window_id is None:
+            discard_launch(str(self.task_dir(task.id)))  # no launcher will read its secrets
+            log.warning("could not start %s: %s", task.id, self.redactor.text(str(error)))
+            self._fail_unstarted(task, f"could not start: {error}")
             return False
         self.store.update_task(task.id, window_id=window_id)
-        # When the engine took it from the queue: metrics measure queue wait and dispatch latency from it.
-        self._notify(task.id, "dispatched", {"window": window_id, "dispatched_at": now, "created_at": task.created_at})
         return True
 
     def _spec(self, task: Task, text: str) -> tuple[dict[str, Any], dict[str, str]]:
@@ -443,9 +468,9 @@ class Engine:
 
     def _queue_notices(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:
         """The completion (or review) message for every channel, in the caller's transaction."""
-        text = render_phone(summary, state=state.value)
         kind = "review" if state == TaskState.NEEDS_REVIEW else "completion"
         for channel in self.channels():
+            text = render_phone(summary, state=state.value, chat_prefix=self._chat_prefix(channel))
             if channel == "console":
                 self.store.enqueue(
                     channel,
@@ -475,6 +500,12 @@ class Engine:
 
     def channels(self) -> list[str]:
         return self.config.channels()
+
+    def _chat_prefix(self, channel: str) -> str | None:
+        """How commands are typed in a channel: None for the terminal (console), ``/`` in Telegram."""
+        if channel == "console":
+            return None
+        return self.config.slack.command + " " if channel == "slack" else "/"
 
     # -- reconcile and sweep -------------------------------------------------------------------
     def replay(self, task_id: str) -> None:
@@ -571,6 +602,8 @@ class Engine:
             log.exception("could not settle %s; the other tasks go on", task.id)
 
     def _settle(self, task: Task, windows: dict[str, WindowInfo], *, grace: float) -> None:
+        if task.id in self._launching:
+            return  # its window is being opened right now
         task_dir = self.task_dir(task.id)
         payload = self._result_on_disk(task.id)
         if payload is None and task.id in self._unrecorded:
@@ -717,6 +750,14 @@ def _is_int(value: Any) -> TypeGuard[int]:
 
 def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _outcome(launch: Callable[[Task, str], str], task: Task, text: str) -> tuple[str | None, BaseException | None]:
+    """``launch(task, text)`` as a value: a start that fails ends the task, it never hangs it."""
+    try:
+        return launch(task, text), None
+    except Exception as exc:  # noqa: BLE001
+        return None, exc
 
 
 def write_agent_files(files: dict[str, str]) -> None:

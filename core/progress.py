@@ -63,6 +63,8 @@ def _status_line(store: Store, task: Task, now: float, why: str) -> str:
         if task.started_at is None:
             return "🏃 Starting…"
         cost = f" · {format_cost(task.live_cost_usd)} so far" if task.live_cost_usd is not None else ""
+        if task.input_tokens or task.output_tokens:  # known before any price is (the first usage event)
+            cost += f" · {_tokens(task.input_tokens)} in / {_tokens(task.output_tokens)} out"
         steps = [e["text"] for e in store.events(task.id, kinds=["tool_use"], limit=100_000) if e["text"]]
         last = f"\nLast step ({len(steps)}): {clip(steps[-1], 120)}" if steps else ""
         return f"🏃 Running · {format_duration(now - task.started_at)}{cost}{last}"
@@ -156,11 +158,28 @@ class Progress:
         if task.state == TaskState.RUNNING:
             self._later(self._refresh, task_id, self.refresh_s)
 
+    def catch_up(self) -> int:
+        """Bring every card up to date at start; returns the tasks whose cards were edited.
+
+        Finished tasks whose cards never got their final edit (they finished while no bot
+        listened) get it now; running tasks get an edit and their refresh timer back.
+        """
+        store = self.service.store
+        stale = store.tasks_with_stale_cards()
+        running = [t.id for t in store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000)]
+        for task_id in [*stale, *running]:
+            self.flush(task_id)
+        return len(stale) + len(running)
+
     def close(self) -> None:
         for timers in (self._pending, self._refresh):
             for timer in timers.values():
                 timer.cancel()
             timers.clear()
+
+
+def _tokens(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
 def clip(text: str, size: int) -> str:

@@ -160,8 +160,17 @@ def format_duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def render_phone(summary: dict[str, Any], *, state: str | None = None) -> str:
-    """The chat rendering: plain text, at most 1,000 characters, the full log one command away."""
+def command_hint(chat_prefix: str | None, cli: str, chat: str) -> str:
+    """A command as the reader types it: ``orchestra logs t1`` in a terminal (``chat_prefix`` None),
+    ``/log t1`` in Telegram (``"/"``), ``/orchestra log t1`` in Slack (``"/orchestra "``)."""
+    return f"orchestra {cli}" if chat_prefix is None else f"{chat_prefix}{chat}"
+
+
+def render_phone(summary: dict[str, Any], *, state: str | None = None, chat_prefix: str | None = None) -> str:
+    """The chat rendering: plain text, at most 1,000 characters, the full log one command away.
+
+    ``chat_prefix`` says how commands are typed where it is read (see :func:`command_hint`).
+    """
     status = state or summary["status"]
     head = (
         f"{_ICONS.get(status, '•')} {summary['task_id']} {status.replace('_', ' ')} · {summary['agent']} · "
@@ -179,9 +188,11 @@ def render_phone(summary: dict[str, Any], *, state: str | None = None) -> str:
     lines.append(f"Tokens: {_tokens(tokens['input'])} in / {_tokens(tokens['output'])} out · {cost}")
     if summary.get("permission_denials"):
         lines.append(_clip("Denied: " + ", ".join(summary["permission_denials"][:3]), 200))
+    task_id = summary["task_id"]
     if status == "needs_review":
-        lines.append(f"Review: orchestra approve {summary['task_id']} | orchestra reject {summary['task_id']}")
-    lines.append(f"Log: orchestra logs {summary['task_id']}")
+        approve = command_hint(chat_prefix, f"approve {task_id}", f"approve {task_id}")
+        lines.append(f"Review: {approve} | {command_hint(chat_prefix, f'reject {task_id}', f'reject {task_id}')}")
+    lines.append(f"Log: {command_hint(chat_prefix, f'logs {task_id}', f'log {task_id}')}")
     text = "\n".join(lines)
     if len(text) > PHONE_LIMIT:
         text = text[: PHONE_LIMIT - 1] + "…"

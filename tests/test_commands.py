@@ -80,7 +80,8 @@ async def test_help_lists_every_command_and_the_readme_documents_them(chat_app: 
     for spec in COMMANDS:
         assert f"/{spec.name}" in text
         assert f"`/{spec.name}" in readme, f"/{spec.name} is missing from the README's Telegram table"
-    assert "@standin" in text and "@claude" in text
+    assert "@standin" in text and "@claude" not in text, "only agents whose CLI is installed are offered"
+    assert re.search(r"Not installed here: [^\n]*\bclaude\b", text)
     assert "Orchestra routes coding tasks" in only(commands.handle(say("/start"))).text
 
 

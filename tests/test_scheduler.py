@@ -132,11 +132,24 @@ async def test_a_missed_digest_is_caught_up_once(store: Store, tmp_path: Path) -
 async def test_a_digest_missed_beyond_the_grace_time_is_skipped_loudly(
     store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    store.record_digest("2026-11-24", at("2026-11-24 08:00"), at("2026-11-23 08:00"), at("2026-11-24 08:00"), 0)
     clock = ManualClock(at("2026-11-25 19:00"))  # 11 h late, grace 6 h
     with caplog.at_level(logging.WARNING, logger="bot.scheduler"):
         assert not await scheduler(store, clock, tmp_path).send_due_digest()
     assert store.pending("console") == [] and not store.digest_sent("2026-11-25")
     assert "digest of 2026-11-25 was missed by 11h00m" in caplog.text
+    clock.ts = at("2026-11-26 08:00")
+    assert await scheduler(store, clock, tmp_path).send_due_digest()
+
+
+async def test_a_brand_new_store_has_missed_no_digest(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first start of a bot, hours after the digest time: nothing was missed, so nothing is said loudly."""
+    clock = ManualClock(at("2026-11-25 19:00"))
+    with caplog.at_level(logging.INFO, logger="bot.scheduler"):
+        assert not await scheduler(store, clock, tmp_path).send_due_digest()
+    assert [r.levelname for r in caplog.records] == ["INFO"] and "no digest sent yet" in caplog.text
     clock.ts = at("2026-11-26 08:00")
     assert await scheduler(store, clock, tmp_path).send_due_digest()
 

@@ -143,7 +143,7 @@ async def test_a_mention_is_acknowledged_with_buttons_and_completes_in_its_threa
     assert card.buttons()[:2] in (["cancel:t1", "peek:t1"], [])
     [done] = await fake.wait_for(lambda: fake.find("Tokens:"), what="the completion")
     assert done.text.startswith("✅ t1 succeeded · standin") and done.thread_ts == "1799999999.000200"
-    assert done.buttons() == ["log:t1", "retry:t1"]
+    assert done.buttons() == ["log:t1", "retry:t1"] and done.text.endswith("Log: /orchestra log t1")
     await fake.wait_for(lambda: card.edits and "✅ succeeded" in card.text and not card.buttons(), what="final edit")
     assert await bridge.tap(done, "log:t1") == 200
     [log] = await fake.wait_for(lambda: fake.files, what="the log file (files upload v2)")

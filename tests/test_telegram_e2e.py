@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -69,7 +70,7 @@ def start_bot(
     """Start the bot as a user does; ``telegram``/``top`` override the config. Stopped at teardown."""
     started: list[BotProcess] = []
 
-    def start(*, telegram: dict[str, Any] | None = None, **top: Any) -> BotProcess:
+    def start(*, telegram: dict[str, Any] | None = None, env: dict[str, str] | None = None, **top: Any) -> BotProcess:
         data = json.loads(json.dumps(config_data))
         data["workspace"] = str(repo)
         data.setdefault("digest", {})["enabled"] = False
@@ -83,12 +84,18 @@ def start_bot(
             data[key] = value
         path = tmp_path / "bots.yaml"
         path.write_text(yaml.safe_dump(data))
-        env = {**os.environ, "ORCHESTRA_HOME": str(home), TOKEN_ENV: TOKEN, SECRET_ENV: "s3cret-token"}
-        env.pop("TMUX", None)
+        full_env = {
+            **os.environ,
+            "ORCHESTRA_HOME": str(home),
+            TOKEN_ENV: TOKEN,
+            SECRET_ENV: "s3cret-token",
+            **(env or {}),
+        }
+        full_env.pop("TMUX", None)
         log = tmp_path / f"bot-{len(started)}.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "bot", "--config", str(path), "bot"],
-            cwd=str(ROOT), env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            cwd=str(ROOT), env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         bot = BotProcess(proc, log)
         started.append(bot)
@@ -130,6 +137,7 @@ def test_create_user_model_is_acknowledged_with_buttons_and_completes_as_a_new_m
     ]
     [done] = fake.wait_for(lambda: fake.find(CHAT, "Tokens:"), what="the completion")
     assert done.text.startswith("✅ t1 succeeded · standin") and "user_model.py +" in done.text
+    assert done.text.endswith("Log: /log t1"), "a command typed in this chat, not in a terminal"
     assert buttons_of(done) == ["log:t1", "retry:t1"]
     card = fake.messages[(CHAT, ack_call.result["message_id"])]
     assert done.message_id > card.message_id, "the completion is a new message, after the acknowledgement"
@@ -144,6 +152,7 @@ def test_create_user_model_is_acknowledged_with_buttons_and_completes_as_a_new_m
     assert fake.calls_of("editMessageReplyMarkup")
     assert bot.stop() == 0
     assert "telegram: @orchestra_test_bot is listening (polling)" in bot.output()
+    assert "Log: orchestra logs t1" in bot.output(), "the console keeps the terminal command"
     assert TOKEN not in bot.output()
 
 
@@ -266,6 +275,29 @@ def test_a_bot_killed_mid_task_sends_the_completion_once_after_restart(
     assert second.stop() == 0
 
 
+def test_a_card_reaches_its_final_state_when_the_task_ended_while_the_bot_was_down(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path, config_data: dict[str, Any]
+) -> None:
+    config_data["agents"]["standin"]["env"] = {"ORCHESTRA_STANDIN_DELAY": "0.5"}
+    first = start_bot()
+    fake.say("Create User model")
+    [ack] = fake.wait_for(lambda: sent_calls(fake, "t1 · standin"), what="the acknowledgement")
+    card = fake.messages[(CHAT, ack.result["message_id"])]
+    fake.wait_for(lambda: "🏃 Running" in card.text, what="the card showing the task running")
+    first.kill()
+    result = home / "tasks" / "t1" / "result.json"
+    deadline = time.monotonic() + 30
+    while not result.exists():
+        assert time.monotonic() < deadline, "the task never finished while the bot was down"
+        time.sleep(0.05)
+    assert "🏃 Running" in card.text and buttons_of(card) == ["cancel:t1", "peek:t1"]
+    second = start_bot()
+    fake.wait_for(lambda: fake.find(CHAT, "Tokens:"), timeout=30, what="the completion after the restart")
+    fake.wait_for(lambda: "✅ succeeded" in card.text and card.markup is None, what="the card's final edit")
+    assert any(c.params.get("message_id") == card.message_id for c in fake.calls_of("editMessageText"))
+    assert second.stop() == 0
+
+
 def test_an_update_confirmed_to_telegram_but_not_handled_before_a_kill_is_handled_on_restart(
     fake: FakeTelegram, start_bot: Callable[..., BotProcess], home: Path
 ) -> None:
@@ -366,6 +398,50 @@ def test_digest_on_demand_with_many_tasks_arrives_whole_as_text_then_the_chart(
     assert photo.message_id > max(m.message_id for m in fake.sent_to(CHAT) if m.kind == "text"), "text, then the chart"
     assert photo.text.startswith("☀️ Orchestra digest") and len(photo.text) < 200
     assert all(len(c.params.get("caption", "")) <= 1024 for c in fake.calls_of("sendPhoto"))
+
+
+def _answered_within(fake: FakeTelegram, text: str, contains: str, seconds: float) -> float:
+    """Send ``text``; how long its answer took (failing if it took over ``seconds``)."""
+    sent = time.monotonic()
+    fake.say(text)
+    fake.wait_for(lambda: fake.find(CHAT, contains), timeout=seconds, what=f"the answer to {text} within {seconds}s")
+    return time.monotonic() - sent
+
+
+def test_a_slow_route_does_not_hold_the_next_message(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], config_data: dict[str, Any]
+) -> None:
+    """Routing runs off the event loop: a rule that takes seconds (catastrophic backtracking, until
+    routing is bounded) delays only its own task's card, not the answer to the next message."""
+    config_data["routing"]["rules"] = [{"name": "slow", "pattern": "(x+x+)+y", "category": "backend"}]
+    bot = start_bot()
+    fake.wait_for(lambda: fake.commands, what="the bot up")
+    fake.say("x" * 24)
+    time.sleep(0.3)
+    _answered_within(fake, "/help", "commands and buttons", 2.5)
+    fake.wait_for(lambda: sent_calls(fake, "t1 · "), timeout=60, what="the slow task's card, eventually")
+    assert bot.stop() == 0
+
+
+def test_a_dispatch_that_blocks_does_not_hold_the_next_message(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], tmp_path: Path
+) -> None:
+    """Starting a task runs git and tmux: a git that hangs for seconds (a slow disk, a huge repository)
+    must not stop the bot answering; the launch runs in a worker thread."""
+    slow = tmp_path / "slow-bin"
+    slow.mkdir()
+    real_git = shutil.which("git")
+    assert real_git is not None
+    (slow / "git").write_text(f'#!/bin/sh\nsleep 4\nexec {real_git} "$@"\n')
+    (slow / "git").chmod(0o755)
+    bot = start_bot(env={"PATH": f"{slow}{os.pathsep}{os.environ['PATH']}"})
+    fake.wait_for(lambda: fake.commands, what="the bot up")
+    fake.say("Create User model")
+    time.sleep(0.5)  # the engine is in the task's git baseline now
+    _answered_within(fake, "/help", "commands and buttons", 2.5)
+    fake.wait_for(lambda: sent_calls(fake, "t1 · standin"), what="the acknowledgement")
+    fake.wait_for(lambda: fake.find(CHAT, "Tokens:"), timeout=60, what="the completion, eventually")
+    assert bot.stop() == 0
 
 
 def test_a_second_bot_refuses_to_start_and_the_running_one_keeps_working(

@@ -15,7 +15,7 @@ from core.messages import (
     keyboard_from_json,
     keyboard_to_json,
 )
-from core.models import Notification
+from core.models import ACTIVE_STATES, Notification
 from core.store._base import _Base
 
 
@@ -249,6 +249,23 @@ class OutboxMixin(_Base):
             (task_id, *CARD_KINDS),
         ).fetchall()
         return [int(r[0]) for r in rows]
+
+    def tasks_with_stale_cards(self) -> list[str]:
+        """Finished tasks with a card that never got the edit to that final state (oldest first).
+
+        A task that finished while no bot listened (the bot was down, or an on-demand engine
+        recorded it) leaves its cards showing it running; the bot brings them up to date at start.
+        """
+        marks = ", ".join("?" for _ in CARD_KINDS)
+        active = ", ".join("?" for _ in ACTIVE_STATES)
+        rows = self._conn.execute(
+            f"SELECT DISTINCT t.id, t.num FROM outbox c JOIN tasks t ON t.id = c.task_id WHERE c.kind IN ({marks}) "
+            f"AND c.chat_id IS NOT NULL AND c.failed_at IS NULL AND t.state NOT IN ({active}) "
+            "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.dedupe_key = "
+            "c.channel || ':' || c.chat_id || ':card:' || c.id || ':final-' || t.state) ORDER BY t.num",
+            (*CARD_KINDS, *ACTIVE_STATES),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def card_thread(self, channel: str, chat_id: str, task_id: str) -> str | None:
         """The thread of this task's first card in a chat: the message it answered, or else the card itself."""
