@@ -195,7 +195,13 @@ class Runner:
             threading.Thread(target=self._feed_stdin, args=(in_fd, text), daemon=True).start()
         exit_code = self._pump(out_fd, started)
         exited_at = time.time()
-        self._redact_stderr()
+        try:
+            self._redact_stderr()
+        except OSError as exc:  # a full disk: an unredacted stderr.log must not stay behind
+            self._write_failed("stderr.log", exc)
+            for name in ("stderr.log", "stderr.log.tmp"):
+                with contextlib.suppress(OSError):
+                    (self.dir / name).unlink()
         stderr_tail = _tail(self.dir / "stderr.log", _STDERR_TAIL)
         result = self.parser.finish(exit_code, stderr_tail)
         result.exit_code = exit_code
