@@ -85,9 +85,8 @@ async def test_a_full_disk_keeps_the_result_and_delegate_says_so_in_one_line(
         await until(lambda: (task_dir / "result.json").exists(), "result.json was never written")
     finally:
         await app.engine.stop()
-    assert "Traceback" not in refused.stderr
-    if refused.returncode != 0:
-        assert refused.stderr.count("\n") == 1 and "disk is full" in refused.stderr, refused.stderr
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "disk is full" in refused.stderr, refused.stderr
     done = app.store.get_task(task.id)
     assert done.state == TaskState.SUCCEEDED, done.error
     assert done.cost_usd and done.cost_usd > 0
@@ -102,3 +101,40 @@ def _pane(app: Any, task_id: str) -> str:
         return str(app.tmux.capture(task_id, 20))
     except TmuxError:
         return ""  # the window is gone: its runner died
+
+
+async def test_a_full_disk_at_the_end_leaves_no_unredacted_stderr_and_no_lost_run(
+    make_app: Any, small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stderr.log is redacted as it is written; a full disk at the end must not kill the run or leak the key."""
+    secret = "sk-test-KNOWN-secret-value-0042"
+    monkeypatch.setenv("ORCH_TEST_AGENT_KEY", secret)
+    leaky = {"kind": "command", "command": "sh", "env_from": {"API_KEY": "ORCH_TEST_AGENT_KEY"},
+             "args": ["-c", 'echo "401 $API_KEY" >&2; sleep 2; echo done']}  # fmt: skip
+    app = make_app(agents__leaky=leaky)
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        task = app.service.delegate("leak the key", agent="leaky", cwd=str(tmp_path)).task
+        task_dir = app.home / "tasks" / task.id
+        await until(lambda: b"401 " in _read(task_dir / "stderr.log"), "the agent never wrote stderr")
+        assert secret.encode() not in _read(task_dir / "stderr.log"), "stderr.log held the key while it ran"
+        filler = fill(small_disk)
+        # The agent exits while the disk is full: the runner waits with its result, or (before) died.
+        await until(lambda: "kept in memory" in _pane(app, task.id) or task.id not in app.tmux.windows(),
+                    "the agent never ended")  # fmt: skip
+        filler.unlink()
+        await until(lambda: app.store.get_task(task.id).state.finished, "the result was never recorded")
+    finally:
+        await app.engine.stop()
+    done = app.store.get_task(task.id)
+    assert done.state == TaskState.SUCCEEDED, done.error
+    assert secret.encode() not in _read(task_dir / "stderr.log")
+    assert all(secret.encode() not in path.read_bytes() for path in task_dir.iterdir())
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""

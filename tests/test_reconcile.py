@@ -143,7 +143,8 @@ async def test_one_broken_task_never_blocks_the_others(make_app: Any, tmp_path: 
         assert (ended.state, ended.error) == (TaskState.FAILED, "its result.json could not be read"), task.id
     for task in (bad_spec, truncated_events, unreadable_events):
         ended = app.store.get_task(task.id)
-        assert ended.state == TaskState.FAILED and "vanished" in ended.error, task.id
+        assert ended.state == TaskState.FAILED, task.id  # no tmux server ran: that is what it says
+        assert ended.error in ("the runner vanished without a result", "its tmux server stopped"), task.id
     assert not app.store.active_tasks()
 
 
