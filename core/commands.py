@@ -535,7 +535,10 @@ class Commands:
     # -- helpers -----------------------------------------------------------------------------
     def _actor(self, inbound: Inbound) -> Actor:
         where = f"chat {inbound.chat.chat_id} user {inbound.user_id}"
-        return Actor(name=inbound.user_name, source=inbound.chat.platform, where=where, ref=inbound.event_id)
+        return Actor(
+            name=inbound.user_name, source=inbound.chat.platform, where=where, ref=inbound.event_id,
+            chat=inbound.chat.chat_id,
+        )  # fmt: skip
 
     def _reply(self, inbound: Inbound, text: str, *, buttons: Keyboard = ()) -> Outbound:
         return Outbound(text, buttons=buttons, reply_to=inbound.message_id)

@@ -440,3 +440,28 @@ async def test_approve_and_reject_words_in_a_tasks_thread_decide_it(start: Calla
     assert not fake.find("Usage") and not [e for e in fake.ephemerals if "Usage" in e["text"]]
     assert [(a["decision"], a["reason"]) for a in bridge.app.store.approvals("t2")] == [("rejected", "too broad")]
     assert sorted(t.id for t in bridge.app.store.list_tasks()) == ["t1", "t2"], "no word became a task"
+
+
+NOTIFY = "CNOTIFY01"
+
+
+async def test_an_approval_request_for_a_task_started_in_slack_reaches_the_notify_channels(
+    start: Callable[..., Any], fake: FakeSlack
+) -> None:
+    """Completions reached notify_channel_ids and so did a CLI task's approval request, but not
+    that of a task started in Slack. The channel it came from still gets one card, not two."""
+    bridge: Bridge = await start(
+        policy={"approval_for": ["devops"], "review_for": []}, notify_channel_ids=[CHANNEL, NOTIFY]
+    )
+    assert await bridge.event(mention("set up the GitHub Actions CI pipeline", ts="1799999999.000900")) == 200
+    [request] = await fake.wait_for(lambda: fake.find("needs approval", channel=NOTIFY), what="the notify channel's")
+    assert request.text.startswith("🔐 t1 needs approval") and request.buttons() == [
+        "approve:t1",
+        "reject:t1",
+        "peek:t1",
+    ]
+    await asyncio.sleep(0.5)
+    assert [m.text.split("\n")[0] for m in fake.messages if m.channel == CHANNEL] == ["🔐 t1 · standin · devops"]
+    bridge.app.service.delegate("set up the GitHub Actions deploy")  # from the CLI, as before
+    for channel in (CHANNEL, NOTIFY):
+        await fake.wait_for(partial(fake.find, "t2 needs approval", channel=channel), what="the CLI task's request")
