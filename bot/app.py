@@ -256,6 +256,7 @@ async def _start_telegram(app: App, fatal: Callable[[str], None]) -> _Telegram:
         allowed_users=[str(u) for u in settings.allowed_user_ids],
         allowed_chats=[str(c) for c in settings.allowed_chat_ids],
         per_minute=settings.rate_limit_per_minute,
+        notify_chats=[str(c) for c in settings.notify_chat_ids],
     )
     transport = TelegramTransport(
         settings, token, commands=commands, gate=gate, store=app.store, clock=app.clock, on_fatal=fatal
@@ -305,6 +306,9 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
         allowed_users=list(settings.allowed_user_ids),
         allowed_chats=list(settings.allowed_channel_ids),
         per_minute=settings.rate_limit_per_minute,
+        notify_chats=list(settings.notify_channel_ids),
+        users_key="slack.allowed_user_ids",
+        chats_key="slack.allowed_channel_ids",
     )
     transport = SlackTransport(
         settings, bot_token=bot_token, app_token=app_token, signing_secret=signing_secret, commands=commands,

@@ -223,7 +223,10 @@ async def test_an_unknown_user_gets_an_ephemeral_refusal_and_an_audit_entry(
     assert await bridge.command("status", user=MALLORY) == 200
     [refusal] = await fake.wait_for(lambda: fake.ephemerals, what="the refusal")
     assert refusal["user"] == MALLORY["id"] and refusal["channel"] == CHANNEL
-    assert refusal["text"] == f"⛔ This bot is private. Its owner can let you in with your user id: {MALLORY['id']}."
+    assert refusal["text"] == (
+        f"⛔ This bot is private. Its owner can let you in by adding your user id {MALLORY['id']} to "
+        "slack.allowed_user_ids in bots.yaml."
+    )
     assert await bridge.command("help") == 200  # alice's answer proves mallory's was handled first
     await fake.wait_for(lambda: fake.find("/kill"), what="alice's help")
     assert len(fake.messages) == 1, "the refusal was not a channel message"
@@ -465,3 +468,30 @@ async def test_an_approval_request_for_a_task_started_in_slack_reaches_the_notif
     bridge.app.service.delegate("set up the GitHub Actions deploy")  # from the CLI, as before
     for channel in (CHANNEL, NOTIFY):
         await fake.wait_for(partial(fake.find, "t2 needs approval", channel=channel), what="the CLI task's request")
+
+
+async def test_buttons_in_a_notify_channel_work_there_and_every_refusal_says_why(
+    start: Callable[..., Any], fake: FakeSlack
+) -> None:
+    """A notify channel that is not in allowed_channel_ids got buttons that answered a bare "Not
+    allowed."; its taps from allowed users now work, and a refusal says who or where and what to add."""
+    bridge: Bridge = await start(policy={"approval_for": ["devops"], "review_for": []}, notify_channel_ids=[NOTIFY])
+    bridge.app.service.delegate("set up the GitHub Actions CI pipeline")
+    [request] = await fake.wait_for(lambda: fake.find("t1 needs approval", channel=NOTIFY), what="the request")
+    assert await bridge.tap(request, "approve:t1", user=MALLORY) == 200
+    [stranger] = await fake.wait_for(lambda: fake.ephemerals, what="the stranger's answer")
+    assert stranger["user"] == MALLORY["id"] and stranger["text"] == (
+        f"⛔ This bot is private. Its owner can let you in by adding your user id {MALLORY['id']} to "
+        "slack.allowed_user_ids in bots.yaml."
+    )
+    assert bridge.app.store.get_task("t1").state == TaskState.AWAITING_APPROVAL
+    assert await bridge.tap(request, "approve:t1") == 200
+    [_, answer] = await fake.wait_for(lambda: fake.ephemerals[1:] and fake.ephemerals, what="alice's tap answer")
+    assert answer["text"].startswith("✅ t1 approved") and answer["channel"] == NOTIFY
+    await fake.wait_for(lambda: "Approved by @alice" in request.text and not request.buttons(), what="card edited")
+    assert await bridge.event(mention("status", channel=NOTIFY, event_id="EvNotify")) == 200
+    [elsewhere] = await fake.wait_for(lambda: fake.ephemerals[2:], what="the refusal of a mention there")
+    assert elsewhere["text"] == (
+        f"⛔ This chat is not allowed to use the bot: its owner can add its id {NOTIFY} to "
+        "slack.allowed_channel_ids in bots.yaml."
+    ), "taps are welcome where the buttons are; commands only in allowed channels"
