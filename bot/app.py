@@ -290,6 +290,7 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     """Wire the Slack bridge like Telegram's; with both running, one Progress keeps every card current."""
     from bot.outbox import Outbox
     from bot.slack import SlackTransport
+    from bot.slack_messages import slack_syntax
     from core.access import Gate
     from core.commands import Commands
     from core.progress import Progress
@@ -299,7 +300,7 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     app_token = settings.app_token() if settings.mode == "socket" else ""
     signing_secret = settings.signing_secret() if settings.mode == "http" else ""
     configure_logging(secrets=[s for s in (bot_token, app_token, signing_secret) if s] + _telegram_secret(app))
-    commands = Commands(app.service, app.clock)
+    commands = Commands(app.service, app.clock, syntax=slack_syntax(settings.command))
     gate = Gate(
         app.store,
         app.clock,

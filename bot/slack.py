@@ -256,7 +256,7 @@ class SlackTransport:
     async def _on_command(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any]) -> None:
         inbound = self._keep("command", body, slash_to_inbound(body))
         await ack()
-        await self._handle(inbound)
+        await self._handle(inbound, slash=True)
 
     async def _on_event(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any]) -> None:
         inbound = event_to_inbound(body, self.bot_user_id)
@@ -298,10 +298,15 @@ class SlackTransport:
             if inbound is None:
                 self.store.finish_inbound(key, self.clock.now(), error=f"unreadable {kind} request")
                 continue
-            await self._handle(replace(inbound, event_id=key))
+            await self._handle(replace(inbound, event_id=key), slash=kind == "command")
 
-    async def _handle(self, inbound: Inbound) -> None:
-        """Gate, then commands; answers into the outbox, refusals and tap answers as ephemerals."""
+    async def _handle(self, inbound: Inbound, *, slash: bool = False) -> None:
+        """Gate, then commands; answers into the outbox, refusals and tap answers as ephemerals.
+
+        A slash command leaves no message in the channel, so what only its sender needs (help,
+        status, an error: ``Outbound.personal``) is an ephemeral too; the rest goes to the channel,
+        an answer about a task in that task's thread.
+        """
         assert self.outbox is not None
         if not self.store.begin_inbound(inbound.event_id, "slack", self.clock.now()):
             log.info("slack: %s was already handled", inbound.event_id)
@@ -314,7 +319,8 @@ class SlackTransport:
                     await self._ephemeral(inbound, out.text)
         else:
             for n, out in enumerate(self.commands.handle(inbound)):
-                if out.kind == OutKind.TOAST:
+                alone = slash and out.personal and not (out.buttons or out.code or out.attachment)
+                if out.kind == OutKind.TOAST or alone:
                     if out.text:
                         await self._ephemeral(inbound, out.text)
                 else:

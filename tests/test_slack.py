@@ -8,6 +8,7 @@ import asyncio
 import copy
 import json
 import logging
+import operator
 import socket
 import time
 import urllib.parse
@@ -228,8 +229,8 @@ async def test_an_unknown_user_gets_an_ephemeral_refusal_and_an_audit_entry(
         "slack.allowed_user_ids in bots.yaml."
     )
     assert await bridge.command("help") == 200  # alice's answer proves mallory's was handled first
-    await fake.wait_for(lambda: fake.find("/kill"), what="alice's help")
-    assert len(fake.messages) == 1, "the refusal was not a channel message"
+    await fake.wait_for(lambda: [e for e in fake.ephemerals if "/orchestra kill" in e["text"]], what="alice's help")
+    assert not fake.messages, "neither the refusal nor the help was a channel message"
     refused = [a for a in bridge.app.store.audit_log() if a["action"] == "refused"]
     assert len(refused) == 1 and refused[0]["actor"] == f"@mallory ({MALLORY['id']})"
 
@@ -241,11 +242,11 @@ async def test_a_429_retry_after_pauses_delivery_and_the_message_arrives_once(
     fake.fail_next("chat.postMessage", 429, retry_after=1)
     fake.fail_next("chat.postMessage", 500)
     started = time.monotonic()
-    assert await bridge.command("agents") == 200
+    assert await bridge.event(direct_message("agents")) == 200
     [agents] = await fake.wait_for(lambda: fake.find("🤖 Agents"), what="the answer after 429 and 500")
     assert time.monotonic() - started >= 1.0, "Retry-After was honoured"
     assert [c.status for c in fake.calls if c.method == "chat.postMessage"] == [429, 500, 200]
-    assert agents.thread_ts is None, "a slash command has no message to thread under"
+    assert agents.channel == DM and agents.thread_ts is None, "DMs are not threaded"
     await asyncio.sleep(0.5)
     assert len(fake.find("🤖 Agents")) == 1
 
@@ -281,7 +282,7 @@ async def test_requests_acknowledged_but_not_handled_before_a_kill_are_handled_o
     bridge: Bridge = await start(before=killed_bot_left)
     [card] = await fake.wait_for(lambda: fake.find("t1 · standin"), what="the mention's acknowledgement")
     assert card.thread_ts == "1799999999.000200"
-    await fake.wait_for(lambda: fake.find("t1"), what="the status answer")
+    await fake.wait_for(lambda: [e for e in fake.ephemerals if "t1" in e["text"]], what="the status answer")
     await fake.wait_for(lambda: fake.find("Tokens:"), what="the completion")
     assert await bridge.event(mentioned) == 200, "Slack retries the event: already handled"
     await asyncio.sleep(0.5)
@@ -300,7 +301,7 @@ async def test_socket_mode_acks_envelopes_and_answers(start: Callable[..., Any],
     await fake.envelope("slash_commands", slash_command("status"), "env-1")
     ack = await fake.acked("env-1")
     assert ack == {"envelope_id": "env-1"}
-    await fake.wait_for(lambda: fake.find("No tasks yet"), what="the status answer")
+    await fake.wait_for(lambda: [e for e in fake.ephemerals if "No tasks yet" in e["text"]], what="the answer")
     await fake.envelope("events_api", mention("@echo hello from socket mode", event_id="EvSock"), "env-2")
     await fake.acked("env-2")
     [done] = await fake.wait_for(lambda: fake.find("t1 succeeded · echo"), what="the completion")
@@ -319,7 +320,7 @@ async def test_a_dropped_socket_mode_connection_comes_back_and_keeps_answering(
     await fake.wait_for(transport.connected, what="connected again")
     await fake.envelope("slash_commands", slash_command("status"), "env-after-drop")
     await fake.acked("env-after-drop")
-    await fake.wait_for(lambda: fake.find("No tasks yet"), what="the answer after the reconnect")
+    await fake.wait_for(lambda: fake.ephemerals, what="the answer after the reconnect")
     assert reasons == []
 
 
@@ -387,7 +388,7 @@ async def test_malformed_bodies_get_401_unsigned_and_400_signed_without_a_traceb
     assert await bridge.post(body, json_body=json_body) == 400, "signed but not a Slack payload"
     assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.exc_info]
     assert await bridge.command("status") == 200, "and the bridge still answers"
-    await fake.wait_for(lambda: fake.find("No tasks yet") or fake.ephemerals, what="the status answer")
+    await fake.wait_for(lambda: fake.ephemerals, what="the status answer")
     assert bridge.app.store.list_tasks() == []
 
 
@@ -495,3 +496,32 @@ async def test_buttons_in_a_notify_channel_work_there_and_every_refusal_says_why
         f"⛔ This chat is not allowed to use the bot: its owner can add its id {NOTIFY} to "
         "slack.allowed_channel_ids in bots.yaml."
     ), "taps are welcome where the buttons are; commands only in allowed channels"
+
+
+async def test_slash_commands_speak_slack_and_answer_the_asker_alone_or_in_the_tasks_thread(
+    start: Callable[..., Any], fake: FakeSlack
+) -> None:
+    """Help and usage were in Telegram's syntax ("/status — ...", "Usage: /approve ID", "Plain text
+    is a task") and every answer was a channel message. Now they say /orchestra and @Orchestra;
+    help, status, cost and errors reach only the asker; an answer about a task goes in its thread."""
+    bridge: Bridge = await start(policy={"approval_for": ["devops"], "review_for": []})
+    for n, text in enumerate(["help", "status", "cost", "approve", "peek t9"]):
+        assert await bridge.command(text) == 200
+        await fake.wait_for(partial(operator.getitem, fake.ephemerals, slice(n, None)), what=f"the answer to {text}")
+    help_, status, cost, usage, unknown = (e["text"] for e in fake.ephemerals)
+    assert all(e["user"] == ALICE["id"] and e["channel"] == CHANNEL for e in fake.ephemerals)
+    assert "/orchestra status — running, queued and recent tasks" in help_
+    assert "/orchestra budget [day|month|task AMOUNT] — the budgets; admins change one: /orchestra budget day" in help_
+    assert "@Orchestra TEXT" in help_ and "Plain text is a task" not in help_
+    assert not [line for line in help_.splitlines() if line.startswith("/") and not line.startswith("/orchestra ")]
+    assert status.startswith("No tasks yet") and cost.startswith("💰")
+    assert usage == "⚠️ Usage: /orchestra approve ID (e.g. /orchestra approve t3)"
+    assert unknown == "⚠️ There is no task 't9'. /orchestra status lists them."
+    assert not fake.messages, "nothing went to the channel"
+
+    root = "1799999999.001000"
+    assert await bridge.event(mention("set up the GitHub Actions CI pipeline", ts=root, event_id="EvCI")) == 200
+    await fake.wait_for(lambda: fake.find("t1 · standin"), what="the approval request")
+    assert await bridge.command("approve t1") == 200
+    [approved] = await fake.wait_for(lambda: fake.find("t1 approved by @alice"), what="the approval")
+    assert approved.channel == CHANNEL and approved.thread_ts == root, "in the task's thread"
