@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
@@ -129,7 +130,7 @@ class SlackTransport:
             http = self.settings.http
             server = web.Application(client_max_size=MAX_BODY_BYTES)
             server.router.add_post(http.path, self._on_http)
-            self._runner = web.AppRunner(server, access_log=None)
+            self._runner = web.AppRunner(server, access_log=None, logger=_HTTP_LOG)
             await self._runner.setup()
             site = web.TCPSite(self._runner, http.listen, http.port)
             await site.start()
@@ -349,6 +350,22 @@ class SlackTransport:
                 return inbound
             self._names[inbound.user_id] = name
         return replace(inbound, user_name=name)
+
+
+class _OneLineForBadHttp(logging.Filter):
+    """aiohttp logs a malformed request (bad Content-Length, ...) with a traceback quoting it: one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "slack: HTTP 400 for a malformed request (%s)", (type(exc).__name__,)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_HTTP_LOG = logging.getLogger("bot.slack.http")
+_HTTP_LOG.addFilter(_OneLineForBadHttp())
 
 
 def _refused(status: int, what: str, *args: object) -> web.Response:

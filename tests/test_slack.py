@@ -525,3 +525,27 @@ async def test_slash_commands_speak_slack_and_answer_the_asker_alone_or_in_the_t
     assert await bridge.command("approve t1") == 200
     [approved] = await fake.wait_for(lambda: fake.find("t1 approved by @alice"), what="the approval")
     assert approved.channel == CHANNEL and approved.thread_ts == root, "in the task's thread"
+
+
+async def test_malformed_http_is_one_log_line_without_a_traceback(
+    start: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request aiohttp cannot even frame (a bad Content-Length, Content-Length with chunking) was
+    logged at ERROR with a traceback quoting it."""
+    bridge: Bridge = await start()
+    caplog.set_level(logging.INFO)
+    head = b"POST /slack/events HTTP/1.1\r\nHost: x\r\n"
+    for raw in (
+        head + b"Content-Length: secret-words\r\n\r\n",
+        head + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.slack.transport.port)
+        writer.write(raw)
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.read(200), 5)).startswith(b"HTTP/1.0 400")
+        writer.close()
+    await asyncio.sleep(0.2)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("bot.slack.http")]
+    assert len(lines) == 2 and all(line.startswith("slack: HTTP 400 for a malformed request") for line in lines)
+    assert "Traceback" not in caplog.text and "secret-words" not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
