@@ -105,8 +105,8 @@ def _clip(text: str, limit: int = MAX_CHARS, *, head: bool = True) -> str:
 def slack_syntax(command: str = "/orchestra", mention: str = "@Orchestra") -> Syntax:
     """Commands as Slack people write them: ``/orchestra status``, or ``@Orchestra status`` in a mention."""
     tasks = (
-        f"A DM, or a mention in a channel ({mention} TEXT), is a task; {mention} status and the other"
-        " commands work in a mention too. Other channel messages are ignored."
+        f"In a channel only mentions count: {mention} status is a command, {mention} TEXT a task"
+        " (in a DM, just the text)."
     )
     return Syntax(prefix=f"{command} ", tasks=tasks)
 
