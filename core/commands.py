@@ -201,7 +201,9 @@ class Commands:
                 f"the {action} button" if inbound.tap is not None else self.syntax.command(action.replace(" set", ""))
             )
             article = "an" if role[:1] in "aeiou" else "a"
-            return [self._answer(inbound, f"⛔ {verb} needs the {needed} role; you are {article} {role}.")]
+            who = f"{inbound.chat.platform}:{inbound.user_id}"
+            fix = f"bots.yaml's roles.{needed}s lists who has it (you are {who})."
+            return [self._answer(inbound, f"⛔ {verb} needs the {needed} role; you are {article} {role}. {fix}")]
         self.service.audit(
             actor, "tap" if inbound.tap else "command", inbound.tap.task_id if inbound.tap else None, what
         )
