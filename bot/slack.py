@@ -10,8 +10,8 @@ handled at the next start, before it listens again. Answers go into the outbox a
 should see (a refusal, the answer to a tap) is an ephemeral message sent at once.
 
 Socket Mode is the default (``connect_async`` inside the bot's loop, never ``start_async``); HTTP
-mode serves Bolt on aiohttp, where Bolt checks every request's signature and timestamp. A task's
-messages go in the thread of the message that started it.
+mode serves Bolt on aiohttp, after checking each request's size, signature and timestamp (before
+anything parses or logs its body). A task's messages go in the thread of the message that started it.
 """
 
 from __future__ import annotations
