@@ -236,10 +236,8 @@ class Service:
 
     def _request_approval(self, task: Task, actor: Actor, why: str) -> None:
         """Ask every notification channel; the chat the task came from already has the card."""
-        text = (
-            f"🔐 {task.id} needs approval · {task.agent} · {task.category}\n{task.text[:300]}\n"
-            f"Why: {why}\nApprove: orchestra approve {task.id} · Reject: orchestra reject {task.id}"
-        )
+        asked = f"🔐 {task.id} needs approval · {task.agent} · {task.category}\n{task.text[:300]}\nWhy: {why}"
+        text = f"{asked}\nApprove: orchestra approve {task.id} · Reject: orchestra reject {task.id}"
         now = self.clock.now()
         for channel in self._channels():
             key = f"{channel}:{task.id}:approval:start"
@@ -248,8 +246,9 @@ class Service:
             else:  # every chat it notifies, the task's own channel too, but not the chat showing the card
                 buttons = card_keyboard(task.id, TaskState.AWAITING_APPROVAL)
                 shown = {"shown_in": [actor.chat]} if channel == actor.source and actor.chat else None
+                # In a chat the buttons ask; the terminal's commands are for the console.
                 self.store.enqueue_chat(
-                    channel, "approval", text, chat_id=None, task_id=task.id, buttons=buttons, dedupe_key=key, ts=now,
+                    channel, "approval", asked, chat_id=None, task_id=task.id, buttons=buttons, dedupe_key=key, ts=now,
                     payload=shown,
                 )  # fmt: skip
 

@@ -464,6 +464,7 @@ async def test_an_approval_request_for_a_task_started_in_slack_reaches_the_notif
         "reject:t1",
         "peek:t1",
     ]
+    assert "orchestra approve" not in request.text, "a chat gets buttons, not the terminal's commands"
     await asyncio.sleep(0.5)
     assert [m.text.split("\n")[0] for m in fake.messages if m.channel == CHANNEL] == ["🔐 t1 · standin · devops"]
     bridge.app.service.delegate("set up the GitHub Actions deploy")  # from the CLI, as before
