@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the Telegram bridge is imported only when it is enabled (PT
     from bot.outbox import Outbox
     from bot.slack import SlackTransport
     from bot.telegram import TelegramTransport
+    from core.commands import Syntax
     from core.metrics import Metrics, MetricsServer, TransportHealth
     from core.progress import Progress
 
@@ -307,6 +308,7 @@ async def _start_telegram(app: App, fatal: Callable[[str], None], shared: Progre
         allowed_users=[str(u) for u in settings.allowed_user_ids],
         allowed_chats=[str(c) for c in settings.allowed_chat_ids],
         per_minute=settings.rate_limit_per_minute,
+        notify_chats=[str(c) for c in settings.notify_chat_ids],
     )
     transport = TelegramTransport(
         settings, token, commands=commands, gate=gate, store=app.store, clock=app.clock, on_fatal=fatal
@@ -344,6 +346,7 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     """Wire the Slack bridge like Telegram's; with both running, one Progress keeps every card current."""
     from bot.outbox import Outbox
     from bot.slack import SlackTransport
+    from bot.slack_messages import slack_syntax
     from core.access import Gate
     from core.progress import Progress
 
@@ -352,13 +355,16 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     app_token = settings.app_token() if settings.mode == "socket" else ""
     signing_secret = settings.signing_secret() if settings.mode == "http" else ""
     configure_logging(secrets=app.config.secret_values())
-    commands = _command_pool(app)
+    commands = _command_pool(app, syntax=slack_syntax(settings.command))
     gate = Gate(
         app.store,
         app.clock,
         allowed_users=list(settings.allowed_user_ids),
         allowed_chats=list(settings.allowed_channel_ids),
         per_minute=settings.rate_limit_per_minute,
+        notify_chats=list(settings.notify_channel_ids),
+        users_key="slack.allowed_user_ids",
+        chats_key="slack.allowed_channel_ids",
     )
     transport = SlackTransport(
         settings, bot_token=bot_token, app_token=app_token, signing_secret=signing_secret, commands=commands,
@@ -393,7 +399,7 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     return _Slack(transport, outbox, progress, owns_progress=shared is None, commands=commands)
 
 
-def _command_pool(app: App) -> CommandPool:
+def _command_pool(app: App, syntax: Syntax | None = None) -> CommandPool:
     """The bridge's commands, in worker threads: each its own store connection and a Service that
     queues and pokes the engine (this process's, over its socket) instead of dispatching itself."""
     from bot.command_pool import CommandPool
@@ -403,7 +409,7 @@ def _command_pool(app: App) -> CommandPool:
         store = Store(app.store.path, redactor=app.store.redactor)
         service = Service(app.config, store, app.tmux, app.clock, app.home, autostart_engine=False,
                           config_path=app.config_path)  # fmt: skip
-        return Commands(service, app.clock, changed=changed)
+        return Commands(service, app.clock, changed=changed, syntax=syntax)
 
     return CommandPool(make)
 

@@ -343,7 +343,8 @@ class Outbox:
         chats = list(self.notify_chats)
         if item.task_id:
             chats += self.store.task_chats(self.channel, item.task_id)
-        chats = list(dict.fromkeys(chats))
+        shown = self.store.payload(item.id).get("shown_in") or []  # chats that already show it (a task's card)
+        chats = [c for c in dict.fromkeys(chats) if c not in shown]
         base: dict[str, object] = {"code": item.code} if item.code else {}
         attachment = item.attachment
         copies: list[OutboxCopy] = []

@@ -10,8 +10,8 @@ handled at the next start, before it listens again. Answers go into the outbox a
 should see (a refusal, the answer to a tap) is an ephemeral message sent at once.
 
 Socket Mode is the default (``connect_async`` inside the bot's loop, never ``start_async``); HTTP
-mode serves Bolt on aiohttp, where Bolt checks every request's signature and timestamp. A task's
-messages go in the thread of the message that started it.
+mode serves Bolt on aiohttp, after checking each request's size, signature and timestamp (before
+anything parses or logs its body). A task's messages go in the thread of the message that started it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
@@ -129,7 +130,7 @@ class SlackTransport:
             http = self.settings.http
             server = web.Application(client_max_size=MAX_BODY_BYTES)
             server.router.add_post(http.path, self._on_http)
-            self._runner = web.AppRunner(server, access_log=None)
+            self._runner = web.AppRunner(server, access_log=None, logger=_HTTP_LOG)
             await self._runner.setup()
             site = web.TCPSite(self._runner, http.listen, http.port)
             await site.start()
@@ -256,7 +257,7 @@ class SlackTransport:
     async def _on_command(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any]) -> None:
         inbound = self._keep("command", body, slash_to_inbound(body))
         await ack()
-        await self._handle(inbound)
+        await self._handle(inbound, slash=True)
 
     async def _on_event(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any]) -> None:
         inbound = event_to_inbound(body, self.bot_user_id)
@@ -298,10 +299,15 @@ class SlackTransport:
             if inbound is None:
                 self.store.finish_inbound(key, self.clock.now(), error=f"unreadable {kind} request")
                 continue
-            await self._handle(replace(inbound, event_id=key))
+            await self._handle(replace(inbound, event_id=key), slash=kind == "command")
 
-    async def _handle(self, inbound: Inbound) -> None:
-        """Gate, then commands; answers into the outbox, refusals and tap answers as ephemerals."""
+    async def _handle(self, inbound: Inbound, *, slash: bool = False) -> None:
+        """Gate, then commands; answers into the outbox, refusals and tap answers as ephemerals.
+
+        A slash command leaves no message in the channel, so what only its sender needs (help,
+        status, an error: ``Outbound.personal``) is an ephemeral too; the rest goes to the channel,
+        an answer about a task in that task's thread.
+        """
         assert self.outbox is not None
         if not self.store.begin_inbound(inbound.event_id, "slack", self.clock.now()):
             log.info("slack: %s was already handled", inbound.event_id)
@@ -314,7 +320,8 @@ class SlackTransport:
                     await self._ephemeral(inbound, out.text)
         else:
             for n, out in enumerate(await self.commands.handle_async(inbound)):
-                if out.kind == OutKind.TOAST:
+                alone = slash and out.personal and not (out.buttons or out.code or out.attachment)
+                if out.kind == OutKind.TOAST or alone:
                     if out.text:
                         await self._ephemeral(inbound, out.text)
                 else:
@@ -343,6 +350,22 @@ class SlackTransport:
                 return inbound
             self._names[inbound.user_id] = name
         return replace(inbound, user_name=name)
+
+
+class _OneLineForBadHttp(logging.Filter):
+    """aiohttp logs a malformed request (bad Content-Length, ...) with a traceback quoting it: one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "slack: HTTP 400 for a malformed request (%s)", (type(exc).__name__,)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_HTTP_LOG = logging.getLogger("bot.slack.http")
+_HTTP_LOG.addFilter(_OneLineForBadHttp())
 
 
 def _refused(status: int, what: str, *args: object) -> web.Response:

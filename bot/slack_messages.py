@@ -24,7 +24,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.outbox import DeliveryFailed, RetryLater, attachment_bytes, text_length
-from core.commands import COMMANDS
+from core.commands import COMMANDS, Syntax
 from core.config import SlackConfig
 from core.messages import CARD_KINDS, Button, ChatRef, Inbound, Keyboard, OutboxItem, Tap
 from core.store import Store
@@ -100,6 +100,15 @@ def _clip(text: str, limit: int = MAX_CHARS, *, head: bool = True) -> str:
     if text_length(text) <= limit:
         return text
     return text[: limit - 1] + "…" if head else "…" + text[-(limit - 1) :]
+
+
+def slack_syntax(command: str = "/orchestra", mention: str = "@Orchestra") -> Syntax:
+    """Commands as Slack people write them: ``/orchestra status``, or ``@Orchestra status`` in a mention."""
+    tasks = (
+        f"In a channel only mentions count: {mention} status is a command, {mention} TEXT a task"
+        " (in a DM, just the text)."
+    )
+    return Syntax(prefix=f"{command} ", tasks=tasks)
 
 
 # -- inbound ------------------------------------------------------------------------------------
@@ -376,6 +385,7 @@ __all__ = [
     "event_to_inbound",
     "from_blocks",
     "payload_problem",
+    "slack_syntax",
     "slash_to_inbound",
     "to_blocks",
     "to_mrkdwn",

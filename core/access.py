@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from core.clock import Clock
 from core.messages import Inbound, Outbound, OutKind
@@ -15,9 +16,11 @@ class Gate:
     """Who may use the bot and how often: checked before :class:`core.commands.Commands` sees anything.
 
     Unknown users and chats get one refusal line (at most once per ``refuse_every_s``) and an
-    audit entry, and learn nothing about tasks. Allowed users get ``per_minute`` commands a
-    minute as a token bucket, counted by when each message was sent: a backlog read at once after
-    an outage or a restart is not a flood, and is not refused as one.
+    audit entry, and learn nothing about tasks; the line names their id and the bots.yaml list
+    (``users_key``, ``chats_key``) that would let them in. Buttons are tapped where the bot posts
+    them, so taps are accepted in ``notify_chats`` too. Allowed users get ``per_minute`` commands
+    a minute as a token bucket, counted by when each message was sent: a backlog read at once
+    after an outage or a restart is not a flood, and is not refused as one.
     """
 
     def __init__(
@@ -29,11 +32,17 @@ class Gate:
         allowed_chats: list[str],
         per_minute: int,
         refuse_every_s: float = 600.0,
+        notify_chats: Iterable[str] = (),
+        users_key: str = "telegram.allowed_user_ids",
+        chats_key: str = "telegram.allowed_chat_ids",
     ) -> None:
         self.store = store
         self.clock = clock
         self.allowed_users = set(allowed_users)
         self.allowed_chats = set(allowed_chats)
+        self.notify_chats = set(notify_chats)
+        self.users_key = users_key
+        self.chats_key = chats_key
         self.per_minute = per_minute
         self.refuse_every_s = refuse_every_s
         self._tokens: dict[str, tuple[float, float]] = {}
@@ -51,7 +60,7 @@ class Gate:
             )  # fmt: skip
             log.warning("refused %s user %s in chat %s", inbound.chat.platform, inbound.user_id, inbound.chat.chat_id)
             if inbound.tap is not None:
-                return [_toast("Not allowed.")]
+                return [_toast(refusal)]
             if not self._notice_due(f"refused:{inbound.user_id}", now):
                 return []
             return [Outbound(refusal, reply_to=inbound.message_id)]
@@ -68,9 +77,17 @@ class Gate:
 
     def _refusal(self, inbound: Inbound) -> str | None:
         if inbound.user_id not in self.allowed_users:
-            return f"⛔ This bot is private. Its owner can let you in with your user id: {inbound.user_id}."
-        if not inbound.chat.private and inbound.chat.chat_id not in self.allowed_chats:
-            return f"⛔ This chat is not allowed to use the bot (chat id {inbound.chat.chat_id})."
+            return (
+                f"⛔ This bot is private. Its owner can let you in by adding your user id {inbound.user_id} "
+                f"to {self.users_key} in bots.yaml."
+            )
+        chat = inbound.chat.chat_id
+        tap_here = inbound.tap is not None and chat in self.notify_chats
+        if not inbound.chat.private and chat not in self.allowed_chats and not tap_here:
+            return (
+                f"⛔ This chat is not allowed to use the bot: its owner can add its id {chat} "
+                f"to {self.chats_key} in bots.yaml."
+            )
         return None
 
     def _take_token(self, user_id: str, now: float) -> bool:

@@ -42,6 +42,21 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Syntax:
+    """How people write commands on one transport, for the texts that name a command.
+
+    ``prefix`` goes before a command word (Telegram's ``/status``, Slack's ``/orchestra status``);
+    ``tasks`` says what free text does there. Each transport passes its own to :class:`Commands`.
+    """
+
+    prefix: str = "/"
+    tasks: str = "Plain text is a task."
+
+    def command(self, name: str, args: str = "") -> str:
+        return f"{self.prefix}{name} {args}" if args else f"{self.prefix}{name}"
+
+
+@dataclass(frozen=True)
 class CommandSpec:
     name: str
     args: str
@@ -111,9 +126,11 @@ class Commands:
         *,
         changed: Callable[[str], None] | None = None,
         peek_lines: int = 40,
+        syntax: Syntax | None = None,
     ) -> None:
         self.service = service
         self.clock = clock
+        self.syntax = syntax or Syntax()
         self.changed = changed or (lambda _task_id: None)
         self.peek_lines = peek_lines
         self._commands: dict[str, Callable[[Inbound, str], list[Outbound]]] = {
@@ -154,7 +171,7 @@ class Commands:
                 return refusal or self._tap(inbound)
             text = inbound.text.strip()
             if not text:
-                return [self._reply(inbound, "Send a task as text, or /help for the commands.")]
+                return [self._note(inbound, f"Send a task as text, or {self.syntax.command('help')} for the commands.")]
             if not text.startswith("/"):
                 about = self._replied_task(inbound)
                 if about is not None:
@@ -164,7 +181,9 @@ class Commands:
             command = self._commands.get(match.group(1).lower()) if match else None
             if match is None or command is None:
                 word = text.split(maxsplit=1)[0]
-                return [self._reply(inbound, f"Unknown command {word}. /help lists the commands.")]
+                return [
+                    self._note(inbound, f"Unknown command {word}. {self.syntax.command('help')} lists the commands.")
+                ]
             name = match.group(1).lower()
             args = (match.group(2) or "").strip()
             if name in _ABOUT_A_TASK and _task_id(args) is None and (about := self._replied_task(inbound)):
@@ -172,7 +191,11 @@ class Commands:
             action = "budget set" if name == "budget" and args else name  # reading budgets is for everyone
             return self._authorize(inbound, action, clip(text, 200)) or command(inbound, args)
         except UnknownTask as exc:
-            return [self._answer(inbound, f"⚠️ There is no task {exc.task_id!r}. /status lists them.")]
+            return [
+                self._answer(
+                    inbound, f"⚠️ There is no task {exc.task_id!r}. {self.syntax.command('status')} lists them."
+                )
+            ]
         except OrchestraError as exc:
             return [self._answer(inbound, f"⚠️ {exc}")]
         except Exception:
@@ -186,9 +209,13 @@ class Commands:
         actor = self._actor(inbound)
         if ROLE_RANK[role] < ROLE_RANK[needed]:
             self.service.audit(actor, "refused", inbound.tap.task_id if inbound.tap else None, f"role {role}: {what}")
-            verb = f"the {action} button" if inbound.tap is not None else f"/{action.replace(' set', '')}"
+            verb = (
+                f"the {action} button" if inbound.tap is not None else self.syntax.command(action.replace(" set", ""))
+            )
             article = "an" if role[:1] in "aeiou" else "a"
-            return [self._answer(inbound, f"⛔ {verb} needs the {needed} role; you are {article} {role}.")]
+            who = f"{inbound.chat.platform}:{inbound.user_id}"
+            fix = f"bots.yaml's roles.{needed}s lists who has it (you are {who})."
+            return [self._answer(inbound, f"⛔ {verb} needs the {needed} role; you are {article} {role}. {fix}")]
         self.service.audit(
             actor, "tap" if inbound.tap else "command", inbound.tap.task_id if inbound.tap else None, what
         )
@@ -200,20 +227,24 @@ class Commands:
             "👋 Orchestra routes coding tasks to AI agents running in tmux and reports back.\n"
             "Send a task in plain words, e.g. “Create User model”.\n\n"
         )
-        return [self._reply(inbound, intro + self._help_text())]
+        return [self._note(inbound, intro + self._help_text())]
 
     def _help(self, inbound: Inbound, _args: str) -> list[Outbound]:
-        return [self._reply(inbound, self._help_text())]
+        return [self._note(inbound, self._help_text())]
 
     def _help_text(self) -> str:
-        lines = [f"/{c.name}{' ' + c.args if c.args else ''} — {c.help}" for c in COMMANDS]
+        syntax = self.syntax
+        lines = [
+            f"{syntax.command(c.name, c.args)} — {c.help.replace(f'/{c.name} ', syntax.command(c.name) + ' ')}"
+            for c in COMMANDS
+        ]
         enabled = {name: a for name, a in self.service.config.agents.items() if a.enabled}
         runnable = [name for name, a in enabled.items() if agent_installed(a.command)]
         missing = [name for name in enabled if name not in runnable]
         choose = f"Start it with an agent to choose it: {', '.join('@' + n for n in runnable)}." if runnable else ""
         lines += [
             "",
-            f"Plain text is a task. {choose or 'No agent CLI is installed here (/agents).'}"
+            f"{syntax.tasks} {choose or 'No agent CLI is installed here (/agents).'}"
             + (f" Not installed here: {', '.join(missing)} (/agents)." if missing and runnable else ""),
             (
                 "Buttons: Cancel / Peek on a new task; Approve / Reject / Peek on an approval request; "
@@ -225,20 +256,24 @@ class Commands:
 
     def _delegate(self, inbound: Inbound, text: str) -> list[Outbound]:
         if not text.strip():
-            return [self._reply(inbound, "Usage: /delegate TEXT — or just send the task as a message.")]
+            return [
+                self._note(
+                    inbound, f"Usage: {self.syntax.command('delegate', 'TEXT')} — or just send the task as a message."
+                )
+            ]
         delegation = self.service.delegate(text, actor=self._actor(inbound))
         return [self._card(inbound, delegation.task, why=delegation.approval_reason)]
 
     def _status(self, inbound: Inbound, _args: str) -> list[Outbound]:
         active, recent = self.service.status(recent=5)
         if not active and not recent:
-            return [self._reply(inbound, "No tasks yet. Send one, e.g. “Create User model”.")]
+            return [self._note(inbound, "No tasks yet. Send one, e.g. “Create User model”.")]
         now = self.clock.now()
         lines = [f"Active ({len(active)}):" if active else "Nothing running."]
         lines += [self._task_line(t, now) for t in active]
         if recent:
             lines += ["", "Recent:"] + [self._task_line(t, now) for t in recent]
-        return [self._reply(inbound, "\n".join(lines))]
+        return [self._note(inbound, "\n".join(lines))]
 
     def _peek(self, inbound: Inbound, args: str) -> list[Outbound]:
         task = self._task_or_latest(args)
@@ -254,8 +289,8 @@ class Commands:
         task = self.service.cancel(self._required_id(args, "cancel"), actor=self._actor(inbound))
         self.changed(task.id)
         if task.state == TaskState.RUNNING:
-            return [self._reply(inbound, f"⏹ Stopping {task.id}… its summary follows when it has stopped.")]
-        return [self._reply(inbound, f"⏹ {task.id} {task.state.value.replace('_', ' ')}.")]
+            return [self._about(task.id, inbound, f"⏹ Stopping {task.id}… its summary follows when it has stopped.")]
+        return [self._about(task.id, inbound, f"⏹ {task.id} {task.state.value.replace('_', ' ')}.")]
 
     def _retry(self, inbound: Inbound, args: str) -> list[Outbound]:
         task_id, _, feedback = args.partition(" ")
@@ -267,7 +302,7 @@ class Commands:
     def _approve(self, inbound: Inbound, args: str) -> list[Outbound]:
         task = self.service.approve(self._required_id(args, "approve"), actor=self._actor(inbound))
         self.changed(task.id)
-        return [self._reply(inbound, f"✅ {task.id} approved by {inbound.user_name}; now {task.state.value}.")]
+        return [self._about(task.id, inbound, f"✅ {task.id} approved by {inbound.user_name}; now {task.state.value}.")]
 
     def _reject(self, inbound: Inbound, args: str) -> list[Outbound]:
         task_id, _, reason = args.partition(" ")
@@ -276,23 +311,25 @@ class Commands:
         )
         self.changed(task.id)
         why = f": {reason.strip()}" if reason.strip() else ""
-        return [self._reply(inbound, f"✖ {task.id} rejected by {inbound.user_name}{why}")]
+        return [self._about(task.id, inbound, f"✖ {task.id} rejected by {inbound.user_name}{why}")]
 
     def _cost(self, inbound: Inbound, _args: str) -> list[Outbound]:
         report = self.service.cost_report(days=7)
-        return [self._reply(inbound, "💰 " + render_cost_report(report, sections=("agent",)))]
+        return [self._note(inbound, "💰 " + render_cost_report(report, sections=("agent",)))]
 
     def _budget(self, inbound: Inbound, args: str) -> list[Outbound]:
         """Show the budgets; with ``day 25`` (or ``off``, ``reset``) change one (admins: see ``_NEEDS``)."""
         if args:
             word, _, value = args.partition(" ")
             if not value.strip():
-                return [self._reply(inbound, "Usage: /budget day|month|task AMOUNT — or off, or reset to bots.yaml's.")]
+                usage = self.syntax.command("budget", "day|month|task AMOUNT")
+                return [self._note(inbound, f"Usage: {usage} — or off, or reset to bots.yaml's.")]
             line = self.service.set_budget(word, value, actor=self._actor(inbound))
             head = f"💰 Per-{line.word} budget is now {line.shown()} (set by {inbound.user_name})."
             return [self._reply(inbound, head + "\n\n" + self.service.budget_report())]
-        hint = "\nAdmins change them: /budget day 25 · /budget month off · /budget day reset"
-        return [self._reply(inbound, self.service.budget_report() + hint)]
+        budget = self.syntax.command("budget")
+        hint = f"\nAdmins change them: {budget} day 25 · {budget} month off · {budget} day reset"
+        return [self._note(inbound, self.service.budget_report() + hint)]
 
     def _digest(self, inbound: Inbound, _args: str) -> list[Outbound]:
         """The digest on demand, with Approve / Reject for what waits and the 14-day chart."""
@@ -330,12 +367,12 @@ class Commands:
                 extra.append("for " + ", ".join(routes))
             description = f" — {agent.description}" if agent.description else ""
             lines.append(f"• @{name}: {' · '.join(extra)}{description}")
-        return [self._reply(inbound, "\n".join(lines))]
+        return [self._note(inbound, "\n".join(lines))]
 
     def _kill(self, inbound: Inbound, _args: str) -> list[Outbound]:
         active = self.service.status(recent=0)[0]
         if not active:
-            return [self._reply(inbound, "Nothing is running or queued.")]
+            return [self._note(inbound, "Nothing is running or queued.")]
         ids = ", ".join(t.id for t in active[:20]) + (" …" if len(active) > 20 else "")
         buttons = ((Button(f"⏹ Yes, cancel all {len(active)}", "kill"), Button("Keep them", "keep")),)
         return [self._reply(inbound, f"⚠️ Cancel every active task ({len(active)}): {ids}?", buttons=buttons)]
@@ -344,12 +381,12 @@ class Commands:
         rows = audit_search(self.store, self.clock.now(), args, limit=15)
         if not rows:
             return [
-                self._reply(
+                self._note(
                     inbound, f"Nothing in the audit log matches {args!r}." if args else "The audit log is empty."
                 )
             ]
         lines = [clip(audit_line(row), 200) for row in reversed(rows)]
-        return [self._reply(inbound, "🧾 Audit" + (f" · {args}" if args else "") + "\n" + "\n".join(lines))]
+        return [self._note(inbound, "🧾 Audit" + (f" · {args}" if args else "") + "\n" + "\n".join(lines))]
 
     # -- buttons -----------------------------------------------------------------------------
     def _tap(self, inbound: Inbound) -> list[Outbound]:
@@ -459,7 +496,9 @@ class Commands:
         state = task.state.value.replace("_", " ")
         return [
             self._answer(
-                inbound, f"{task.id} is still {state}: reply again once it has finished, or /cancel {task.id}."
+                inbound,
+                f"{task.id} is still {state}: reply again once it has finished, "
+                f"or {self.syntax.command('cancel', task.id)}.",
             )
         ]
 
@@ -509,7 +548,8 @@ class Commands:
         if task.state != TaskState.RUNNING or task.id not in tmux.windows():
             state = task.state.value.replace("_", " ")
             return self._reply(
-                inbound, f"🖼 {task.id} is {state}; it has no live window. /log {task.id} has its output."
+                inbound,
+                f"🖼 {task.id} is {state}; it has no live window. {self.syntax.command('log', task.id)} has its output.",
             )
         captured = tmux.server.cmd("capture-pane", "-e", "-p", "-t", f"{tmux.session}:={task.id}")
         screen = "\n".join(captured.stdout).rstrip()
@@ -551,13 +591,24 @@ class Commands:
     # -- helpers -----------------------------------------------------------------------------
     def _actor(self, inbound: Inbound) -> Actor:
         where = f"chat {inbound.chat.chat_id} user {inbound.user_id}"
-        return Actor(name=inbound.user_name, source=inbound.chat.platform, where=where, ref=inbound.event_id)
+        return Actor(
+            name=inbound.user_name, source=inbound.chat.platform, where=where, ref=inbound.event_id,
+            chat=inbound.chat.chat_id,
+        )  # fmt: skip
 
     def _reply(self, inbound: Inbound, text: str, *, buttons: Keyboard = ()) -> Outbound:
         return Outbound(text, buttons=buttons, reply_to=inbound.message_id)
 
+    def _note(self, inbound: Inbound, text: str) -> Outbound:
+        """An answer only the asker needs (help, status, a usage error)."""
+        return Outbound(text, reply_to=inbound.message_id, personal=True)
+
+    def _about(self, task_id: str, inbound: Inbound, text: str) -> Outbound:
+        """An answer about a task: where the platform threads, it goes in the task's thread."""
+        return Outbound(text, task_id=task_id, reply_to=inbound.message_id)
+
     def _answer(self, inbound: Inbound, text: str) -> Outbound:
-        return toast(text) if inbound.tap is not None else self._reply(inbound, text)
+        return toast(text) if inbound.tap is not None else self._note(inbound, text)
 
     def _edit(self, message_id: str, text: str, buttons: Keyboard = ()) -> Outbound:
         return Outbound(text, kind=OutKind.EDIT, buttons=buttons, edit_message_id=message_id)
@@ -568,7 +619,9 @@ class Commands:
     def _required_id(self, args: str, command: str, usage: str = "ID") -> str:
         task_id = _task_id(args)
         if task_id is None:
-            raise OrchestraError(f"Usage: /{command} {usage} (e.g. /{command} t3)")
+            raise OrchestraError(
+                f"Usage: {self.syntax.command(command, usage)} (e.g. {self.syntax.command(command, 't3')})"
+            )
         return task_id
 
     def _task_or_latest(self, args: str) -> Task:
@@ -595,4 +648,4 @@ def _size(n: int) -> str:
     return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MB"
 
 
-__all__ = ["COMMANDS", "CommandSpec", "Commands", "toast"]
+__all__ = ["COMMANDS", "CommandSpec", "Commands", "Syntax", "toast"]

@@ -129,6 +129,7 @@ class Outbound:
     reply_to: str | None = None
     edit_message_id: str | None = None
     attachment: Attachment | None = None
+    personal: bool = False  # only the asker needs it (help, status, an error): a transport may show it to them alone
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class Actor:
     source: str = "cli"
     where: str = ""  # for the audit: the chat and user it came from (``chat 111 user 111``)
     ref: str = ""  # the chat update that asked: a task it created is found again, never created twice
+    chat: str = ""  # the chat it came from, which gets the task's card (notices need not go there again)
 
 
 LOCAL = Actor()
@@ -260,20 +261,21 @@ class Service:
 
     def _request_approval(self, task: Task, actor: Actor, why: str) -> None:
         """Ask every notification channel; the chat the task came from already has the card."""
-        text = (
-            f"🔐 {task.id} needs approval · {task.agent} · {task.category}\n{task.text[:300]}\n"
-            f"Why: {why}\nApprove: orchestra approve {task.id} · Reject: orchestra reject {task.id}"
-        )
+        asked = f"🔐 {task.id} needs approval · {task.agent} · {task.category}\n{task.text[:300]}\nWhy: {why}"
+        text = f"{asked}\nApprove: orchestra approve {task.id} · Reject: orchestra reject {task.id}"
         now = self.clock.now()
         for channel in self._channels():
             key = f"{channel}:{task.id}:approval:start"
             if channel == "console":
                 self.store.enqueue(channel, "approval", text, task_id=task.id, dedupe_key=key, ts=now)
-            elif channel != actor.source:
+            else:  # every chat it notifies, the task's own channel too, but not the chat showing the card
                 buttons = card_keyboard(task.id, TaskState.AWAITING_APPROVAL)
+                shown = {"shown_in": [actor.chat]} if channel == actor.source and actor.chat else None
+                # In a chat the buttons ask; the terminal's commands are for the console.
                 self.store.enqueue_chat(
-                    channel, "approval", text, chat_id=None, task_id=task.id, buttons=buttons, dedupe_key=key, ts=now
-                )
+                    channel, "approval", asked, chat_id=None, task_id=task.id, buttons=buttons, dedupe_key=key, ts=now,
+                    payload=shown,
+                )  # fmt: skip
 
     def _workdir(self, cwd: str | None) -> str:
         chosen = cwd or self.config.workspace or os.getcwd()

@@ -58,13 +58,13 @@ async def test_a_viewer_sees_status_but_cannot_delegate_cancel_or_kill(app: App)
     commands = Commands(app.service, app.clock)
     assert commands.handle(say("/status", VIEWER))[0].text.startswith("No tasks yet.")
     [refusal] = commands.handle(say("fix the login bug", VIEWER))
-    assert refusal.text == "⛔ /delegate needs the operator role; you are a viewer."
-    assert app.store.list_tasks() == []
+    assert refusal.text.startswith("⛔ /delegate needs the operator role; you are a viewer. bots.yaml's roles.operat")
+    assert refusal.text.endswith(f"(you are telegram:{VIEWER}).") and app.store.list_tasks() == []
     commands.handle(say("set up the CI pipeline", OPERATOR))  # approval-gated devops task: t1
     [no_approve] = commands.handle(tap("approve", "t1", VIEWER))
     assert no_approve.kind == OutKind.TOAST and "needs the operator role" in no_approve.text
     [no_kill] = commands.handle(say("/kill", OPERATOR))
-    assert no_kill.text == "⛔ /kill needs the admin role; you are an operator."
+    assert no_kill.text.startswith("⛔ /kill needs the admin role; you are an operator. bots.yaml's roles.admins")
     assert app.store.get_task("t1").state == TaskState.AWAITING_APPROVAL
     refused = app.store.audit_search(action="refused")
     assert [(r["actor"], r["chat"]) for r in refused] == [
@@ -116,7 +116,7 @@ async def test_admins_change_budgets_from_the_chat_and_others_only_read_them(app
     [shown] = commands.handle(say("/budget", VIEWER))
     assert "• per day: none (bots.yaml)" in shown.text and "Admins change them" in shown.text
     [refused] = commands.handle(say("/budget day 0.01", OPERATOR))
-    assert refused.text == "⛔ /budget needs the admin role; you are an operator."
+    assert refused.text.startswith("⛔ /budget needs the admin role; you are an operator.")
     assert app.store.budget_overrides() == {}
     [bad] = commands.handle(say("/budget day lots", ADMIN))
     assert bad.text == "⚠️ 'lots' is not an amount: give dollars (25 or 2.50), off or reset"

@@ -246,7 +246,10 @@ async def test_unknown_users_get_one_refusal_and_an_audit_entry(make_app: Any) -
     stranger = say("/status", user="666", name="@mallory", chat=ChatRef("telegram", "666"))
     refusal = gate.check(stranger)
     assert refusal is not None
-    assert only(refusal).text == "⛔ This bot is private. Its owner can let you in with your user id: 666."
+    assert only(refusal).text == (
+        "⛔ This bot is private. Its owner can let you in by adding your user id 666 to "
+        "telegram.allowed_user_ids in bots.yaml."
+    )
     assert gate.check(stranger) == []  # one refusal line, not one per message
     clock.value += 601
     assert len(gate.check(stranger) or []) == 1  # ten minutes later: one more line
@@ -254,7 +257,8 @@ async def test_unknown_users_get_one_refusal_and_an_audit_entry(make_app: Any) -
     audit = app.store.audit_log()
     assert len(audit) == 4 and {a["action"] for a in audit} == {"refused"}
     assert audit[0]["actor"] == "@mallory (666)" and "chat 666: /status" in audit[0]["detail"]
-    assert only(gate.check(replace(tap("approve", "t1", "5"), user_id="666")) or []).text == "Not allowed."
+    [refused_tap] = gate.check(replace(tap("approve", "t1", "5"), user_id="666")) or []
+    assert refused_tap.kind == OutKind.TOAST and refused_tap.text == only(refusal).text, "a tap is told why too"
 
 
 async def test_groups_must_be_allowed_and_commands_are_rate_limited(make_app: Any) -> None:

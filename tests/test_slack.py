@@ -8,6 +8,7 @@ import asyncio
 import copy
 import json
 import logging
+import operator
 import socket
 import time
 import urllib.parse
@@ -223,10 +224,13 @@ async def test_an_unknown_user_gets_an_ephemeral_refusal_and_an_audit_entry(
     assert await bridge.command("status", user=MALLORY) == 200
     [refusal] = await fake.wait_for(lambda: fake.ephemerals, what="the refusal")
     assert refusal["user"] == MALLORY["id"] and refusal["channel"] == CHANNEL
-    assert refusal["text"] == f"⛔ This bot is private. Its owner can let you in with your user id: {MALLORY['id']}."
+    assert refusal["text"] == (
+        f"⛔ This bot is private. Its owner can let you in by adding your user id {MALLORY['id']} to "
+        "slack.allowed_user_ids in bots.yaml."
+    )
     assert await bridge.command("help") == 200  # alice's answer proves mallory's was handled first
-    await fake.wait_for(lambda: fake.find("/kill"), what="alice's help")
-    assert len(fake.messages) == 1, "the refusal was not a channel message"
+    await fake.wait_for(lambda: [e for e in fake.ephemerals if "/orchestra kill" in e["text"]], what="alice's help")
+    assert not fake.messages, "neither the refusal nor the help was a channel message"
     refused = [a for a in bridge.app.store.audit_log() if a["action"] == "refused"]
     assert len(refused) == 1 and refused[0]["actor"] == f"@mallory ({MALLORY['id']})"
 
@@ -238,11 +242,11 @@ async def test_a_429_retry_after_pauses_delivery_and_the_message_arrives_once(
     fake.fail_next("chat.postMessage", 429, retry_after=1)
     fake.fail_next("chat.postMessage", 500)
     started = time.monotonic()
-    assert await bridge.command("agents") == 200
+    assert await bridge.event(direct_message("agents")) == 200
     [agents] = await fake.wait_for(lambda: fake.find("🤖 Agents"), what="the answer after 429 and 500")
     assert time.monotonic() - started >= 1.0, "Retry-After was honoured"
     assert [c.status for c in fake.calls if c.method == "chat.postMessage"] == [429, 500, 200]
-    assert agents.thread_ts is None, "a slash command has no message to thread under"
+    assert agents.channel == DM and agents.thread_ts is None, "DMs are not threaded"
     await asyncio.sleep(0.5)
     assert len(fake.find("🤖 Agents")) == 1
 
@@ -278,7 +282,7 @@ async def test_requests_acknowledged_but_not_handled_before_a_kill_are_handled_o
     bridge: Bridge = await start(before=killed_bot_left)
     [card] = await fake.wait_for(lambda: fake.find("t1 · standin"), what="the mention's acknowledgement")
     assert card.thread_ts == "1799999999.000200"
-    await fake.wait_for(lambda: fake.find("t1"), what="the status answer")
+    await fake.wait_for(lambda: [e for e in fake.ephemerals if "t1" in e["text"]], what="the status answer")
     await fake.wait_for(lambda: fake.find("Tokens:"), what="the completion")
     assert await bridge.event(mentioned) == 200, "Slack retries the event: already handled"
     await asyncio.sleep(0.5)
@@ -297,7 +301,7 @@ async def test_socket_mode_acks_envelopes_and_answers(start: Callable[..., Any],
     await fake.envelope("slash_commands", slash_command("status"), "env-1")
     ack = await fake.acked("env-1")
     assert ack == {"envelope_id": "env-1"}
-    await fake.wait_for(lambda: fake.find("No tasks yet"), what="the status answer")
+    await fake.wait_for(lambda: [e for e in fake.ephemerals if "No tasks yet" in e["text"]], what="the answer")
     await fake.envelope("events_api", mention("@echo hello from socket mode", event_id="EvSock"), "env-2")
     await fake.acked("env-2")
     [done] = await fake.wait_for(lambda: fake.find("t1 succeeded · echo"), what="the completion")
@@ -316,7 +320,7 @@ async def test_a_dropped_socket_mode_connection_comes_back_and_keeps_answering(
     await fake.wait_for(transport.connected, what="connected again")
     await fake.envelope("slash_commands", slash_command("status"), "env-after-drop")
     await fake.acked("env-after-drop")
-    await fake.wait_for(lambda: fake.find("No tasks yet"), what="the answer after the reconnect")
+    await fake.wait_for(lambda: fake.ephemerals, what="the answer after the reconnect")
     assert reasons == []
 
 
@@ -384,7 +388,7 @@ async def test_malformed_bodies_get_401_unsigned_and_400_signed_without_a_traceb
     assert await bridge.post(body, json_body=json_body) == 400, "signed but not a Slack payload"
     assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.exc_info]
     assert await bridge.command("status") == 200, "and the bridge still answers"
-    await fake.wait_for(lambda: fake.find("No tasks yet") or fake.ephemerals, what="the status answer")
+    await fake.wait_for(lambda: fake.ephemerals, what="the status answer")
     assert bridge.app.store.list_tasks() == []
 
 
@@ -440,3 +444,109 @@ async def test_approve_and_reject_words_in_a_tasks_thread_decide_it(start: Calla
     assert not fake.find("Usage") and not [e for e in fake.ephemerals if "Usage" in e["text"]]
     assert [(a["decision"], a["reason"]) for a in bridge.app.store.approvals("t2")] == [("rejected", "too broad")]
     assert sorted(t.id for t in bridge.app.store.list_tasks()) == ["t1", "t2"], "no word became a task"
+
+
+NOTIFY = "CNOTIFY01"
+
+
+async def test_an_approval_request_for_a_task_started_in_slack_reaches_the_notify_channels(
+    start: Callable[..., Any], fake: FakeSlack
+) -> None:
+    """Completions reached notify_channel_ids and so did a CLI task's approval request, but not
+    that of a task started in Slack. The channel it came from still gets one card, not two."""
+    bridge: Bridge = await start(
+        policy={"approval_for": ["devops"], "review_for": []}, notify_channel_ids=[CHANNEL, NOTIFY]
+    )
+    assert await bridge.event(mention("set up the GitHub Actions CI pipeline", ts="1799999999.000900")) == 200
+    [request] = await fake.wait_for(lambda: fake.find("needs approval", channel=NOTIFY), what="the notify channel's")
+    assert request.text.startswith("🔐 t1 needs approval") and request.buttons() == [
+        "approve:t1",
+        "reject:t1",
+        "peek:t1",
+    ]
+    assert "orchestra approve" not in request.text, "a chat gets buttons, not the terminal's commands"
+    await asyncio.sleep(0.5)
+    assert [m.text.split("\n")[0] for m in fake.messages if m.channel == CHANNEL] == ["🔐 t1 · standin · devops"]
+    bridge.app.service.delegate("set up the GitHub Actions deploy")  # from the CLI, as before
+    for channel in (CHANNEL, NOTIFY):
+        await fake.wait_for(partial(fake.find, "t2 needs approval", channel=channel), what="the CLI task's request")
+
+
+async def test_buttons_in_a_notify_channel_work_there_and_every_refusal_says_why(
+    start: Callable[..., Any], fake: FakeSlack
+) -> None:
+    """A notify channel that is not in allowed_channel_ids got buttons that answered a bare "Not
+    allowed."; its taps from allowed users now work, and a refusal says who or where and what to add."""
+    bridge: Bridge = await start(policy={"approval_for": ["devops"], "review_for": []}, notify_channel_ids=[NOTIFY])
+    bridge.app.service.delegate("set up the GitHub Actions CI pipeline")
+    [request] = await fake.wait_for(lambda: fake.find("t1 needs approval", channel=NOTIFY), what="the request")
+    assert await bridge.tap(request, "approve:t1", user=MALLORY) == 200
+    [stranger] = await fake.wait_for(lambda: fake.ephemerals, what="the stranger's answer")
+    assert stranger["user"] == MALLORY["id"] and stranger["text"] == (
+        f"⛔ This bot is private. Its owner can let you in by adding your user id {MALLORY['id']} to "
+        "slack.allowed_user_ids in bots.yaml."
+    )
+    assert bridge.app.store.get_task("t1").state == TaskState.AWAITING_APPROVAL
+    assert await bridge.tap(request, "approve:t1") == 200
+    [_, answer] = await fake.wait_for(lambda: fake.ephemerals[1:] and fake.ephemerals, what="alice's tap answer")
+    assert answer["text"].startswith("✅ t1 approved") and answer["channel"] == NOTIFY
+    await fake.wait_for(lambda: "Approved by @alice" in request.text and not request.buttons(), what="card edited")
+    assert await bridge.event(mention("status", channel=NOTIFY, event_id="EvNotify")) == 200
+    [elsewhere] = await fake.wait_for(lambda: fake.ephemerals[2:], what="the refusal of a mention there")
+    assert elsewhere["text"] == (
+        f"⛔ This chat is not allowed to use the bot: its owner can add its id {NOTIFY} to "
+        "slack.allowed_channel_ids in bots.yaml."
+    ), "taps are welcome where the buttons are; commands only in allowed channels"
+
+
+async def test_slash_commands_speak_slack_and_answer_the_asker_alone_or_in_the_tasks_thread(
+    start: Callable[..., Any], fake: FakeSlack
+) -> None:
+    """Help and usage were in Telegram's syntax ("/status — ...", "Usage: /approve ID", "Plain text
+    is a task") and every answer was a channel message. Now they say /orchestra and @Orchestra;
+    help, status, cost and errors reach only the asker; an answer about a task goes in its thread."""
+    bridge: Bridge = await start(policy={"approval_for": ["devops"], "review_for": []})
+    for n, text in enumerate(["help", "status", "cost", "approve", "peek t9"]):
+        assert await bridge.command(text) == 200
+        await fake.wait_for(partial(operator.getitem, fake.ephemerals, slice(n, None)), what=f"the answer to {text}")
+    help_, status, cost, usage, unknown = (e["text"] for e in fake.ephemerals)
+    assert all(e["user"] == ALICE["id"] and e["channel"] == CHANNEL for e in fake.ephemerals)
+    assert "/orchestra status — running, queued and recent tasks" in help_
+    assert "/orchestra budget [day|month|task AMOUNT] — the budgets; admins change one: /orchestra budget day" in help_
+    assert "@Orchestra TEXT" in help_ and "Plain text is a task" not in help_
+    assert not [line for line in help_.splitlines() if line.startswith("/") and not line.startswith("/orchestra ")]
+    assert status.startswith("No tasks yet") and cost.startswith("💰")
+    assert usage == "⚠️ Usage: /orchestra approve ID (e.g. /orchestra approve t3)"
+    assert unknown == "⚠️ There is no task 't9'. /orchestra status lists them."
+    assert not fake.messages, "nothing went to the channel"
+
+    root = "1799999999.001000"
+    assert await bridge.event(mention("set up the GitHub Actions CI pipeline", ts=root, event_id="EvCI")) == 200
+    await fake.wait_for(lambda: fake.find("t1 · standin"), what="the approval request")
+    assert await bridge.command("approve t1") == 200
+    [approved] = await fake.wait_for(lambda: fake.find("t1 approved by @alice"), what="the approval")
+    assert approved.channel == CHANNEL and approved.thread_ts == root, "in the task's thread"
+
+
+async def test_malformed_http_is_one_log_line_without_a_traceback(
+    start: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request aiohttp cannot even frame (a bad Content-Length, Content-Length with chunking) was
+    logged at ERROR with a traceback quoting it."""
+    bridge: Bridge = await start()
+    caplog.set_level(logging.INFO)
+    head = b"POST /slack/events HTTP/1.1\r\nHost: x\r\n"
+    for raw in (
+        head + b"Content-Length: secret-words\r\n\r\n",
+        head + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.slack.transport.port)
+        writer.write(raw)
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.read(200), 5)).startswith(b"HTTP/1.0 400")
+        writer.close()
+    await asyncio.sleep(0.2)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("bot.slack.http")]
+    assert len(lines) == 2 and all(line.startswith("slack: HTTP 400 for a malformed request") for line in lines)
+    assert "Traceback" not in caplog.text and "secret-words" not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

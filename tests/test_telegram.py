@@ -195,7 +195,10 @@ async def test_strangers_are_refused_once_and_audited(bridge: Bridge, api: Api) 
     await bridge.receive(message_update(2, "Create User model", user=stranger))
     await bridge.deliver()
     [refusal] = api.params("sendMessage")
-    assert refusal["text"] == "⛔ This bot is private. Its owner can let you in with your user id: 666."
+    assert refusal["text"] == (
+        "⛔ This bot is private. Its owner can let you in by adding your user id 666 to "
+        "telegram.allowed_user_ids in bots.yaml."
+    )
     assert bridge.app.store.list_tasks() == []
     assert [a["action"] for a in bridge.app.store.audit_log()] == ["refused", "refused"]
 

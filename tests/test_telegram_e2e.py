@@ -215,7 +215,10 @@ def test_an_unknown_user_is_refused_once_and_learns_nothing(
     fake.say("/status", user=MALLORY)
     fake.say("/peek t1", user=MALLORY)
     [refusal] = fake.wait_for(lambda: fake.sent_to(MALLORY["id"]), what="the refusal")
-    assert refusal.text == "⛔ This bot is private. Its owner can let you in with your user id: 666."
+    assert refusal.text == (
+        "⛔ This bot is private. Its owner can let you in by adding your user id 666 to "
+        "telegram.allowed_user_ids in bots.yaml."
+    )
     fake.say("/help")  # alice's next message proves the bot went on after mallory's two
     fake.wait_for(lambda: fake.find(CHAT, "/kill"), what="alice's help")
     assert len(fake.sent_to(MALLORY["id"])) == 1 and "t1" not in refusal.text

@@ -19,9 +19,9 @@ import pytest
 from telegram import Bot, Update
 
 from bot.app import App
-from bot.slack_messages import action_to_inbound, event_to_inbound, slash_to_inbound, to_mrkdwn
+from bot.slack_messages import action_to_inbound, event_to_inbound, slack_syntax, slash_to_inbound, to_mrkdwn
 from bot.telegram_messages import to_html, to_inbound
-from core.commands import Commands
+from core.commands import Commands, Syntax
 from core.messages import Inbound, Outbound
 from core.service import Actor
 from tests.conftest import requires_tmux
@@ -56,15 +56,26 @@ def slack_inbound(text: str) -> Inbound:
     return slash_to_inbound(slash_command(text[1:], user=SLACK_USER, channel="DALICE001"))
 
 
+SYNTAX = {"telegram": Syntax(), "slack": slack_syntax("/orchestra")}
+
+
+def commands_for(app: App, platform: str) -> Commands:
+    return Commands(app.service, app.clock, syntax=SYNTAX[platform])
+
+
 def plain(out: Outbound, platform: str) -> dict[str, Any]:
-    """What a person reads: the rendered markup back to text, the buttons, the file's name."""
+    """What a person reads: the rendered markup back to text, the buttons, the file's name.
+
+    Slack's command syntax is read back as Telegram's, so the rest of the answer can be compared."""
     if platform == "telegram":
         text = html.unescape(re.sub(r"</?pre>", "", to_html(out.text, out.code)))
     else:
         rendered = to_mrkdwn(out.text, out.code)
         text = rendered.replace("```", "").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+        text = text.replace(SYNTAX["slack"].tasks, SYNTAX["telegram"].tasks).replace("/orchestra ", "/")
     return {
         "kind": out.kind.value,
+        "personal": out.personal,
         "text": text,
         "buttons": [[(b.label, b.action, b.task_id) for b in row] for row in out.buttons],
         "file": out.attachment.filename if out.attachment else None,
@@ -89,9 +100,20 @@ async def test_telegram_and_slack_answer_alike(
         app = seeded(make_app, monkeypatch, tmp_path, repo, platform)
         inbound = convert(command)
         assert inbound.text == command and inbound.user_name == "@alice", platform
-        answers[platform] = [plain(out, platform) for out in Commands(app.service, app.clock).handle(inbound)]
+        answers[platform] = [plain(out, platform) for out in commands_for(app, platform).handle(inbound)]
     assert answers["telegram"] == answers["slack"]
     assert answers["slack"] and answers["slack"][0]["text"], "every command answers something"
+
+
+async def test_help_speaks_each_transports_syntax(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo: Path
+) -> None:
+    app = seeded(make_app, monkeypatch, tmp_path, repo, "help")
+    telegram = commands_for(app, "telegram").handle(telegram_inbound("/help"))[0].text
+    slack = commands_for(app, "slack").handle(slack_inbound("/help"))[0].text
+    assert "/status — running" in telegram and "Plain text is a task." in telegram
+    assert "/orchestra status — running" in slack and "Plain text" not in slack and "@Orchestra TEXT" in slack
+    assert "\n/status" not in slack and "/orchestra" not in telegram
 
 
 @pytest.mark.parametrize("action", ["approve", "reject", "peek", "cancel"])
@@ -101,7 +123,7 @@ async def test_buttons_answer_alike(
     answers = {}
     for platform in ("telegram", "slack"):
         app = seeded(make_app, monkeypatch, tmp_path, repo, platform)
-        commands = Commands(app.service, app.clock)
+        commands = commands_for(app, platform)
         if platform == "telegram":
             data = {"update_id": 2, "callback_query": {"id": "q", "from": TG_USER, "chat_instance": "c",
                     "data": f"{action}:t1", "message": {"message_id": 7, "date": 1, "chat": {"id": 111,
@@ -158,7 +180,7 @@ async def test_a_reply_to_an_approval_request_decides_it_alike(
         app.store.enqueue_chat(platform, "approval", "card", chat_id=chat, dedupe_key="card", ts=1.0, task_id="t1",
                                payload={"reply_to": THREAD} if platform == "slack" else {})  # fmt: skip
         app.store.mark_delivered(app.store.outbox_queue(platform)[-1].id, 2.0, "700" if platform == "telegram" else "1")
-        answers[platform] = [plain(out, platform) for out in Commands(app.service, app.clock).handle(convert(text))]
+        answers[platform] = [plain(out, platform) for out in commands_for(app, platform).handle(convert(text))]
         [row] = app.store.approvals("t1")
         assert (row["decision"], row["reason"]) == (decision, reason), platform
         assert [t.id for t in app.store.list_tasks()] == ["t1"], "the reply started no task"
