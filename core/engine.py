@@ -249,6 +249,7 @@ class Engine:
             "socket": str(self.socket_path),
             "log_max_bytes": self.config.limits.log_max_bytes,
             "site_paths": [p for p in sys.path if p and "site-packages" in p],
+            "resumed_from": self._session_totals_before(task),
         }
         secret_env = self.config.secret_env(task.agent)
         spec["secret_env_names"] = sorted(secret_env)  # names only: the runner redacts their values
@@ -256,6 +257,17 @@ class Engine:
 
     def _resume_session(self, task: Task) -> str | None:
         return task.session_id if task.session_id and task.parent_id else None
+
+    def _session_totals_before(self, task: Task) -> dict[str, Any] | None:
+        """The session totals the last run of the resumed session reported ({} if none did)."""
+        session = self._resume_session(task)
+        if session is None:
+            return None
+        for run in self.store.session_runs(task.agent, session):
+            totals = run.summary.get("session_totals")
+            if run.id != task.id and isinstance(totals, dict):
+                return totals
+        return {}
 
     def _fail_unstarted(self, task: Task, reason: str) -> None:
         now = self.clock.now()

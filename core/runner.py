@@ -85,7 +85,7 @@ class Runner:
         self.dir = Path(task_dir)
         self.spec: dict[str, Any] = json.loads((self.dir / "spec.json").read_text(encoding="utf-8"))
         self.task_id: str = self.spec["task_id"]
-        self.parser: OutputParser = parser_for(self.spec["parser"])
+        self.parser: OutputParser = parser_for(self.spec["parser"], resumed_from=self.spec.get("resumed_from"))
         self.link = _Link(self.spec["socket"])
         self.events_file = open(self.dir / "events.jsonl", "ab", buffering=0)  # noqa: SIM115
         self.log_file = open(self.dir / "output.log", "ab")  # noqa: SIM115

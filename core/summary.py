@@ -132,8 +132,16 @@ def build_summary(
         "errors": errors,
         "permission_denials": list(result.get("permission_denials", [])),
         "session_id": result.get("session_id"),
+        "session_totals": _session_totals(result),
         "log": log_path,
     }
+
+
+def _session_totals(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The CLI's session-wide totals (``AgentResult.session_totals``), kept for the next resumed run."""
+    if result.get("session_usage") is None and result.get("session_cost_usd") is None:
+        return None
+    return {"usage": result.get("session_usage"), "cost_usd": result.get("session_cost_usd")}
 
 
 def _clip(text: str, size: int) -> str:

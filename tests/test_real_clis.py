@@ -186,6 +186,24 @@ def _record(app: App, case: Case, task: Any, label: str) -> None:
     (folder / f"{label}.meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def _usage_of(case: Case, calls: int) -> Usage:
+    """What ``calls`` model calls of the fake server add up to, as this CLI counts them."""
+    return Usage(
+        input_tokens=PROMPT_TOKENS * calls,
+        output_tokens=OUTPUT_TOKENS * calls,
+        cache_read_tokens=CACHED_TOKENS * calls if case.counts_cache else 0,
+    )
+
+
+def _assert_cost(case: Case, task: Any, expected: Usage, calls: int) -> None:
+    if case.cli_cost is not None:
+        assert task.cost_source == "cli"
+        assert task.cost_usd == pytest.approx(case.cli_cost * calls, rel=1e-6)
+    else:
+        assert task.cost_source == "priced"
+        assert task.cost_usd == pytest.approx(price_usd(expected, case.model.rsplit("/", 1)[-1]), rel=1e-9)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_real_cli_writes_the_file_and_reports_tokens_and_cost(
     make_app: Any, repo: Path, tmp_path: Path, cli_home: Path, case: Case
@@ -198,22 +216,13 @@ async def test_real_cli_writes_the_file_and_reports_tokens_and_cost(
     assert task.final_text.strip().endswith(FINAL_TEXT)
     calls = len([c for c in server.model_calls(case.protocol) if case.counts_side_calls or c.reply != "text"])
     assert calls >= 1
-    expected = Usage(
-        input_tokens=PROMPT_TOKENS * calls,
-        output_tokens=OUTPUT_TOKENS * calls,
-        cache_read_tokens=CACHED_TOKENS * calls if case.counts_cache else 0,
-    )
+    expected = _usage_of(case, calls)
     assert (task.input_tokens, task.output_tokens, task.cache_read_tokens) == (
         expected.input_tokens,
         expected.output_tokens,
         expected.cache_read_tokens,
     )
-    if case.cli_cost is not None:
-        assert task.cost_source == "cli"
-        assert task.cost_usd == pytest.approx(case.cli_cost * calls, rel=1e-6)
-    else:
-        assert task.cost_source == "priced"
-        assert task.cost_usd == pytest.approx(price_usd(expected, case.model.rsplit("/", 1)[-1]), rel=1e-9)
+    _assert_cost(case, task, expected, calls)
     summary = task.summary
     assert any(f["path"] == "hello.txt" for f in summary["files"]), summary["files"]
     assert FINAL_TEXT in app.store.pending("console", task_id=task.id)[0].text
@@ -273,7 +282,15 @@ async def test_real_cli_retry_resumes_the_same_session(
     assert (repo / "hello.txt").exists()
     assert first.session_id and second.session_id == first.session_id
     calls = [c for c in server.model_calls(case.protocol)[before:] if case.counts_side_calls or c.reply != "text"]
-    assert second.input_tokens == PROMPT_TOKENS * len(calls)
+    expected = _usage_of(case, len(calls))
+    assert (second.input_tokens, second.output_tokens, second.cache_read_tokens) == (
+        expected.input_tokens,
+        expected.output_tokens,
+        expected.cache_read_tokens,
+    ), f"{len(calls)} model calls in the resumed run: {[c.reply for c in calls]}"
+    _assert_cost(case, second, expected, len(calls))
+    recorded = app.store.cost_sum(0, float("inf"))[0]
+    assert recorded == pytest.approx((first.cost_usd or 0) + (second.cost_usd or 0), rel=1e-6)
 
 
 SHELL_POLICIES = [c for c in CASES if c.name in ("claude", "codex")]

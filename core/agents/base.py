@@ -75,10 +75,15 @@ class AgentResult:
     errors: list[str] = field(default_factory=list)
     permission_denials: list[str] = field(default_factory=list)
     exit_code: int | None = None
+    # The CLI's running totals for its whole session after this run, when it reports those instead
+    # of the run's own figures (Claude's cost, Qwen's tokens): a resumed run subtracts them.
+    session_usage: Usage | None = None
+    session_cost_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["usage"] = self.usage.to_dict()
+        data["session_usage"] = self.session_usage.to_dict() if self.session_usage else None
         return data
 
     @classmethod
@@ -94,6 +99,29 @@ class AgentResult:
             errors=list(data.get("errors", [])),
             permission_denials=list(data.get("permission_denials", [])),
             exit_code=data.get("exit_code"),
+            session_usage=Usage.from_dict(data["session_usage"]) if data.get("session_usage") else None,
+            session_cost_usd=data.get("session_cost_usd"),
+        )
+
+
+@dataclass(frozen=True)
+class SessionStart:
+    """Where a resumed run's session stood, for CLIs that report session totals.
+
+    ``usage`` and ``cost_usd`` are the totals the previous run of the session reported, or None
+    when no earlier run recorded them (then only the run's own lines can be counted).
+    """
+
+    usage: Usage | None = None
+    cost_usd: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SessionStart:
+        usage = data.get("usage")
+        cost = data.get("cost_usd")
+        return cls(
+            usage=Usage.from_dict(usage) if isinstance(usage, dict) else None,
+            cost_usd=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
         )
 
 

@@ -21,7 +21,7 @@ import json
 import os
 from typing import Any
 
-from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage
+from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, SessionStart, Usage
 from core.agents.common import as_dict, as_float, as_int, as_str, k, max_retries, merged_env
 
 # Linux caps one argv element at 128 KiB (MAX_ARG_STRLEN); stay well below it.
@@ -90,6 +90,11 @@ class ClaudeParser:
         self._cwd: str | None = None
         self._result: dict[str, Any] | None = None
         self._last_text = ""
+        self._session_start: SessionStart | None = None  # set when this run resumes a session
+
+    def resume_from(self, start: SessionStart) -> None:
+        """This run continues a session: its result's ``total_cost_usd`` includes ``start``'s."""
+        self._session_start = start
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -242,7 +247,7 @@ class ClaudeParser:
     def _on_result(self, obj: dict[str, Any]) -> list[AgentEvent]:
         self._result = obj
         self._session_id = _str(obj.get("session_id")) or self._session_id
-        usage = self._convert_usage(obj.get("usage"))
+        usage = self._run_usage(obj.get("usage"))
         cost = self.live_cost_usd()
         cost_text = f" · ${cost:.4f}" if cost is not None else ""
         events = [
@@ -265,7 +270,23 @@ class ClaudeParser:
     def live_cost_usd(self) -> float | None:
         if self._result is None:
             return None
-        return _float(self._result.get("total_cost_usd"))
+        return self._run_cost(_float(self._result.get("total_cost_usd")))
+
+    def _run_cost(self, session_total: float | None) -> float | None:
+        """This run's share of ``total_cost_usd``, which covers every run of a resumed session.
+
+        None when the session's earlier total is unknown: the tokens are then priced instead.
+        """
+        start = self._session_start
+        if session_total is None or start is None:
+            return session_total
+        if start.cost_usd is None:
+            return None
+        return session_total - start.cost_usd if session_total >= start.cost_usd else session_total
+
+    def _run_usage(self, reported: Any) -> Usage:
+        """This run's tokens from the result's ``usage`` (Claude's covers the run alone)."""
+        return self._convert_usage(reported) if isinstance(reported, dict) else self._counted_usage()
 
     def _counted_usage(self) -> Usage:
         total = Usage()
@@ -304,13 +325,13 @@ class ClaudeParser:
                 errors.append(f"stderr: {stderr_line}")
         if is_error and not errors:
             errors.append("the agent reported an error")
-        reported = result.get("usage")
-        cost = _float(result.get("total_cost_usd"))
+        session_cost = _float(result.get("total_cost_usd"))
+        cost = self._run_cost(session_cost)
         final_text = result.get("result")
         return AgentResult(
             status="failed" if is_error or exit_code != 0 else "succeeded",
             final_text=final_text if isinstance(final_text, str) else self._last_text,
-            usage=self._convert_usage(reported) if isinstance(reported, dict) else self._counted_usage(),
+            usage=self._run_usage(result.get("usage")),
             cost_usd=cost,
             cost_source="cli" if cost is not None else "unknown",
             session_id=self._session_id,
@@ -318,6 +339,7 @@ class ClaudeParser:
             errors=errors,
             permission_denials=_denials(result.get("permission_denials")),
             exit_code=exit_code,
+            session_cost_usd=session_cost,
         )
 
     # -- what a CLI with the same stream format but other semantics overrides (Qwen Code) ----
