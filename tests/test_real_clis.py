@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +84,7 @@ CASES = [
         env={"OPENAI_BASE_URL": "{url}/v1"}, slow_500_s=150,
     ),
     Case(
-        "opencode", "opencode", "node_modules/opencode-linux-x64/bin/opencode", "chat", "gpt-4.1-mini",
+        "opencode", "opencode", "node_modules/.bin/opencode", "chat", "gpt-4.1-mini",
         "OPENAI_API_KEY", env={"OPENAI_BASE_URL": "{url}/v1", "OPENCODE_DISABLE_MODELS_FETCH": "1"},
         counts_side_calls=False, slow_500_s=150,
     ),
@@ -110,6 +111,17 @@ AIDER_META = {
         "mode": "chat",
     }
 }
+
+
+def test_make_agents_leaves_all_seven_runnable_from_one_directory() -> None:
+    """``make agents`` links every CLI into ``.agents/node_modules/.bin``, the one directory for PATH."""
+    if not (AGENTS / "aider" / "bin" / "aider").exists():
+        pytest.skip("only `make agents` installs all seven (aider last)")
+    for case in CASES:
+        path = AGENTS / "node_modules" / ".bin" / Path(case.binary).name
+        assert path.exists(), f"{case.name}: {path} is missing after `make agents`"
+        proc = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, f"{case.name}: {proc.stderr[-300:]}"
 
 
 def _binary(case: Case) -> Path:
