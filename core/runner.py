@@ -327,6 +327,10 @@ class Runner:
             with contextlib.suppress(OSError):
                 os.write(self._wake_w, b"x")
 
+    def _counts_tokens(self) -> bool:
+        """Whether the agent is a CLI whose output counts tokens (a ``command`` may spend unseen)."""
+        return str(self.spec.get("parser", "")).split(" ")[0] != "command"
+
     def finish(self, result: AgentResult, *, exited_at: float) -> int:
         if result.cost_usd is None and (result.usage.input_tokens or result.usage.output_tokens):
             if not self._price_ready.is_set():
@@ -339,6 +343,8 @@ class Runner:
                 priced = None
             if priced is not None:
                 result.cost_usd, result.cost_source = priced, "priced"
+        elif result.cost_usd is None and result.status == "failed" and not self.stop_reason and self._counts_tokens():
+            result.cost_usd, result.cost_source = 0.0, "priced"  # it failed before any model call: $0, known
         status = self.stop_reason or result.status
         reasons = {
             "cancelled": "cancelled by request",

@@ -86,8 +86,8 @@ def digest_lines(final_text: str, tool_lines: list[str], errors: list[str], limi
     lines: list[str] = list(errors[:1])
     for raw in final_text.splitlines():
         text = raw.strip().lstrip("-*• ").strip()
-        if text and not text.startswith("```"):
-            lines.append(text)
+        if text and not text.startswith("```") and not any(text in line for line in lines):
+            lines.append(text)  # a CLI's error text often is its final text too: say it once
         if len(lines) >= limit:
             break
     for tool in tool_lines:

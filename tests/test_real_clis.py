@@ -254,6 +254,7 @@ async def test_real_cli_api_error_fails_with_a_reason(
     expected = "401" if mode == "401" else case.error_500
     assert expected in task.error, task.error
     assert not (repo / "hello.txt").exists()
+    assert task.cost_usd == 0 and task.cost_source != "unknown", "no model call answered: $0, known"
     assert expected in app.store.pending("console", task_id=task.id)[0].text
 
 

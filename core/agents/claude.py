@@ -328,9 +328,11 @@ class ClaudeParser:
         session_cost = _float(result.get("total_cost_usd"))
         cost = self._run_cost(session_cost)
         final_text = result.get("result")
+        if is_error or not isinstance(final_text, str):
+            final_text = self._last_text  # an error result's text is the reason, already in ``errors``
         return AgentResult(
             status="failed" if is_error or exit_code != 0 else "succeeded",
-            final_text=final_text if isinstance(final_text, str) else self._last_text,
+            final_text=final_text,
             usage=self._run_usage(result.get("usage")),
             cost_usd=cost,
             cost_source="cli" if cost is not None else "unknown",
@@ -433,8 +435,9 @@ def _result_errors(result: dict[str, Any]) -> list[str]:
 def _api_error(status: Any, text: str) -> str:
     """``API error 401: invalid x-api-key`` from ``API Error: 401 {"type":"error",...}``."""
     detail = text
-    if detail.startswith("API Error"):
-        detail = detail.removeprefix("API Error").lstrip(": ")
+    lead, marker, after = detail.partition("API Error")
+    if marker:  # "API Error: 401 ..." or "Failed to authenticate. API Error: 401 ...": say the status once
+        detail = after.lstrip(": ")
         code, _, rest = detail.partition(" ")
         if code.isdigit():
             status = status if status is not None else int(code)
@@ -449,8 +452,10 @@ def _api_error(status: Any, text: str) -> str:
         message = error.get("message") if isinstance(error, dict) else None
         if isinstance(message, str) and message:
             detail = message
+    lead = lead.strip().rstrip(".:") if marker else ""
+    detail = " · ".join(part for part in (lead, detail.strip()) if part)
     label = f"API error {status}" if status is not None else "API error"
-    detail = _shorten(detail.strip(), 300)
+    detail = _shorten(detail, 300)
     return f"{label}: {detail}" if detail else label
 
 

@@ -1,0 +1,64 @@
+"""Recorded runs of the real CLIs, replayed by a fake CLI through the real engine, tmux and runner.
+
+``tests/fake_agent_cli.py`` prints a recording from ``tests/data/<cli>/`` and exits as the CLI
+did; everything after it (adapter, runner, parser, summary, the completion message, the cost
+row) is Orchestra's own code, so these tests check what a user reads in the chat.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import App
+from core.models import Task, TaskState
+from tests.conftest import ROOT, requires_tmux
+
+pytestmark = requires_tmux
+
+DATA = ROOT / "tests" / "data"
+FAKE_CLI = f"{sys.executable} {ROOT / 'tests' / 'fake_agent_cli.py'}"
+
+
+def fake_agent(kind: str, recording: Path, exit_code: int = 0, **extra: Any) -> dict[str, Any]:
+    env = {"FAKE_CLI_STDOUT": str(recording), "FAKE_CLI_EXIT": str(exit_code), **extra.pop("env", {})}
+    return {"kind": kind, "command": FAKE_CLI, "env": env, "max_concurrent": 2, **extra}
+
+
+async def run_task(app: App, agent: str, cwd: Path) -> tuple[Task, str]:
+    """Delegate one task to ``agent``; return it finished and the completion message."""
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        delegation = app.service.delegate("Create hello.txt containing hello", agent=agent, cwd=str(cwd))
+        task = await app.engine.wait_finished(delegation.task.id, timeout=60)
+    finally:
+        await app.engine.stop()
+    return task, app.store.pending("console", task_id=task.id)[0].text
+
+
+@pytest.mark.parametrize("cli", ["codex", "gemini", "qwen", "opencode", "droid"])
+async def test_a_run_that_failed_before_any_model_call_cost_nothing(make_app: Any, repo: Path, cli: str) -> None:
+    """A 401 on the first call: no tokens, no cost reported. That is $0, not "cost unknown"."""
+    meta = (DATA / cli / "error_401.meta.json").read_text()
+    exit_code = int(json.loads(meta)["exit_code"])
+    app = make_app(agents__fake=fake_agent(cli, DATA / cli / "error_401.jsonl", exit_code))
+    task, message = await run_task(app, "fake", repo)
+
+    assert task.state == TaskState.FAILED
+    assert task.cost_usd == 0 and task.cost_source != "unknown"
+    assert "cost unknown" not in message and "$0.0000" in message
+    assert app.store.cost_sum(0, float("inf")) == (0.0, 1, 0)  # one task, none of unknown cost
+
+
+async def test_claude_says_why_it_failed_once(make_app: Any, repo: Path) -> None:
+    app = make_app(agents__fake=fake_agent("claude", DATA / "claude" / "error_401.jsonl", 1))
+    task, message = await run_task(app, "fake", repo)
+
+    assert task.state == TaskState.FAILED
+    assert message.count("invalid api key") == 1, message
+    assert message.count("401") == 1, message
