@@ -250,6 +250,7 @@ class Engine:
             "log_max_bytes": self.config.limits.log_max_bytes,
             "site_paths": [p for p in sys.path if p and "site-packages" in p],
             "resumed_from": self._session_totals_before(task),
+            "configured_model": settings.model,  # priced instead when the model the CLI names has no price
         }
         secret_env = self.config.secret_env(task.agent)
         spec["secret_env_names"] = sorted(secret_env)  # names only: the runner redacts their values

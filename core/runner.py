@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from core.agents import parser_for
-from core.agents.base import AgentEvent, AgentResult, OutputParser
+from core.agents.base import AgentEvent, AgentResult, OutputParser, Usage
+from core.agents.common import model_for_pricing
 
 _READ_CHUNK = 65536
 _STDERR_TAIL = 4000
@@ -311,12 +312,7 @@ class Runner:
             threading.Thread(target=self._preload_pricing, daemon=True).start()
         if cost is None and self._price_ready.is_set():
             usage, model = self.parser.live_usage()
-            try:
-                from core import pricing
-
-                cost = pricing.price_usd(usage, model)
-            except Exception:  # noqa: BLE001
-                cost = None
+            cost, _ = self._price(usage, model)
         if cost is None:
             return
         self.live_cost = cost
@@ -327,6 +323,26 @@ class Runner:
             with contextlib.suppress(OSError):
                 os.write(self._wake_w, b"x")
 
+    def _price(self, usage: Usage, model: str | None) -> tuple[float | None, str]:
+        """The list price of ``usage`` on the model the CLI named, else on the configured ``model:``.
+
+        The note says when the configured model's price stood in (a CLI may name a model version
+        that has no price, e.g. Gemini's ``modelVersion``).
+        """
+        try:
+            from core import pricing
+
+            cost = pricing.price_usd(usage, model)
+            configured = model_for_pricing(self.spec.get("configured_model"))
+            if cost is not None or not configured or configured == model_for_pricing(model):
+                return cost, ""
+            cost = pricing.price_usd(usage, configured)
+        except Exception:  # noqa: BLE001 - pricing is optional for the runner
+            return None, ""
+        if cost is None:
+            return None, ""
+        return cost, f"priced as {configured}, the configured model: {model or 'the CLI named none'} has no price"
+
     def _counts_tokens(self) -> bool:
         """Whether the agent is a CLI whose output counts tokens (a ``command`` may spend unseen)."""
         return str(self.spec.get("parser", "")).split(" ")[0] != "command"
@@ -335,14 +351,9 @@ class Runner:
         if result.cost_usd is None and (result.usage.input_tokens or result.usage.output_tokens):
             if not self._price_ready.is_set():
                 self._preload_pricing()
-            try:
-                from core import pricing
-
-                priced = pricing.price_usd(result.usage, result.model)
-            except Exception:  # noqa: BLE001
-                priced = None
+            priced, note = self._price(result.usage, result.model)
             if priced is not None:
-                result.cost_usd, result.cost_source = priced, "priced"
+                result.cost_usd, result.cost_source, result.cost_note = priced, "priced", note
         elif result.cost_usd is None and result.status == "failed" and not self.stop_reason and self._counts_tokens():
             result.cost_usd, result.cost_source = 0.0, "priced"  # it failed before any model call: $0, known
         status = self.stop_reason or result.status

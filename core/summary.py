@@ -128,6 +128,7 @@ def build_summary(
         },
         "cost_usd": result.get("cost_usd"),
         "cost_source": result.get("cost_source", "unknown"),
+        "cost_note": result.get("cost_note") or "",
         "duration_s": duration_s,
         "errors": errors,
         "permission_denials": list(result.get("permission_denials", [])),
@@ -184,6 +185,8 @@ def render_phone(summary: dict[str, Any], *, state: str | None = None) -> str:
         lines.append(_clip(f"Files: {shown}{more}", 300))
     tokens = summary["tokens"]
     cost = format_cost(summary.get("cost_usd"))
+    if summary.get("cost_note"):
+        cost += f" ({summary['cost_note']})"
     lines.append(f"Tokens: {_tokens(tokens['input'])} in / {_tokens(tokens['output'])} out · {cost}")
     if summary.get("permission_denials"):
         lines.append(_clip("Denied: " + ", ".join(summary["permission_denials"][:3]), 200))

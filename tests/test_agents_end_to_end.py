@@ -62,3 +62,18 @@ async def test_claude_says_why_it_failed_once(make_app: Any, repo: Path) -> None
     assert task.state == TaskState.FAILED
     assert message.count("invalid api key") == 1, message
     assert message.count("401") == 1, message
+
+
+async def test_a_model_the_cli_names_without_a_price_is_priced_as_the_configured_one(make_app: Any, repo: Path) -> None:
+    """Gemini answered as ``gemini-fake-9`` (no price); the agent is configured as gemini-2.0-flash."""
+    agent = fake_agent("gemini", DATA / "gemini" / "unpriced_model.jsonl", model="gemini-2.0-flash")
+    app = make_app(agents__fake=agent)
+    task, message = await run_task(app, "fake", repo)
+
+    assert task.state == TaskState.SUCCEEDED
+    assert task.cost_source == "priced" and task.cost_usd == pytest.approx(0.00021)
+    assert "$0.0002 (priced as gemini-2.0-flash, the configured model: gemini-fake-9 has no price)" in message
+
+    unconfigured = make_app(agents__fake={**agent, "model": None})
+    task, message = await run_task(unconfigured, "fake", repo)
+    assert task.cost_usd is None and "cost unknown" in message

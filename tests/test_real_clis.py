@@ -268,6 +268,32 @@ async def test_unpriced_model_costs_unknown_not_zero(make_app: Any, repo: Path, 
     assert task.cost_usd is None and task.cost_source == "unknown"
 
 
+async def test_gemini_answering_as_an_unpriced_model_is_priced_as_the_configured_one(
+    make_app: Any, repo: Path, tmp_path: Path, cli_home: Path
+) -> None:
+    """Gemini names the model that answered (``modelVersion``); when that has no price but the
+    configured ``model:`` has one, the run is priced as the configured model, and says so."""
+    case = next(c for c in CASES if c.name == "gemini")
+    _binary(case)
+    with FakeModelServer(workdir=str(repo), model="gemini-fake-9") as server:
+        app = make_app(**{f"agents__{case.name}": _agent(case, server, tmp_path)})
+        assert app.engine.acquire()
+        await app.engine.start()
+        try:
+            task = app.service.delegate(TASK, agent=case.name, cwd=str(repo)).task
+            task = await app.engine.wait_finished(task.id, timeout=240)
+        finally:
+            await app.engine.stop()
+        calls = len(server.model_calls(case.protocol))
+    if os.environ.get("ORCHESTRA_RECORD_FIXTURES"):
+        _record(app, case, task, "unpriced_model")
+    assert task.state == TaskState.SUCCEEDED, task.error
+    assert task.cost_source == "priced"
+    assert task.cost_usd == pytest.approx(price_usd(_usage_of(case, calls), case.model), rel=1e-9)
+    message = app.store.pending("console", task_id=task.id)[0].text
+    assert f"priced as {case.model}, the configured model: gemini-fake-9 has no price" in message, message
+
+
 RESUMING = [c for c in CASES if c.kind not in ("aider", "droid")]  # aider has no sessions; droid BYOK can't resume
 
 

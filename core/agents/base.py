@@ -70,6 +70,7 @@ class AgentResult:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float | None = None
     cost_source: str = "unknown"  # "cli", "priced", or "unknown"
+    cost_note: str = ""  # how a priced cost was reached when it is not plain (e.g. another model's price)
     session_id: str | None = None
     model: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -94,6 +95,7 @@ class AgentResult:
             usage=Usage.from_dict(data.get("usage")),
             cost_usd=data.get("cost_usd"),
             cost_source=str(data.get("cost_source", "unknown")),
+            cost_note=str(data.get("cost_note") or ""),
             session_id=data.get("session_id"),
             model=data.get("model"),
             errors=list(data.get("errors", [])),
