@@ -214,7 +214,7 @@ class Engine:
             (task_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
             argv = [a.replace("{task_file}", str(task_dir / "task.md")) for a in spec["argv"]]
             write_launch(str(task_dir), spec["prompt_mode"], spec["env"], argv)
-            baseline = git_baseline(task.cwd)
+            baseline = git_baseline(task.cwd, state_paths=spec.get("state_paths"))
             (task_dir / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
             self._baselines[task.id] = baseline
             env = {"PATH": os.environ.get("PATH", ""), **secret_env}
@@ -242,6 +242,7 @@ class Engine:
             "prompt_mode": invocation.prompt_mode,
             "parser": invocation.parser,
             "files": invocation.files,
+            "state_paths": invocation.state_paths,
             "cwd": task.cwd,
             "timeout_s": task.timeout_s,
             "cost_cap_usd": task.cost_cap_usd,

@@ -37,18 +37,24 @@ def _git(root: Path, *args: str) -> str:
     return proc.stdout if proc.returncode == 0 else ""
 
 
-def git_baseline(cwd: str) -> dict[str, Any] | None:
+def git_baseline(cwd: str, *, state_paths: list[str] | None = None) -> dict[str, Any] | None:
     """Snapshot the work tree before a run, so the files a task changed can be told apart.
 
     ``git stash create`` records tracked changes without touching the tree; untracked files are
-    listed so new ones can be found at the end.
+    listed so new ones can be found at the end. ``state_paths`` are the agent CLI's own cache
+    files (``Invocation.state_paths``), left out of the files changed.
     """
     root = git_root(cwd)
     if root is None:
         return None
     base = _git(root, "stash", "create").strip() or _git(root, "rev-parse", "--verify", "-q", "HEAD").strip()
     untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
-    return {"root": str(root), "base": base, "untracked": [u for u in untracked if u]}
+    baseline = {"root": str(root), "base": base, "untracked": [u for u in untracked if u]}
+    return baseline | ({"state_paths": list(state_paths)} if state_paths else {})
+
+
+def _agent_state(name: str, state_paths: list[str]) -> bool:
+    return any(name.startswith(p) if p.endswith("/") else name == p for p in state_paths)
 
 
 def files_changed(baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -56,11 +62,12 @@ def files_changed(baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not baseline:
         return []
     root = Path(baseline["root"])
+    state_paths = [str(p) for p in baseline.get("state_paths", [])]
     changes: list[dict[str, Any]] = []
     if baseline.get("base"):
         for line in _git(root, "diff", "--numstat", baseline["base"]).splitlines():
             parts = line.split("\t", 2)
-            if len(parts) == 3:
+            if len(parts) == 3 and not _agent_state(parts[2], state_paths):
                 added, removed, name = parts
                 changes.append(
                     {
@@ -71,7 +78,7 @@ def files_changed(baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
                 )
     before = set(baseline.get("untracked", []))
     for name in _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0"):
-        if name and name not in before:
+        if name and name not in before and not _agent_state(name, state_paths):
             try:
                 with open(root / name, "rb") as fh:
                     lines = sum(1 for _ in fh)

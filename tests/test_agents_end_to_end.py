@@ -77,3 +77,16 @@ async def test_a_model_the_cli_names_without_a_price_is_priced_as_the_configured
     unconfigured = make_app(agents__fake={**agent, "model": None})
     task, message = await run_task(unconfigured, "fake", repo)
     assert task.cost_usd is None and "cost unknown" in message
+
+
+async def test_files_lists_the_agents_work_not_its_cache(make_app: Any, repo: Path) -> None:
+    """Aider writes its repo-map cache into the repository; that is not the task's work."""
+    touched = "hello.txt:.aider.tags.cache.v4/cache.db:.aider.tags.cache.v4/cache.db-wal"
+    recording = DATA / "aider" / "success.txt"
+    agent = fake_agent("aider", recording, model="openai/fake-coder", env={"FAKE_CLI_TOUCH": touched})
+    app = make_app(agents__fake=agent)
+    task, message = await run_task(app, "fake", repo)
+
+    assert [f["path"] for f in task.summary["files"]] == ["hello.txt"]
+    assert "Files: hello.txt +1" in message and ".aider" not in message
+    assert (repo / ".aider.tags.cache.v4" / "cache.db").exists()

@@ -236,7 +236,7 @@ async def test_real_cli_writes_the_file_and_reports_tokens_and_cost(
     )
     _assert_cost(case, task, expected, calls)
     summary = task.summary
-    assert any(f["path"] == "hello.txt" for f in summary["files"]), summary["files"]
+    assert [f["path"] for f in summary["files"]] == ["hello.txt"], "the agent's work, not the CLI's own files"
     assert FINAL_TEXT in app.store.pending("console", task_id=task.id)[0].text
 
 

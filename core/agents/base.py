@@ -143,6 +143,9 @@ class Invocation:
     # Config files the CLI needs before it starts: absolute path -> content. The engine writes
     # them (mode 600) before each start; they never hold a secret, only the names of variables.
     files: dict[str, str] = field(default_factory=dict)
+    # The CLI's own cache or state in the repository (paths from its root; a trailing ``/`` is a
+    # folder): never listed among the files a task changed.
+    state_paths: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
