@@ -95,7 +95,8 @@ class Runner:
         self.secrets = _secrets_from_env(list(self.spec.get("secret_env_names") or []))
         self.log_written = 0
         self.seq = 0
-        self.stop_reason: str | None = None  # cancelled | timed_out | over_budget
+        self.stop_reason: str | None = None  # cancelled | timed_out | over_budget | agent_error
+        self.agent_error = ""  # why the parser asked to stop the run (a 401 the CLI would retry for minutes)
         self.pid: int | None = None
         self.exit_code: int | None = None
         self.live_cost: float | None = None
@@ -287,6 +288,8 @@ class Runner:
         for event in self.parser.feed(line):
             if event.kind == "usage":
                 self._update_cost()
+            if event.kind == "error" and event.data.get("stop_run") and self.stop_reason is None:
+                self.stop_reason, self.agent_error = "agent_error", str(event.data.get("error") or event.text)
             if capped and event.kind in _CHATTY:
                 continue  # past the log cap, output events would grow the store without bound
             self.show(event)
@@ -348,6 +351,8 @@ class Runner:
         return str(self.spec.get("parser", "")).split(" ")[0] != "command"
 
     def finish(self, result: AgentResult, *, exited_at: float) -> int:
+        if self.stop_reason == "agent_error":  # the one reason, not the "killed before a result" it led to
+            self.stop_reason, result.status, result.errors = None, "failed", [self.agent_error]
         if result.cost_usd is None and (result.usage.input_tokens or result.usage.output_tokens):
             if not self._price_ready.is_set():
                 self._preload_pricing()

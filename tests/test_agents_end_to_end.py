@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,16 @@ async def test_files_lists_the_agents_work_not_its_cache(make_app: Any, repo: Pa
     assert [f["path"] for f in task.summary["files"]] == ["hello.txt"]
     assert "Files: hello.txt +1" in message and ".aider" not in message
     assert (repo / ".aider.tags.cache.v4" / "cache.db").exists()
+
+
+async def test_claude_stops_at_the_first_401_instead_of_retrying_for_minutes(make_app: Any, repo: Path) -> None:
+    """Claude Code retries a 401 about 11 times over ~3 minutes; the first retry line ends the run."""
+    recording = DATA / "claude" / "retrying_401.jsonl"  # init, then "api_retry" lines with error_status 401
+    app = make_app(agents__fake=fake_agent("claude", recording, env={"FAKE_CLI_HANG": "170"}))
+    started = time.monotonic()
+    task, message = await run_task(app, "fake", repo)
+
+    assert time.monotonic() - started < 30
+    assert task.state == TaskState.FAILED
+    assert task.error == "API error 401: authentication_failed · check ANTHROPIC_API_KEY"
+    assert message.count("401") == 1 and "check ANTHROPIC_API_KEY" in message, message

@@ -92,7 +92,7 @@ def test_exit_code_zero_does_not_hide_an_aider_failure() -> None:
 def test_gemini_exit_code_is_the_http_status() -> None:
     _, result = replay("gemini", DATA / "gemini" / "error_401.jsonl")
     assert result.exit_code == 145  # 401 mod 256
-    assert result.errors == ["API error 401: invalid api key (fake server)"]
+    assert result.errors == ["API error 401: invalid api key (fake server) · check GEMINI_API_KEY"]
 
 
 def test_codex_sandbox_failure_with_exit_zero_is_a_denial() -> None:

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,36 @@ async def test_gemini_answering_as_an_unpriced_model_is_priced_as_the_configured
     assert task.cost_usd == pytest.approx(price_usd(_usage_of(case, calls), case.model), rel=1e-9)
     message = app.store.pending("console", task_id=task.id)[0].text
     assert f"priced as {case.model}, the configured model: gemini-fake-9 has no price" in message, message
+
+
+KEY_HINTS = {"claude": "check ANTHROPIC_API_KEY", "codex": "check OPENAI_API_KEY"}
+RETRYING_401 = [c for c in CASES if c.name in KEY_HINTS]
+
+
+@pytest.mark.parametrize("case", RETRYING_401, ids=[c.name for c in RETRYING_401])
+async def test_a_401_fails_in_seconds_whatever_the_cli_retry_setting(
+    make_app: Any, repo: Path, tmp_path: Path, cli_home: Path, case: Case
+) -> None:
+    """Left to itself Claude Code retries a 401 for about 3 minutes and Codex 5 times; an
+    authentication error will not heal, so the run ends at the first retry and names the key."""
+    _binary(case)
+    with FakeModelServer(workdir=str(repo), mode="401") as server:
+        agent = _agent(case, server, tmp_path)
+        del agent["env"]["ORCHESTRA_MAX_RETRIES"]
+        app = make_app(**{f"agents__{case.name}": agent})
+        assert app.engine.acquire()
+        await app.engine.start()
+        started = time.monotonic()
+        try:
+            task = app.service.delegate(TASK, agent=case.name, cwd=str(repo)).task
+            task = await app.engine.wait_finished(task.id, timeout=240)
+        finally:
+            await app.engine.stop()
+        requests = len([c for c in server.calls if c.status == 401])
+    assert time.monotonic() - started < 30
+    assert task.state == TaskState.FAILED
+    assert "401" in task.error and KEY_HINTS[case.name] in task.error, task.error
+    assert requests <= 3
 
 
 RESUMING = [c for c in CASES if c.kind not in ("aider", "droid")]  # aider has no sessions; droid BYOK can't resume

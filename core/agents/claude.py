@@ -22,7 +22,7 @@ import os
 from typing import Any
 
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, SessionStart, Usage
-from core.agents.common import as_dict, as_float, as_int, as_str, k, max_retries, merged_env
+from core.agents.common import as_dict, as_float, as_int, as_str, k, key_hint, max_retries, merged_env
 
 # Linux caps one argv element at 128 KiB (MAX_ARG_STRLEN); stay well below it.
 MAX_ARG_BYTES = 100_000
@@ -119,6 +119,11 @@ class ClaudeParser:
         if kind == "system":
             if obj.get("subtype") == "init":
                 return [self._on_init(obj)]
+            if obj.get("subtype") == "api_retry" and obj.get("error_status") == 401:
+                # Claude Code retries a 401 about 11 times (~3 minutes): a bad key will not heal.
+                what = _str(obj.get("error")) or "authentication failed"
+                reason = key_hint(f"API error 401: {what}", self._key_var())
+                return [AgentEvent("error", _shorten(reason), {"error": reason, "stop_run": True})]
             detail = _str(obj.get("description")) or _str(obj.get("summary"))
             label = f"system: {obj.get('subtype')}" + (f" · {detail}" if detail else "")
             return [_raw(line, label)]
@@ -350,7 +355,11 @@ class ClaudeParser:
         return anthropic_usage(raw)
 
     def _result_errors(self, result: dict[str, Any]) -> list[str]:
-        return _result_errors(result)
+        reasons = _result_errors(result)
+        return [key_hint(reasons[0], self._key_var()), *reasons[1:]] if reasons else reasons
+
+    def _key_var(self) -> str:
+        return "ANTHROPIC_API_KEY"
 
     def _is_error_text(self, text: str) -> bool:
         return False

@@ -26,7 +26,17 @@ from typing import Any
 
 from core.agents.base import AgentResult, AgentSettings, Invocation, PromptMode, Usage
 from core.agents.claude import ClaudeParser, _result_errors
-from core.agents.common import api_error, argv_safe, as_dict, as_int, as_str, config_dir, has_flag, merged_env
+from core.agents.common import (
+    api_error,
+    argv_safe,
+    as_dict,
+    as_int,
+    as_str,
+    config_dir,
+    has_flag,
+    key_hint,
+    merged_env,
+)
 
 
 class QwenAdapter:
@@ -81,11 +91,14 @@ class QwenParser(ClaudeParser):
 
     def _result_errors(self, result: dict[str, Any]) -> list[str]:
         message = as_str(as_dict(result.get("error")).get("message"))
-        reasons = [api_error(message)] if message else []
+        reasons = [key_hint(api_error(message), "OPENAI_API_KEY")] if message else []
         for reason in _result_errors(result):
             if reason != "error during execution" or not reasons:
                 reasons.append(reason)
         return reasons
+
+    def _key_var(self) -> str:
+        return "OPENAI_API_KEY"
 
     def _is_error_text(self, text: str) -> bool:
         return text.startswith("[API Error")
