@@ -97,6 +97,7 @@ class Runner:
         self.seq = 0
         self.stop_reason: str | None = None  # cancelled | timed_out | over_budget | agent_error
         self.agent_error = ""  # why the parser asked to stop the run (a 401 the CLI would retry for minutes)
+        self.tool_errors: list[str] = []  # every parser reports a failed tool call as a tool_result is_error
         self.pid: int | None = None
         self.exit_code: int | None = None
         self.live_cost: float | None = None
@@ -288,6 +289,8 @@ class Runner:
         for event in self.parser.feed(line):
             if event.kind == "usage":
                 self._update_cost()
+            if event.kind == "tool_result" and event.data.get("is_error") is True and len(self.tool_errors) < 50:
+                self.tool_errors.append(event.text)
             if event.kind == "error" and event.data.get("stop_run") and self.stop_reason is None:
                 self.stop_reason, self.agent_error = "agent_error", str(event.data.get("error") or event.text)
             if capped and event.kind in _CHATTY:
@@ -351,6 +354,7 @@ class Runner:
         return str(self.spec.get("parser", "")).split(" ")[0] != "command"
 
     def finish(self, result: AgentResult, *, exited_at: float) -> int:
+        result.tool_errors = result.tool_errors or self.tool_errors
         if self.stop_reason == "agent_error":  # the one reason, not the "killed before a result" it led to
             self.stop_reason, result.status, result.errors = None, "failed", [self.agent_error]
         if result.cost_usd is None and (result.usage.input_tokens or result.usage.output_tokens):

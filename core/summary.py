@@ -139,6 +139,7 @@ def build_summary(
         "duration_s": duration_s,
         "errors": errors,
         "permission_denials": list(result.get("permission_denials", [])),
+        "tool_errors": list(result.get("tool_errors", [])),
         "session_id": result.get("session_id"),
         "session_totals": _session_totals(result),
         "log": log_path,
@@ -161,6 +162,10 @@ def _tokens(n: int) -> str:
     return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
+def _calls(n: int) -> str:
+    return "1 tool call" if n == 1 else f"{n} tool calls"
+
+
 def format_cost(cost: float | None) -> str:
     if cost is None:
         return "cost unknown"
@@ -179,13 +184,19 @@ def format_duration(seconds: float | None) -> str:
 def render_phone(summary: dict[str, Any], *, state: str | None = None) -> str:
     """The chat rendering: plain text, at most 1,000 characters, the full log one command away."""
     status = state or summary["status"]
+    files = summary.get("files") or []
+    icon, said = _ICONS.get(status, "•"), status.replace("_", " ")
+    tool_errors = summary.get("tool_errors") or []
+    if tool_errors and not files and status == "succeeded":  # the agent's word, next to what changed
+        icon, said = "⚠️", f"succeeded, but {_calls(len(tool_errors))} failed and no file changed"
     head = (
-        f"{_ICONS.get(status, '•')} {summary['task_id']} {status.replace('_', ' ')} · {summary['agent']} · "
+        f"{icon} {summary['task_id']} {said} · {summary['agent']} · "
         f"{summary['category']} · {format_duration(summary.get('duration_s'))}"
     )
     lines = [head, _clip(summary["task"], 160)]
     lines += [f"• {line}" for line in summary["digest"]]
-    files = summary.get("files") or []
+    if tool_errors and not files:
+        lines.append(_clip("Failed: " + "; ".join(tool_errors[:2]), 200))
     if files:
         shown = ", ".join(f"{f['path']} +{f['added']} −{f['removed']}" for f in files[:4])
         more = f" (+{len(files) - 4} more)" if len(files) > 4 else ""

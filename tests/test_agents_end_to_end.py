@@ -104,3 +104,26 @@ async def test_claude_stops_at_the_first_401_instead_of_retrying_for_minutes(mak
     assert task.state == TaskState.FAILED
     assert task.error == "API error 401: authentication_failed · check ANTHROPIC_API_KEY"
     assert message.count("401") == 1 and "check ANTHROPIC_API_KEY" in message, message
+
+
+async def test_a_run_whose_tool_calls_failed_and_changed_nothing_says_so(make_app: Any, repo: Path) -> None:
+    """Droid rejected the model's ``Execute`` call (no ``riskLevel``), wrote nothing, and still
+    reported success with "DONE: created hello.txt". The completion must not read as a plain ✅."""
+    agent = fake_agent("droid", DATA / "droid" / "tool_rejected.jsonl", model="gpt-4.1-mini")
+    app = make_app(agents__fake=agent)
+    task, message = await run_task(app, "fake", repo)
+
+    assert task.state == TaskState.SUCCEEDED  # the agent's own word, kept
+    head = message.splitlines()[0]
+    assert head.startswith("⚠️ t1 succeeded, but 1 tool call failed and no file changed · fake"), head
+    assert "Failed: Execute error: Error: Execute call rejected: missing required parameters" in message
+    assert "Files:" not in message
+
+
+async def test_a_failed_tool_call_beside_real_changes_stays_a_success(make_app: Any, repo: Path) -> None:
+    """The same stream, but the file is on disk afterwards: what changed is shown, no warning."""
+    agent = fake_agent("droid", DATA / "droid" / "tool_rejected.jsonl", env={"FAKE_CLI_TOUCH": "hello.txt"})
+    app = make_app(agents__fake=agent)
+    _, message = await run_task(app, "fake", repo)
+
+    assert message.startswith("✅ t1 succeeded · fake") and "Files: hello.txt +1" in message, message

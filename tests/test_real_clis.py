@@ -325,6 +325,32 @@ async def test_a_401_fails_in_seconds_whatever_the_cli_retry_setting(
     assert requests <= 3
 
 
+async def test_a_rejected_tool_call_that_changed_nothing_is_not_a_plain_success(
+    make_app: Any, repo: Path, tmp_path: Path, cli_home: Path
+) -> None:
+    """Droid with a gpt-style model offers ``Execute`` and rejects a call without its required
+    ``riskLevel``; the run still ends as the agent's success. The completion says what happened."""
+    case = next(c for c in CASES if c.name == "droid")
+    _binary(case)
+    with FakeModelServer(workdir=str(repo), careless=True) as server:
+        app = make_app(**{f"agents__{case.name}": _agent(case, server, tmp_path)})
+        assert app.engine.acquire()
+        await app.engine.start()
+        try:
+            task = app.service.delegate(TASK, agent=case.name, cwd=str(repo)).task
+            task = await app.engine.wait_finished(task.id, timeout=240)
+        finally:
+            await app.engine.stop()
+        asked = [c.reply for c in server.model_calls(case.protocol)]
+    if os.environ.get("ORCHESTRA_RECORD_FIXTURES"):
+        _record(app, case, task, "tool_rejected")
+    assert "tool:Execute" in asked, asked
+    assert not (repo / "hello.txt").exists()
+    message = app.store.pending("console", task_id=task.id)[0].text
+    assert "succeeded, but 1 tool call failed and no file changed" in message, message
+    assert message.startswith("⚠️") and "Files:" not in message
+
+
 RESUMING = [c for c in CASES if c.kind not in ("aider", "droid")]  # aider has no sessions; droid BYOK can't resume
 
 

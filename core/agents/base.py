@@ -75,6 +75,7 @@ class AgentResult:
     model: str | None = None
     errors: list[str] = field(default_factory=list)
     permission_denials: list[str] = field(default_factory=list)
+    tool_errors: list[str] = field(default_factory=list)  # the tool calls that failed ("Execute error: ...")
     exit_code: int | None = None
     # The CLI's running totals for its whole session after this run, when it reports those instead
     # of the run's own figures (Claude's cost, Qwen's tokens): a resumed run subtracts them.
@@ -100,6 +101,7 @@ class AgentResult:
             model=data.get("model"),
             errors=list(data.get("errors", [])),
             permission_denials=list(data.get("permission_denials", [])),
+            tool_errors=list(data.get("tool_errors", [])),
             exit_code=data.get("exit_code"),
             session_usage=Usage.from_dict(data["session_usage"]) if data.get("session_usage") else None,
             session_cost_usd=data.get("session_cost_usd"),
