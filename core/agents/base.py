@@ -53,7 +53,9 @@ class AgentEvent:
     """One thing the agent did, in the order it did it.
 
     ``text`` is a short human line for the pane and for chat progress; ``data`` carries the
-    structured detail (tool name and input, usage numbers, session id, ...).
+    structured detail (tool name and input, usage numbers, session id, ...). Two keys are read by
+    the runner whatever the CLI: ``is_error`` on a ``tool_result`` (a failed tool call) and
+    ``stop_run`` on an ``error`` (end the run now with this reason, e.g. a 401 the CLI would retry).
     """
 
     kind: EventKind
