@@ -24,6 +24,10 @@ agents: agents-ci  ## all seven CLIs
 	$(NPM_INSTALL) $(GEMINI) $(QWEN) $(OPENCODE) $(DROID)
 	test -x $(AGENTS)/aider/bin/python || python3 -m venv $(AGENTS)/aider
 	$(AGENTS)/aider/bin/pip install -q --disable-pip-version-check $(AIDER)
+	# One directory for PATH holds all seven: opencode-linux-x64 is the bare binary (its wrapper,
+	# which would link it, stops at an older version) and aider lives in its own venv.
+	ln -sf ../opencode-linux-x64/bin/opencode $(AGENTS)/node_modules/.bin/opencode
+	ln -sf ../../aider/bin/aider $(AGENTS)/node_modules/.bin/aider
 
 real-clis: agents  ## install every CLI, then run every real-CLI test (~10 min: some CLIs retry a 500 for minutes)
 	ORCHESTRA_REAL_CLI_SLOW=1 python3 -m pytest -m real_cli -v tests/test_real_clis.py

@@ -276,7 +276,7 @@ class Engine:
             text=text,
         )
         (task_dir / "cwd").write_bytes(os.fsencode(task.cwd))  # the launcher enters it: tmux never sees it
-        baseline = git_baseline(task.cwd)
+        baseline = git_baseline(task.cwd, state_paths=spec.get("state_paths"))
         (task_dir / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
         self._baselines[task.id] = baseline
         # Only what the launcher itself needs: the agent's environment travels in launch.bin.
@@ -316,6 +316,7 @@ class Engine:
             "prompt_mode": invocation.prompt_mode,
             "parser": invocation.parser,
             "files": invocation.files,
+            "state_paths": invocation.state_paths,
             "cwd": task.cwd,
             "timeout_s": task.timeout_s,
             "cost_cap_usd": task.cost_cap_usd,
@@ -324,6 +325,8 @@ class Engine:
             "log_max_bytes": self.config.limits.log_max_bytes,
             "events_max_bytes": self.config.limits.events_max_bytes,
             "site_paths": [p for p in sys.path if p and "site-packages" in p],
+            "resumed_from": self._session_totals_before(task),
+            "configured_model": settings.model,  # priced instead when the model the CLI names has no price
         }
         passed = agent_env(os.environ, self.config.agents[task.agent].env_pass)
         env = {**passed, **invocation.env, **self.config.secret_env(task.agent)}
@@ -331,6 +334,17 @@ class Engine:
 
     def _resume_session(self, task: Task) -> str | None:
         return task.session_id if task.session_id and task.parent_id else None
+
+    def _session_totals_before(self, task: Task) -> dict[str, Any] | None:
+        """The session totals the last run of the resumed session reported ({} if none did)."""
+        session = self._resume_session(task)
+        if session is None:
+            return None
+        for run in self.store.session_runs(task.agent, session):
+            totals = run.summary.get("session_totals")
+            if run.id != task.id and isinstance(totals, dict):
+                return totals
+        return {}
 
     def _fail_unstarted(self, task: Task, reason: str) -> None:
         now = self.clock.now()

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from core.agents import parser_for
-from core.agents.base import AgentEvent, AgentResult, OutputParser
+from core.agents.base import AgentEvent, AgentResult, OutputParser, Usage
+from core.agents.common import model_for_pricing
 from core.redact import Redactor, StreamRedactor
 
 _READ_CHUNK = 65536
@@ -92,7 +93,7 @@ class Runner:
         self.dir = Path(task_dir)
         self.spec: dict[str, Any] = json.loads((self.dir / "spec.json").read_text(encoding="utf-8"))
         self.task_id: str = self.spec["task_id"]
-        self.parser: OutputParser = parser_for(self.spec["parser"])
+        self.parser: OutputParser = parser_for(self.spec["parser"], resumed_from=self.spec.get("resumed_from"))
         self.link = _Link(self.spec["socket"])
         self.events_file = open(self.dir / "events.jsonl", "ab", buffering=0)  # noqa: SIM115
         # Unbuffered: ``orchestra logs`` and ``/log`` read the file while the agent runs.
@@ -112,7 +113,9 @@ class Runner:
         self._kept_at: dict[str, float] = {}  # past a cap: when each kind was last kept
         self._held: dict[str, tuple[str, dict[str, Any]]] = {}  # past a cap: the latest not yet kept
         self.seq = 0
-        self.stop_reason: str | None = None  # cancelled | timed_out | over_budget
+        self.stop_reason: str | None = None  # cancelled | timed_out | over_budget | agent_error
+        self.agent_error = ""  # why the parser asked to stop the run (a 401 the CLI would retry for minutes)
+        self.tool_errors: list[str] = []  # every parser reports a failed tool call as a tool_result is_error
         self.pid: int | None = None
         self.exit_code: int | None = None
         self.live_cost: float | None = None
@@ -407,6 +410,10 @@ class Runner:
         for event in self.parser.feed(line):
             if event.kind == "usage":
                 self._update_cost()
+            if event.kind == "tool_result" and event.data.get("is_error") is True and len(self.tool_errors) < 50:
+                self.tool_errors.append(event.text)
+            if event.kind == "error" and event.data.get("stop_run") and self.stop_reason is None:
+                self.stop_reason, self.agent_error = "agent_error", str(event.data.get("error") or event.text)
             if not self._admit(event.kind, event.text, event.data):
                 continue  # past a cap, output events would grow the store without bound
             self.show(event)
@@ -439,12 +446,7 @@ class Runner:
             threading.Thread(target=self._preload_pricing, daemon=True).start()
         if cost is None and self._price_ready.is_set():
             usage, model = self.parser.live_usage()
-            try:
-                from core import pricing
-
-                cost = pricing.price_usd(usage, model)
-            except Exception:  # noqa: BLE001
-                cost = None
+            cost, _ = self._price(usage, model)
         if cost is None:
             return
         self.live_cost = cost
@@ -473,18 +475,42 @@ class Runner:
             return False
         return True
 
+    def _price(self, usage: Usage, model: str | None) -> tuple[float | None, str]:
+        """The list price of ``usage`` on the model the CLI named, else on the configured ``model:``.
+
+        The note says when the configured model's price stood in (a CLI may name a model version
+        that has no price, e.g. Gemini's ``modelVersion``).
+        """
+        try:
+            from core import pricing
+
+            cost = pricing.price_usd(usage, model)
+            configured = model_for_pricing(self.spec.get("configured_model"))
+            if cost is not None or not configured or configured == model_for_pricing(model):
+                return cost, ""
+            cost = pricing.price_usd(usage, configured)
+        except Exception:  # noqa: BLE001 - pricing is optional for the runner
+            return None, ""
+        if cost is None:
+            return None, ""
+        return cost, f"priced as {configured}, the configured model: {model or 'the CLI named none'} has no price"
+
+    def _counts_tokens(self) -> bool:
+        """Whether the agent is a CLI whose output counts tokens (a ``command`` may spend unseen)."""
+        return str(self.spec.get("parser", "")).split(" ")[0] != "command"
+
     def finish(self, result: AgentResult, *, exited_at: float) -> int:
+        result.tool_errors = result.tool_errors or self.tool_errors
+        if self.stop_reason == "agent_error":  # the one reason, not the "killed before a result" it led to
+            self.stop_reason, result.status, result.errors = None, "failed", [self.agent_error]
         if result.cost_usd is None and (result.usage.input_tokens or result.usage.output_tokens):
             if not self._price_ready.is_set():
                 self._preload_pricing()
-            try:
-                from core import pricing
-
-                priced = pricing.price_usd(result.usage, result.model)
-            except Exception:  # noqa: BLE001
-                priced = None
+            priced, note = self._price(result.usage, result.model)
             if priced is not None:
-                result.cost_usd, result.cost_source = priced, "priced"
+                result.cost_usd, result.cost_source, result.cost_note = priced, "priced", note
+        elif result.cost_usd is None and result.status == "failed" and not self.stop_reason and self._counts_tokens():
+            result.cost_usd, result.cost_source = 0.0, "priced"  # it failed before any model call: $0, known
         status = {"hung_up": "failed"}.get(self.stop_reason or "", self.stop_reason) or result.status
         reasons = {
             "hung_up": _hang_up_reason() if self.stop_reason == "hung_up" else "",

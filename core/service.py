@@ -544,10 +544,14 @@ class Service:
         tmux_ok = TmuxManager.available()
         version = _version(["tmux", "-V"]) if tmux_ok else "not found (apt-get install tmux)"
         checks.append(("tmux", tmux_ok, version))
+        routed = _routed_agents(self.config)
         for name, agent in self.config.agents.items():
             settings = self.config.agent_settings(name)
+            # Only an agent that routing sends work to fails the check; another one only warns.
+            uses = routed.get(name)
+            why = f"routing uses it for {_first(uses)}" if uses else "warning only: routing does not use it"
             if not agent_installed(agent.command):
-                checks.append((f"agent {name}", False, f"{settings.command} not found on PATH"))
+                checks.append((f"agent {name}", not uses, f"{settings.command} not found on PATH · {why}"))
                 continue
             from core.agents import adapter_for
 
@@ -555,7 +559,7 @@ class Service:
             checks.append((f"agent {name}", True, f"{settings.command} · {_version(argv)}"))
             missing = [src for src in agent.env_from.values() if src not in os.environ]
             if missing:
-                checks.append((f"agent {name} env", False, "not set: " + ", ".join(missing)))
+                checks.append((f"agent {name} env", not uses, "not set: " + ", ".join(missing) + f" · {why}"))
         writable = os.access(self.home, os.W_OK)
         checks.append(("data dir", writable, f"{self.home} ({'writable' if writable else 'not writable'})"))
         mode = self.home.stat().st_mode & 0o777
@@ -586,6 +590,24 @@ def _amount(text: str) -> float:
     if not 0.01 <= amount <= MAX_BUDGET_USD:  # also NaN
         raise InvalidInput(f"a budget is at least $0.01 and at most ${MAX_BUDGET_USD:,.0f}")
     return round(amount, 2)
+
+
+def _routed_agents(config: Config) -> dict[str, list[str]]:
+    """The agents routing can send a task to, each with what it gets (categories, rules, the rest)."""
+    routing = config.routing
+    routed: dict[str, list[str]] = {}
+    for category, agent in routing.categories.items():
+        routed.setdefault(agent, []).append(category)
+    for rule in routing.rules:
+        if rule.agent:
+            routed.setdefault(rule.agent, []).append(f"rule {rule.name}")
+    routed.setdefault(routing.default_agent, []).append("everything else (the default agent)")
+    return routed
+
+
+def _first(items: list[str], shown: int = 3) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def _version(argv: list[str]) -> str:

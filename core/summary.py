@@ -37,18 +37,24 @@ def _git(root: Path, *args: str) -> str:
     return proc.stdout if proc.returncode == 0 else ""
 
 
-def git_baseline(cwd: str) -> dict[str, Any] | None:
+def git_baseline(cwd: str, *, state_paths: list[str] | None = None) -> dict[str, Any] | None:
     """Snapshot the work tree before a run, so the files a task changed can be told apart.
 
     ``git stash create`` records tracked changes without touching the tree; untracked files are
-    listed so new ones can be found at the end.
+    listed so new ones can be found at the end. ``state_paths`` are the agent CLI's own cache
+    files (``Invocation.state_paths``), left out of the files changed.
     """
     root = git_root(cwd)
     if root is None:
         return None
     base = _git(root, "stash", "create").strip() or _git(root, "rev-parse", "--verify", "-q", "HEAD").strip()
     untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
-    return {"root": str(root), "base": base, "untracked": [u for u in untracked if u]}
+    baseline = {"root": str(root), "base": base, "untracked": [u for u in untracked if u]}
+    return baseline | ({"state_paths": list(state_paths)} if state_paths else {})
+
+
+def _agent_state(name: str, state_paths: list[str]) -> bool:
+    return any(name.startswith(p) if p.endswith("/") else name == p for p in state_paths)
 
 
 def files_changed(baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -56,11 +62,12 @@ def files_changed(baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not baseline:
         return []
     root = Path(baseline["root"])
+    state_paths = [str(p) for p in baseline.get("state_paths", [])]
     changes: list[dict[str, Any]] = []
     if baseline.get("base"):
         for line in _git(root, "diff", "--numstat", baseline["base"]).splitlines():
             parts = line.split("\t", 2)
-            if len(parts) == 3:
+            if len(parts) == 3 and not _agent_state(parts[2], state_paths):
                 added, removed, name = parts
                 changes.append(
                     {
@@ -71,7 +78,7 @@ def files_changed(baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
                 )
     before = set(baseline.get("untracked", []))
     for name in _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0"):
-        if name and name not in before:
+        if name and name not in before and not _agent_state(name, state_paths):
             try:
                 with open(root / name, "rb") as fh:
                     lines = sum(1 for _ in fh)
@@ -86,8 +93,8 @@ def digest_lines(final_text: str, tool_lines: list[str], errors: list[str], limi
     lines: list[str] = list(errors[:1])
     for raw in final_text.splitlines():
         text = raw.strip().lstrip("-*• ").strip()
-        if text and not text.startswith("```"):
-            lines.append(text)
+        if text and not text.startswith("```") and not any(text in line for line in lines):
+            lines.append(text)  # a CLI's error text often is its final text too: say it once
         if len(lines) >= limit:
             break
     for tool in tool_lines:
@@ -128,12 +135,22 @@ def build_summary(
         },
         "cost_usd": result.get("cost_usd"),
         "cost_source": result.get("cost_source", "unknown"),
+        "cost_note": result.get("cost_note") or "",
         "duration_s": duration_s,
         "errors": errors,
         "permission_denials": list(result.get("permission_denials", [])),
+        "tool_errors": list(result.get("tool_errors", [])),
         "session_id": result.get("session_id"),
+        "session_totals": _session_totals(result),
         "log": log_path,
     }
+
+
+def _session_totals(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The CLI's session-wide totals (``AgentResult.session_totals``), kept for the next resumed run."""
+    if result.get("session_usage") is None and result.get("session_cost_usd") is None:
+        return None
+    return {"usage": result.get("session_usage"), "cost_usd": result.get("session_cost_usd")}
 
 
 def _clip(text: str, size: int) -> str:
@@ -143,6 +160,10 @@ def _clip(text: str, size: int) -> str:
 
 def _tokens(n: int) -> str:
     return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+
+
+def _calls(n: int) -> str:
+    return "1 tool call" if n == 1 else f"{n} tool calls"
 
 
 def format_cost(cost: float | None) -> str:
@@ -172,19 +193,27 @@ def render_phone(summary: dict[str, Any], *, state: str | None = None, chat_pref
     ``chat_prefix`` says how commands are typed where it is read (see :func:`command_hint`).
     """
     status = state or summary["status"]
+    files = summary.get("files") or []
+    icon, said = _ICONS.get(status, "•"), status.replace("_", " ")
+    tool_errors = summary.get("tool_errors") or []
+    if tool_errors and not files and status == "succeeded":  # the agent's word, next to what changed
+        icon, said = "⚠️", f"succeeded, but {_calls(len(tool_errors))} failed and no file changed"
     head = (
-        f"{_ICONS.get(status, '•')} {summary['task_id']} {status.replace('_', ' ')} · {summary['agent']} · "
+        f"{icon} {summary['task_id']} {said} · {summary['agent']} · "
         f"{summary['category']} · {format_duration(summary.get('duration_s'))}"
     )
     lines = [head, _clip(summary["task"], 160)]
     lines += [f"• {line}" for line in summary["digest"]]
-    files = summary.get("files") or []
+    if tool_errors and not files:
+        lines.append(_clip("Failed: " + "; ".join(tool_errors[:2]), 200))
     if files:
         shown = ", ".join(f"{f['path']} +{f['added']} −{f['removed']}" for f in files[:4])
         more = f" (+{len(files) - 4} more)" if len(files) > 4 else ""
         lines.append(_clip(f"Files: {shown}{more}", 300))
     tokens = summary["tokens"]
     cost = format_cost(summary.get("cost_usd"))
+    if summary.get("cost_note"):
+        cost += f" ({summary['cost_note']})"
     lines.append(f"Tokens: {_tokens(tokens['input'])} in / {_tokens(tokens['output'])} out · {cost}")
     if summary.get("permission_denials"):
         lines.append(_clip("Denied: " + ", ".join(summary["permission_denials"][:3]), 200))

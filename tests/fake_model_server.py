@@ -79,8 +79,10 @@ class FakeModelServer:
         mode: Mode = "ok",
         model: str | None = None,
         escape_to: str | None = None,
+        careless: bool = False,
     ) -> None:
         self.workdir = workdir
+        self.careless = careless  # the model leaves out arguments a tool requires (droid's riskLevel)
         self.escape_to = escape_to  # a path outside the workspace: the model only ever asks a shell to touch it
         self.mode: Mode = mode
         self.model = model  # reported in replies; None echoes the model the client asked for
@@ -130,7 +132,15 @@ class Decision:
     text: str = ""
 
 
-def decide(*, tool_result: bool, tools: list[str], system: str, workdir: str, escape_to: str | None = None) -> Decision:
+def decide(
+    *,
+    tool_result: bool,
+    tools: list[str],
+    system: str,
+    workdir: str,
+    escape_to: str | None = None,
+    careless: bool = False,
+) -> Decision:
     """The scripted turn for one request, from the request alone."""
     if tool_result:
         return Decision("final", text=FINAL_TEXT)
@@ -149,7 +159,7 @@ def decide(*, tool_result: bool, tools: list[str], system: str, workdir: str, es
             command = f"printf 'hello\\n' > {FILE_NAME}"
             key = "cmd" if name == "exec_command" else "command"
             arguments: dict[str, Any] = {key: command}
-            if name == "Execute":  # droid refuses a command without its risk rating
+            if name == "Execute" and not careless:  # droid refuses a command without its risk rating
                 arguments |= {"riskLevelReason": "Writes one small file in the workspace.", "riskLevel": "low"}
             return Decision("tool", name, arguments)
     if "SEARCH" in system and "REPLACE" in system:
@@ -195,7 +205,14 @@ def anthropic(body: dict[str, Any], server: FakeModelServer) -> Reply:
     )
     tools = [t.get("name", "") for t in body.get("tools") or [] if isinstance(t, dict)]
     system = _text_of(body.get("system"))
-    d = decide(tool_result=tool_result, tools=tools, system=system, workdir=server.workdir, escape_to=server.escape_to)
+    d = decide(
+        tool_result=tool_result,
+        tools=tools,
+        system=system,
+        workdir=server.workdir,
+        escape_to=server.escape_to,
+        careless=server.careless,
+    )
     model = server.model or str(body.get("model") or "claude-fake")
     usage = {
         "input_tokens": PROMPT_TOKENS - CACHED_TOKENS,
@@ -259,7 +276,14 @@ def chat(body: dict[str, Any], server: FakeModelServer) -> Reply:
         if isinstance(t, dict)
     ]
     system = "\n".join(_text_of(m.get("content")) for m in messages if m.get("role") == "system")
-    d = decide(tool_result=tool_result, tools=tools, system=system, workdir=server.workdir, escape_to=server.escape_to)
+    d = decide(
+        tool_result=tool_result,
+        tools=tools,
+        system=system,
+        workdir=server.workdir,
+        escape_to=server.escape_to,
+        careless=server.careless,
+    )
     model = server.model or str(body.get("model") or "fake-model")
     reply = f"tool:{d.tool}" if d.kind == "tool" else d.kind
     call = {
@@ -298,7 +322,14 @@ def responses(body: dict[str, Any], server: FakeModelServer) -> Reply:
     tool_result = bool(items) and items[-1].get("type") == "function_call_output"
     tools = [str(t.get("name", "")) for t in body.get("tools") or [] if isinstance(t, dict)]
     system = _text_of(body.get("instructions"))
-    d = decide(tool_result=tool_result, tools=tools, system=system, workdir=server.workdir, escape_to=server.escape_to)
+    d = decide(
+        tool_result=tool_result,
+        tools=tools,
+        system=system,
+        workdir=server.workdir,
+        escape_to=server.escape_to,
+        careless=server.careless,
+    )
     model = server.model or str(body.get("model") or "fake-model")
     reply = f"tool:{d.tool}" if d.kind == "tool" else d.kind
     response_id = _id("resp_")
@@ -373,7 +404,14 @@ def gemini(body: dict[str, Any], server: FakeModelServer, model: str, stream: bo
     ]
     instruction = body.get("systemInstruction")
     system = _text_of(instruction.get("parts")) if isinstance(instruction, dict) else ""
-    d = decide(tool_result=tool_result, tools=tools, system=system, workdir=server.workdir, escape_to=server.escape_to)
+    d = decide(
+        tool_result=tool_result,
+        tools=tools,
+        system=system,
+        workdir=server.workdir,
+        escape_to=server.escape_to,
+        careless=server.careless,
+    )
     reply = f"tool:{d.tool}" if d.kind == "tool" else d.kind
     part: dict[str, Any] = (
         {"functionCall": {"name": d.tool, "args": d.arguments}} if d.kind == "tool" else {"text": d.text}

@@ -102,7 +102,7 @@ def test_api_error_with_exit_zero_fails_with_a_readable_reason() -> None:
     events, result, _ = parse("api_error_401.jsonl", exit_code=0)
 
     assert result.status == "failed"
-    assert result.errors[0] == "API error 401: invalid x-api-key"
+    assert result.errors[0] == "API error 401: invalid x-api-key · check ANTHROPIC_API_KEY"
     assert result.exit_code == 0
     assert result.cost_usd == 0.0
     assert kinds(events, "error"), "the failure shows up live, before the process exits"
@@ -113,7 +113,7 @@ def test_api_error_with_exit_zero_fails_with_a_readable_reason() -> None:
 def test_api_error_with_exit_one_fails_too() -> None:
     _, result, _ = parse("api_error_401.jsonl", exit_code=1, stderr="")
     assert result.status == "failed"
-    assert result.errors == ["API error 401: invalid x-api-key"]
+    assert result.errors == ["API error 401: invalid x-api-key · check ANTHROPIC_API_KEY"]
 
 
 def test_max_turns_fails_and_says_why() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,7 +92,7 @@ def test_exit_code_zero_does_not_hide_an_aider_failure() -> None:
 def test_gemini_exit_code_is_the_http_status() -> None:
     _, result = replay("gemini", DATA / "gemini" / "error_401.jsonl")
     assert result.exit_code == 145  # 401 mod 256
-    assert result.errors == ["API error 401: invalid api key (fake server)"]
+    assert result.errors == ["API error 401: invalid api key (fake server) · check GEMINI_API_KEY"]
 
 
 def test_codex_sandbox_failure_with_exit_zero_is_a_denial() -> None:
@@ -153,3 +154,37 @@ def test_opencode_auto_rejected_permission_is_reported() -> None:
     assert result.permission_denials == ["write /r/a.txt", "edit (/r/a.txt) (auto-rejected)"]
     assert result.usage == Usage(input_tokens=1000, output_tokens=50, cache_read_tokens=200)
     assert result.model == "claude-sonnet-4-5"
+
+
+def _replay_resumed(cli: str, resumed_from: dict[str, Any] | None) -> AgentResult:
+    """The recorded second run of a session (``retry``: two model calls of its own)."""
+    parser = parser_for(cli, resumed_from=resumed_from)
+    for line in (DATA / cli / "resumed.jsonl").read_text(encoding="utf-8").split("\n"):
+        parser.feed(line)
+    return parser.finish(0, "")
+
+
+def test_a_resumed_claude_run_costs_only_its_own_calls() -> None:
+    """Claude's ``total_cost_usd`` covers the whole session: the first run's $0.00214 is not this run's."""
+    fresh = _replay_resumed("claude", None)
+    assert fresh.session_cost_usd == pytest.approx(2 * CLI_COST["claude"])
+
+    result = _replay_resumed("claude", {"usage": None, "cost_usd": CLI_COST["claude"]})
+    assert result.cost_usd == pytest.approx(CLI_COST["claude"]) and result.cost_source == "cli"
+    assert result.usage == TWO_CALLS
+    assert result.session_cost_usd == pytest.approx(2 * CLI_COST["claude"])  # what the next retry subtracts
+
+    unknown = _replay_resumed("claude", {})  # no earlier run recorded the session's total
+    assert unknown.cost_usd is None and unknown.cost_source == "unknown"  # the runner prices the tokens
+
+
+def test_a_resumed_qwen_run_counts_the_calls_its_stream_does_not_show() -> None:
+    """Qwen's result ``usage`` is the session's: 4,000 in after two runs of two calls. What the run
+    used is that total minus the previous run's, side calls (memory extraction) included."""
+    after_two_calls = {"usage": TWO_CALLS.to_dict(), "cost_usd": None}
+    assert _replay_resumed("qwen", after_two_calls).usage == TWO_CALLS
+
+    after_one_call = {"usage": Usage(input_tokens=1000, output_tokens=50, cache_read_tokens=200).to_dict()}
+    result = _replay_resumed("qwen", after_one_call)  # a call of this run never appeared as a message
+    assert result.usage == Usage(input_tokens=3000, output_tokens=150, cache_read_tokens=600)
+    assert result.session_usage == Usage(input_tokens=4000, output_tokens=200, cache_read_tokens=800)

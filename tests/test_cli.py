@@ -198,6 +198,21 @@ def test_doctor_reports_tmux_agents_and_data_dir(cfg: Path, home: Path) -> None:
     assert "data dir" in out.stdout
 
 
+def test_doctor_fails_when_an_agent_routing_uses_is_missing(cfg: Path, home: Path, config_data: dict[str, Any]) -> None:
+    """The shipped routing sends every category to claude: without it, doctor says so and exits 1."""
+    out = run(cfg, home, "doctor")
+    line = next(line for line in out.stdout.splitlines() if " agent claude " in line)
+    assert line.split()[0] == "NO" and "routing uses it for architecture" in line, line
+    assert out.returncode == 1
+
+    config_data["routing"]["categories"] = {}  # everything goes to the default agent, the stand-in
+    cfg.write_text(yaml.safe_dump(config_data))
+    out = run(cfg, home, "doctor")
+    line = next(line for line in out.stdout.splitlines() if " agent claude " in line)
+    assert line.split()[0] == "ok" and "not found" in line and "routing does not use it" in line, line
+    assert out.returncode == 0, out.stdout
+
+
 def test_help_lists_every_command(cfg: Path, home: Path) -> None:
     out = run(cfg, home, "--help")
     for command in ("delegate", "status", "show", "peek", "logs", "attach", "cancel", "retry", "approve",

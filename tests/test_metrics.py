@@ -308,7 +308,8 @@ def test_the_bot_serves_telegram_health_and_doctor_reads_it(
     try:
         telegram = {"enabled": True, "api_base_url": fake.url, "token_env": TOKEN_ENV,
                     "allowed_user_ids": [ALICE["id"]], "poll_timeout_s": 1, "stall_after_s": 5}  # fmt: skip
-        config = write_config(telegram=telegram, metrics={"enabled": True, "port": port})
+        routing = {"default_agent": "standin", "categories": {}}  # no agent doctor would miss
+        config = write_config(telegram=telegram, metrics={"enabled": True, "port": port}, routing=routing)
         bot = bots(config, {TOKEN_ENV: TOKEN})
         bot.wait_started()
         url = f"http://127.0.0.1:{port}/metrics"

@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +85,7 @@ CASES = [
         env={"OPENAI_BASE_URL": "{url}/v1"}, slow_500_s=150,
     ),
     Case(
-        "opencode", "opencode", "node_modules/opencode-linux-x64/bin/opencode", "chat", "gpt-4.1-mini",
+        "opencode", "opencode", "node_modules/.bin/opencode", "chat", "gpt-4.1-mini",
         "OPENAI_API_KEY", env={"OPENAI_BASE_URL": "{url}/v1", "OPENCODE_DISABLE_MODELS_FETCH": "1"},
         counts_side_calls=False, slow_500_s=150,
     ),
@@ -110,6 +112,17 @@ AIDER_META = {
         "mode": "chat",
     }
 }
+
+
+def test_make_agents_leaves_all_seven_runnable_from_one_directory() -> None:
+    """``make agents`` links every CLI into ``.agents/node_modules/.bin``, the one directory for PATH."""
+    if not (AGENTS / "aider" / "bin" / "aider").exists():
+        pytest.skip("only `make agents` installs all seven (aider last)")
+    for case in CASES:
+        path = AGENTS / "node_modules" / ".bin" / Path(case.binary).name
+        assert path.exists(), f"{case.name}: {path} is missing after `make agents`"
+        proc = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, f"{case.name}: {proc.stderr[-300:]}"
 
 
 def _binary(case: Case) -> Path:
@@ -186,6 +199,24 @@ def _record(app: App, case: Case, task: Any, label: str) -> None:
     (folder / f"{label}.meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def _usage_of(case: Case, calls: int) -> Usage:
+    """What ``calls`` model calls of the fake server add up to, as this CLI counts them."""
+    return Usage(
+        input_tokens=PROMPT_TOKENS * calls,
+        output_tokens=OUTPUT_TOKENS * calls,
+        cache_read_tokens=CACHED_TOKENS * calls if case.counts_cache else 0,
+    )
+
+
+def _assert_cost(case: Case, task: Any, expected: Usage, calls: int) -> None:
+    if case.cli_cost is not None:
+        assert task.cost_source == "cli"
+        assert task.cost_usd == pytest.approx(case.cli_cost * calls, rel=1e-6)
+    else:
+        assert task.cost_source == "priced"
+        assert task.cost_usd == pytest.approx(price_usd(expected, case.model.rsplit("/", 1)[-1]), rel=1e-9)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_real_cli_writes_the_file_and_reports_tokens_and_cost(
     make_app: Any, repo: Path, tmp_path: Path, cli_home: Path, case: Case
@@ -198,24 +229,15 @@ async def test_real_cli_writes_the_file_and_reports_tokens_and_cost(
     assert task.final_text.strip().endswith(FINAL_TEXT)
     calls = len([c for c in server.model_calls(case.protocol) if case.counts_side_calls or c.reply != "text"])
     assert calls >= 1
-    expected = Usage(
-        input_tokens=PROMPT_TOKENS * calls,
-        output_tokens=OUTPUT_TOKENS * calls,
-        cache_read_tokens=CACHED_TOKENS * calls if case.counts_cache else 0,
-    )
+    expected = _usage_of(case, calls)
     assert (task.input_tokens, task.output_tokens, task.cache_read_tokens) == (
         expected.input_tokens,
         expected.output_tokens,
         expected.cache_read_tokens,
     )
-    if case.cli_cost is not None:
-        assert task.cost_source == "cli"
-        assert task.cost_usd == pytest.approx(case.cli_cost * calls, rel=1e-6)
-    else:
-        assert task.cost_source == "priced"
-        assert task.cost_usd == pytest.approx(price_usd(expected, case.model.rsplit("/", 1)[-1]), rel=1e-9)
+    _assert_cost(case, task, expected, calls)
     summary = task.summary
-    assert any(f["path"] == "hello.txt" for f in summary["files"]), summary["files"]
+    assert [f["path"] for f in summary["files"]] == ["hello.txt"], "the agent's work, not the CLI's own files"
     assert FINAL_TEXT in app.store.pending("console", task_id=task.id)[0].text
 
 
@@ -233,6 +255,7 @@ async def test_real_cli_api_error_fails_with_a_reason(
     expected = "401" if mode == "401" else case.error_500
     assert expected in task.error, task.error
     assert not (repo / "hello.txt").exists()
+    assert task.cost_usd == 0 and task.cost_source != "unknown", "no model call answered: $0, known"
     assert expected in app.store.pending("console", task_id=task.id)[0].text
 
 
@@ -244,6 +267,88 @@ async def test_unpriced_model_costs_unknown_not_zero(make_app: Any, repo: Path, 
     assert task.state == TaskState.SUCCEEDED, task.error
     assert task.input_tokens == PROMPT_TOKENS
     assert task.cost_usd is None and task.cost_source == "unknown"
+
+
+async def test_gemini_answering_as_an_unpriced_model_is_priced_as_the_configured_one(
+    make_app: Any, repo: Path, tmp_path: Path, cli_home: Path
+) -> None:
+    """Gemini names the model that answered (``modelVersion``); when that has no price but the
+    configured ``model:`` has one, the run is priced as the configured model, and says so."""
+    case = next(c for c in CASES if c.name == "gemini")
+    _binary(case)
+    with FakeModelServer(workdir=str(repo), model="gemini-fake-9") as server:
+        app = make_app(**{f"agents__{case.name}": _agent(case, server, tmp_path)})
+        assert app.engine.acquire()
+        await app.engine.start()
+        try:
+            task = app.service.delegate(TASK, agent=case.name, cwd=str(repo)).task
+            task = await app.engine.wait_finished(task.id, timeout=240)
+        finally:
+            await app.engine.stop()
+        calls = len(server.model_calls(case.protocol))
+    if os.environ.get("ORCHESTRA_RECORD_FIXTURES"):
+        _record(app, case, task, "unpriced_model")
+    assert task.state == TaskState.SUCCEEDED, task.error
+    assert task.cost_source == "priced"
+    assert task.cost_usd == pytest.approx(price_usd(_usage_of(case, calls), case.model), rel=1e-9)
+    message = app.store.pending("console", task_id=task.id)[0].text
+    assert f"priced as {case.model}, the configured model: gemini-fake-9 has no price" in message, message
+
+
+KEY_HINTS = {"claude": "check ANTHROPIC_API_KEY", "codex": "check OPENAI_API_KEY"}
+RETRYING_401 = [c for c in CASES if c.name in KEY_HINTS]
+
+
+@pytest.mark.parametrize("case", RETRYING_401, ids=[c.name for c in RETRYING_401])
+async def test_a_401_fails_in_seconds_whatever_the_cli_retry_setting(
+    make_app: Any, repo: Path, tmp_path: Path, cli_home: Path, case: Case
+) -> None:
+    """Left to itself Claude Code retries a 401 for about 3 minutes and Codex 5 times; an
+    authentication error will not heal, so the run ends at the first retry and names the key."""
+    _binary(case)
+    with FakeModelServer(workdir=str(repo), mode="401") as server:
+        agent = _agent(case, server, tmp_path)
+        del agent["env"]["ORCHESTRA_MAX_RETRIES"]
+        app = make_app(**{f"agents__{case.name}": agent})
+        assert app.engine.acquire()
+        await app.engine.start()
+        started = time.monotonic()
+        try:
+            task = app.service.delegate(TASK, agent=case.name, cwd=str(repo)).task
+            task = await app.engine.wait_finished(task.id, timeout=240)
+        finally:
+            await app.engine.stop()
+        requests = len([c for c in server.calls if c.status == 401])
+    assert time.monotonic() - started < 30
+    assert task.state == TaskState.FAILED
+    assert "401" in task.error and KEY_HINTS[case.name] in task.error, task.error
+    assert requests <= 3
+
+
+async def test_a_rejected_tool_call_that_changed_nothing_is_not_a_plain_success(
+    make_app: Any, repo: Path, tmp_path: Path, cli_home: Path
+) -> None:
+    """Droid with a gpt-style model offers ``Execute`` and rejects a call without its required
+    ``riskLevel``; the run still ends as the agent's success. The completion says what happened."""
+    case = next(c for c in CASES if c.name == "droid")
+    _binary(case)
+    with FakeModelServer(workdir=str(repo), careless=True) as server:
+        app = make_app(**{f"agents__{case.name}": _agent(case, server, tmp_path)})
+        assert app.engine.acquire()
+        await app.engine.start()
+        try:
+            task = app.service.delegate(TASK, agent=case.name, cwd=str(repo)).task
+            task = await app.engine.wait_finished(task.id, timeout=240)
+        finally:
+            await app.engine.stop()
+        asked = [c.reply for c in server.model_calls(case.protocol)]
+    if os.environ.get("ORCHESTRA_RECORD_FIXTURES"):
+        _record(app, case, task, "tool_rejected")
+    assert "tool:Execute" in asked, asked
+    assert not (repo / "hello.txt").exists()
+    message = app.store.pending("console", task_id=task.id)[0].text
+    assert "succeeded, but 1 tool call failed and no file changed" in message, message
+    assert message.startswith("⚠️") and "Files:" not in message
 
 
 RESUMING = [c for c in CASES if c.kind not in ("aider", "droid")]  # aider has no sessions; droid BYOK can't resume
@@ -273,7 +378,15 @@ async def test_real_cli_retry_resumes_the_same_session(
     assert (repo / "hello.txt").exists()
     assert first.session_id and second.session_id == first.session_id
     calls = [c for c in server.model_calls(case.protocol)[before:] if case.counts_side_calls or c.reply != "text"]
-    assert second.input_tokens == PROMPT_TOKENS * len(calls)
+    expected = _usage_of(case, len(calls))
+    assert (second.input_tokens, second.output_tokens, second.cache_read_tokens) == (
+        expected.input_tokens,
+        expected.output_tokens,
+        expected.cache_read_tokens,
+    ), f"{len(calls)} model calls in the resumed run: {[c.reply for c in calls]}"
+    _assert_cost(case, second, expected, len(calls))
+    recorded = app.store.cost_sum(0, float("inf"))[0]
+    assert recorded == pytest.approx((first.cost_usd or 0) + (second.cost_usd or 0), rel=1e-6)
 
 
 SHELL_POLICIES = [c for c in CASES if c.name in ("claude", "codex")]

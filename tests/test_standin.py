@@ -114,7 +114,7 @@ def test_api_error_exits_zero_but_fails(tmp_path: Path) -> None:
 
     assert proc.returncode == 0
     assert result.status == "failed"
-    assert result.errors[0] == "API error 401: invalid x-api-key"
+    assert result.errors[0] == "API error 401: invalid x-api-key · check ANTHROPIC_API_KEY"
     assert not (tmp_path / "user_model.py").exists()
 
 

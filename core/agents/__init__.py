@@ -9,7 +9,7 @@ import importlib
 import json
 from typing import Any
 
-from core.agents.base import AgentAdapter, OutputParser
+from core.agents.base import AgentAdapter, OutputParser, SessionStart
 
 # kind -> "module:Class" of the adapter (engine side).
 ADAPTERS: dict[str, str] = {
@@ -47,9 +47,16 @@ def adapter_for(kind: str) -> AgentAdapter:
     return adapter
 
 
-def parser_for(name: str) -> OutputParser:
-    """Return a fresh output parser from a ``parser_ref`` string; ``KeyError`` when there is none."""
+def parser_for(name: str, *, resumed_from: dict[str, Any] | None = None) -> OutputParser:
+    """Return a fresh output parser from a ``parser_ref`` string; ``KeyError`` when there is none.
+
+    ``resumed_from`` (the ``session_totals`` the session's previous run reported, ``{}`` when
+    unknown) tells a parser of a CLI that reports session totals that this run continues one.
+    """
     key, _, options = name.partition(" ")
     cls = _load(PARSERS[key])
     parser: OutputParser = cls(**json.loads(options)) if options else cls()
+    resume = getattr(parser, "resume_from", None)
+    if resumed_from is not None and callable(resume):
+        resume(SessionStart.from_dict(resumed_from))
     return parser

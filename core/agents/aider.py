@@ -42,6 +42,8 @@ from core.agents.common import (
     usage_event,
 )
 
+# The repo-map's tags cache, always at the repository root (aider has no option to move it).
+STATE_PATHS = (".aider.tags.cache.v4/",)
 _TOKENS = re.compile(
     r"^Tokens: (?P<sent>[\d.]+k?) sent(?:, (?P<write>[\d.]+k?) cache write)?(?:, (?P<hit>[\d.]+k?) cache hit)?,"
     r" (?P<received>[\d.]+k?) received\.(?:\s+Cost: \$(?P<message>[\d.]+) message, \$(?P<session>[\d.]+) session\.)?"
@@ -101,6 +103,7 @@ class AiderAdapter:
             prompt_mode="file",
             parser=parser_ref("aider", model=settings.model, analytics=analytics),
             files={analytics: ""},  # also creates the run's folder, which aider would not
+            state_paths=list(STATE_PATHS),
         )
 
     def version_argv(self, settings: AgentSettings) -> list[str]:

@@ -53,7 +53,9 @@ class AgentEvent:
     """One thing the agent did, in the order it did it.
 
     ``text`` is a short human line for the pane and for chat progress; ``data`` carries the
-    structured detail (tool name and input, usage numbers, session id, ...).
+    structured detail (tool name and input, usage numbers, session id, ...). Two keys are read by
+    the runner whatever the CLI: ``is_error`` on a ``tool_result`` (a failed tool call) and
+    ``stop_run`` on an ``error`` (end the run now with this reason, e.g. a 401 the CLI would retry).
     """
 
     kind: EventKind
@@ -70,15 +72,22 @@ class AgentResult:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float | None = None
     cost_source: str = "unknown"  # "cli", "priced", or "unknown"
+    cost_note: str = ""  # how a priced cost was reached when it is not plain (e.g. another model's price)
     session_id: str | None = None
     model: str | None = None
     errors: list[str] = field(default_factory=list)
     permission_denials: list[str] = field(default_factory=list)
+    tool_errors: list[str] = field(default_factory=list)  # the tool calls that failed ("Execute error: ...")
     exit_code: int | None = None
+    # The CLI's running totals for its whole session after this run, when it reports those instead
+    # of the run's own figures (Claude's cost, Qwen's tokens): a resumed run subtracts them.
+    session_usage: Usage | None = None
+    session_cost_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["usage"] = self.usage.to_dict()
+        data["session_usage"] = self.session_usage.to_dict() if self.session_usage else None
         return data
 
     @classmethod
@@ -89,11 +98,36 @@ class AgentResult:
             usage=Usage.from_dict(data.get("usage")),
             cost_usd=data.get("cost_usd"),
             cost_source=str(data.get("cost_source", "unknown")),
+            cost_note=str(data.get("cost_note") or ""),
             session_id=data.get("session_id"),
             model=data.get("model"),
             errors=list(data.get("errors", [])),
             permission_denials=list(data.get("permission_denials", [])),
+            tool_errors=list(data.get("tool_errors", [])),
             exit_code=data.get("exit_code"),
+            session_usage=Usage.from_dict(data["session_usage"]) if data.get("session_usage") else None,
+            session_cost_usd=data.get("session_cost_usd"),
+        )
+
+
+@dataclass(frozen=True)
+class SessionStart:
+    """Where a resumed run's session stood, for CLIs that report session totals.
+
+    ``usage`` and ``cost_usd`` are the totals the previous run of the session reported, or None
+    when no earlier run recorded them (then only the run's own lines can be counted).
+    """
+
+    usage: Usage | None = None
+    cost_usd: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SessionStart:
+        usage = data.get("usage")
+        cost = data.get("cost_usd")
+        return cls(
+            usage=Usage.from_dict(usage) if isinstance(usage, dict) else None,
+            cost_usd=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
         )
 
 
@@ -114,6 +148,9 @@ class Invocation:
     # Config files the CLI needs before it starts: absolute path -> content. The engine writes
     # them (mode 600) before each start; they never hold a secret, only the names of variables.
     files: dict[str, str] = field(default_factory=dict)
+    # The CLI's own cache or state in the repository (paths from its root; a trailing ``/`` is a
+    # folder): never listed among the files a task changed.
+    state_paths: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

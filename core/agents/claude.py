@@ -21,8 +21,8 @@ import json
 import os
 from typing import Any
 
-from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage
-from core.agents.common import as_dict, as_float, as_int, as_str, k, max_retries, merged_env
+from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, SessionStart, Usage
+from core.agents.common import as_dict, as_float, as_int, as_str, k, key_hint, max_retries, merged_env
 
 # Linux caps one argv element at 128 KiB (MAX_ARG_STRLEN); stay well below it.
 MAX_ARG_BYTES = 100_000
@@ -90,6 +90,11 @@ class ClaudeParser:
         self._cwd: str | None = None
         self._result: dict[str, Any] | None = None
         self._last_text = ""
+        self._session_start: SessionStart | None = None  # set when this run resumes a session
+
+    def resume_from(self, start: SessionStart) -> None:
+        """This run continues a session: its result's ``total_cost_usd`` includes ``start``'s."""
+        self._session_start = start
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -114,6 +119,11 @@ class ClaudeParser:
         if kind == "system":
             if obj.get("subtype") == "init":
                 return [self._on_init(obj)]
+            if obj.get("subtype") == "api_retry" and obj.get("error_status") == 401:
+                # Claude Code retries a 401 about 11 times (~3 minutes): a bad key will not heal.
+                what = _str(obj.get("error")) or "authentication failed"
+                reason = key_hint(f"API error 401: {what}", self._key_var())
+                return [AgentEvent("error", _shorten(reason), {"error": reason, "stop_run": True})]
             detail = _str(obj.get("description")) or _str(obj.get("summary"))
             label = f"system: {obj.get('subtype')}" + (f" · {detail}" if detail else "")
             return [_raw(line, label)]
@@ -242,7 +252,7 @@ class ClaudeParser:
     def _on_result(self, obj: dict[str, Any]) -> list[AgentEvent]:
         self._result = obj
         self._session_id = _str(obj.get("session_id")) or self._session_id
-        usage = self._convert_usage(obj.get("usage"))
+        usage = self._run_usage(obj.get("usage"))
         cost = self.live_cost_usd()
         cost_text = f" · ${cost:.4f}" if cost is not None else ""
         events = [
@@ -265,7 +275,23 @@ class ClaudeParser:
     def live_cost_usd(self) -> float | None:
         if self._result is None:
             return None
-        return _float(self._result.get("total_cost_usd"))
+        return self._run_cost(_float(self._result.get("total_cost_usd")))
+
+    def _run_cost(self, session_total: float | None) -> float | None:
+        """This run's share of ``total_cost_usd``, which covers every run of a resumed session.
+
+        None when the session's earlier total is unknown: the tokens are then priced instead.
+        """
+        start = self._session_start
+        if session_total is None or start is None:
+            return session_total
+        if start.cost_usd is None:
+            return None
+        return session_total - start.cost_usd if session_total >= start.cost_usd else session_total
+
+    def _run_usage(self, reported: Any) -> Usage:
+        """This run's tokens from the result's ``usage`` (Claude's covers the run alone)."""
+        return self._convert_usage(reported) if isinstance(reported, dict) else self._counted_usage()
 
     def _counted_usage(self) -> Usage:
         total = Usage()
@@ -304,13 +330,15 @@ class ClaudeParser:
                 errors.append(f"stderr: {stderr_line}")
         if is_error and not errors:
             errors.append("the agent reported an error")
-        reported = result.get("usage")
-        cost = _float(result.get("total_cost_usd"))
+        session_cost = _float(result.get("total_cost_usd"))
+        cost = self._run_cost(session_cost)
         final_text = result.get("result")
+        if is_error or not isinstance(final_text, str):
+            final_text = self._last_text  # an error result's text is the reason, already in ``errors``
         return AgentResult(
             status="failed" if is_error or exit_code != 0 else "succeeded",
-            final_text=final_text if isinstance(final_text, str) else self._last_text,
-            usage=self._convert_usage(reported) if isinstance(reported, dict) else self._counted_usage(),
+            final_text=final_text,
+            usage=self._run_usage(result.get("usage")),
             cost_usd=cost,
             cost_source="cli" if cost is not None else "unknown",
             session_id=self._session_id,
@@ -318,6 +346,7 @@ class ClaudeParser:
             errors=errors,
             permission_denials=_denials(result.get("permission_denials")),
             exit_code=exit_code,
+            session_cost_usd=session_cost,
         )
 
     # -- what a CLI with the same stream format but other semantics overrides (Qwen Code) ----
@@ -326,7 +355,11 @@ class ClaudeParser:
         return anthropic_usage(raw)
 
     def _result_errors(self, result: dict[str, Any]) -> list[str]:
-        return _result_errors(result)
+        reasons = _result_errors(result)
+        return [key_hint(reasons[0], self._key_var()), *reasons[1:]] if reasons else reasons
+
+    def _key_var(self) -> str:
+        return "ANTHROPIC_API_KEY"
 
     def _is_error_text(self, text: str) -> bool:
         return False
@@ -411,8 +444,9 @@ def _result_errors(result: dict[str, Any]) -> list[str]:
 def _api_error(status: Any, text: str) -> str:
     """``API error 401: invalid x-api-key`` from ``API Error: 401 {"type":"error",...}``."""
     detail = text
-    if detail.startswith("API Error"):
-        detail = detail.removeprefix("API Error").lstrip(": ")
+    lead, marker, after = detail.partition("API Error")
+    if marker:  # "API Error: 401 ..." or "Failed to authenticate. API Error: 401 ...": say the status once
+        detail = after.lstrip(": ")
         code, _, rest = detail.partition(" ")
         if code.isdigit():
             status = status if status is not None else int(code)
@@ -427,8 +461,10 @@ def _api_error(status: Any, text: str) -> str:
         message = error.get("message") if isinstance(error, dict) else None
         if isinstance(message, str) and message:
             detail = message
+    lead = lead.strip().rstrip(".:") if marker else ""
+    detail = " · ".join(part for part in (lead, detail.strip()) if part)
     label = f"API error {status}" if status is not None else "API error"
-    detail = _shorten(detail.strip(), 300)
+    detail = _shorten(detail, 300)
     return f"{label}: {detail}" if detail else label
 
 

@@ -41,6 +41,7 @@ from core.agents.common import (
     error_event,
     feed_json_line,
     has_flag,
+    key_hint,
     load_json,
     max_retries,
     merged_env,
@@ -129,6 +130,9 @@ def _toml(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
+_API_401 = re.compile(r"\b401\b")
+
+
 class CodexParser:
     """Parses ``codex exec --json`` output; one instance per run, fed line by line."""
 
@@ -169,12 +173,16 @@ class CodexParser:
             return [usage_event(self._usage, self._model)]
         if kind == "turn.failed":
             message = as_str(as_dict(obj.get("error")).get("message")) or "the turn failed"
-            self._failed.append(api_error(message))
+            self._failed.append(key_hint(api_error(message), "OPENAI_API_KEY"))
             repeated = bool(self._errors) and self._errors[-1] == message
             return [] if repeated else [error_event(api_error(message))]
         if kind == "error":
             message = as_str(obj.get("message")) or "error"
             self._errors.append(message)
+            if message.startswith("Reconnecting") and _API_401.search(message):
+                # Codex retries a 401 five times: a bad key will not heal, so the run ends here.
+                reason = key_hint(api_error(message[message.find("(") + 1 :].rstrip(")")), "OPENAI_API_KEY")
+                return [error_event(reason, stop_run=True)]
             return [error_event(api_error(message))]
         if kind == "turn.started":
             return []

@@ -202,6 +202,13 @@ def api_error(message: str) -> str:
     return f"{label}: {detail}" if detail else label
 
 
+def key_hint(reason: str, key_var: str) -> str:
+    """``reason`` with `` · check KEY_VAR`` when it is an authentication error (HTTP 401)."""
+    if reason.startswith("API error 401") and key_var not in reason:
+        return f"{reason} · check {key_var}"
+    return reason
+
+
 def no_result_reason(exit_code: int, what: str = "a result") -> str:
     if exit_code < 0:
         import signal  # only on this rare path: keeps the runner's start-up lean

@@ -36,6 +36,7 @@ from core.agents.common import (
     error_event,
     feed_json_line,
     has_flag,
+    key_hint,
     max_retries,
     merged_env,
     no_result_reason,
@@ -207,7 +208,7 @@ class GeminiParser:
             errors += self._errors[-1:]
         elif result.get("status") != "success":
             message = as_str(as_dict(result.get("error")).get("message")) or "the agent reported an error"
-            errors.append(api_error(message))
+            errors.append(key_hint(api_error(message), "GEMINI_API_KEY"))
         elif exit_code != 0:
             errors.append(_exit_reason(exit_code) or f"agent exited with code {exit_code}")
         if errors and exit_code != 0 and result is None:

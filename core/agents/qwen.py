@@ -12,8 +12,8 @@ Parser: Qwen's stream is Claude Code's SDK shape (``reference/agent-clis.md`` se
 cached tokens (OpenAI semantics), an API error is an assistant text ``[API Error: 401 ...]``
 and the result's ``error.message``, and there is no USD figure (tokens are priced with
 genai-prices; Qwen's own models have no price there, so their cost is unknown). The result's
-``usage`` covers the whole session, earlier runs of a resumed one included, so the tokens are
-counted from the run's own assistant messages.
+``usage`` covers the whole session, earlier runs of a resumed one and side calls included, so a
+resumed run subtracts the total its session's previous run reported.
 
 Runner side: imports only the standard library and ``core.agents``.
 """
@@ -26,7 +26,17 @@ from typing import Any
 
 from core.agents.base import AgentResult, AgentSettings, Invocation, PromptMode, Usage
 from core.agents.claude import ClaudeParser, _result_errors
-from core.agents.common import api_error, argv_safe, as_dict, as_int, as_str, config_dir, has_flag, merged_env
+from core.agents.common import (
+    api_error,
+    argv_safe,
+    as_dict,
+    as_int,
+    as_str,
+    config_dir,
+    has_flag,
+    key_hint,
+    merged_env,
+)
 
 
 class QwenAdapter:
@@ -81,19 +91,44 @@ class QwenParser(ClaudeParser):
 
     def _result_errors(self, result: dict[str, Any]) -> list[str]:
         message = as_str(as_dict(result.get("error")).get("message"))
-        reasons = [api_error(message)] if message else []
+        reasons = [key_hint(api_error(message), "OPENAI_API_KEY")] if message else []
         for reason in _result_errors(result):
             if reason != "error during execution" or not reasons:
                 reasons.append(reason)
         return reasons
 
+    def _key_var(self) -> str:
+        return "OPENAI_API_KEY"
+
     def _is_error_text(self, text: str) -> bool:
         return text.startswith("[API Error")
 
+    def _run_usage(self, reported: Any) -> Usage:
+        """This run's tokens: the result's ``usage`` minus the session's earlier total.
+
+        Qwen's result counts every call of the session, earlier runs and side calls (memory
+        extraction) included. Without the earlier total, only the run's own assistant messages
+        can be counted, which misses the side calls.
+        """
+        if not isinstance(reported, dict):
+            return self._counted_usage()
+        total = self._convert_usage(reported)
+        start = self._session_start
+        if start is None:
+            return total
+        before = start.usage
+        if before is None or total.input_tokens < before.input_tokens or total.output_tokens < before.output_tokens:
+            return self._counted_usage()
+        return Usage(
+            input_tokens=total.input_tokens - before.input_tokens,
+            output_tokens=total.output_tokens - before.output_tokens,
+            cache_read_tokens=max(total.cache_read_tokens - before.cache_read_tokens, 0),
+            cache_write_tokens=max(total.cache_write_tokens - before.cache_write_tokens, 0),
+        )
+
     def finish(self, exit_code: int, stderr_tail: str) -> AgentResult:
-        """As Claude's, but tokens are this run's: a resumed session's result counts the whole session."""
         result = super().finish(exit_code, stderr_tail)
-        counted = self._counted_usage()
-        if counted.input_tokens or counted.output_tokens:
-            result.usage = counted
+        reported = self._result.get("usage") if self._result else None
+        if isinstance(reported, dict):
+            result.session_usage = self._convert_usage(reported)
         return result

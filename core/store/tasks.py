@@ -170,6 +170,15 @@ class TasksMixin(_Base):
         ).fetchall()
         return [_task_from_row(self._row_dict(row)) for row in rows], {str(s): int(n) for s, n in counts}
 
+    def session_runs(self, agent: str, session_id: str) -> list[Task]:
+        """Finished tasks of ``agent`` that ran in the CLI session ``session_id``, latest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM tasks WHERE agent = ? AND session_id = ? AND finished_at IS NOT NULL "
+            "ORDER BY finished_at DESC, num DESC",
+            (agent, session_id),
+        ).fetchall()
+        return [_task_from_row(self._row_dict(row)) for row in rows]
+
     def silent_tasks(self, before: float) -> list[Task]:
         """Running tasks whose last event (or start) is older than ``before``, oldest first."""
         rows = self._conn.execute(
