@@ -35,7 +35,7 @@ from core.config import Config
 from core.costs import BudgetAlert, CostTracker, check_budget_alerts, money
 from core.digest import Digest, build_digest, render_chart_png
 from core.store import Store
-from core.summary import format_duration
+from core.summary import chat_prefix, command_hint, format_duration
 
 log = logging.getLogger(__name__)
 
@@ -238,11 +238,15 @@ class Scheduler:
             live = f"{money(task.live_cost_usd)} so far" if task.live_cost_usd is not None else "no cost yet"
             text = (
                 f"⏳ {task.id} has been silent for {format_duration(quiet)} · {task.agent} · {task.category} · {live}\n"
-                f"{' '.join(task.text.split())[:200]}\n"
-                f"Peek: orchestra peek {task.id} · Cancel: orchestra cancel {task.id}"
+                f"{' '.join(task.text.split())[:200]}"
             )
             for channel in self.deps.channels():
-                store.enqueue(channel, "watchdog", text, task_id=task.id, dedupe_key=f"{channel}:{key}", ts=now,
+                prefix = chat_prefix(channel, self.config.slack.command)
+                peek, cancel = (
+                    command_hint(prefix, f"{verb} {task.id}", f"{verb} {task.id}") for verb in ("peek", "cancel")
+                )
+                hint = f"{text}\nPeek: {peek} · Cancel: {cancel}"  # as it is typed where it is read
+                store.enqueue(channel, "watchdog", hint, task_id=task.id, dedupe_key=f"{channel}:{key}", ts=now,
                               payload={"buttons": ["peek", "cancel"]})  # fmt: skip
             store.record_alert(key, "watchdog", now, text)
             alerted.append(task.id)

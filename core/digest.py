@@ -181,7 +181,7 @@ def _by_count(item: tuple[str, int]) -> tuple[int, str]:
 
 def _capped(lines: list[str], total: int) -> list[str]:
     more = total - len(lines)
-    return lines + ([f"… and {more} more (orchestra status)"] if more > 0 else [])
+    return lines + ([f"… and {more} more (status lists them all)"] if more > 0 else [])
 
 
 def _clip(text: str, size: int) -> str:

@@ -37,7 +37,7 @@ from core.messages import finished_keyboard
 from core.models import RUN_END_STATES, Task, TaskState
 from core.redact import Redactor
 from core.store import Store
-from core.summary import build_summary, git_baseline, render_phone
+from core.summary import build_summary, chat_prefix, git_baseline, render_phone
 from core.tmux import TmuxManager, WindowInfo, runner_argv
 
 log = logging.getLogger(__name__)
@@ -516,10 +516,7 @@ class Engine:
         return self.config.channels()
 
     def _chat_prefix(self, channel: str) -> str | None:
-        """How commands are typed in a channel: None for the terminal (console), ``/`` in Telegram."""
-        if channel == "console":
-            return None
-        return self.config.slack.command + " " if channel == "slack" else "/"
+        return chat_prefix(channel, self.config.slack.command)
 
     # -- reconcile and sweep -------------------------------------------------------------------
     def replay(self, task_id: str) -> None:

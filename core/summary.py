@@ -181,6 +181,14 @@ def format_duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+def chat_prefix(channel: str, slack_command: str) -> str | None:
+    """How commands are typed in a channel: None for the terminal (console), ``/`` in Telegram,
+    ``/orchestra `` (the configured slash command) in Slack."""
+    if channel == "console":
+        return None
+    return slack_command + " " if channel == "slack" else "/"
+
+
 def command_hint(chat_prefix: str | None, cli: str, chat: str) -> str:
     """A command as the reader types it: ``orchestra logs t1`` in a terminal (``chat_prefix`` None),
     ``/log t1`` in Telegram (``"/"``), ``/orchestra log t1`` in Slack (``"/orchestra "``)."""

@@ -83,7 +83,7 @@ def test_long_sections_are_capped_and_counted(store: Store) -> None:
     config = make_config(digest={"max_lines": 5})
     digest = build_digest(store, config, ManualClock(at("2026-11-25 08:00")))
     assert digest.text.splitlines()[1] == "Since Tue 24 Nov 08:00: 30 succeeded"  # first digest: the last day
-    assert "… and 25 more (orchestra status)" in digest.text
+    assert "… and 25 more (status lists them all)" in digest.text
     assert len(digest.finished) == 5
 
 
@@ -96,7 +96,7 @@ def test_a_busy_day_still_fits_one_chat_message(store: Store) -> None:
     digest = build_digest(store, make_config(digest={"max_lines": 15}), ManualClock(at("2026-11-25 08:00")))
     assert len(digest.text) <= MESSAGE_LIMIT
     shown = len(digest.waiting)
-    assert 1 <= shown < 15 and f"… and {40 - shown} more (orchestra status)" in digest.text
+    assert 1 <= shown < 15 and f"… and {40 - shown} more (status lists them all)" in digest.text
     assert "Waiting for you (40):" in digest.text and len(digest.button_task_ids) == shown
 
 

@@ -184,7 +184,7 @@ def test_watchdog_alerts_once_per_silent_task(store: Store, tmp_path: Path) -> N
     assert note.text.splitlines() == [
         f"⏳ {quiet} has been silent for 20m00s · claude · backend · $0.30 so far",
         "Migrate the database",
-        f"Peek: orchestra peek {quiet} · Cancel: orchestra cancel {quiet}",
+        f"Peek: /peek {quiet} · Cancel: /cancel {quiet}",  # as typed in Telegram, where it is read
     ]
     assert store.payload(note.id) == {"buttons": ["peek", "cancel"]}
     clock.ts = now + 3600
@@ -192,6 +192,7 @@ def test_watchdog_alerts_once_per_silent_task(store: Store, tmp_path: Path) -> N
     assert jobs.check_watchdog() == []  # one alert per task, however long it stays silent
     assert len(store.pending("console")) == 2
     assert "silent for 16m00s" in store.pending("console")[1].text
+    assert f"Peek: orchestra peek {quiet}" in store.pending("console")[0].text  # the terminal's own words
     off = scheduler(store, clock, tmp_path, make_config(watchdog={"silent_after_s": None}))
     assert off.check_watchdog() == []
 
