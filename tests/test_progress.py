@@ -29,7 +29,7 @@ def test_the_card_shows_tokens_as_soon_as_the_first_usage_event_arrives(make_app
     assert app.store.transition("t1", ["queued"], "running", started_at=time.time())
     assert app.engine.acquire()  # the engine records the runner's events (never started: no dispatch)
     now = time.time()
-    app.engine.ingest({"task": "t1", "seq": 1, "ts": now, "kind": "started", "data": {}})
+    app.engine.ingest({"task": "t1", "seq": 1, "ts": now, "kind": "started", "text": "", "data": {}})
     usage = {"usage": {"input_tokens": 12_345, "output_tokens": 300}}
     app.engine.ingest({"task": "t1", "seq": 2, "ts": now, "kind": "usage", "text": "", "data": usage})
     [edit] = [i for i in app.store.outbox_queue("telegram") if i.kind == "progress"]
