@@ -30,6 +30,7 @@ from core.clock import iso
 from core.config import load_config
 from core.costs import render_cost_report
 from core.errors import OrchestraError, TaskRejected
+from core.launch import take_engine_env
 from core.models import Task, TaskState
 from core.service import Delegation, task_json
 from core.store import store_error
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The error boundary: every error a user can meet ends here as one line on stderr and exit 1."""
+    # An on-demand engine's keys, handed over by the process that started it (before the config reads them).
+    if (warning := take_engine_env()) is not None:
+        print(f"orchestra: {warning}", file=sys.stderr)
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:

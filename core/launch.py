@@ -12,6 +12,9 @@ the marker in argv that stands for that path (unique to the launch, so a ``{task
 the task stays text), the agent's whole environment (``KEY=VALUE`` entries; nothing else of ours is inherited), the
 secret values to redact, the argv, and last the task text. The task text is inside argv, on
 stdin or in a file: never shell input.
+
+An on-demand engine gets its own keys the same way (``write_engine_env``, ``take_engine_env``):
+its tmux window, like every window, has a clean environment.
 """
 
 from __future__ import annotations
@@ -90,20 +93,79 @@ def write_launch(
     parts = [mode, task_file, marker, str(len(env)), *(f"{k}={v}" for k, v in env.items())]
     parts += [str(len(secrets)), *secrets, str(len(argv)), *argv, text]
     data = b"\0".join(part.encode("utf-8", "surrogateescape") for part in parts)
-    path = os.path.join(task_dir, "launch.bin")
+    _write_private(os.path.join(task_dir, "launch.bin"), data)
+
+
+def _write_private(path: str, data: bytes) -> None:
+    """Write ``path`` mode 600, whole or not at all (through ``path.tmp``, removed if the write fails)."""
     tmp = path + ".tmp"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        discard(tmp)
+        raise
+
+
+def discard(path: str) -> None:
+    """Delete a handoff file if it is there."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+ENGINE_ENV = "ORCHESTRA_ENGINE_ENV"  # names the engine's handoff file: the name is no secret, the file is
+
+
+def write_engine_env(path: str, env: dict[str, str]) -> None:
+    """Starter side: the variables an on-demand engine needs (its agents' keys) in a mode-600 file."""
+    _write_private(path, b"\0".join(f"{k}={v}".encode("utf-8", "surrogateescape") for k, v in env.items()))
+
+
+def take_engine_env() -> str | None:
+    """Engine side, first thing: read the handoff ``$ORCHESTRA_ENGINE_ENV`` names, delete it, and put
+    its variables into ``os.environ``; a warning to show when it is gone (its starter gave up), else None.
+
+    Handoffs left by starters or engines killed before they were read (older than a minute) are
+    deleted too: an agent runs as the same user and could read them.
+    """
+    path = os.environ.pop(ENGINE_ENV, None)
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return f"the engine's environment handoff is gone ({exc.strerror}): agents get no env_from keys"
+    finally:
+        discard(path)
+        _discard_stale_handoffs(os.path.dirname(path))
+    for item in data.split(b"\0") if data else []:
+        key, _, value = item.partition(b"=")
+        os.environ[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+    return None
+
+
+def _discard_stale_handoffs(directory: str, age_s: float = 60.0) -> None:
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("engine-env-"):
+            try:
+                if time.time() - entry.stat().st_mtime > age_s:
+                    discard(entry.path)
+            except OSError:
+                pass
 
 
 def discard_launch(task_dir: str) -> None:
     """Delete a ``launch.bin`` no launcher read (the window never started): it holds secrets."""
     for name in ("launch.bin", "launch.bin.tmp"):
-        try:
-            os.unlink(os.path.join(task_dir, name))
-        except OSError:
-            pass
+        discard(os.path.join(task_dir, name))
 
 
 def _task_file(launch: Launch) -> bytes:

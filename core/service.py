@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.agents.common import agent_env
 from core.clock import Clock
 from core.config import Config, agent_installed
 from core.costs import (
@@ -31,6 +32,7 @@ from core.costs import (
 from core.digest import Digest, build_digest
 from core.engine import Engine, engine_running, poke, request_cancel
 from core.errors import AgentUnavailable, InvalidInput, InvalidTransition, TaskRejected, UnknownTask
+from core.launch import ENGINE_ENV, discard, write_engine_env
 from core.messages import card_keyboard
 from core.models import ACTIVE_STATES, Task, TaskState
 from core.routing import AgentUnavailable as RouteUnavailable
@@ -518,12 +520,31 @@ class Service:
             env["ORCHESTRA_CONFIG"] = str(self.config_path.resolve())
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        # Its keys go in a mode-600 file it reads and deletes at once: tmux's command line and
+        # environment (which every window inherits) never hold them.
+        handoff = self.home / f"engine-env-{os.getpid()}-{time.monotonic_ns()}.bin"
+        write_engine_env(str(handoff), self._engine_environment())
+        env[ENGINE_ENV] = str(handoff)
         with contextlib.suppress(Exception):
             self.tmux.kill("_engine")
-        self.tmux.start_window("_engine", argv, cwd=os.getcwd(), env=env)
+        try:
+            self.tmux.start_window("_engine", argv, cwd=os.getcwd(), env=env)
+        except BaseException:
+            discard(str(handoff))
+            raise
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not (self.home / "engine.sock").exists():
             time.sleep(0.02)
+        if handoff.exists() and "_engine" not in self.tmux.windows():
+            discard(str(handoff))  # the engine died before it could read it
+
+    def _engine_environment(self) -> dict[str, str]:
+        """What an engine reads of our environment: what its agents inherit (the allowlist and each
+        agent's ``env_pass``) and every secret the config names (agents' ``env_from``, chat tokens)."""
+        passed = agent_env(os.environ, [name for agent in self.config.agents.values() for name in agent.env_pass])
+        sources = [source for agent in self.config.agents.values() for source in agent.env_from.values()]
+        sources += [name for name in self.config.known_secrets() if name in os.environ]
+        return {**passed, **{name: os.environ[name] for name in sources if name in os.environ}}
 
     # -- helpers ------------------------------------------------------------------------------
     def _channels(self) -> list[str]:

@@ -3,6 +3,9 @@
 The server is private (``tmux -L <socket_name>``), never the user's default one. A task window
 runs its command as an argv vector (tmux execs it directly, no shell), so no task text can ever
 be read by a shell. Nothing here polls panes; ``capture`` is for peeks on request.
+
+tmux runs with a few plain variables only: a process that starts the server hands it none of its
+secrets, so a window's processes (and ``tmux show-environment``) hold none either.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +35,11 @@ _CHDIR_EXEC = (
     "os.execvp(sys.argv[2], sys.argv[2:])"
 )
 _MISSING = "tmux is not installed (not on PATH; apt-get install tmux)"
+# All tmux is given of our environment: the server it may start keeps it as its global environment,
+# which every window inherits, so no secret of ours (tokens, agents' keys) may be in it.
+_SERVER_ENV = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TMPDIR", "TZ", "TMUX_TMPDIR"}
+)
 
 
 class TmuxError(OrchestraError):
@@ -63,7 +72,7 @@ class TmuxManager:
         cmd = ["tmux", "-L", self.socket_name]
         if self.config_file:
             cmd += ["-f", self.config_file]
-        env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+        env = _server_env(os.environ)
         try:
             proc = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=10, check=False)
         except FileNotFoundError:
@@ -112,7 +121,8 @@ class TmuxManager:
         tmux expands formats (``#(cmd)`` runs ``cmd``) in ``-c`` and ``-n``, so no path of a user
         reaches it: the window starts in ``/`` and ``argv`` changes to ``cwd`` itself (the task
         launcher reads its directory from its own file; given ``cwd``, a small exec wrapper does
-        it). ``argv`` and ``-e`` values are passed as they are; ``name`` must be a plain name.
+        it). ``argv`` and ``-e`` values are passed as they are, so they must hold no secret (both are
+        on tmux's command line); ``name`` must be a plain name.
         """
         _check_name(name)
         self.ensure_session()
@@ -180,6 +190,12 @@ class TmuxManager:
             return window
         _check_name(window)
         return f"{self.session}:={window}"
+
+
+def _server_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment tmux commands run with, and so the one Orchestra's tmux server starts with:
+    names known to hold no secret (``PATH``, ``HOME``, the locale, the terminal, ``TMUX_TMPDIR``...)."""
+    return {k: v for k, v in environ.items() if k in _SERVER_ENV or k.startswith("LC_")}
 
 
 def _check_name(name: str) -> None:

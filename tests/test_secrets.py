@@ -399,6 +399,89 @@ async def test_a_secret_pasted_into_a_task_reaches_the_agent_and_nothing_else(
         assert not _leaks_in(app.home)
 
 
+# -- the agent's parents: its runner, the tmux server, the on-demand engine ----------------------------
+
+
+def _snoop(out: Path, socket_name: str) -> dict[str, Any]:
+    """An agent that saves its parent's (the runner's) environment, tmux's global and session ones, and its own."""
+    script = (
+        'cat /proc/$PPID/environ > "$0/parent.env"; '
+        f'tmux -L {socket_name} show-environment -g > "$0/tmux.env" 2>&1; '
+        f'tmux -L {socket_name} show-environment -t test >> "$0/tmux.env" 2>&1; env > "$0/agent.env"'
+    )
+    return _sh(script, args=["-c", script, str(out)], env_from={"ANTHROPIC_API_KEY": KEY_ENV})
+
+
+def _server_environ(socket_name: str) -> bytes:
+    pid = subprocess.run(["tmux", "-L", socket_name, "display-message", "-p", "#{pid}"], capture_output=True,
+                         text=True, check=True).stdout.strip()  # fmt: skip
+    return Path(f"/proc/{pid}/environ").read_bytes()
+
+
+def _assert_snooped_clean(out: Path, socket_name: str) -> None:
+    """Nothing of the agent's parents holds a secret; the agent itself holds its own key and no other."""
+    parent, tmux_env = (out / "parent.env").read_bytes(), (out / "tmux.env").read_bytes()
+    assert b"PATH=" in parent and b"PATH=" in tmux_env  # it really read them
+    leaks = _occurrences(parent, "the runner's environment") + _occurrences(tmux_env, "tmux's environment")
+    leaks += _occurrences(_server_environ(socket_name), "the tmux server's environment")
+    own = (out / "agent.env").read_text()
+    assert f"ANTHROPIC_API_KEY={AGENT_KEY}\n" in own
+    leaks += _occurrences(own.replace(AGENT_KEY, ""), "the agent's environment")
+    assert not leaks, "\n".join(leaks)
+
+
+async def test_no_secret_reaches_an_agent_through_its_runner_or_tmux(
+    make_app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, socket_name: str
+) -> None:
+    _set_secrets(monkeypatch)
+    out = tmp_path / "outside"
+    out.mkdir()
+    app = make_app(agents__snoop=_snoop(out, socket_name), **SECRET_CONFIG)
+    assert app.engine.acquire()
+    await app.engine.start()  # the engine in this process, which holds every secret, starts tmux
+    try:
+        task = app.service.delegate("look around", agent="snoop", cwd=str(tmp_path)).task
+        task = await app.engine.wait_finished(task.id, timeout=30)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED
+    _assert_snooped_clean(out, socket_name)
+
+
+def test_the_on_demand_engine_gets_its_keys_and_tmux_none(
+    make_app: Any, tmp_path: Path, home: Path, socket_name: str
+) -> None:
+    out = tmp_path / "outside"
+    out.mkdir()
+    make_app(agents__snoop=_snoop(out, socket_name), **SECRET_CONFIG)  # writes bots.yaml
+    abandoned = home / "engine-env-1-1.bin"  # a handoff whose engine was killed before it read it
+    abandoned.write_text(f"{KEY_ENV}={AGENT_KEY}")
+    os.utime(abandoned, (time.time() - 120, time.time() - 120))
+    env = {**SECRET_ENV, "TELEGRAM_BOT_TOKEN": TOKEN, "OPENAI_API_KEY": OTHER_KEY}
+    done = orchestra("delegate", "--task", "@snoop look around", config=tmp_path / "bots.yaml", env=env)
+    assert done.returncode == 0, done.stderr
+    engine = subprocess.run(["tmux", "-L", socket_name, "list-panes", "-t", "test:=_engine", "-F", "#{pane_pid}"],
+                            capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+    assert engine, "no on-demand engine window"
+    cmdline = Path(f"/proc/{engine}/cmdline").read_bytes()
+    assert b"engine" in cmdline and not _occurrences(cmdline, "the engine's command line")
+    _wait_state(home, "t1", "succeeded")
+    _assert_snooped_clean(out, socket_name)  # the engine still gave the agent its key
+    assert not list(home.glob("engine-env-*")) and not _leaks_in(home)
+
+
+def test_an_engine_window_that_fails_leaves_no_key_handoff(
+    make_app: Any, tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, refuse = _tmux_shim(tmp_path, monkeypatch)
+    refuse.touch()
+    make_app(**SECRET_CONFIG)
+    env = {**SECRET_ENV, "TELEGRAM_BOT_TOKEN": TOKEN, "OPENAI_API_KEY": OTHER_KEY}
+    done = orchestra("delegate", "--task", "write the docs", config=tmp_path / "bots.yaml", env=env)
+    assert done.returncode == 1 and "is queued but cannot start" in done.stderr
+    assert not list(home.glob("engine-env-*")) and not _leaks_in(home)
+
+
 def test_redaction_takes_the_longest_secret_and_puts_each_back_by_name() -> None:
     redactor = Redactor({"SHORT": "abcdef123456", "LONG": "abcdef123456-and-more", "QUOTED": 'pa"ss\\word'})
     text = 'use abcdef123456-and-more, then abcdef123456; json {"k": "pa\\"ss\\\\word"} and pa"ss\\word'
