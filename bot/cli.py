@@ -489,7 +489,8 @@ def _cmd_doctor(app: App, args: argparse.Namespace) -> int:
     print(f"config: {app.config_path} (valid)")
     failed = 0
     for what, ok, detail in [*app.service.doctor(), *operations_checks(app)]:
-        print(f"  {'ok ' if ok else 'NO '} {what:<24} {detail}")
+        mark = "NO " if not ok else "-- " if "warning only" in detail else "ok "  # --: worth knowing, not failing
+        print(f"  {mark} {what:<24} {detail}")
         failed += 0 if ok else 1
     return 1 if failed else 0
 

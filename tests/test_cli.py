@@ -209,7 +209,7 @@ def test_doctor_fails_when_an_agent_routing_uses_is_missing(cfg: Path, home: Pat
     cfg.write_text(yaml.safe_dump(config_data))
     out = run(cfg, home, "doctor")
     line = next(line for line in out.stdout.splitlines() if " agent claude " in line)
-    assert line.split()[0] == "ok" and "not found" in line and "routing does not use it" in line, line
+    assert line.split()[0] == "--" and "not found" in line and "routing does not use it" in line, line
     assert out.returncode == 0, out.stdout
 
 
