@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,23 @@ from bot.app import App, open_app
 ROOT = Path(__file__).resolve().parent.parent
 
 requires_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+def mount_tmpfs(where: Path, size: str) -> Callable[[], None]:
+    """Mount a small tmpfs at ``where`` (made if missing) and return its unmount; the test is
+    skipped where that is not allowed (it needs root: CI runs as root)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    where.mkdir(parents=True, exist_ok=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=700", "tmpfs", str(where)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+
+    def unmount() -> None:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+
+    return unmount
 
 
 def base_config(socket_name: str) -> dict[str, Any]:

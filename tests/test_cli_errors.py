@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT, orchestra, requires_tmux
+from tests.conftest import ROOT, mount_tmpfs, orchestra, requires_tmux
 
 
 @dataclass
@@ -96,20 +96,9 @@ def hold(db: Path, *statements: str) -> Callable[[], None]:
     return stop
 
 
-def mount_tmpfs(ctx: Ctx, size: str) -> Path:
+def small_disk(ctx: Ctx, size: str) -> Path:
     mnt = ctx.tmp / "mnt"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("needs root to mount a tmpfs")
-    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]
-    made = subprocess.run(mount, capture_output=True, check=False)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-
-    def unmount() -> None:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-    ctx.cleanup.append(unmount)
+    ctx.cleanup.append(mount_tmpfs(mnt, size))
     return mnt
 
 
@@ -163,7 +152,7 @@ def corrupt_store(ctx: Ctx) -> list[str]:
 
 
 def read_only_data_dir(ctx: Ctx) -> list[str]:
-    mnt = mount_tmpfs(ctx, "4m")
+    mnt = small_disk(ctx, "4m")
     move_home(ctx, mnt / "home")
     subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
     return ["delegate", "--task", "write docs", "--cwd", str(ctx.tmp)]
@@ -184,7 +173,7 @@ def nan_days(ctx: Ctx) -> list[str]:
 
 
 def disk_full_during_delegate(ctx: Ctx) -> list[str]:
-    mnt = mount_tmpfs(ctx, "2m")
+    mnt = small_disk(ctx, "2m")
     move_home(ctx, mnt / "home")
     ctx.cleanup.append(hold(ctx.home / "orchestra.db"))  # the bot has the store open, as it would
     with open(mnt / "filler", "wb") as filler, contextlib.suppress(OSError):

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from core.models import TaskState
 from core.tmux import TmuxError
-from tests.conftest import orchestra, requires_tmux
+from tests.conftest import mount_tmpfs, orchestra, requires_tmux
 
 pytestmark = requires_tmux
 
@@ -27,15 +26,9 @@ pytestmark = requires_tmux
 @pytest.fixture
 def small_disk(home: Path) -> Iterator[Path]:
     """The data directory on its own 8 MB tmpfs; skipped where mounting is not allowed."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    home.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=700", "tmpfs", str(home)],
-                             capture_output=True, text=True, check=False)  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    unmount = mount_tmpfs(home, "8m")
     yield home
-    subprocess.run(["umount", "-l", str(home)], capture_output=True, check=False)
+    unmount()
 
 
 def fill(disk: Path) -> Path:
