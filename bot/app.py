@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the Telegram bridge is imported only when it is enabled (PT
     from bot.slack import SlackTransport
     from bot.telegram import TelegramTransport
     from core.commands import Syntax
+    from core.config import SlackConfig, TelegramConfig
     from core.metrics import Metrics, MetricsServer, TransportHealth
     from core.progress import Progress
 
@@ -296,7 +297,6 @@ async def _start_telegram(app: App, fatal: Callable[[str], None], shared: Progre
     from bot.outbox import Outbox
     from bot.telegram import TelegramTransport
     from core.access import Gate
-    from core.progress import Progress
 
     settings = app.config.telegram
     token = settings.token()
@@ -321,20 +321,8 @@ async def _start_telegram(app: App, fatal: Callable[[str], None], shared: Progre
         retry_base_s=settings.retry_base_s,
         retry_max_s=settings.retry_max_s,
     )
-    if shared is not None:
-        progress = shared
-        _share(shared, outbox)
-    else:
-        progress = Progress(
-            app.service,
-            app.clock,
-            interval_s=settings.progress_interval_s,
-            refresh_s=settings.progress_refresh_s,
-            wake=outbox.wake,
-        )
-        app.engine.listeners.append(progress.on_event)
+    progress = _card_tracker(app, settings, outbox, shared)
     commands.changed = progress.touch
-    app.engine.listeners.append(lambda _t, kind, _d: outbox.wake() if kind == "finished" else None)
     await transport.start(outbox)  # the Bot must be initialized before the outbox sends through it
     await outbox.start()
     if not settings.allowed_user_ids:
@@ -348,7 +336,6 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     from bot.slack import SlackTransport
     from bot.slack_messages import slack_syntax
     from core.access import Gate
-    from core.progress import Progress
 
     settings = app.config.slack
     bot_token = settings.bot_token()
@@ -378,6 +365,21 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
         retry_base_s=settings.retry_base_s,
         retry_max_s=settings.retry_max_s,
     )
+    progress = _card_tracker(app, settings, outbox, shared)
+    commands.changed = progress.touch
+    await transport.start(outbox)
+    await outbox.start()
+    if not settings.allowed_user_ids:
+        log.warning("slack: slack.allowed_user_ids is empty, so nobody can use the bot (deny by default)")
+    return _Slack(transport, outbox, progress, owns_progress=shared is None, commands=commands)
+
+
+def _card_tracker(
+    app: App, settings: TelegramConfig | SlackConfig, outbox: Outbox, shared: Progress | None
+) -> Progress:
+    """The one card tracker both bridges share (made by the first), told when this outbox has work."""
+    from core.progress import Progress
+
     if shared is not None:
         progress = shared
         _share(shared, outbox)
@@ -390,13 +392,8 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
             wake=outbox.wake,
         )
         app.engine.listeners.append(progress.on_event)
-    commands.changed = progress.touch
     app.engine.listeners.append(lambda _t, kind, _d: outbox.wake() if kind == "finished" else None)
-    await transport.start(outbox)
-    await outbox.start()
-    if not settings.allowed_user_ids:
-        log.warning("slack: slack.allowed_user_ids is empty, so nobody can use the bot (deny by default)")
-    return _Slack(transport, outbox, progress, owns_progress=shared is None, commands=commands)
+    return progress
 
 
 def _command_pool(app: App, syntax: Syntax | None = None) -> CommandPool:
