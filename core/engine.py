@@ -24,6 +24,8 @@ import socket
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -70,8 +72,8 @@ class Engine:
         self._baselines: dict[str, dict[str, Any] | None] = {}
         self.redactor = Redactor(config.known_secrets())
         self._unrecorded: dict[str, dict[str, Any]] = {}  # results heard live that the store refused
-        self._launches: set[asyncio.Future[tuple[str | None, BaseException | None]]] = set()  # in worker threads
-        self._launching: set[str] = set()  # their task ids: running, but no window yet
+        self._launches: set[asyncio.Future[Any]] = set()  # launches and summaries in worker threads
+        self._launching: set[str] = set()  # their task ids: no window yet, or a result not yet recorded
 
     # -- ownership --------------------------------------------------------------------------
     def acquire(self, role: str = "engine") -> bool:
@@ -348,7 +350,7 @@ class Engine:
 
     def _fail_unstarted(self, task: Task, reason: str) -> None:
         now = self.clock.now()
-        summary = self._summary(task, TaskState.FAILED, AgentResult(status="failed", errors=[reason]), None)
+        summary = self._summary(task, TaskState.FAILED, AgentResult(status="failed", errors=[reason]), None)()
         with self.store.atomic():
             if not self.store.transition(
                 task.id, [TaskState.RUNNING], TaskState.FAILED, finished_at=now, error=reason, updated_at=now,
@@ -394,28 +396,59 @@ class Engine:
             )
         self._notify(task_id, kind, data)
         if kind == "result":
-            self.finalize(task_id, data)
-            self.dispatch()
+            if replaying or not self._finalize_off_loop(task_id, data):
+                self.finalize(task_id, data)
+                self.dispatch()
 
     def finalize(self, task_id: str, payload: dict[str, Any]) -> bool:
         """Record a run's result once; False if it was already recorded."""
+        ending = self._ending(task_id, payload)
+        return ending is not None and self._record(ending, ending.summarize())
+
+    def _finalize_off_loop(self, task_id: str, payload: dict[str, Any]) -> bool:
+        """Inside the bot's loop, a live result's summary (a git diff) is made in a worker thread
+        and recorded back on the loop; False outside a loop (the caller records it at once)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        ending = self._ending(task_id, payload)
+        if ending is None:
+            return True
+        self._launching.add(task_id)  # the sweep leaves it alone until it is recorded
+
+        def recorded(done: asyncio.Future[dict[str, Any]]) -> None:
+            self._launching.discard(task_id)
+            self._record(ending, done.result())
+            self.dispatch()
+
+        summary = loop.run_in_executor(None, ending.summarize)
+        self._launches.add(summary)  # stop() waits for it like a launch
+        summary.add_done_callback(self._launches.discard)
+        summary.add_done_callback(recorded)
+        return True
+
+    def _ending(self, task_id: str, payload: dict[str, Any]) -> _Ending | None:
+        """What recording a result needs from the store, read here; None if it is not running."""
         task = self.store.find_task(task_id)
         if task is None or task.state != TaskState.RUNNING:
-            return False
+            return None
         result = AgentResult.from_dict(payload.get("result") or {})
         status = TaskState(payload.get("status", "failed"))
         final = TaskState.NEEDS_REVIEW if status == TaskState.SUCCEEDED and task.require_review else status
         finished_at = float(payload.get("exited_at") or self.clock.now())
         started = task.started_at
         duration = finished_at - started if started else None
-        summary = self._summary(task, final, result, duration)
+        return _Ending(task, final, result, finished_at, self._summary(task, final, result, duration))
+
+    def _record(self, ending: _Ending, summary: dict[str, Any]) -> bool:
         # The state, the cost row and the completion notices commit together: a crash in between
         # would leave a finished task whose result never reaches the chat (finalize runs once).
         with self.store.atomic():
-            if not self._finish(task, final, result, finished_at, summary):
+            if not self._finish(ending.task, ending.final, ending.result, ending.finished_at, summary):
                 return False
-        discard_launch(str(self.task_dir(task_id)))  # normally gone already: the launcher deletes it
-        self._finished_hooks(task_id, final, summary)
+        discard_launch(str(self.task_dir(ending.task.id)))  # normally gone already: the launcher deletes it
+        self._finished_hooks(ending.task.id, ending.final, summary)
         return True
 
     def _finish(
@@ -460,14 +493,18 @@ class Engine:
         self._queue_notices(task_id, final, summary)
         return True
 
-    def _summary(self, task: Task, state: TaskState, result: AgentResult, duration: float | None) -> dict[str, Any]:
+    def _summary(
+        self, task: Task, state: TaskState, result: AgentResult, duration: float | None
+    ) -> partial[dict[str, Any]]:
+        """The summary to make, as a call that touches no store (it runs git: a worker may make it)."""
         baseline = self._baselines.pop(task.id, None)
         baseline_file = self.task_dir(task.id) / "baseline.json"
         if baseline is None and baseline_file.exists():
             with contextlib.suppress(OSError, ValueError):
                 baseline = json.loads(baseline_file.read_text(encoding="utf-8"))
         tools = [e["text"] for e in self.store.events(task.id, kinds=["tool_use"], limit=20) if e["text"]]
-        return build_summary(
+        return partial(
+            build_summary,
             task_id=task.id,
             text=task.text,
             status=state.value,
@@ -761,6 +798,24 @@ def _is_int(value: Any) -> TypeGuard[int]:
 
 def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """A result about to be recorded: the task as it was read, and how to make its summary."""
+
+    task: Task
+    final: TaskState
+    result: AgentResult
+    finished_at: float
+    make_summary: partial[dict[str, Any]]
+
+    def summarize(self) -> dict[str, Any]:
+        try:
+            return self.make_summary()
+        except Exception:
+            log.exception("could not summarise %s; it is recorded without its files", self.task.id)
+            return self.make_summary.func(**{**self.make_summary.keywords, "baseline": None})
 
 
 def _outcome(launch: Callable[[Task, str], str], task: Task, text: str) -> tuple[str | None, BaseException | None]:

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -447,6 +448,38 @@ def test_a_dispatch_that_blocks_does_not_hold_the_next_message(
     _answered_within(fake, "/help", "commands and buttons", 2.5)
     fake.wait_for(lambda: sent_calls(fake, "t1 · standin"), what="the acknowledgement")
     fake.wait_for(lambda: fake.find(CHAT, "Tokens:"), timeout=60, what="the completion, eventually")
+    assert bot.stop() == 0
+
+
+def test_a_completion_whose_git_diff_blocks_does_not_hold_the_next_message(
+    fake: FakeTelegram, start_bot: Callable[..., BotProcess], tmp_path: Path, config_data: dict[str, Any]
+) -> None:
+    """A finished task's summary runs git diff: a slow one must not stop the bot answering meanwhile."""
+    slow, marker = tmp_path / "slow-bin", tmp_path / "git-is-slow-now"
+    slow.mkdir()
+    real_git = shutil.which("git")
+    assert real_git is not None
+    (slow / "git").write_text(f'#!/bin/sh\n[ -e "{marker}" ] && sleep 4\nexec {real_git} "$@"\n')
+    (slow / "git").chmod(0o755)
+    config_data["agents"]["standin"]["env"] = {"ORCHESTRA_STANDIN_DELAY": "0.5"}
+    bot = start_bot(env={"PATH": f"{slow}{os.pathsep}{os.environ['PATH']}"}, telegram={"rate_limit_per_minute": 600})
+    fake.wait_for(lambda: fake.commands, what="the bot up")
+    fake.say("Create User model")
+    fake.wait_for(lambda: sent_calls(fake, "t1 · standin"), what="the acknowledgement")
+    marker.touch()  # from now on git is slow: the completion's summary meets it
+    slowest = 0.0
+
+    def helps() -> int:
+        return len(fake.find(CHAT, "commands and buttons"))
+
+    while not fake.find(CHAT, "Tokens:"):  # each /help while the task ends and is summarised
+        answered = helps()
+        sent = time.monotonic()
+        fake.say("/help")
+        fake.wait_for(partial(lambda n: helps() > n, answered), timeout=30, what="/help")
+        slowest = max(slowest, time.monotonic() - sent)
+        assert slowest < 2.5, f"/help took {slowest:.1f}s while a completion was summarised"
+        time.sleep(0.5)
     assert bot.stop() == 0
 
 
