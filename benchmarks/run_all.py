@@ -23,6 +23,7 @@ SCRIPTS = [
     "bench_telegram.py",
     "bench_digest.py",
     "bench_metrics.py",
+    "bench_parse.py",
 ]
 LIMIT_S = 600
 

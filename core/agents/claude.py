@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from typing import Any
 
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, SessionStart, Usage
@@ -86,6 +87,7 @@ class ClaudeParser:
         self._session_id: str | None = None
         self._model: str | None = None
         self._message_usage: dict[str, Usage] = {}
+        self._counted = Usage()  # the sum of _message_usage, kept as it changes (a run has thousands)
         self._tool_names: dict[str, str] = {}
         self._cwd: str | None = None
         self._result: dict[str, Any] | None = None
@@ -223,6 +225,9 @@ class ClaudeParser:
             if usage == known:
                 return None
         self._message_usage[message_id] = usage
+        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
+            change = getattr(usage, name) - (getattr(known, name) if known is not None else 0)
+            setattr(self._counted, name, getattr(self._counted, name) + change)
         total = self._counted_usage()
         text = f"tokens: {_k(total.input_tokens)} in · {_k(total.output_tokens)} out"
         return AgentEvent("usage", text, {"usage": total.to_dict(), "model": self._model})
@@ -294,13 +299,7 @@ class ClaudeParser:
         return self._convert_usage(reported) if isinstance(reported, dict) else self._counted_usage()
 
     def _counted_usage(self) -> Usage:
-        total = Usage()
-        for usage in self._message_usage.values():
-            total.input_tokens += usage.input_tokens
-            total.output_tokens += usage.output_tokens
-            total.cache_read_tokens += usage.cache_read_tokens
-            total.cache_write_tokens += usage.cache_write_tokens
-        return total
+        return replace(self._counted)
 
     # -- the end ---------------------------------------------------------------------------
 
