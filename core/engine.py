@@ -37,7 +37,6 @@ from core.config import Config
 from core.launch import discard_launch, write_launch
 from core.messages import finished_keyboard
 from core.models import RUN_END_STATES, Task, TaskState
-from core.redact import Redactor
 from core.store import Store
 from core.summary import build_summary, chat_prefix, git_baseline, render_phone
 from core.tmux import TmuxManager, WindowInfo, runner_argv
@@ -70,7 +69,7 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self._finished: dict[str, asyncio.Event] = {}
         self._baselines: dict[str, dict[str, Any] | None] = {}
-        self.redactor = Redactor(config.known_secrets())
+        self.redactor = store.redactor  # the store's: one set of known secrets for the files and the tables
         self._unrecorded: dict[str, dict[str, Any]] = {}  # results heard live that the store refused
         self._launches: set[asyncio.Future[Any]] = set()  # launches and summaries in worker threads
         self._launching: set[str] = set()  # their task ids: no window yet, or a result not yet recorded

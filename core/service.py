@@ -555,8 +555,7 @@ class Service:
 
     def audit(self, actor: Actor, action: str, task_id: str | None, detail: str) -> None:
         """Record who did what, when and from where; secret values never reach the audit table."""
-        for secret in self.config.secret_values():
-            detail = detail.replace(secret, "[redacted]")
+        detail = self.store.redactor.text(detail)  # before the cut, so no part of a secret is kept
         self.store.audit(self.clock.now(), actor.name, actor.source, action, task_id, detail[:500], chat=actor.where)
 
     def doctor(self) -> list[tuple[str, bool, str]]:
