@@ -194,7 +194,8 @@ class _Metrics:
 
 def _start_metrics(app: App) -> _Metrics | None:
     """Serve ``GET /metrics``; a port that is taken costs the metrics, not the bot (one line on stderr)."""
-    from core.metrics import Metrics, MetricsServer, MetricsUnavailable
+    from core.errors import MetricsUnavailable
+    from core.metrics import Metrics, MetricsServer
 
     settings = app.config.metrics
     channels = app.config.channels()

@@ -26,26 +26,11 @@ from typing import Protocol
 
 from bot.screen import render_png
 from core.clock import Clock
+from core.errors import DeliveryFailed, RetryLater
 from core.messages import Attachment, Outbound, OutboxCopy, OutboxItem, OutKind
 from core.store import Store
 
 log = logging.getLogger(__name__)
-
-
-class RetryLater(Exception):
-    """The platform asked us to wait (HTTP 429 ``retry_after``)."""
-
-    def __init__(self, after_s: float) -> None:
-        super().__init__(f"rate limited; retry after {after_s:g}s")
-        self.after_s = after_s
-
-
-class DeliveryFailed(Exception):
-    """Sending failed: ``permanent`` when retrying can never help."""
-
-    def __init__(self, reason: str, *, permanent: bool = False) -> None:
-        super().__init__(reason)
-        self.permanent = permanent
 
 
 class Sender(Protocol):

@@ -23,9 +23,10 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.outbox import DeliveryFailed, RetryLater, attachment_bytes, text_length
+from bot.outbox import attachment_bytes, text_length
 from core.commands import COMMANDS, Syntax
 from core.config import SlackConfig
+from core.errors import DeliveryFailed, RetryLater
 from core.messages import CARD_KINDS, Button, ChatRef, Inbound, Keyboard, OutboxItem, Tap
 from core.store import Store
 

@@ -18,7 +18,8 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOpti
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
 
-from bot.outbox import DeliveryFailed, RetryLater, attachment_bytes, text_length
+from bot.outbox import attachment_bytes, text_length
+from core.errors import DeliveryFailed, RetryLater
 from core.messages import Button, ChatRef, Inbound, Keyboard, OutboxItem, Tap
 
 MAX_CHARS = 4096

@@ -32,7 +32,7 @@ from prometheus_client.exposition import choose_encoder
 
 from core.agents.base import Usage
 from core.clock import Clock
-from core.errors import OrchestraError
+from core.errors import MetricsUnavailable
 from core.models import TaskState
 from core.store import Store
 
@@ -42,10 +42,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 WAIT_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86400.0)
 _OPEN_LIMIT = 10_000  # tasks seen half-way (dispatched, not started): more means events were lost
 _TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
-
-
-class MetricsUnavailable(OrchestraError):
-    """The metrics endpoint could not listen (the port is taken, the address is not this host's)."""
 
 
 @dataclass(frozen=True)

@@ -41,15 +41,15 @@ from typing import Any
 import re2
 import yaml
 
+from core.errors import AgentUnavailable, RulesFileError
+
 __all__ = [
     "CATEGORIES",
     "DEFAULT_RULES_PATH",
     "MAX_ROUTE_CHARS",
-    "AgentUnavailable",
     "RouteDecision",
     "Router",
     "Rule",
-    "RulesFileError",
     "compile_rule_pattern",
     "leading_mention",
     "load_default_rules",
@@ -80,30 +80,6 @@ _HEAD_CHARS = 3000
 EXTRA_MATCH_FACTOR = 0.5
 
 _SNIPPET_CHARS = 40
-
-
-class RulesFileError(ValueError):
-    """A rules file that is not a list of well-formed rules."""
-
-
-class AgentUnavailable(Exception):
-    """No usable agent: an override that is not available, or every candidate is unavailable.
-
-    ``agent`` is the agent asked for last (the override, or the default agent); ``tried`` lists
-    every agent that was tried, in order.
-    """
-
-    def __init__(self, agent: str, *, tried: Sequence[str] = (), detail: str = "") -> None:
-        self.agent = agent
-        self.tried: tuple[str, ...] = tuple(tried) or (agent,)
-        if len(self.tried) > 1:
-            listed = ", ".join(f'"{name}"' for name in self.tried)
-            message = f"no agent is available: tried {listed}"
-        else:
-            message = f'agent "{agent}" is not available'
-        if detail:
-            message += f" ({detail})"
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

@@ -31,15 +31,14 @@ from core.costs import (
 )
 from core.digest import Digest, build_digest
 from core.engine import Engine, engine_running, poke, request_cancel
-from core.errors import AgentUnavailable, InvalidInput, InvalidTransition, TaskRejected, UnknownTask
+from core.errors import AgentUnavailable, InvalidInput, InvalidTransition, TaskRejected, TmuxError, UnknownTask
 from core.launch import ENGINE_ENV, discard, write_engine_env
 from core.messages import card_keyboard
 from core.models import ACTIVE_STATES, Task, TaskState
-from core.routing import AgentUnavailable as RouteUnavailable
 from core.routing import RouteDecision, Router, Rule, leading_mention, load_default_rules, parse_override
 from core.store import Store
 from core.summary import format_cost
-from core.tmux import TmuxError, TmuxManager
+from core.tmux import TmuxManager
 
 
 @dataclass(frozen=True)
@@ -130,14 +129,11 @@ class Service:
         override, body = parse_override(text, self.config.agents.keys())
         known = ", ".join(sorted(self.config.agents))
         if override is None and (mention := leading_mention(text)) is not None:
-            raise AgentUnavailable(f"unknown agent @{mention}; agents: {known}")
+            raise AgentUnavailable(mention, message=f"unknown agent @{mention}; agents: {known}")
         chosen = agent or override
         if chosen is not None and chosen not in self.config.agents:
-            raise AgentUnavailable(f"unknown agent {chosen!r} (configured: {known})")
-        try:
-            decision = self.router.route(body, override=chosen)
-        except RouteUnavailable as exc:
-            raise AgentUnavailable(str(exc)) from None
+            raise AgentUnavailable(chosen, message=f"unknown agent {chosen!r} (configured: {known})")
+        decision = self.router.route(body, override=chosen)
         policy = self.config.policy
         approval = decision.category in policy.approval_for and not decision.require_approval
         review = decision.category in policy.review_for and not decision.require_review

@@ -22,7 +22,7 @@ from pathlib import Path
 import libtmux
 import libtmux.exc
 
-from core.errors import OrchestraError
+from core.errors import TmuxError
 
 _HOME_WINDOW = "orchestra"
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # task ids and "_engine": nothing tmux would expand
@@ -40,10 +40,6 @@ _MISSING = "tmux is not installed (not on PATH; apt-get install tmux)"
 _SERVER_ENV = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TMPDIR", "TZ", "TMUX_TMPDIR"}
 )
-
-
-class TmuxError(OrchestraError):
-    """tmux is missing or refused a command."""
 
 
 @dataclass(frozen=True)

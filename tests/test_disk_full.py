@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from core.errors import TmuxError
 from core.models import TaskState
-from core.tmux import TmuxError
 from tests.conftest import mount_tmpfs, orchestra, requires_tmux
 
 pytestmark = requires_tmux

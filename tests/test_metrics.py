@@ -30,8 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.cli import main
 from core.clock import SystemClock
 from core.config import load_config, parse_config
-from core.errors import ConfigError
-from core.metrics import Metrics, MetricsServer, MetricsUnavailable
+from core.errors import ConfigError, MetricsUnavailable
+from core.metrics import Metrics, MetricsServer
 from core.models import TaskState
 from core.store import Store
 from tests.conftest import ROOT, requires_tmux

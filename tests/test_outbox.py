@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.outbox import DeliveryFailed, Outbox, RetryLater, plan_parts, split_text, text_length
+from bot.outbox import Outbox, plan_parts, split_text, text_length
+from core.errors import DeliveryFailed, RetryLater
 from core.messages import Attachment, Button, Outbound, OutboxItem, OutKind
 from core.store import Store
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.errors import AgentUnavailable
 from core.routing import (
     CATEGORIES,
-    AgentUnavailable,
     RouteDecision,
     Router,
     Rule,

@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from bot.app import App
+from core.errors import TmuxError
 from core.models import TaskState
-from core.tmux import TmuxError, TmuxManager
+from core.tmux import TmuxManager
 from tests.conftest import ROOT, orchestra, requires_tmux
 
 pytestmark = requires_tmux

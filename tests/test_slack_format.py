@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.outbox import DeliveryFailed, RetryLater
 from bot.slack_messages import SlackSender, command_text, escape, event_to_inbound, from_blocks, to_blocks, web_client
 from core.config import SlackConfig, parse_config
-from core.errors import ConfigError
+from core.errors import ConfigError, DeliveryFailed, RetryLater
 from core.messages import Button, OutboxItem
 from core.store import Store
 from tests.conftest import base_config

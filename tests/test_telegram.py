@@ -21,11 +21,12 @@ import respx
 from telegram import Update
 
 from bot.app import App
-from bot.outbox import DeliveryFailed, Outbox, RetryLater
+from bot.outbox import Outbox
 from bot.telegram import PollHealth, TelegramTransport
 from bot.telegram_messages import TelegramSender, to_html, to_inbound
 from core.access import Gate
 from core.commands import Commands
+from core.errors import DeliveryFailed, RetryLater
 from core.messages import Button, OutboxItem
 from core.progress import Progress
 from tests.conftest import requires_tmux

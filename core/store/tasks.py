@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from core.errors import UnknownTask
 from core.models import ACTIVE_STATES, Task, TaskState, parse_task_id
 from core.redact import Redactor
 from core.store._base import _Base
@@ -33,10 +34,11 @@ class TasksMixin(_Base):
 
     def task_text(self, task_id: str, environ: Mapping[str, str] | None = None) -> str:
         """The task's text as it was sent: the known secrets it held put back from ``environ``
-        (ours by default). For the agent only; everything else shows the stored, redacted text."""
+        (ours by default). For the agent only; everything else shows the stored, redacted text.
+        :class:`UnknownTask` when the id is unknown."""
         row = self._conn.execute("SELECT text, secret_refs FROM tasks WHERE id = ?", (task_id,)).fetchone()
         if row is None:
-            raise KeyError(task_id)
+            raise UnknownTask(task_id)
         refs = [(int(at), str(name)) for at, name in json.loads(row[1] or "[]")]
         return Redactor.restore(str(row[0]), refs, os.environ if environ is None else environ)
 
@@ -46,10 +48,10 @@ class TasksMixin(_Base):
         return None if row is None else self.get_task(str(row[0]))
 
     def get_task(self, task_id: str) -> Task:
-        """Return the task; ``KeyError`` when the id is unknown."""
+        """Return the task; :class:`UnknownTask` when the id is unknown."""
         row = self._conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
         if row is None:
-            raise KeyError(task_id)
+            raise UnknownTask(task_id)
         return _task_from_row(self._row_dict(row))
 
     def find_task(self, task_id: str) -> Task | None:
@@ -59,7 +61,7 @@ class TasksMixin(_Base):
             return None
         try:
             return self.get_task(canonical)
-        except KeyError:
+        except UnknownTask:
             return None
 
     def task_field(self, task_id: str, name: str) -> Any:
