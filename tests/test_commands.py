@@ -190,7 +190,7 @@ async def test_commands_on_tasks(chat_app: App, tmp_path: Path) -> None:
 
 
 async def test_screen_of_a_running_task_is_the_pane_with_colours(make_app: Any, tmp_path: Path) -> None:
-    hang = {"kind": "claude", "command": "{python} -S {orchestra}/core/standin.py",
+    hang = {"kind": "claude", "command": "{python} -S {orchestra}/core/agents/standin",
             "env": {"ORCHESTRA_STANDIN_MODE": "hang"}, "max_concurrent": 2}  # fmt: skip
     app: App = make_app(workspace=str(tmp_path), agents__hang=hang, limits__cancel_grace_s=1)
     assert app.engine.acquire()

@@ -80,7 +80,7 @@ def test_multi_word_command_is_split_not_shelled() -> None:
     settings = parse_config(shipped()).agent_settings("standin")
     assert settings.command.endswith("python") or "python" in settings.command
     assert settings.prefix_args[0] == "-S"
-    assert settings.prefix_args[1].endswith("core/standin.py")
+    assert settings.prefix_args[1].endswith("core/agents/standin")
     assert settings.splice(["X", "-p", "t"]) == ["X", *settings.prefix_args, "-p", "t"]
 
 

@@ -57,7 +57,7 @@ async def until(check: Any, what: str, timeout: float = 30) -> None:
 async def test_a_full_disk_keeps_the_result_and_delegate_says_so_in_one_line(
     make_app: Any, small_disk: Path, tmp_path: Path
 ) -> None:
-    slow = {"kind": "claude", "command": "{python} -S {orchestra}/core/standin.py", "max_concurrent": 2,
+    slow = {"kind": "claude", "command": "{python} -S {orchestra}/core/agents/standin", "max_concurrent": 2,
             "env": {"ORCHESTRA_STANDIN_DURATION": "3"}}  # fmt: skip
     app = make_app(agents__slow=slow)
     assert app.engine.acquire()

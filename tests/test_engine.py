@@ -20,7 +20,7 @@ from tests.conftest import ROOT, requires_tmux
 
 pytestmark = requires_tmux
 
-STANDIN = "{python} -S {orchestra}/core/standin.py"
+STANDIN = "{python} -S {orchestra}/core/agents/standin"
 
 
 def standin(mode: str = "success", delay: str = "0", **env: str) -> dict[str, Any]:

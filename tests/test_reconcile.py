@@ -233,7 +233,7 @@ def test_cancel_after_the_engine_died_records_the_finished_result(
         store.close()
 
 
-HANG = {"kind": "claude", "command": "{python} -S {orchestra}/core/standin.py", "max_concurrent": 4,
+HANG = {"kind": "claude", "command": "{python} -S {orchestra}/core/agents/standin", "max_concurrent": 4,
         "env": {"ORCHESTRA_STANDIN_MODE": "hang"}}  # fmt: skip
 
 

@@ -41,7 +41,7 @@ def standin_env(**extra: str) -> dict[str, str]:
 
 def run_standin(cwd: Path, *args: str, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "core.standin", *args],
+        [sys.executable, "-m", "core.agents.standin", *args],
         check=False,
         cwd=cwd,
         env=standin_env(**env),
@@ -222,7 +222,7 @@ def test_hostile_prompt_round_trips_through_stdin(tmp_path: Path) -> None:
 )
 def test_adapter_invocation_delivers_the_task_intact(tmp_path: Path, task: str) -> None:
     wrapper = tmp_path / "claude"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m core.standin "$@"\n', encoding="utf-8")
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m core.agents.standin "$@"\n', encoding="utf-8")
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     settings = AgentSettings(name="standin", kind="claude", command=str(wrapper))
     invocation = ClaudeAdapter().build(task, settings)
@@ -248,7 +248,7 @@ def test_adapter_invocation_delivers_the_task_intact(tmp_path: Path, task: str) 
 
 def start(cwd: Path, **env: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "core.standin", "-p", "Create User model", *STREAM],
+        [sys.executable, "-m", "core.agents.standin", "-p", "Create User model", *STREAM],
         cwd=cwd,
         env=standin_env(**env),
         stdin=subprocess.DEVNULL,
@@ -301,9 +301,9 @@ def test_spend_mode_grows_live_usage_until_stopped(tmp_path: Path) -> None:
 
 
 def test_runs_as_a_script_without_site_packages(tmp_path: Path) -> None:
-    # bots.yaml starts it as ``{python} -S {orchestra}/core/standin.py``: stdlib only.
+    # bots.yaml starts it as ``{python} -S {orchestra}/core/agents/standin``: stdlib only.
     proc = subprocess.run(
-        [sys.executable, "-S", str(ROOT / "core" / "standin.py"), "-p", "Create User model", *STREAM],
+        [sys.executable, "-S", str(ROOT / "core" / "agents" / "standin"), "-p", "Create User model", *STREAM],
         cwd=tmp_path,
         env=standin_env(ORCHESTRA_STANDIN_MODE="noop"),
         capture_output=True,

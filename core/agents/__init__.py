@@ -1,15 +1,20 @@
 """Agent adapters, looked up by kind.
 
-Parsers are imported lazily by dotted path so the runner pulls in only the one it needs.
+Parsers are imported lazily by dotted path so the runner pulls in only the one it needs, and
+importing this package costs next to nothing (the stand-in agent, ``core.agents.standin``, is a
+process of its own that must start fast).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-from typing import Any
 
-from core.agents.base import AgentAdapter, OutputParser, SessionStart
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
+
+    from core.agents.base import AgentAdapter, OutputParser
 
 # kind -> "module:Class" of the adapter (engine side).
 ADAPTERS: dict[str, str] = {
@@ -53,6 +58,8 @@ def parser_for(name: str, *, resumed_from: dict[str, Any] | None = None) -> Outp
     ``resumed_from`` (the ``session_totals`` the session's previous run reported, ``{}`` when
     unknown) tells a parser of a CLI that reports session totals that this run continues one.
     """
+    from core.agents.base import SessionStart
+
     key, _, options = name.partition(" ")
     cls = _load(PARSERS[key])
     parser: OutputParser = cls(**json.loads(options)) if options else cls()

@@ -1,0 +1,317 @@
+"""One scripted stand-in session: the stream Claude Code would print for a task, mode by mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+
+from core.agents.standin.wire import TOOLS, USAGE_KEYS, VERSION, price, text_block, uuid4, wire_usage, write_line
+
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from core.agents.standin.cli import Options
+
+_STOP_WORDS = frozenset(
+    "a an the create add make write build implement new please for with and to of in on some simple "  # noqa: SIM905
+    "basic small file generate that this it".split()
+)
+_EXTENSIONS = (
+    (frozenset({"readme", "markdown", "docs", "doc", "notes", "md"}), ".md", ""),
+    (frozenset({"javascript", "js", "node"}), ".js", "// "),
+    (frozenset({"shell", "bash", "sh"}), ".sh", "# "),
+    (frozenset({"text", "txt"}), ".txt", ""),
+)
+_EXTENSION_WORDS = frozenset({"py", "python", "js", "sh", "md", "txt"})
+
+
+class Run:
+    """One scripted session: prints the stream and keeps the running totals for the result."""
+
+    def __init__(self, opts: Options, prompt: str, mode: str, usage: dict[str, int], delay: float) -> None:
+        self.opts = opts
+        self.prompt = prompt
+        self.mode = mode
+        self.usage = usage
+        self.delay = delay
+        self.cwd = os.getcwd()
+        self.session_id = opts.resume or uuid4()
+        self.started = time.monotonic()
+        self.totals = dict.fromkeys(USAGE_KEYS, 0)
+        self.calls = 0
+
+    # -- output ----------------------------------------------------------------------------
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        if self.opts.output_format == "stream-json":
+            write_line(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+
+    def pause(self) -> None:
+        if self.delay > 0:
+            time.sleep(self.delay)
+
+    def init(self) -> None:
+        self.emit(
+            {
+                "type": "system",
+                "subtype": "init",
+                "cwd": self.cwd,
+                "session_id": self.session_id,
+                "tools": TOOLS,
+                "mcp_servers": [],
+                "model": self.opts.model,
+                "permissionMode": self.opts.permission_mode,
+                "slash_commands": [],
+                "apiKeySource": "none",
+                "claude_code_version": VERSION.split()[0],
+                "output_style": "default",
+                "agents": [],
+                "uuid": uuid4(),
+            }
+        )
+
+    def api_call(self, *blocks: dict[str, Any], usage: dict[str, int] | None = None) -> None:
+        """One API response: a line per content block, all with the same id and usage."""
+        usage = self.usage if usage is None else usage
+        self.calls += 1
+        for key in USAGE_KEYS:
+            self.totals[key] += usage[key]
+        message_id = "msg_01" + os.urandom(11).hex()
+        for index, block in enumerate(blocks):
+            if index:
+                self.pause()
+            message = {
+                "model": self.opts.model,
+                "id": message_id,
+                "type": "message",
+                "role": "assistant",
+                "content": [block],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": wire_usage(usage),
+                "context_management": None,
+            }
+            self.emit(
+                {
+                    "type": "assistant",
+                    "message": message,
+                    "parent_tool_use_id": None,
+                    "session_id": self.session_id,
+                    "uuid": uuid4(),
+                }
+            )
+
+    def tool_result(self, tool_use_id: str, content: str, *, is_error: bool, extra: Any) -> None:
+        block: dict[str, Any] = {"tool_use_id": tool_use_id, "type": "tool_result", "content": content}
+        if is_error:
+            block["is_error"] = True
+        self.emit(
+            {
+                "type": "user",
+                "message": {"role": "user", "content": [block]},
+                "parent_tool_use_id": None,
+                "session_id": self.session_id,
+                "uuid": uuid4(),
+                "tool_use_result": extra,
+            }
+        )
+
+    def result(self, subtype: str, text: str | None, *, is_error: bool = False, **extra: Any) -> None:
+        """Print the final object in the chosen format."""
+        cost = price(self.totals)
+        elapsed_ms = int((time.monotonic() - self.started) * 1000)
+        obj: dict[str, Any] = {
+            "type": "result",
+            "subtype": subtype,
+            "is_error": is_error,
+            "duration_ms": elapsed_ms,
+            "duration_api_ms": elapsed_ms // 2,
+            "num_turns": max(self.calls, 1),
+        }
+        if text is not None:
+            obj["result"] = text
+        obj |= {
+            "session_id": self.session_id,
+            "total_cost_usd": cost,
+            "usage": wire_usage(self.totals)
+            | {
+                "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+                "output_tokens_details": {"thinking_tokens": 0},
+            },
+            "modelUsage": self._model_usage(cost),
+            "permission_denials": [],
+            "terminal_reason": "completed",
+            "uuid": uuid4(),
+        }
+        obj |= extra
+        if self.opts.output_format == "text":
+            write_line(text or "")
+        elif self.opts.output_format == "json":
+            write_line(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+        else:
+            self.emit(obj)
+
+    def _model_usage(self, cost: float) -> dict[str, Any]:
+        if not self.calls:
+            return {}
+        return {
+            self.opts.model: {
+                "inputTokens": self.totals["input_tokens"],
+                "outputTokens": self.totals["output_tokens"],
+                "cacheReadInputTokens": self.totals["cache_read_input_tokens"],
+                "cacheCreationInputTokens": self.totals["cache_creation_input_tokens"],
+                "webSearchRequests": 0,
+                "costUSD": cost,
+                "contextWindow": 200_000,
+                "costBasis": "list",
+            }
+        }
+
+    # -- scripts ---------------------------------------------------------------------------
+
+    def play(self) -> int:
+        """Run the script of ``self.mode``; return the exit code."""
+        self.init()
+        if self.mode == "noop":
+            self.api_call(text_block("Nothing to do."))
+            self.result("success", "Nothing to do: the stand-in ran in noop mode.")
+            return 0
+        self.pause()
+        if self.mode == "hang":
+            while True:
+                time.sleep(3600)
+        if self.mode == "spend":
+            return self._spend()
+        if self.mode == "api_error":
+            return self._api_error()
+        return self._write_task()
+
+    def _write_task(self) -> int:
+        name, content = plan_file(self.prompt)
+        path = os.path.join(self.cwd, name)
+        tool_id = "toolu_01" + os.urandom(11).hex()
+        write = {
+            "type": "tool_use",
+            "id": tool_id,
+            "name": "Write",
+            "input": {"file_path": path, "content": content},
+        }
+        self.api_call(text_block(f"I'll create {name} for this task."), write)
+        if self.mode == "crash":
+            self.pause()
+            sys.stderr.write("Error: the stand-in crashed on purpose (ORCHESTRA_STANDIN_MODE=crash)\n")
+            sys.stderr.flush()
+            return 3
+        self.pause()
+        denied = self.mode == "permission_denied"
+        error = None if denied else _write_file(path, content)
+        if denied:
+            message = f"Claude requested permissions to write to {path}, but you haven't granted it yet."
+            self.tool_result(tool_id, message, is_error=True, extra=f"Error: {message}")
+        elif error:
+            self.tool_result(tool_id, error, is_error=True, extra=f"Error: {error}")
+        else:
+            created = {"type": "create", "filePath": path, "content": content, "structuredPatch": []}
+            self.tool_result(tool_id, f"File created successfully at: {path}", is_error=False, extra=created)
+        self.pause()
+        if self.mode == "max_turns" or (self.opts.max_turns is not None and self.opts.max_turns < 2):
+            turns = self.opts.max_turns or 1
+            self.result(
+                "error_max_turns",
+                None,
+                is_error=True,
+                terminal_reason="max_turns",
+                errors=[f"Reached maximum number of turns ({turns})"],
+            )
+            return 1
+        if denied or error:
+            summary = f"I could not create {name}: {error or 'permission to write it was denied.'}"
+        else:
+            summary = (
+                f"Created {name} for the task: {_first_line(self.prompt)}\n"
+                f"It is a placeholder written by the Orchestra stand-in agent in {self.cwd}.\n"
+                "No model was called; the cost is computed from fixed token counts."
+            )
+        self.api_call(text_block(summary))
+        self.pause()
+        denials = [{"tool_name": "Write", "tool_use_id": tool_id, "tool_input": write["input"]}] if denied else []
+        self.result("success", summary, permission_denials=denials)
+        return 0
+
+    def _api_error(self) -> int:
+        body = '{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}'
+        text = f"API Error: 401 {body} · Please run /login"
+        message = {
+            "id": uuid4(),
+            "model": "<synthetic>",
+            "role": "assistant",
+            "type": "message",
+            "content": [text_block(text)],
+            "stop_reason": "stop_sequence",
+            "stop_sequence": "",
+            "usage": wire_usage(dict.fromkeys(USAGE_KEYS, 0)),
+            "context_management": None,
+        }
+        self.emit(
+            {
+                "type": "assistant",
+                "message": message,
+                "parent_tool_use_id": None,
+                "session_id": self.session_id,
+                "uuid": uuid4(),
+            }
+        )
+        self.pause()
+        self.result("success", text, is_error=True, api_error_status=401, terminal_reason="api_error")
+        return 0  # the real CLI exits 1: see the module docstring
+
+    def _spend(self) -> NoReturn:
+        step = 0
+        while True:
+            step += 1
+            self.api_call(text_block(f"Working on step {step}…"))
+            time.sleep(self.delay)
+
+
+def plan_file(prompt: str) -> tuple[str, str]:
+    """The file name and content a task asks for: "Create User model" -> ``user_model.py``."""
+    words = re.findall(r"[a-z0-9]+", prompt.lower())
+    word_set = set(words)
+    extension, comment = ".py", "# "
+    for triggers, ext, prefix in _EXTENSIONS:
+        if word_set & triggers:
+            extension, comment = ext, prefix
+            break
+    kept: list[str] = []
+    for word in words:
+        if word not in _STOP_WORDS and word not in _EXTENSION_WORDS and word not in kept:
+            kept.append(word)
+        if len(kept) == 3:
+            break
+    name = "_".join(kept)[:40].strip("_") or "standin_output"
+    lines = [
+        f"{name}{extension}: written by the Orchestra stand-in agent (no model was called).",
+        "",
+        "Task:",
+    ]
+    lines += [line[:200] for line in prompt.splitlines()[:20]]
+    content = "\n".join(f"{comment}{line}".rstrip() for line in lines) + "\n"
+    return name + extension, content
+
+
+def _write_file(path: str, content: str) -> str | None:
+    try:
+        with open(path, "w", encoding="utf-8", errors="replace") as handle:
+            handle.write(content)
+    except OSError as exc:
+        return f"could not write {path}: {exc.strerror}"
+    return None
+
+
+def _first_line(text: str, limit: int = 80) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
