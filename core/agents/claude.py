@@ -12,23 +12,36 @@ The adapter half builds the headless command line; the parser half reads the NDJ
 * ``usage.input_tokens`` excludes cache reads and writes (Anthropic semantics); ``Usage`` here
   counts the total input.
 
-Runner side: imports only the standard library and ``core.agents.base``.
+Runner side: imports only the standard library and ``core.agents``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import replace
 from typing import Any
 
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, SessionStart, Usage
-from core.agents.common import as_dict, as_float, as_int, as_str, k, key_hint, max_retries, merged_env
+from core.agents.claude_result import denials, main_model, result_errors
+from core.agents.common import (
+    MAX_DATA_CHARS,
+    argv_safe,
+    as_dict,
+    as_float,
+    as_int,
+    as_str,
+    describe_tool,
+    feed_json_line,
+    k,
+    key_hint,
+    max_retries,
+    merged_env,
+    no_result_reason,
+    raw_event,
+    shorten,
+    stderr_summary,
+    usage_event,
+)
 
-# Linux caps one argv element at 128 KiB (MAX_ARG_STRLEN); stay well below it.
-MAX_ARG_BYTES = 100_000
-_SHORT = 200
-_MAX_DATA_CHARS = 4_000
 _SYNTHETIC_MODEL = "<synthetic>"
 
 
@@ -43,8 +56,7 @@ class ClaudeAdapter:
         Stdin is used for text over ``MAX_ARG_BYTES`` (UTF-8), text with a NUL byte (execve
         cannot pass it) and text starting with ``-`` (the CLI would parse it as an option).
         """
-        size = len(task_text.encode("utf-8", "surrogatepass"))
-        use_stdin = size > MAX_ARG_BYTES or "\0" in task_text or task_text.startswith("-")
+        use_stdin = not argv_safe(task_text)
         prompt_mode: PromptMode = "stdin" if use_stdin else "arg"
         argv = [settings.command, "-p"]
         if not use_stdin:
@@ -69,12 +81,12 @@ def anthropic_usage(raw: Any) -> Usage:
     """Convert an Anthropic ``usage`` object (input excludes cache) to ``Usage`` (input total)."""
     if not isinstance(raw, dict):
         return Usage()
-    fresh = _int(raw.get("input_tokens"))
-    cache_read = _int(raw.get("cache_read_input_tokens"))
-    cache_write = _int(raw.get("cache_creation_input_tokens"))
+    fresh = as_int(raw.get("input_tokens"))
+    cache_read = as_int(raw.get("cache_read_input_tokens"))
+    cache_write = as_int(raw.get("cache_creation_input_tokens"))
     return Usage(
         input_tokens=fresh + cache_read + cache_write,
-        output_tokens=_int(raw.get("output_tokens")),
+        output_tokens=as_int(raw.get("output_tokens")),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
     )
@@ -101,20 +113,7 @@ class ClaudeParser:
     # -- feeding ---------------------------------------------------------------------------
 
     def feed(self, line: str) -> list[AgentEvent]:
-        line = line.rstrip("\r\n")
-        if not line.strip():
-            return []
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError):
-            return [_raw(line)]
-        if not isinstance(obj, dict):
-            return [_raw(line)]
-        try:
-            return self._dispatch(obj, line)
-        except (TypeError, ValueError, AttributeError, KeyError, RecursionError):
-            # A schema surprise must cost one line of display, never the run.
-            return [_raw(line)]
+        return feed_json_line(line, self._dispatch)  # a schema surprise costs one line of display, never the run
 
     def _dispatch(self, obj: dict[str, Any], line: str) -> list[AgentEvent]:
         kind = obj.get("type")
@@ -123,12 +122,12 @@ class ClaudeParser:
                 return [self._on_init(obj)]
             if obj.get("subtype") == "api_retry" and obj.get("error_status") == 401:
                 # Claude Code retries a 401 about 11 times (~3 minutes): a bad key will not heal.
-                what = _str(obj.get("error")) or "authentication failed"
+                what = as_str(obj.get("error")) or "authentication failed"
                 reason = key_hint(f"API error 401: {what}", self._key_var())
-                return [AgentEvent("error", _shorten(reason), {"error": reason, "stop_run": True})]
-            detail = _str(obj.get("description")) or _str(obj.get("summary"))
+                return [AgentEvent("error", shorten(reason), {"error": reason, "stop_run": True})]
+            detail = as_str(obj.get("description")) or as_str(obj.get("summary"))
             label = f"system: {obj.get('subtype')}" + (f" · {detail}" if detail else "")
-            return [_raw(line, label)]
+            return [raw_event(line, label)]
         if kind == "assistant":
             return self._on_assistant(obj, line)
         if kind == "user":
@@ -137,14 +136,14 @@ class ClaudeParser:
             return self._on_result(obj)
         if kind == "stream_event":  # --include-partial-messages token deltas: too chatty to show
             return []
-        return [_raw(line)]
+        return [raw_event(line)]
 
     def _on_init(self, obj: dict[str, Any]) -> AgentEvent:
-        self._session_id = _str(obj.get("session_id")) or self._session_id
-        model = _str(obj.get("model"))
+        self._session_id = as_str(obj.get("session_id")) or self._session_id
+        model = as_str(obj.get("model"))
         if model:
             self._model = model
-        self._cwd = _str(obj.get("cwd"))
+        self._cwd = as_str(obj.get("cwd"))
         tools = obj.get("tools")
         n_tools = len(tools) if isinstance(tools, list) else 0
         data = {
@@ -152,8 +151,8 @@ class ClaudeParser:
             "model": self._model,
             "cwd": self._cwd,
             "tools": n_tools,
-            "permission_mode": _str(obj.get("permissionMode")),
-            "version": _str(obj.get("claude_code_version")),
+            "permission_mode": as_str(obj.get("permissionMode")),
+            "version": as_str(obj.get("claude_code_version")),
         }
         text = f"session {self._session_id or '?'} · model {self._model or '?'} · {n_tools} tools"
         return AgentEvent("init", text, data)
@@ -161,12 +160,12 @@ class ClaudeParser:
     def _on_assistant(self, obj: dict[str, Any], line: str) -> list[AgentEvent]:
         message = obj.get("message")
         if not isinstance(message, dict):
-            return [_raw(line)]
-        model = _str(message.get("model"))
+            return [raw_event(line)]
+        model = as_str(message.get("model"))
         synthetic = model == _SYNTHETIC_MODEL
         if model and not synthetic and self._model is None:
             self._model = model
-        subagent = _str(obj.get("parent_tool_use_id"))
+        subagent = as_str(obj.get("parent_tool_use_id"))
         events: list[AgentEvent] = []
         content = message.get("content")
         for block in content if isinstance(content, list) else []:
@@ -186,20 +185,20 @@ class ClaudeParser:
     def _text_event(
         self, block: dict[str, Any], message: dict[str, Any], subagent: str | None, is_error: bool
     ) -> AgentEvent | None:
-        text = _str(block.get("text")) or ""
+        text = as_str(block.get("text")) or ""
         if not text.strip():
             return None
-        data = {"text": text, "message_id": _str(message.get("id")), "subagent": subagent}
+        data = {"text": text, "message_id": as_str(message.get("id")), "subagent": subagent}
         if is_error or self._is_error_text(text):  # e.g. the "<synthetic>" message carrying "API Error: 401 ..."
-            return AgentEvent("error", _shorten(text), data)
+            return AgentEvent("error", shorten(text), data)
         if subagent is None:
             self._last_text = text
-        return AgentEvent("text", _shorten(text), data)
+        return AgentEvent("text", shorten(text), data)
 
     def _tool_use_event(self, block: dict[str, Any], subagent: str | None) -> AgentEvent:
-        name = _str(block.get("name")) or "tool"
-        tool_input = _dict(block.get("input"))
-        tool_id = _str(block.get("id"))
+        name = as_str(block.get("name")) or "tool"
+        tool_input = as_dict(block.get("input"))
+        tool_id = as_str(block.get("id"))
         if tool_id:
             self._tool_names[tool_id] = name
         data = {"id": tool_id, "name": name, "input": tool_input, "subagent": subagent}
@@ -210,7 +209,7 @@ class ClaudeParser:
         raw = message.get("usage")
         if not isinstance(raw, dict):
             return None
-        message_id = _str(message.get("id")) or f"_anonymous_{len(self._message_usage)}"
+        message_id = as_str(message.get("id")) or f"_anonymous_{len(self._message_usage)}"
         usage = self._convert_usage(raw)
         known = self._message_usage.get(message_id)
         if known is not None:
@@ -229,7 +228,7 @@ class ClaudeParser:
             change = getattr(usage, name) - (getattr(known, name) if known is not None else 0)
             setattr(self._counted, name, getattr(self._counted, name) + change)
         total = self._counted_usage()
-        text = f"tokens: {_k(total.input_tokens)} in · {_k(total.output_tokens)} out"
+        text = f"tokens: {k(total.input_tokens)} in · {k(total.output_tokens)} out"
         return AgentEvent("usage", text, {"usage": total.to_dict(), "model": self._model})
 
     def _on_user(self, obj: dict[str, Any]) -> list[AgentEvent]:
@@ -239,7 +238,7 @@ class ClaudeParser:
         for block in content if isinstance(content, list) else []:
             if not isinstance(block, dict) or block.get("type") != "tool_result":
                 continue
-            tool_id = _str(block.get("tool_use_id"))
+            tool_id = as_str(block.get("tool_use_id"))
             name = self._tool_names.get(tool_id or "", "tool")
             is_error = block.get("is_error") is True
             body = _tool_result_text(block.get("content"))
@@ -249,27 +248,20 @@ class ClaudeParser:
                 "tool_use_id": tool_id,
                 "name": name,
                 "is_error": is_error,
-                "content": body[:_MAX_DATA_CHARS],
+                "content": body[:MAX_DATA_CHARS],
             }
-            events.append(AgentEvent("tool_result", _shorten(text), data))
+            events.append(AgentEvent("tool_result", shorten(text), data))
         return events
 
     def _on_result(self, obj: dict[str, Any]) -> list[AgentEvent]:
         self._result = obj
-        self._session_id = _str(obj.get("session_id")) or self._session_id
+        self._session_id = as_str(obj.get("session_id")) or self._session_id
         usage = self._run_usage(obj.get("usage"))
         cost = self.live_cost_usd()
-        cost_text = f" · ${cost:.4f}" if cost is not None else ""
-        events = [
-            AgentEvent(
-                "usage",
-                f"tokens: {_k(usage.input_tokens)} in · {_k(usage.output_tokens)} out{cost_text}",
-                {"usage": usage.to_dict(), "model": self._model, "cost_usd": cost, "final": True},
-            )
-        ]
+        events = [usage_event(usage, self._model, cost, final=True)]
         if obj.get("is_error") is True:
             reasons = self._result_errors(obj) or ["the agent reported an error"]
-            events.append(AgentEvent("error", _shorten("; ".join(reasons)), {"errors": reasons}))
+            events.append(AgentEvent("error", shorten("; ".join(reasons)), {"errors": reasons}))
         return events
 
     # -- live state ------------------------------------------------------------------------
@@ -280,7 +272,7 @@ class ClaudeParser:
     def live_cost_usd(self) -> float | None:
         if self._result is None:
             return None
-        return self._run_cost(_float(self._result.get("total_cost_usd")))
+        return self._run_cost(as_float(self._result.get("total_cost_usd")))
 
     def _run_cost(self, session_total: float | None) -> float | None:
         """This run's share of ``total_cost_usd``, which covers every run of a resumed session.
@@ -305,9 +297,9 @@ class ClaudeParser:
 
     def finish(self, exit_code: int, stderr_tail: str) -> AgentResult:
         result = self._result
-        stderr_line = _stderr_summary(stderr_tail)
+        stderr_line = stderr_summary(stderr_tail)
         if result is None:
-            errors = [_no_result_reason(exit_code)]
+            errors = [no_result_reason(exit_code)]
             if stderr_line:
                 errors.append(f"stderr: {stderr_line}")
             usage, model = self.live_usage()
@@ -329,7 +321,7 @@ class ClaudeParser:
                 errors.append(f"stderr: {stderr_line}")
         if is_error and not errors:
             errors.append("the agent reported an error")
-        session_cost = _float(result.get("total_cost_usd"))
+        session_cost = as_float(result.get("total_cost_usd"))
         cost = self._run_cost(session_cost)
         final_text = result.get("result")
         if is_error or not isinstance(final_text, str):
@@ -341,9 +333,9 @@ class ClaudeParser:
             cost_usd=cost,
             cost_source="cli" if cost is not None else "unknown",
             session_id=self._session_id,
-            model=self._model or _main_model(result.get("modelUsage")),
+            model=self._model or main_model(result.get("modelUsage")),
             errors=errors,
-            permission_denials=_denials(result.get("permission_denials")),
+            permission_denials=denials(result.get("permission_denials")),
             exit_code=exit_code,
             session_cost_usd=session_cost,
         )
@@ -354,7 +346,7 @@ class ClaudeParser:
         return anthropic_usage(raw)
 
     def _result_errors(self, result: dict[str, Any]) -> list[str]:
-        reasons = _result_errors(result)
+        reasons = result_errors(result)
         return [key_hint(reasons[0], self._key_var()), *reasons[1:]] if reasons else reasons
 
     def _key_var(self) -> str:
@@ -365,146 +357,16 @@ class ClaudeParser:
 
     def _describe_tool(self, name: str, tool_input: dict[str, Any]) -> str:
         """``Write hello.txt``, ``Bash: npm test``: what a person watching wants to read."""
-        if name == "Bash":
-            return _shorten(f"Bash: {_str(tool_input.get('command')) or ''}")
-        target = _tool_target(tool_input)
-        if target is None:
-            return name
-        if os.path.isabs(target) and self._cwd:
-            relative = os.path.relpath(target, self._cwd)
-            if not relative.startswith(".."):
-                target = relative
-        return _shorten(f"{name} {target}")
+        return describe_tool(name, tool_input, self._cwd)
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def _raw(line: str, text: str | None = None) -> AgentEvent:
-    return AgentEvent("raw", _shorten(text if text is not None else line), {"line": line[:_MAX_DATA_CHARS]})
-
-
-def _shorten(text: str, limit: int = _SHORT) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-# The shared coercions of core/agents/common.py, under the short names this module uses.
-_dict, _str, _int, _float, _k = as_dict, as_str, as_int, as_float, k
-
-
-def _tool_target(tool_input: dict[str, Any]) -> str | None:
-    for key in ("file_path", "notebook_path", "path", "pattern", "url", "query", "description"):
-        value = _str(tool_input.get(key))
-        if value:
-            return value
-    return None
 
 
 def _tool_result_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = [_str(part.get("text")) or "" for part in content if isinstance(part, dict)]
+        parts = [as_str(part.get("text")) or "" for part in content if isinstance(part, dict)]
         return "\n".join(part for part in parts if part)
     return ""
-
-
-def _result_errors(result: dict[str, Any]) -> list[str]:
-    """Readable reasons an ``is_error`` result gives, most specific first."""
-    reasons: list[str] = []
-    subtype = _str(result.get("subtype")) or ""
-    terminal = _str(result.get("terminal_reason"))
-    status = result.get("api_error_status")
-    text = _str(result.get("result")) or ""
-    if status is not None or terminal == "api_error" or text.startswith("API Error"):
-        reasons.append(_api_error(status, text))
-    if subtype == "error_max_turns" or terminal == "max_turns":
-        reasons.append("max turns reached")
-    elif subtype == "error_max_budget_usd" or terminal == "budget_exhausted":
-        reasons.append("budget exhausted (--max-budget-usd)")
-    elif subtype == "error_during_execution":
-        reasons.append("error during execution")
-    elif subtype.startswith("error_"):
-        reasons.append(subtype.removeprefix("error_").replace("_", " "))
-    known = {None, "completed", "api_error", "max_turns", "budget_exhausted"}
-    if terminal not in known:
-        reasons.append(f"terminal reason: {terminal}")
-    extra = result.get("errors")
-    for item in extra if isinstance(extra, list) else []:
-        message = item.get("message") if isinstance(item, dict) else item
-        if isinstance(message, str) and message.strip() and message not in reasons:
-            reasons.append(_shorten(message, 500))
-    if not reasons and text:
-        reasons.append(_shorten(text, 500))
-    return reasons
-
-
-def _api_error(status: Any, text: str) -> str:
-    """``API error 401: invalid x-api-key`` from ``API Error: 401 {"type":"error",...}``."""
-    detail = text
-    lead, marker, after = detail.partition("API Error")
-    if marker:  # "API Error: 401 ..." or "Failed to authenticate. API Error: 401 ...": say the status once
-        detail = after.lstrip(": ")
-        code, _, rest = detail.partition(" ")
-        if code.isdigit():
-            status = status if status is not None else int(code)
-            detail = rest
-    brace = detail.find("{")
-    if brace >= 0:
-        try:  # the JSON body is often followed by a hint such as " · Please run /login"
-            body, _ = json.JSONDecoder().raw_decode(detail, brace)
-        except (ValueError, RecursionError):
-            body = None
-        error = body.get("error") if isinstance(body, dict) else None
-        message = error.get("message") if isinstance(error, dict) else None
-        if isinstance(message, str) and message:
-            detail = message
-    lead = lead.strip().rstrip(".:") if marker else ""
-    detail = " · ".join(part for part in (lead, detail.strip()) if part)
-    label = f"API error {status}" if status is not None else "API error"
-    detail = _shorten(detail, 300)
-    return f"{label}: {detail}" if detail else label
-
-
-def _no_result_reason(exit_code: int) -> str:
-    if exit_code < 0:
-        import signal  # only on this rare path: keeps the runner's start-up lean
-
-        try:
-            name = signal.Signals(-exit_code).name
-        except ValueError:
-            name = f"signal {-exit_code}"
-        return f"agent was killed by {name} before reporting a result"
-    if exit_code == 0:
-        return "agent exited with code 0 without reporting a result"
-    return f"agent exited with code {exit_code} before reporting a result"
-
-
-def _stderr_summary(stderr_tail: str) -> str:
-    lines = [line.strip() for line in stderr_tail.splitlines() if line.strip()]
-    return _shorten(" | ".join(lines[-3:]), 500) if lines else ""
-
-
-def _denials(raw: Any) -> list[str]:
-    """``Write /abs/path`` for each denied call, in the order the CLI lists them."""
-    denials: list[str] = []
-    for item in raw if isinstance(raw, list) else []:
-        if not isinstance(item, dict):
-            continue
-        name = _str(item.get("tool_name")) or "tool"
-        tool_input = _dict(item.get("tool_input"))
-        target = _str(tool_input.get("command")) if name == "Bash" else _tool_target(tool_input)
-        denials.append(f"{name} {target}" if target else name)
-    return denials
-
-
-def _main_model(model_usage: Any) -> str | None:
-    """The model that cost the most, when the stream never named one."""
-    if not isinstance(model_usage, dict) or not model_usage:
-        return None
-    costs = {
-        name: (_float(stats.get("costUSD")) or 0.0) if isinstance(stats, dict) else 0.0
-        for name, stats in model_usage.items()
-    }
-    return str(max(costs, key=lambda name: costs[name]))

@@ -16,7 +16,7 @@ status comes from ``turn.failed`` and the exit code together. Usage follows Open
 names its model in the stream, so the parser takes it from the command line or, failing that,
 from the session transcript in ``CODEX_HOME``. No USD: tokens are priced with genai-prices.
 The ``exec_command`` tool (0.169) appears in no ``--json`` event, so commands the sandbox refused
-are read from the transcript too, at the end of the run.
+are read from the transcript too, at the end of the run (``core.agents.codex_transcript``).
 
 Runner side: imports only the standard library and ``core.agents``.
 """
@@ -29,6 +29,15 @@ import re
 from typing import Any
 
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage, parser_ref
+from core.agents.codex_transcript import (
+    SANDBOX_HINTS,
+    find_transcript,
+    first_model,
+    last_token_usage,
+    line_count,
+    sandbox_denials,
+    unwrap_shell,
+)
 from core.agents.common import (
     MAX_DATA_CHARS,
     api_error,
@@ -42,7 +51,6 @@ from core.agents.common import (
     feed_json_line,
     has_flag,
     key_hint,
-    load_json,
     max_retries,
     merged_env,
     no_result_reason,
@@ -55,9 +63,6 @@ from core.agents.common import (
 PROVIDER = "orchestra"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _SANDBOX_FLAGS = ("-s", "--sandbox", "--dangerously-bypass-approvals-and-sandbox", "--approve-for-me")
-_SHELL_WRAPPER = re.compile(r"^(?:/bin/)?(?:ba|z)?sh -l?c (?P<q>['\"])(?P<cmd>.*)(?P=q)$", re.DOTALL)
-_SANDBOX_HINTS = ("Read-only file system", "Operation not permitted", "Permission denied", "sandbox")
-_EXIT_CODE = re.compile(r"Process exited with code (-?\d+)")
 
 
 class CodexAdapter:
@@ -161,8 +166,8 @@ class CodexParser:
             self._session_id = as_str(obj.get("thread_id")) or self._session_id
             if self._resumed:
                 path = self._transcript()
-                self._baseline = _last_total(path)
-                self._transcript_from = _line_count(path)
+                self._baseline = codex_usage(last_token_usage(path))
+                self._transcript_from = line_count(path)
             data = {"session_id": self._session_id, "model": self._model}
             return [AgentEvent("init", f"session {self._session_id or '?'} · model {self._model or '?'}", data)]
         if kind in ("item.started", "item.updated", "item.completed"):
@@ -198,7 +203,7 @@ class CodexParser:
             self._last_text = text
             return [AgentEvent("text", shorten(text), {"text": text[:MAX_DATA_CHARS], "id": item_id})]
         if item_type == "command_execution":
-            command = _unwrap(as_str(item.get("command")) or "")
+            command = unwrap_shell(as_str(item.get("command")) or "")
             if kind == "item.started" or (kind == "item.completed" and item_id not in self._started):
                 self._started.add(item_id)
                 events = [
@@ -243,7 +248,7 @@ class CodexParser:
         output = as_str(item.get("aggregated_output")) or ""
         failed = (isinstance(exit_code, int) and exit_code != 0) or item.get("status") == "failed"
         first = output.strip().splitlines()[0] if output.strip() else ("failed" if failed else "done")
-        if failed and any(hint in output for hint in _SANDBOX_HINTS):
+        if failed and any(hint in output for hint in SANDBOX_HINTS):
             self._denials.append(f"shell {command} (blocked by the sandbox)")
         text = f"shell error (exit {exit_code}): {first}" if failed else f"shell: {first}"
         data = {"name": "shell", "is_error": failed, "exit_code": exit_code, "content": output[:MAX_DATA_CHARS]}
@@ -257,7 +262,7 @@ class CodexParser:
 
     def finish(self, exit_code: int, stderr_tail: str) -> AgentResult:
         model = self._model or self._model_from_transcript()
-        for denial in _sandbox_denials(self._transcript(), self._transcript_from):
+        for denial in sandbox_denials(self._transcript(), self._transcript_from):
             if denial not in self._denials:
                 self._denials.append(denial)
         errors = list(self._failed)
@@ -289,18 +294,10 @@ class CodexParser:
     def _model_from_transcript(self) -> str | None:
         """The model in the session's rollout file: Codex's stream never names it."""
         path = self._transcript()
-        return _first_model(path) if path else None
+        return first_model(path) if path else None
 
     def _transcript(self) -> str | None:
-        """``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-...-<thread id>.jsonl``, when it exists."""
-        if not (self._home and self._session_id):
-            return None
-        suffix = f"{self._session_id}.jsonl"
-        for root, _dirs, names in os.walk(os.path.join(self._home, "sessions")):
-            for name in names:
-                if name.endswith(suffix):
-                    return os.path.join(root, name)
-        return None
+        return find_transcript(self._home, self._session_id)
 
 
 def codex_usage(raw: Any) -> Usage:
@@ -321,88 +318,3 @@ def _minus(total: Usage, before: Usage) -> Usage:
         cache_read_tokens=max(total.cache_read_tokens - before.cache_read_tokens, 0),
         cache_write_tokens=max(total.cache_write_tokens - before.cache_write_tokens, 0),
     )
-
-
-def _last_total(path: str | None) -> Usage:
-    """The thread's token totals so far, from the last ``token_count`` of its rollout file."""
-    if not path:
-        return Usage()
-    last = Usage()
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if '"token_count"' not in line:
-                    continue
-                obj = load_json(line)
-                info = as_dict(as_dict(obj.get("payload")).get("info")) if obj else {}
-                if info.get("total_token_usage"):
-                    last = codex_usage(info.get("total_token_usage"))
-    except OSError:
-        return Usage()
-    return last
-
-
-def _unwrap(command: str) -> str:
-    """``printf hi > a`` from ``/bin/bash -lc "printf hi > a"``."""
-    match = _SHELL_WRAPPER.match(command)
-    return match.group("cmd") if match else command
-
-
-def _sandbox_denials(path: str | None, skip: int = 0) -> list[str]:
-    """Shell calls the sandbox refused, from the rollout file (from line ``skip`` on).
-
-    ``codex exec --json`` (0.169) reports the unified ``exec_command`` tool in no event at all:
-    only the transcript shows the call and its output (``Process exited with code 1 ...
-    Read-only file system``), so a blocked command would otherwise go unmentioned.
-    """
-    if not path:
-        return []
-    commands: dict[str, str] = {}
-    denials: list[str] = []
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for number, line in enumerate(fh):
-                if number < skip or '"function_call' not in line:
-                    continue
-                obj = load_json(line)
-                payload = as_dict(obj.get("payload")) if obj else {}
-                call_id = as_str(payload.get("call_id")) or ""
-                if payload.get("type") == "function_call":
-                    arguments = load_json(as_str(payload.get("arguments")) or "") or {}
-                    command = as_str(arguments.get("cmd")) or as_str(arguments.get("command"))
-                    if command:
-                        commands[call_id] = _unwrap(command)
-                elif payload.get("type") == "function_call_output" and call_id in commands:
-                    output = as_str(payload.get("output")) or ""
-                    code = _EXIT_CODE.search(output)
-                    if code and code.group(1) != "0" and any(hint in output for hint in _SANDBOX_HINTS):
-                        denials.append(f"shell {commands[call_id]} (blocked by the sandbox)")
-    except OSError:
-        return denials
-    return denials
-
-
-def _line_count(path: str | None) -> int:
-    if not path:
-        return 0
-    try:
-        with open(path, "rb") as fh:
-            return sum(1 for _ in fh)
-    except OSError:
-        return 0
-
-
-def _first_model(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for number, line in enumerate(fh):
-                if number > 200:
-                    break
-                obj = load_json(line)
-                payload = as_dict(obj.get("payload")) if obj else {}
-                model = as_str(payload.get("model"))
-                if model:
-                    return model
-    except OSError:
-        return None
-    return None

@@ -13,7 +13,7 @@ one JSON line with an ``orchestra`` key; every report states totals so far, the 
 
 ``usage`` uses ``Usage`` semantics (``input_tokens`` includes cache reads and writes).
 
-Runner side: imports only the standard library and ``core.agents.base``.
+Runner side: imports only the standard library and ``core.agents``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ from collections import deque
 from typing import Any
 
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage
+from core.agents.common import MAX_ARG_BYTES, shorten
 
-MAX_ARG_BYTES = 100_000
 TASK = "{task}"
 TASK_FILE = "{task_file}"
-_SHORT = 200
 _MAX_LINE_CHARS = 4_000
 _TAIL_LINES = 5
 _TAIL_CHARS = 1_000
@@ -94,7 +93,7 @@ class CommandParser:
         if not clean.strip():
             return []
         self._tail.append(clean.rstrip())
-        return [AgentEvent("text", _shorten(clean), {"line": clean[:_MAX_LINE_CHARS]})]
+        return [AgentEvent("text", shorten(clean), {"line": clean[:_MAX_LINE_CHARS]})]
 
     def _on_report(self, report: dict[str, Any]) -> AgentEvent:
         if isinstance(report.get("usage"), dict):
@@ -180,8 +179,3 @@ def _usage(raw: dict[str, Any]) -> Usage:
         cache_read_tokens=count("cache_read_tokens"),
         cache_write_tokens=count("cache_write_tokens"),
     )
-
-
-def _shorten(text: str, limit: int = _SHORT) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -238,7 +238,17 @@ def relative(path: str, cwd: str | None) -> str:
 
 
 def tool_target(tool_input: dict[str, Any]) -> str | None:
-    for key in ("file_path", "filePath", "absolute_path", "path", "pattern", "url", "query", "description"):
+    for key in (
+        "file_path",
+        "notebook_path",
+        "filePath",
+        "absolute_path",
+        "path",
+        "pattern",
+        "url",
+        "query",
+        "description",
+    ):
         value = as_str(tool_input.get(key))
         if value:
             return value

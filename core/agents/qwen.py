@@ -25,7 +25,8 @@ import os
 from typing import Any
 
 from core.agents.base import AgentResult, AgentSettings, Invocation, PromptMode, Usage
-from core.agents.claude import ClaudeParser, _result_errors
+from core.agents.claude import ClaudeParser
+from core.agents.claude_result import result_errors
 from core.agents.common import (
     api_error,
     argv_safe,
@@ -92,7 +93,7 @@ class QwenParser(ClaudeParser):
     def _result_errors(self, result: dict[str, Any]) -> list[str]:
         message = as_str(as_dict(result.get("error")).get("message"))
         reasons = [key_hint(api_error(message), "OPENAI_API_KEY")] if message else []
-        for reason in _result_errors(result):
+        for reason in result_errors(result):
             if reason != "error during execution" or not reasons:
                 reasons.append(reason)
         return reasons
