@@ -7,12 +7,13 @@ answered at once). The conversions both ways and the sender are in bot/telegram_
 The Application is started inside the bot process's loop (``initialize`` / ``start`` /
 ``updater.start_polling``, never ``run_polling``).
 
-Transport health: every getUpdates goes through :class:`PollHealth`. A 409 Conflict (a second
-poller with this token) is logged once and polling backs off for longer than the poll timeout; a
-poll that hangs or a loop that stops polling is restarted; and after ``exit_after_s`` without one
-successful getUpdates the process asks to exit non-zero, so its supervisor restarts it. In webhook
-mode getWebhookInfo is asked every ``check_every_s`` instead: a webhook taken over by another
-process, or delivery errors with updates piling up, for ``exit_after_s`` end the process the same way.
+Transport health (observed in bot/telegram_health.py): every getUpdates goes through
+:class:`PollHealth`. A 409 Conflict (a second poller with this token) is logged once and polling
+backs off for longer than the poll timeout; a poll that hangs or a loop that stops polling is
+restarted; and after ``exit_after_s`` without one successful getUpdates the process asks to exit
+non-zero, so its supervisor restarts it. In webhook mode getWebhookInfo is asked every
+``check_every_s`` instead: a webhook taken over by another process, or delivery errors with updates
+piling up, for ``exit_after_s`` end the process the same way.
 
 Nothing received is lost: every update is journalled in the store as it is queued
 (:class:`JournalQueue`), which is before the updater confirms it to Telegram (the next getUpdates
@@ -28,7 +29,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from telegram import (
     BotCommand,
@@ -43,6 +43,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.outage import Outage
 from bot.outbox import Outbox
+from bot.telegram_health import PollHealth, PollRequest, webhook_problem
 from bot.telegram_messages import TelegramSender, to_inbound
 from core.access import Gate
 from core.clock import Clock
@@ -57,109 +58,6 @@ log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ("message", "callback_query")
 _CONCURRENT_UPDATES = 4  # updates handled at once: a slow one (a long route) does not hold the next
 INBOUND_MEMORY_S = 30 * 86400  # how long handled update ids (and one-shot button taps) are remembered
-
-
-# -- transport health ---------------------------------------------------------------------------
-class PollHealth:
-    """Watches getUpdates: when it last succeeded, whether one hangs, and 409 Conflicts.
-
-    ``clock`` is monotonic seconds. Conflicts back off for longer than the poll timeout (doubling,
-    at most five minutes), so a second poller is not fought request for request.
-    """
-
-    def __init__(
-        self,
-        *,
-        poll_timeout_s: float,
-        stall_after_s: float,
-        exit_after_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.poll_timeout_s = poll_timeout_s
-        self.stall_after_s = stall_after_s
-        self.exit_after_s = exit_after_s
-        self.clock = clock
-        now = clock()
-        self.last_ok = now
-        self.last_done = now
-        self.in_flight_since: float | None = None
-        self.conflicts = 0
-        self.failures = 0
-        self.last_error = ""
-        self.backoff_until = 0.0
-
-    def wait_s(self) -> float:
-        return max(0.0, self.backoff_until - self.clock())
-
-    def begin(self) -> None:
-        self.in_flight_since = self.clock()
-
-    def end(self, status: int | None, error: str = "") -> None:
-        now = self.clock()
-        self.in_flight_since = None
-        self.last_done = now
-        if status is not None and 200 <= status < 300:
-            if self.conflicts or self.failures:
-                log.info("telegram: getUpdates works again (after %s)", self.last_error)
-            self.last_ok, self.conflicts, self.failures, self.last_error = now, 0, 0, ""
-            return
-        if status == 409:
-            self.conflicts += 1
-            delay = min(max(300.0, self.poll_timeout_s + 1), (self.poll_timeout_s + 1) * 2 ** (self.conflicts - 1))
-            self.backoff_until = now + delay
-            self.last_error = "409 Conflict"
-            if self.conflicts == 1:
-                log.error(
-                    "telegram: 409 Conflict: another process is getting this bot's updates (a second bot "
-                    "with the same token?); backing off %.0fs, exiting after %.0fs without updates",
-                    delay,
-                    self.exit_after_s,
-                )
-            return
-        self.failures += 1
-        self.last_error = f"HTTP {status}" if status is not None else error or "no answer"
-        if self.failures == 1:
-            log.warning("telegram: getUpdates failed (%s); retrying", self.last_error)
-
-    def verdict(self) -> str | None:
-        """``"exit"``, ``"stalled"`` or None (healthy)."""
-        now = self.clock()
-        if now - self.last_ok > self.exit_after_s:
-            return "exit"
-        if self.in_flight_since is not None and now - self.in_flight_since > self.stall_after_s:
-            return "stalled"
-        if self.in_flight_since is None and now >= self.backoff_until and now - self.last_done > self.stall_after_s:
-            return "stalled"
-        return None
-
-
-class _PollRequest(HTTPXRequest):
-    """The getUpdates connection, reporting every poll to :class:`PollHealth` (and waiting out back-offs)."""
-
-    def __init__(self, health: PollHealth, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.health = health
-
-    async def do_request(self, url: str, method: str, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
-        if not url.endswith("/getUpdates"):
-            return await super().do_request(url, method, *args, **kwargs)
-        delay = self.health.wait_s()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        self.health.begin()
-        status: int | None = None
-        error = ""
-        try:
-            status, payload = await super().do_request(url, method, *args, **kwargs)
-        except asyncio.CancelledError:
-            self.health.in_flight_since = None  # stopped by us, not a failure
-            raise
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            self.health.end(None, error)
-            raise
-        self.health.end(status, error)
-        return status, payload
 
 
 class JournalQueue(asyncio.Queue[object]):
@@ -222,7 +120,7 @@ class TelegramTransport:
         requests = request or HTTPXRequest(
             connection_pool_size=8, connect_timeout=5, read_timeout=20, write_timeout=30, pool_timeout=5
         )
-        polls = _PollRequest(self.health, connection_pool_size=2, connect_timeout=5, read_timeout=10, pool_timeout=5)
+        polls = PollRequest(self.health, connection_pool_size=2, connect_timeout=5, read_timeout=10, pool_timeout=5)
         self.app = (
             Application.builder()
             .token(token)
@@ -369,25 +267,10 @@ class TelegramTransport:
         started = time.time()
         while True:
             await asyncio.sleep(hook.check_every_s)
-            problem = await self._webhook_problem(hook.url, since=max(started, self._queue.last_update_at))
+            problem = await webhook_problem(self.app.bot, hook.url, since=max(started, self._queue.last_update_at))
             self.webhook_ok = problem is None
             if outage.observe(problem):
                 return
-
-    async def _webhook_problem(self, url: str, *, since: float) -> str | None:
-        """What keeps updates from reaching us, or None: a webhook that is not ours, or updates waiting
-        behind a delivery error newer than ``since`` (the last update that did reach us)."""
-        try:
-            info = await self.app.bot.get_webhook_info()
-        except TelegramError as exc:
-            return f"cannot ask the Bot API about the webhook ({exc})"
-        if info.url != url:
-            return f"the webhook is {info.url or 'not set'}, not {url}: another process may use this token"
-        error_at = info.last_error_date.timestamp() if info.last_error_date else 0.0
-        if info.pending_update_count and error_at > since:
-            waiting = f"{info.pending_update_count} update(s) waiting"
-            return f"Telegram cannot deliver to the webhook: {info.last_error_message or 'unknown error'} ({waiting})"
-        return None
 
     async def _restart_polling(self) -> None:
         updater = self.app.updater
@@ -467,4 +350,4 @@ class TelegramTransport:
         log.error("telegram: handling an update failed: %r", context.error, exc_info=context.error)
 
 
-__all__ = ["JournalQueue", "PollHealth", "TelegramTransport"]
+__all__ = ["JournalQueue", "TelegramTransport"]

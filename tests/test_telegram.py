@@ -22,7 +22,8 @@ from telegram import Update
 
 from bot.app import App
 from bot.outbox import Outbox
-from bot.telegram import PollHealth, TelegramTransport
+from bot.telegram import TelegramTransport
+from bot.telegram_health import PollHealth
 from bot.telegram_messages import TelegramSender, to_html, to_inbound
 from core.access import Gate
 from core.commands import Commands
@@ -308,7 +309,7 @@ class Ticks:
 def test_conflicts_back_off_longer_than_the_poll_and_log_one_line(caplog: pytest.LogCaptureFixture) -> None:
     ticks = Ticks()
     health = PollHealth(poll_timeout_s=30, stall_after_s=120, exit_after_s=600, clock=ticks)
-    with caplog.at_level(logging.WARNING, logger="bot.telegram"):
+    with caplog.at_level(logging.WARNING, logger="bot.telegram_health"):
         for _ in range(3):
             health.begin()
             health.end(409)
