@@ -177,10 +177,6 @@ class TmuxManager:
             cmd += ["-f", self.config_file]
         return [*cmd, "attach-session", "-t", self._target(window)]
 
-    def kill_server(self) -> None:
-        if self.server.is_alive():
-            self.server.kill()
-
     def _target(self, window: str) -> str:
         if _WINDOW_ID.match(window):
             return window

@@ -308,7 +308,7 @@ async def test_a_runner_gone_with_its_tmux_server_is_reported_as_such(make_app: 
         await app.engine.stop()
     runner = int(app.store.task_field(task.id, "runner_pid"))
     os.kill(runner, signal.SIGKILL)
-    app.tmux.kill_server()
+    app.tmux.server.kill()  # the whole private server, as when tmux dies
     await until(lambda: _gone(runner))
     active, done = app.service.status()
     assert not active

@@ -119,7 +119,6 @@ class OpencodeParser:
         self._usage = Usage()
         self._cost = 0.0
         self._steps = 0
-        self._last_reason: str | None = None
         self._step_text: list[str] = []
         self._last_text = ""
         self._errors: list[str] = []
@@ -188,7 +187,6 @@ class OpencodeParser:
 
     def _on_step_finish(self, part: dict[str, Any]) -> AgentEvent:
         self._steps += 1
-        self._last_reason = as_str(part.get("reason"))
         self._usage = add_usage(self._usage, opencode_usage(part.get("tokens")))
         self._cost += as_float(part.get("cost")) or 0.0
         return usage_event(self._usage, self._model, self.live_cost_usd())

@@ -13,10 +13,6 @@ class AuditMixin(_Base):
     def record_route(self, row: dict[str, Any]) -> None:
         self.db.table("routing_decisions").insert(row, replace=True)
 
-    def route_of(self, task_id: str) -> dict[str, Any] | None:
-        row = self._conn.execute("SELECT * FROM routing_decisions WHERE task_id = ?", (task_id,)).fetchone()
-        return None if row is None else self._row_dict(row, table="routing_decisions")
-
     def record_approval(self, task_id: str, gate: str, decision: str, actor: str, reason: str, ts: float) -> None:
         self.db.table("approvals").insert(
             {"task_id": task_id, "gate": gate, "decision": decision, "actor": actor, "reason": reason, "ts": ts}
