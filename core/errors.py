@@ -1,6 +1,6 @@
 """Every error type Orchestra raises; the ones a user can meet become one clear sentence.
 
-Standard library only and cheap to import: the runner, the stand-in agent and the CLI all use it.
+Standard library only and cheap to import: the stand-in agent, a process of its own, uses it too.
 """
 
 from __future__ import annotations
