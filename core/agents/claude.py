@@ -24,6 +24,7 @@ from typing import Any
 
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, SessionStart, Usage
 from core.agents.common import as_dict, as_float, as_int, as_str, k, key_hint, max_retries, merged_env
+from core.protocol import EventKind
 
 # Linux caps one argv element at 128 KiB (MAX_ARG_STRLEN); stay well below it.
 MAX_ARG_BYTES = 100_000
@@ -125,7 +126,7 @@ class ClaudeParser:
                 # Claude Code retries a 401 about 11 times (~3 minutes): a bad key will not heal.
                 what = _str(obj.get("error")) or "authentication failed"
                 reason = key_hint(f"API error 401: {what}", self._key_var())
-                return [AgentEvent("error", _shorten(reason), {"error": reason, "stop_run": True})]
+                return [AgentEvent(EventKind.ERROR, _shorten(reason), {"error": reason, "stop_run": True})]
             detail = _str(obj.get("description")) or _str(obj.get("summary"))
             label = f"system: {obj.get('subtype')}" + (f" · {detail}" if detail else "")
             return [_raw(line, label)]
@@ -156,7 +157,7 @@ class ClaudeParser:
             "version": _str(obj.get("claude_code_version")),
         }
         text = f"session {self._session_id or '?'} · model {self._model or '?'} · {n_tools} tools"
-        return AgentEvent("init", text, data)
+        return AgentEvent(EventKind.INIT, text, data)
 
     def _on_assistant(self, obj: dict[str, Any], line: str) -> list[AgentEvent]:
         message = obj.get("message")
@@ -191,10 +192,10 @@ class ClaudeParser:
             return None
         data = {"text": text, "message_id": _str(message.get("id")), "subagent": subagent}
         if is_error or self._is_error_text(text):  # e.g. the "<synthetic>" message carrying "API Error: 401 ..."
-            return AgentEvent("error", _shorten(text), data)
+            return AgentEvent(EventKind.ERROR, _shorten(text), data)
         if subagent is None:
             self._last_text = text
-        return AgentEvent("text", _shorten(text), data)
+        return AgentEvent(EventKind.TEXT, _shorten(text), data)
 
     def _tool_use_event(self, block: dict[str, Any], subagent: str | None) -> AgentEvent:
         name = _str(block.get("name")) or "tool"
@@ -203,7 +204,7 @@ class ClaudeParser:
         if tool_id:
             self._tool_names[tool_id] = name
         data = {"id": tool_id, "name": name, "input": tool_input, "subagent": subagent}
-        return AgentEvent("tool_use", self._describe_tool(name, tool_input), data)
+        return AgentEvent(EventKind.TOOL_USE, self._describe_tool(name, tool_input), data)
 
     def _count_usage(self, message: dict[str, Any]) -> AgentEvent | None:
         """Count one API call's usage once, however many content lines repeat it."""
@@ -230,7 +231,7 @@ class ClaudeParser:
             setattr(self._counted, name, getattr(self._counted, name) + change)
         total = self._counted_usage()
         text = f"tokens: {_k(total.input_tokens)} in · {_k(total.output_tokens)} out"
-        return AgentEvent("usage", text, {"usage": total.to_dict(), "model": self._model})
+        return AgentEvent(EventKind.USAGE, text, {"usage": total.to_dict(), "model": self._model})
 
     def _on_user(self, obj: dict[str, Any]) -> list[AgentEvent]:
         message = obj.get("message")
@@ -251,7 +252,7 @@ class ClaudeParser:
                 "is_error": is_error,
                 "content": body[:_MAX_DATA_CHARS],
             }
-            events.append(AgentEvent("tool_result", _shorten(text), data))
+            events.append(AgentEvent(EventKind.TOOL_RESULT, _shorten(text), data))
         return events
 
     def _on_result(self, obj: dict[str, Any]) -> list[AgentEvent]:
@@ -262,14 +263,14 @@ class ClaudeParser:
         cost_text = f" · ${cost:.4f}" if cost is not None else ""
         events = [
             AgentEvent(
-                "usage",
+                EventKind.USAGE,
                 f"tokens: {_k(usage.input_tokens)} in · {_k(usage.output_tokens)} out{cost_text}",
                 {"usage": usage.to_dict(), "model": self._model, "cost_usd": cost, "final": True},
             )
         ]
         if obj.get("is_error") is True:
             reasons = self._result_errors(obj) or ["the agent reported an error"]
-            events.append(AgentEvent("error", _shorten("; ".join(reasons)), {"errors": reasons}))
+            events.append(AgentEvent(EventKind.ERROR, _shorten("; ".join(reasons)), {"errors": reasons}))
         return events
 
     # -- live state ------------------------------------------------------------------------
@@ -381,7 +382,7 @@ class ClaudeParser:
 
 
 def _raw(line: str, text: str | None = None) -> AgentEvent:
-    return AgentEvent("raw", _shorten(text if text is not None else line), {"line": line[:_MAX_DATA_CHARS]})
+    return AgentEvent(EventKind.RAW, _shorten(text if text is not None else line), {"line": line[:_MAX_DATA_CHARS]})
 
 
 def _shorten(text: str, limit: int = _SHORT) -> str:

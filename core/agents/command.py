@@ -25,6 +25,7 @@ from collections import deque
 from typing import Any
 
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage
+from core.protocol import EventKind
 
 MAX_ARG_BYTES = 100_000
 TASK = "{task}"
@@ -94,7 +95,7 @@ class CommandParser:
         if not clean.strip():
             return []
         self._tail.append(clean.rstrip())
-        return [AgentEvent("text", _shorten(clean), {"line": clean[:_MAX_LINE_CHARS]})]
+        return [AgentEvent(EventKind.TEXT, _shorten(clean), {"line": clean[:_MAX_LINE_CHARS]})]
 
     def _on_report(self, report: dict[str, Any]) -> AgentEvent:
         if isinstance(report.get("usage"), dict):
@@ -115,7 +116,7 @@ class CommandParser:
         if self._cost is not None:
             text += f" · ${self._cost:.4f}"
         data = {"usage": self._usage.to_dict(), "model": self._model, "cost_usd": self._cost}
-        return AgentEvent("usage", text, data)
+        return AgentEvent(EventKind.USAGE, text, data)
 
     def live_usage(self) -> tuple[Usage, str | None]:
         return Usage(**self._usage.to_dict()), self._model
