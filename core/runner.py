@@ -55,7 +55,7 @@ class Runner:
         stderr_fd: int | None = None,
     ) -> None:
         self.dir = Path(task_dir)
-        self.spec_error = ""  # why spec.json cannot be run by; the run is then stopped at once
+        self.spec_error = ""  # why the run cannot go by its spec.json: then it is stopped at once
         try:
             self.spec = TaskSpec.read(self.dir)
             self.parser: OutputParser = _parser(self.spec)
@@ -100,7 +100,7 @@ class Runner:
         reason = f"could not start {command}: {exc.strerror or exc}"
         return self.finish(AgentResult(status="failed", errors=[reason]), exited_at=time.time())
 
-    def refuse(self, pid: int, out_fd: int, in_fd: int | None) -> int:
+    def _refuse(self, pid: int, out_fd: int, in_fd: int | None) -> int:
         """End a run whose spec.json cannot be gone by (no cap, no parser is known): the agent
         ``core.launch`` spawned is killed at once and the task fails with the reason, in one line."""
         self.pid = pid
@@ -118,7 +118,7 @@ class Runner:
     def run(self, pid: int, out_fd: int, in_fd: int | None, started: float) -> int:
         """Take over an agent that ``core.launch`` already spawned, and see it to the end."""
         if self.spec_error:
-            return self.refuse(pid, out_fd, in_fd)
+            return self._refuse(pid, out_fd, in_fd)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGCHLD, self._on_child)
