@@ -2,7 +2,8 @@
 
 Both sides import this module: the engine (dispatch, ingest, reconcile) and the runner, which runs
 with ``python -S``, so it imports only the standard library. Everything the two processes say to
-each other through files in the task directory or over ``engine.sock`` is built and checked here.
+each other through files in the task directory or over ``engine.sock`` is built and checked here,
+but for ``launch.bin`` (the agent's keys and the task as sent), which is ``core.launch``'s.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, TypeGuard
 
 
 class EventKind(StrEnum):
-    """What an event says. Stored in the events table and passed to every engine listener."""
+    """What an event says. Every kind reaches the engine's listeners; the runner's are stored too."""
 
     # From the agent's output, through its parser (core/agents/*).
     INIT = "init"
