@@ -20,6 +20,7 @@ from core.config import Config, load_config
 from core.engine import Engine
 from core.errors import ConfigError
 from core.models import TaskState
+from core.protocol import EventKind
 from core.redact import Redactor
 from core.service import Service
 from core.store import Store
@@ -116,7 +117,7 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
             loop.add_signal_handler(sig, stop_on, sig)
     sink = ConsoleSink(app) if console else None
     wake = asyncio.Event()
-    app.engine.listeners.append(lambda _t, kind, _d: wake.set() if kind == "finished" else None)
+    app.engine.listeners.append(lambda _t, kind, _d: wake.set() if kind == EventKind.FINISHED else None)
     metrics = _start_metrics(app) if idle_exit_s is None and app.config.metrics.enabled else None
     chats = idle_exit_s is None and (app.config.telegram.enabled or app.config.slack.enabled)
     # Listening before the engine replays results recorded while we were down, so their cards end too.
@@ -393,7 +394,7 @@ def _card_tracker(
             wake=outbox.wake,
         )
         app.engine.listeners.append(progress.on_event)
-    app.engine.listeners.append(lambda _t, kind, _d: outbox.wake() if kind == "finished" else None)
+    app.engine.listeners.append(lambda _t, kind, _d: outbox.wake() if kind == EventKind.FINISHED else None)
     return progress
 
 

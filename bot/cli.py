@@ -32,6 +32,7 @@ from core.costs import render_cost_report
 from core.errors import OrchestraError, TaskRejected
 from core.launch import take_engine_env
 from core.models import Task, TaskState
+from core.protocol import EventKind
 from core.service import Delegation, task_json
 from core.store import store_error
 from core.summary import format_cost, format_duration, render_phone
@@ -275,11 +276,11 @@ def _wait_as_client(app: App, task_id: str, as_json: bool) -> Task:
 
 
 def _progress(task_id: str, kind: str, data: dict[str, Any]) -> None:
-    if kind == "started":
+    if kind == EventKind.STARTED:
         print(f"  {task_id}: running (agent pid {data.get('pid')})", flush=True)
-    elif kind in ("tool_use", "text") and data.get("display"):
+    elif kind in (EventKind.TOOL_USE, EventKind.TEXT) and data.get("display"):
         print(f"  {task_id}: {data['display']}", flush=True)
-    elif kind == "finished":
+    elif kind == EventKind.FINISHED:
         print(f"  {task_id}: {data.get('state')}", flush=True)
 
 

@@ -34,6 +34,7 @@ from core.agents.base import Usage
 from core.clock import Clock
 from core.errors import MetricsUnavailable
 from core.models import TaskState
+from core.protocol import EventKind
 from core.store import Store
 
 log = logging.getLogger(__name__)
@@ -103,22 +104,22 @@ class Metrics:
         ran before) gives no dispatch latency; one replayed at start gives its real completion
         latency, the time the engine was down included.
         """
-        if kind == "dispatched":
+        if kind == EventKind.DISPATCHED:
             at, created = _seconds(data.get("dispatched_at")), _seconds(data.get("created_at"))
             if at is None:
                 return
             if created is not None:
                 self.queue_wait.observe(max(0.0, at - created))
             _remember(self._dispatched, task_id, at)
-        elif kind == "started":
+        elif kind == EventKind.STARTED:
             at, running = self._dispatched.pop(task_id, None), _seconds(data.get("agent_started_at"))
             if at is not None and running is not None:
                 self.dispatch_latency.observe(max(0.0, running - at))
-        elif kind == "result":
+        elif kind == EventKind.RESULT:
             exited = _seconds(data.get("exited_at"))
             if exited is not None:
                 _remember(self._exited, task_id, exited)
-        elif kind == "finished":
+        elif kind == EventKind.FINISHED:
             exited = self._exited.pop(task_id, None)
             if exited is not None:
                 self.completion_latency.observe(max(0.0, self.clock.now() - exited))

@@ -27,13 +27,6 @@ class TaskState(StrEnum):
 
 _ACTIVE = {TaskState.QUEUED, TaskState.AWAITING_APPROVAL, TaskState.RUNNING}
 ACTIVE_STATES = tuple(sorted(_ACTIVE))
-RUN_END_STATES = (
-    TaskState.SUCCEEDED,
-    TaskState.FAILED,
-    TaskState.CANCELLED,
-    TaskState.TIMED_OUT,
-    TaskState.OVER_BUDGET,
-)
 
 
 def parse_task_id(word: str) -> str | None:
@@ -86,10 +79,9 @@ class Task:
 
     @property
     def duration_s(self) -> float | None:
-        if self.started_at is None:
+        if self.started_at is None or self.finished_at is None:
             return None
-        end = self.finished_at if self.finished_at is not None else None
-        return None if end is None else max(0.0, end - self.started_at)
+        return max(0.0, self.finished_at - self.started_at)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from core.clock import Clock
 from core.messages import Keyboard, card_keyboard
 from core.models import Task, TaskState
+from core.protocol import EventKind
 from core.service import Service
 from core.store import Store
 from core.summary import format_cost, format_duration
@@ -65,7 +66,7 @@ def _status_line(store: Store, task: Task, now: float, why: str) -> str:
         cost = f" · {format_cost(task.live_cost_usd)} so far" if task.live_cost_usd is not None else ""
         if task.input_tokens or task.output_tokens:  # known before any price is (the first usage event)
             cost += f" · {_tokens(task.input_tokens)} in / {_tokens(task.output_tokens)} out"
-        steps = [e["text"] for e in store.events(task.id, kinds=["tool_use"], limit=100_000) if e["text"]]
+        steps = [e["text"] for e in store.events(task.id, kinds=[EventKind.TOOL_USE], limit=100_000) if e["text"]]
         last = f"\nLast step ({len(steps)}): {clip(steps[-1], 120)}" if steps else ""
         return f"🏃 Running · {format_duration(now - task.started_at)}{cost}{last}"
     cost = format_cost(task.cost_usd) if task.state not in (TaskState.CANCELLED, TaskState.REJECTED) else ""
@@ -73,7 +74,7 @@ def _status_line(store: Store, task: Task, now: float, why: str) -> str:
     return f"{ICONS.get(task.state, '•')} " + " · ".join(p for p in parts if p and p != "—")
 
 
-_PROGRESS_KINDS = ("dispatched", "started", "cost", "usage", "tool_use")
+_PROGRESS_KINDS = (EventKind.DISPATCHED, EventKind.STARTED, EventKind.COST, EventKind.USAGE, EventKind.TOOL_USE)
 
 
 class Progress:
@@ -104,7 +105,7 @@ class Progress:
         self._refresh: dict[str, asyncio.TimerHandle] = {}  # the next refresh of a quiet running task
 
     def on_event(self, task_id: str, kind: str, _data: dict[str, object]) -> None:
-        if kind == "finished":
+        if kind == EventKind.FINISHED:
             self.flush(task_id)
         elif kind in _PROGRESS_KINDS:
             self._soon(task_id)

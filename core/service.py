@@ -35,6 +35,7 @@ from core.errors import AgentUnavailable, InvalidInput, InvalidTransition, TaskR
 from core.launch import ENGINE_ENV, discard, write_engine_env
 from core.messages import card_keyboard
 from core.models import ACTIVE_STATES, Task, TaskState
+from core.protocol import EventKind, kick_message
 from core.routing import RouteDecision, Router, Rule, leading_mention, load_default_rules, parse_override
 from core.store import Store
 from core.summary import format_cost
@@ -319,7 +320,11 @@ class Service:
         task = self.get(task_id)
         if task.state == TaskState.RUNNING and task.id in self.tmux.windows():
             return self.tmux.capture(task.id, lines)
-        shown = [e["text"] for e in self.store.events(task.id, limit=100_000) if e["kind"] not in ("raw", "cost")]
+        shown = [
+            e["text"]
+            for e in self.store.events(task.id, limit=100_000)
+            if e["kind"] not in (EventKind.RAW, EventKind.COST)
+        ]
         if shown:
             return "\n".join(shown[-lines:])
         return f"{task.id} is {task.state.value}; nothing to show yet"
@@ -502,7 +507,7 @@ class Service:
         if self.engine is not None and self.engine.owner:
             self.engine.dispatch()
             return
-        if poke(self.home / "engine.sock", {"t": "kick"}):
+        if poke(self.home / "engine.sock", kick_message()):
             return
         if self.autostart_engine and not engine_running(self.home):
             self.start_background_engine()

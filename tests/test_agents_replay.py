@@ -61,7 +61,7 @@ def test_recorded_success_replays_to_the_same_summary(cli: str, path: Path) -> N
         assert result.cost_usd is None and result.cost_source == "unknown"
     if cli != "aider":  # aider has no sessions
         assert result.session_id
-    kinds = [event.kind for event in events]
+    kinds: list[str] = [event.kind for event in events]
     assert "tool_use" in kinds and "usage" in kinds
     if cli != "aider":  # aider reports the call's tokens first, then applies the edit
         assert kinds.index("tool_use") < max(i for i, kind in enumerate(kinds) if kind == "usage")

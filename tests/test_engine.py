@@ -377,7 +377,7 @@ def test_a_crash_while_recording_a_result_keeps_none_of_it_and_the_retry_records
     def crash(*_args: Any) -> None:
         raise KeyboardInterrupt("killed between the state change and the notices")
 
-    monkeypatch.setattr(app.engine, "_queue_notices", crash)
+    monkeypatch.setattr(app.engine.recorder, "_queue_notices", crash)
     with pytest.raises(KeyboardInterrupt):
         app.engine.finalize(task.id, payload)
     assert app.store.get_task(task.id).state == TaskState.RUNNING, "none of it was kept"

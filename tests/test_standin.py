@@ -99,7 +99,7 @@ def test_events_follow_the_tool_round_trip(tmp_path: Path) -> None:
     parser = ClaudeParser()
     events = [event for line in proc.stdout.decode().splitlines() for event in parser.feed(line)]
 
-    kinds = [event.kind for event in events]
+    kinds: list[str] = [event.kind for event in events]
     assert kinds[0] == "init"
     assert kinds.index("tool_use") < kinds.index("tool_result")
     tool_use = next(event for event in events if event.kind == "tool_use")

@@ -41,6 +41,7 @@ from core.agents.common import (
     stderr_summary,
     usage_event,
 )
+from core.protocol import EventKind
 
 # The repo-map's tags cache, always at the repository root (aider has no option to move it).
 STATE_PATHS = (".aider.tags.cache.v4/",)
@@ -134,7 +135,7 @@ class AiderParser:
         stripped = text.strip()
         if self._in_error and not _ERROR.match(stripped) and not stripped.startswith("Retrying in "):
             self._errors[-1] += " " + stripped  # aider wraps long error lines at 80 columns
-            return [AgentEvent("raw", shorten(stripped), {"line": stripped})]
+            return [AgentEvent(EventKind.RAW, shorten(stripped), {"line": stripped})]
         self._in_error = False
         match = _MODEL.match(stripped)
         if match and self._model is None:
@@ -143,9 +144,11 @@ class AiderParser:
             self._segment = []
             if stripped.startswith("Aider v"):
                 return [
-                    AgentEvent("init", stripped, {"version": stripped.removeprefix("Aider v"), "model": self._model})
+                    AgentEvent(
+                        EventKind.INIT, stripped, {"version": stripped.removeprefix("Aider v"), "model": self._model}
+                    )
                 ]
-            return [AgentEvent("raw", shorten(stripped), {"line": stripped})]
+            return [AgentEvent(EventKind.RAW, shorten(stripped), {"line": stripped})]
         tokens = _TOKENS.match(stripped)
         if tokens:
             return [self._on_tokens(tokens)]
@@ -156,15 +159,17 @@ class AiderParser:
         if stripped.startswith("Applied edit to "):
             path = stripped.removeprefix("Applied edit to ")
             self._edits.append(path)
-            return [AgentEvent("tool_use", shorten(f"edit {path}"), {"name": "edit", "input": {"file_path": path}})]
+            return [
+                AgentEvent(EventKind.TOOL_USE, shorten(f"edit {path}"), {"name": "edit", "input": {"file_path": path}})
+            ]
         if _ERROR.match(stripped):
             self._errors.append(stripped)
             self._in_error = True
             return [error_event(stripped)]
         if stripped.startswith("Retrying in "):
-            return [AgentEvent("raw", shorten(stripped), {"line": stripped})]
+            return [AgentEvent(EventKind.RAW, shorten(stripped), {"line": stripped})]
         self._segment.append(text)
-        return [AgentEvent("text", shorten(stripped), {"line": text[:MAX_DATA_CHARS]})]
+        return [AgentEvent(EventKind.TEXT, shorten(stripped), {"line": text[:MAX_DATA_CHARS]})]
 
     def _on_tokens(self, match: re.Match[str]) -> AgentEvent:
         self._calls += 1

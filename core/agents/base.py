@@ -16,7 +16,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
-EventKind = Literal["init", "text", "tool_use", "tool_result", "usage", "error", "raw"]
+from core.protocol import EventKind
+
 ResultStatus = Literal["succeeded", "failed"]
 PromptMode = Literal["arg", "stdin", "file"]
 
@@ -58,7 +59,7 @@ class AgentEvent:
     ``stop_run`` on an ``error`` (end the run now with this reason, e.g. a 401 the CLI would retry).
     """
 
-    kind: EventKind
+    kind: EventKind  # a parser emits init, text, tool_use, tool_result, usage, error or raw
     text: str = ""
     data: dict[str, Any] = field(default_factory=dict)
 

@@ -41,6 +41,7 @@ from core.agents.common import (
     stderr_summary,
     usage_event,
 )
+from core.protocol import EventKind
 
 _SYNTHETIC_MODEL = "<synthetic>"
 
@@ -124,7 +125,7 @@ class ClaudeParser:
                 # Claude Code retries a 401 about 11 times (~3 minutes): a bad key will not heal.
                 what = as_str(obj.get("error")) or "authentication failed"
                 reason = key_hint(f"API error 401: {what}", self._key_var())
-                return [AgentEvent("error", shorten(reason), {"error": reason, "stop_run": True})]
+                return [AgentEvent(EventKind.ERROR, shorten(reason), {"error": reason, "stop_run": True})]
             detail = as_str(obj.get("description")) or as_str(obj.get("summary"))
             label = f"system: {obj.get('subtype')}" + (f" · {detail}" if detail else "")
             return [raw_event(line, label)]
@@ -155,7 +156,7 @@ class ClaudeParser:
             "version": as_str(obj.get("claude_code_version")),
         }
         text = f"session {self._session_id or '?'} · model {self._model or '?'} · {n_tools} tools"
-        return AgentEvent("init", text, data)
+        return AgentEvent(EventKind.INIT, text, data)
 
     def _on_assistant(self, obj: dict[str, Any], line: str) -> list[AgentEvent]:
         message = obj.get("message")
@@ -190,10 +191,10 @@ class ClaudeParser:
             return None
         data = {"text": text, "message_id": as_str(message.get("id")), "subagent": subagent}
         if is_error or self._is_error_text(text):  # e.g. the "<synthetic>" message carrying "API Error: 401 ..."
-            return AgentEvent("error", shorten(text), data)
+            return AgentEvent(EventKind.ERROR, shorten(text), data)
         if subagent is None:
             self._last_text = text
-        return AgentEvent("text", shorten(text), data)
+        return AgentEvent(EventKind.TEXT, shorten(text), data)
 
     def _tool_use_event(self, block: dict[str, Any], subagent: str | None) -> AgentEvent:
         name = as_str(block.get("name")) or "tool"
@@ -202,7 +203,7 @@ class ClaudeParser:
         if tool_id:
             self._tool_names[tool_id] = name
         data = {"id": tool_id, "name": name, "input": tool_input, "subagent": subagent}
-        return AgentEvent("tool_use", self._describe_tool(name, tool_input), data)
+        return AgentEvent(EventKind.TOOL_USE, self._describe_tool(name, tool_input), data)
 
     def _count_usage(self, message: dict[str, Any]) -> AgentEvent | None:
         """Count one API call's usage once, however many content lines repeat it."""
@@ -229,7 +230,7 @@ class ClaudeParser:
             setattr(self._counted, name, getattr(self._counted, name) + change)
         total = self._counted_usage()
         text = f"tokens: {k(total.input_tokens)} in · {k(total.output_tokens)} out"
-        return AgentEvent("usage", text, {"usage": total.to_dict(), "model": self._model})
+        return AgentEvent(EventKind.USAGE, text, {"usage": total.to_dict(), "model": self._model})
 
     def _on_user(self, obj: dict[str, Any]) -> list[AgentEvent]:
         message = obj.get("message")
@@ -250,7 +251,7 @@ class ClaudeParser:
                 "is_error": is_error,
                 "content": body[:MAX_DATA_CHARS],
             }
-            events.append(AgentEvent("tool_result", shorten(text), data))
+            events.append(AgentEvent(EventKind.TOOL_RESULT, shorten(text), data))
         return events
 
     def _on_result(self, obj: dict[str, Any]) -> list[AgentEvent]:
@@ -261,7 +262,7 @@ class ClaudeParser:
         events = [usage_event(usage, self._model, cost, final=True)]
         if obj.get("is_error") is True:
             reasons = self._result_errors(obj) or ["the agent reported an error"]
-            events.append(AgentEvent("error", shorten("; ".join(reasons)), {"errors": reasons}))
+            events.append(AgentEvent(EventKind.ERROR, shorten("; ".join(reasons)), {"errors": reasons}))
         return events
 
     # -- live state ------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from core.agents.common import (
     stderr_summary,
     usage_event,
 )
+from core.protocol import EventKind
 
 PROVIDER = "orchestra"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -169,7 +170,7 @@ class CodexParser:
                 self._baseline = codex_usage(last_token_usage(path))
                 self._transcript_from = line_count(path)
             data = {"session_id": self._session_id, "model": self._model}
-            return [AgentEvent("init", f"session {self._session_id or '?'} · model {self._model or '?'}", data)]
+            return [AgentEvent(EventKind.INIT, f"session {self._session_id or '?'} · model {self._model or '?'}", data)]
         if kind in ("item.started", "item.updated", "item.completed"):
             return self._on_item(kind, as_dict(obj.get("item")), line)
         if kind == "turn.completed":
@@ -201,14 +202,14 @@ class CodexParser:
             if kind != "item.completed" or not text.strip():
                 return []
             self._last_text = text
-            return [AgentEvent("text", shorten(text), {"text": text[:MAX_DATA_CHARS], "id": item_id})]
+            return [AgentEvent(EventKind.TEXT, shorten(text), {"text": text[:MAX_DATA_CHARS], "id": item_id})]
         if item_type == "command_execution":
             command = unwrap_shell(as_str(item.get("command")) or "")
             if kind == "item.started" or (kind == "item.completed" and item_id not in self._started):
                 self._started.add(item_id)
                 events = [
                     AgentEvent(
-                        "tool_use",
+                        EventKind.TOOL_USE,
                         shorten(f"shell: {command}"),
                         {"id": item_id, "name": "shell", "input": {"command": command}},
                     )
@@ -225,7 +226,7 @@ class CodexParser:
             paths = ", ".join(f"{as_str(c.get('kind')) or 'edit'} {as_str(c.get('path')) or '?'}" for c in changes)
             return [
                 AgentEvent(
-                    "tool_use",
+                    EventKind.TOOL_USE,
                     shorten(f"patch: {paths}"),
                     {"id": item_id, "name": "patch", "input": {"changes": changes}},
                 )
@@ -234,7 +235,9 @@ class CodexParser:
             name = as_str(item.get("tool")) or as_str(item.get("query")) or item_type
             return [
                 AgentEvent(
-                    "tool_use", shorten(f"{item_type}: {name}"), {"id": item_id, "name": item_type, "input": item}
+                    EventKind.TOOL_USE,
+                    shorten(f"{item_type}: {name}"),
+                    {"id": item_id, "name": item_type, "input": item},
                 )
             ]
         if item_type == "error":
@@ -252,7 +255,7 @@ class CodexParser:
             self._denials.append(f"shell {command} (blocked by the sandbox)")
         text = f"shell error (exit {exit_code}): {first}" if failed else f"shell: {first}"
         data = {"name": "shell", "is_error": failed, "exit_code": exit_code, "content": output[:MAX_DATA_CHARS]}
-        return AgentEvent("tool_result", shorten(text), data)
+        return AgentEvent(EventKind.TOOL_RESULT, shorten(text), data)
 
     def live_usage(self) -> tuple[Usage, str | None]:
         return Usage(**self._usage.to_dict()), self._model

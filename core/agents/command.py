@@ -26,6 +26,7 @@ from typing import Any
 
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage
 from core.agents.common import MAX_ARG_BYTES, shorten
+from core.protocol import EventKind
 
 TASK = "{task}"
 TASK_FILE = "{task_file}"
@@ -93,7 +94,7 @@ class CommandParser:
         if not clean.strip():
             return []
         self._tail.append(clean.rstrip())
-        return [AgentEvent("text", shorten(clean), {"line": clean[:_MAX_LINE_CHARS]})]
+        return [AgentEvent(EventKind.TEXT, shorten(clean), {"line": clean[:_MAX_LINE_CHARS]})]
 
     def _on_report(self, report: dict[str, Any]) -> AgentEvent:
         if isinstance(report.get("usage"), dict):
@@ -114,7 +115,7 @@ class CommandParser:
         if self._cost is not None:
             text += f" · ${self._cost:.4f}"
         data = {"usage": self._usage.to_dict(), "model": self._model, "cost_usd": self._cost}
-        return AgentEvent("usage", text, data)
+        return AgentEvent(EventKind.USAGE, text, data)
 
     def live_usage(self) -> tuple[Usage, str | None]:
         return Usage(**self._usage.to_dict()), self._model

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # annotations only: keep the runner's imports small
     from collections.abc import Callable, Iterable, Mapping
 
 from core.agents.base import AgentEvent, AgentSettings, Usage
+from core.protocol import EventKind
 
 MAX_ARG_BYTES = 100_000  # Linux caps one argv element at 128 KiB; stay well below it
 SHORT = 200
@@ -99,7 +100,7 @@ def load_json(line: str) -> dict[str, Any] | None:
 
 
 def raw_event(line: str, text: str | None = None) -> AgentEvent:
-    return AgentEvent("raw", shorten(text if text is not None else line), {"line": line[:MAX_DATA_CHARS]})
+    return AgentEvent(EventKind.RAW, shorten(text if text is not None else line), {"line": line[:MAX_DATA_CHARS]})
 
 
 def shorten(text: str, limit: int = SHORT) -> str:
@@ -153,11 +154,13 @@ def usage_event(usage: Usage, model: str | None, cost: float | None = None, *, f
     data: dict[str, Any] = {"usage": usage.to_dict(), "model": model, "cost_usd": cost}
     if final:
         data["final"] = True
-    return AgentEvent("usage", f"tokens: {k(usage.input_tokens)} in · {k(usage.output_tokens)} out{cost_text}", data)
+    return AgentEvent(
+        EventKind.USAGE, f"tokens: {k(usage.input_tokens)} in · {k(usage.output_tokens)} out{cost_text}", data
+    )
 
 
 def error_event(reason: str, **data: Any) -> AgentEvent:
-    return AgentEvent("error", shorten(reason), {"error": reason[:MAX_DATA_CHARS], **data})
+    return AgentEvent(EventKind.ERROR, shorten(reason), {"error": reason[:MAX_DATA_CHARS], **data})
 
 
 def api_error(message: str) -> str:

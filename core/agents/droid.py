@@ -44,6 +44,7 @@ from core.agents.common import (
     stderr_summary,
     usage_event,
 )
+from core.protocol import EventKind
 
 
 class DroidAdapter:
@@ -126,7 +127,7 @@ class DroidParser:
                 self._model = named  # a Factory-hosted model; a custom one is named by its display id
             self._cwd = as_str(obj.get("cwd")) or self._cwd
             data = {"session_id": self._session_id, "model": self._model, "cwd": self._cwd}
-            return [AgentEvent("init", f"session {self._session_id or '?'} · model {named or '?'}", data)]
+            return [AgentEvent(EventKind.INIT, f"session {self._session_id or '?'} · model {named or '?'}", data)]
         if kind == "message":
             if obj.get("role") != "assistant":
                 return []
@@ -134,7 +135,7 @@ class DroidParser:
             if not text.strip():
                 return []
             self._last_text = text
-            return [AgentEvent("text", shorten(text), {"text": text[:MAX_DATA_CHARS]})]
+            return [AgentEvent(EventKind.TEXT, shorten(text), {"text": text[:MAX_DATA_CHARS]})]
         if kind == "tool_call":
             name = as_str(obj.get("toolName")) or as_str(obj.get("toolId")) or "tool"
             call_id = as_str(obj.get("id")) or ""
@@ -142,7 +143,7 @@ class DroidParser:
             tool_input = as_dict(obj.get("parameters"))
             return [
                 AgentEvent(
-                    "tool_use",
+                    EventKind.TOOL_USE,
                     describe_tool(name, tool_input, self._cwd),
                     {"id": call_id, "name": name, "input": tool_input},
                 )
@@ -176,7 +177,7 @@ class DroidParser:
         first = detail.strip().splitlines()[0] if detail.strip() else detail
         text = f"{name} error: {first}" if failed else f"{name}: {first}"
         data = {"tool_use_id": call_id, "name": name, "is_error": failed, "content": detail[:MAX_DATA_CHARS]}
-        return AgentEvent("tool_result", shorten(text), data)
+        return AgentEvent(EventKind.TOOL_RESULT, shorten(text), data)
 
     def live_usage(self) -> tuple[Usage, str | None]:
         return Usage(**self._usage.to_dict()), model_for_pricing(self._model)

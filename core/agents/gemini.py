@@ -45,6 +45,7 @@ from core.agents.common import (
     stderr_summary,
     usage_event,
 )
+from core.protocol import EventKind
 
 _EXIT_CODES = {
     41: "authentication is not configured (exit 41)",
@@ -125,7 +126,7 @@ class GeminiParser:
             self._session_id = as_str(obj.get("session_id")) or self._session_id
             self._model = as_str(obj.get("model")) or self._model
             data: dict[str, Any] = {"session_id": self._session_id, "model": self._model}
-            return [AgentEvent("init", f"session {self._session_id or '?'} · model {self._model or '?'}", data)]
+            return [AgentEvent(EventKind.INIT, f"session {self._session_id or '?'} · model {self._model or '?'}", data)]
         if kind == "message":
             if obj.get("role") != "assistant":
                 return []
@@ -155,7 +156,7 @@ class GeminiParser:
             self._tools[tool_id] = name
             tool_input = as_dict(obj.get("parameters"))
             data = {"id": tool_id, "name": name, "input": tool_input}
-            return [AgentEvent("tool_use", describe_tool(name, tool_input, self._cwd), data)]
+            return [AgentEvent(EventKind.TOOL_USE, describe_tool(name, tool_input, self._cwd), data)]
         if kind == "tool_result":
             return [self._tool_result(obj)]
         if kind == "error":
@@ -179,7 +180,9 @@ class GeminiParser:
             self._denials.append(f"{name}: {shorten(detail, 120)}")
         first = detail.strip().splitlines()[0] if detail.strip() else detail
         text = f"{name} error: {first}" if failed else f"{name}: {first}"
-        return AgentEvent("tool_result", shorten(text), {"tool_use_id": tool_id, "name": name, "is_error": failed})
+        return AgentEvent(
+            EventKind.TOOL_RESULT, shorten(text), {"tool_use_id": tool_id, "name": name, "is_error": failed}
+        )
 
     def _on_result(self, obj: dict[str, Any]) -> list[AgentEvent]:
         self._result = obj
@@ -230,7 +233,7 @@ class GeminiParser:
 
 
 def _text(text: str) -> list[AgentEvent]:
-    return [AgentEvent("text", shorten(text), {"text": text[:MAX_DATA_CHARS]})] if text.strip() else []
+    return [AgentEvent(EventKind.TEXT, shorten(text), {"text": text[:MAX_DATA_CHARS]})] if text.strip() else []
 
 
 def gemini_usage(stats: dict[str, Any]) -> Usage:

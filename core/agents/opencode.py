@@ -46,6 +46,7 @@ from core.agents.common import (
     stderr_summary,
     usage_event,
 )
+from core.protocol import EventKind
 
 PROVIDER = "orchestra"
 _REJECTED = "rejected permission"
@@ -134,7 +135,7 @@ class OpencodeParser:
         if session and self._session_id is None:
             self._session_id = session
             data = {"session_id": session, "model": self._model}
-            events.append(AgentEvent("init", f"session {session} · model {self._model or '?'}", data))
+            events.append(AgentEvent(EventKind.INIT, f"session {session} · model {self._model or '?'}", data))
         part = as_dict(obj.get("part"))
         if kind == "step_start":
             self._step_text = []
@@ -143,7 +144,7 @@ class OpencodeParser:
             if text.strip():
                 self._step_text.append(text)
                 self._last_text = "\n".join(self._step_text)
-                events.append(AgentEvent("text", shorten(text), {"text": text[:MAX_DATA_CHARS]}))
+                events.append(AgentEvent(EventKind.TEXT, shorten(text), {"text": text[:MAX_DATA_CHARS]}))
         elif kind == "tool_use":
             events += self._on_tool(part)
         elif kind == "step_finish":
@@ -167,7 +168,7 @@ class OpencodeParser:
         call_id = as_str(part.get("callID"))
         events = [
             AgentEvent(
-                "tool_use",
+                EventKind.TOOL_USE,
                 describe_tool(name, tool_input, self._cwd),
                 {"id": call_id, "name": name, "input": tool_input},
             )
@@ -182,7 +183,7 @@ class OpencodeParser:
             first = detail.strip().splitlines()[0] if detail.strip() else detail
             text = f"{name} error: {first}" if failed else f"{name}: {first}"
             data = {"tool_use_id": call_id, "name": name, "is_error": failed, "content": detail[:MAX_DATA_CHARS]}
-            events.append(AgentEvent("tool_result", shorten(text), data))
+            events.append(AgentEvent(EventKind.TOOL_RESULT, shorten(text), data))
         return events
 
     def _on_step_finish(self, part: dict[str, Any]) -> AgentEvent:

@@ -1,0 +1,213 @@
+"""The dispatcher: starts queued tasks within the limits, each in its own tmux window.
+
+Claiming a task is a compare-and-set from ``queued`` in the store; its launch (the task's files,
+the git baseline, the window: subprocesses) runs in a worker thread inside a running loop, so the
+loop never waits for it. A launch that fails ends the task as failed; it never hangs it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from core.agents import adapter_for
+from core.agents.common import agent_env
+from core.clock import Clock
+from core.config import Config
+from core.engine.recorder import Recorder
+from core.engine.workers import Workers
+from core.launch import discard_launch, write_launch
+from core.models import Task, TaskState
+from core.protocol import ENGINE_SOCKET, SPEC_FILE, EventKind, TaskSpec, task_dir
+from core.store import Store
+from core.summary import git_baseline
+from core.tmux import TmuxManager, runner_argv
+
+log = logging.getLogger(__name__)
+_TASK_FILE = "{task_file}"
+
+Notify = Callable[[str, str, dict[str, Any]], None]
+
+
+class Dispatcher:
+    """Claims queued tasks oldest first and opens their windows; the engine calls it while it owns the lock."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        tmux: TmuxManager,
+        clock: Clock,
+        home: Path,
+        *,
+        workers: Workers,
+        recorder: Recorder,
+        notify: Notify,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.tmux = tmux
+        self.clock = clock
+        self.home = home
+        self.workers = workers
+        self.recorder = recorder
+        self.notify = notify
+        self.redactor = store.redactor  # the store's: one set of known secrets for the files and the tables
+
+    def dispatch(self) -> list[str]:
+        """Start queued tasks, oldest first, within the global and per-agent limits."""
+        running = self.store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000)
+        per_agent: dict[str, int] = {}
+        for task in running:
+            per_agent[task.agent] = per_agent.get(task.agent, 0) + 1
+        slots = self.config.limits.max_concurrent - len(running)
+        started: list[str] = []
+        if slots <= 0:
+            return started
+        for task in self.store.queued_tasks():
+            if slots <= 0:
+                break
+            agent = self.config.agents.get(task.agent)
+            limit = agent.max_concurrent if agent else 1
+            if per_agent.get(task.agent, 0) >= limit:
+                continue  # this agent is full; later tasks for other agents may still go
+            if self._start(task):
+                started.append(task.id)
+                slots -= 1
+                per_agent[task.agent] = per_agent.get(task.agent, 0) + 1
+        return started
+
+    def _start(self, task: Task) -> bool:
+        """Claim a queued task and launch it (off the loop when there is one); False if not claimed."""
+        now = self.clock.now()
+        if not self.store.transition(task.id, [TaskState.QUEUED], TaskState.RUNNING, updated_at=now):
+            return False
+        # When the engine took it from the queue: metrics measure queue wait and dispatch latency from it.
+        self.notify(task.id, EventKind.DISPATCHED, {"dispatched_at": now, "created_at": task.created_at})
+        # As it was sent: known secrets put back for the agent (read here: the worker has no store).
+        launch = partial(_outcome, self._launch, task, self.store.task_text(task.id))
+        if self.workers.submit(task.id, launch, lambda outcome: self._launched(task, *outcome)):
+            return True
+        return self._launched(task, *launch())
+
+    def _launch(self, task: Task, text: str) -> str:
+        """Write the task's files, take the git baseline and open its tmux window; the window id.
+
+        Runs off the loop: it touches no store (another thread's connection is not ours to share).
+        """
+        directory = task_dir(self.home, task.id)
+        spec, files, env = self.spec(task, text)
+        write_agent_files(files)
+        directory.mkdir(parents=True, exist_ok=True)
+        clean = self.redactor.text(text)
+        (directory / "task.md").write_text(clean, encoding="utf-8", errors="surrogateescape")
+        (directory / SPEC_FILE).write_text(spec.redacted(self.redactor.value).to_json(), "utf-8")
+        write_launch(
+            str(directory),
+            mode=spec.prompt_mode,
+            task_file=str(directory / "task.md") if clean == text else "",  # else the agent reads it from memory
+            marker=spec.task_file_marker,
+            env=env,
+            secrets=self.redactor.values,
+            argv=list(spec.argv),
+            text=text,
+        )
+        (directory / "cwd").write_bytes(os.fsencode(task.cwd))  # the launcher enters it: tmux never sees it
+        baseline = git_baseline(task.cwd, state_paths=list(spec.state_paths))
+        (directory / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
+        self.recorder.baselines[task.id] = baseline
+        # Only what the launcher itself needs: the agent's environment travels in launch.bin.
+        window_env = {k: v for k in ("PATH", "HOME") if (v := os.environ.get(k))}
+        return self.tmux.start_window(task.id, runner_argv(directory), env=window_env)
+
+    def _launched(self, task: Task, window_id: str | None, error: BaseException | None) -> bool:
+        """Back on the engine's thread: record the window, or end a task that could not start."""
+        if error is not None or window_id is None:
+            discard_launch(str(task_dir(self.home, task.id)))  # no launcher will read its secrets
+            log.warning("could not start %s: %s", task.id, self.redactor.text(str(error)))
+            self.recorder.fail_unstarted(task, f"could not start: {error}")
+            return False
+        self.store.update_task(task.id, window_id=window_id)
+        return True
+
+    def spec(self, task: Task, text: str) -> tuple[TaskSpec, dict[str, str], dict[str, str]]:
+        """The runner's spec, the agent's config files (no secret in them) and its whole environment.
+
+        The environment is built, never inherited: the allowlisted part of ours (``agent_env``,
+        plus the agent's ``env_pass`` names), the adapter's and the agent's ``env``, then its ``env_from``.
+        """
+        settings = self.config.agent_settings(task.agent)
+        adapter = adapter_for(settings.kind)
+        # {task_file} is the task file's path in the argv template only; typed in the task, it stays
+        # text. The template's own becomes a marker of this launch that only the launcher replaces.
+        shield, marker = (f"{{task_file-{secrets.token_hex(8)}}}" for _ in range(2))
+        invocation = adapter.build(text.replace(_TASK_FILE, shield), settings, resume=self._resume_session(task))
+        argv = [a.replace(_TASK_FILE, marker).replace(shield, _TASK_FILE) for a in settings.splice(invocation.argv)]
+        spec = TaskSpec(
+            task_id=task.id,
+            agent=task.agent,
+            argv=tuple(argv),
+            task_file_marker=marker,
+            env=invocation.env,
+            prompt_mode=invocation.prompt_mode,
+            parser=invocation.parser,
+            state_paths=tuple(invocation.state_paths),
+            cwd=task.cwd,
+            timeout_s=task.timeout_s,
+            cost_cap_usd=task.cost_cap_usd,
+            cancel_grace_s=self.config.limits.cancel_grace_s,
+            socket=str(self.home / ENGINE_SOCKET),
+            log_max_bytes=self.config.limits.log_max_bytes,
+            events_max_bytes=self.config.limits.events_max_bytes,
+            site_paths=tuple(p for p in sys.path if p and "site-packages" in p),
+            resumed_from=self._session_totals_before(task),
+            configured_model=settings.model,  # priced instead when the model the CLI names has no price
+        )
+        passed = agent_env(os.environ, self.config.agents[task.agent].env_pass)
+        env = {**passed, **invocation.env, **self.config.secret_env(task.agent)}
+        return spec, invocation.files, env
+
+    def _resume_session(self, task: Task) -> str | None:
+        return task.session_id if task.session_id and task.parent_id else None
+
+    def _session_totals_before(self, task: Task) -> dict[str, Any] | None:
+        """The session totals the last run of the resumed session reported ({} if none did)."""
+        session = self._resume_session(task)
+        if session is None:
+            return None
+        for run in self.store.session_runs(task.agent, session):
+            totals = run.summary.get("session_totals")
+            if run.id != task.id and isinstance(totals, dict):
+                return totals
+        return {}
+
+
+def _outcome(launch: Callable[[Task, str], str], task: Task, text: str) -> tuple[str | None, BaseException | None]:
+    """``launch(task, text)`` as a value: a start that fails ends the task, it never hangs it."""
+    try:
+        return launch(task, text), None
+    except Exception as exc:  # noqa: BLE001
+        return None, exc
+
+
+def write_agent_files(files: dict[str, str]) -> None:
+    """Write an invocation's config files (no secrets in them), each replaced atomically.
+
+    Agents of one name share their config dir, so two tasks starting at once may write the same
+    file; writing a temporary file and renaming it means a CLI never reads a half-written one.
+    """
+    for name, content in files.items():
+        path = Path(name)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+        os.replace(tmp, path)

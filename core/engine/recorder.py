@@ -1,0 +1,229 @@
+"""The result recorder: a run's ending, its summary (off the loop) and its record, once.
+
+The state, the cost row and the completion notices of a run commit in one transaction, as a
+compare-and-set from ``running``: recorded once, whoever reports the result and however often.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from core.agents.base import AgentResult
+from core.clock import Clock
+from core.config import Config
+from core.engine.workers import Workers
+from core.launch import discard_launch
+from core.messages import finished_keyboard
+from core.models import Task, TaskState
+from core.protocol import EventKind, task_dir
+from core.store import Store
+from core.summary import build_summary, chat_prefix, render_phone
+
+log = logging.getLogger(__name__)
+
+Finished = Callable[[str, TaskState, dict[str, Any]], None]
+"""Called as ``finished(task_id, state, summary)`` after a run's ending is committed."""
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """A result about to be recorded: the task as it was read, and how to make its summary."""
+
+    task: Task
+    final: TaskState
+    result: AgentResult
+    finished_at: float
+    make_summary: partial[dict[str, Any]]
+
+    def summarize(self) -> dict[str, Any]:
+        try:
+            return self.make_summary()
+        except Exception:
+            log.exception("could not summarise %s; it is recorded without its files", self.task.id)
+            return self.make_summary.func(**{**self.make_summary.keywords, "baseline": None})
+
+
+class Recorder:
+    """Records how runs ended: the task row, the cost, the summary and the notices for the chats.
+
+    ``baselines`` holds the git baseline the dispatcher took for each task it launched (the file
+    ``baseline.json`` has it too, for a run that outlives this process).
+    """
+
+    def __init__(
+        self, config: Config, store: Store, clock: Clock, home: Path, workers: Workers, finished: Finished
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.home = home
+        self.workers = workers
+        self.finished = finished
+        self.baselines: dict[str, dict[str, Any] | None] = {}
+
+    def task_dir(self, task_id: str) -> Path:
+        return task_dir(self.home, task_id)
+
+    def finalize(self, task_id: str, payload: dict[str, Any]) -> bool:
+        """Record a run's result once; False if it was already recorded (or it is not running)."""
+        ending = self._ending(task_id, payload)
+        return ending is not None and self._record(ending, ending.summarize())
+
+    def finalize_soon(self, task_id: str, payload: dict[str, Any], then: Callable[[], object]) -> None:
+        """Record a live result, then call ``then``; nothing if it is already recorded.
+
+        Inside the bot's loop the summary (a git diff) is made in a worker thread and recorded back
+        on the loop; outside a loop all of it happens at once.
+        """
+        ending = self._ending(task_id, payload)
+        if ending is None:
+            return
+
+        def record(summary: dict[str, Any]) -> None:
+            self._record(ending, summary)
+            then()
+
+        if not self.workers.submit(task_id, ending.summarize, record):
+            record(ending.summarize())
+
+    def fail_unstarted(self, task: Task, reason: str) -> None:
+        """End a claimed task whose window could not be opened."""
+        now = self.clock.now()
+        summary = self._summary(task, TaskState.FAILED, AgentResult(status="failed", errors=[reason]), None)()
+        with self.store.atomic():
+            if not self.store.transition(
+                task.id, [TaskState.RUNNING], TaskState.FAILED, finished_at=now, error=reason, updated_at=now,
+                summary_json=json.dumps(summary),
+            ):  # fmt: skip
+                return
+            self._queue_notices(task.id, TaskState.FAILED, summary)
+        self.finished(task.id, TaskState.FAILED, summary)
+
+    def _ending(self, task_id: str, payload: dict[str, Any]) -> _Ending | None:
+        """What recording a result needs from the store, read here; None if it is not running."""
+        task = self.store.find_task(task_id)
+        if task is None or task.state != TaskState.RUNNING:
+            return None
+        result = AgentResult.from_dict(payload.get("result") or {})
+        status = TaskState(payload.get("status", "failed"))
+        final = TaskState.NEEDS_REVIEW if status == TaskState.SUCCEEDED and task.require_review else status
+        finished_at = float(payload.get("exited_at") or self.clock.now())
+        started = task.started_at
+        duration = finished_at - started if started else None
+        return _Ending(task, final, result, finished_at, self._summary(task, final, result, duration))
+
+    def _record(self, ending: _Ending, summary: dict[str, Any]) -> bool:
+        # The state, the cost row and the completion notices commit together: a crash in between
+        # would leave a finished task whose result never reaches the chat (finalize runs once).
+        with self.store.atomic():
+            if not self._finish(ending.task, ending.final, ending.result, ending.finished_at, summary):
+                return False
+        discard_launch(str(self.task_dir(ending.task.id)))  # normally gone already: the launcher deletes it
+        self.finished(ending.task.id, ending.final, summary)
+        return True
+
+    def _finish(
+        self, task: Task, final: TaskState, result: AgentResult, finished_at: float, summary: dict[str, Any]
+    ) -> bool:
+        task_id = task.id
+        ok = self.store.transition(
+            task_id,
+            [TaskState.RUNNING],
+            final,
+            finished_at=finished_at,
+            updated_at=self.clock.now(),
+            final_text=result.final_text[:20000],
+            error="; ".join(result.errors)[:2000],
+            exit_code=result.exit_code,
+            session_id=result.session_id,
+            cost_usd=result.cost_usd,
+            cost_source=result.cost_source,
+            input_tokens=result.usage.input_tokens,
+            output_tokens=result.usage.output_tokens,
+            cache_read_tokens=result.usage.cache_read_tokens,
+            cache_write_tokens=result.usage.cache_write_tokens,
+            summary_json=json.dumps(summary, ensure_ascii=False),
+        )
+        if not ok:
+            return False
+        self.store.record_cost(
+            {
+                "task_id": task_id,
+                "ts": finished_at,
+                "agent": task.agent,
+                "category": task.category,
+                "model": result.model,
+                "input_tokens": result.usage.input_tokens,
+                "output_tokens": result.usage.output_tokens,
+                "cache_read_tokens": result.usage.cache_read_tokens,
+                "cache_write_tokens": result.usage.cache_write_tokens,
+                "cost_usd": result.cost_usd,
+                "source": result.cost_source,
+            }
+        )
+        self._queue_notices(task_id, final, summary)
+        return True
+
+    def _summary(
+        self, task: Task, state: TaskState, result: AgentResult, duration: float | None
+    ) -> partial[dict[str, Any]]:
+        """The summary to make, as a call that touches no store (it runs git: a worker may make it)."""
+        baseline = self.baselines.pop(task.id, None)
+        baseline_file = self.task_dir(task.id) / "baseline.json"
+        if baseline is None and baseline_file.exists():
+            with contextlib.suppress(OSError, ValueError):
+                baseline = json.loads(baseline_file.read_text(encoding="utf-8"))
+        tools = [e["text"] for e in self.store.events(task.id, kinds=[EventKind.TOOL_USE], limit=20) if e["text"]]
+        return partial(
+            build_summary,
+            task_id=task.id,
+            text=task.text,
+            status=state.value,
+            agent=task.agent,
+            category=task.category,
+            result=result.to_dict(),
+            duration_s=duration,
+            log_path=str(self.task_dir(task.id) / "output.log"),
+            tool_lines=tools,
+            baseline=baseline,
+        )
+
+    def _queue_notices(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:
+        """The completion (or review) message for every channel, in the caller's transaction."""
+        kind = "review" if state == TaskState.NEEDS_REVIEW else "completion"
+        for channel in self.channels():
+            text = render_phone(summary, state=state.value, chat_prefix=self._chat_prefix(channel))
+            if channel == "console":
+                self.store.enqueue(
+                    channel,
+                    kind,
+                    text,
+                    task_id=task_id,
+                    dedupe_key=f"{channel}:{task_id}:{kind}:{state}",
+                    ts=self.clock.now(),
+                )
+                continue
+            # A chat channel: no chat named, so its delivery sends one copy to each chat it notifies.
+            self.store.enqueue_chat(
+                channel,
+                kind,
+                text,
+                chat_id=None,
+                task_id=task_id,
+                buttons=finished_keyboard(task_id, state),
+                dedupe_key=f"{channel}:{task_id}:{kind}:{state}",
+                ts=self.clock.now(),
+            )
+
+    def channels(self) -> list[str]:
+        return self.config.channels()
+
+    def _chat_prefix(self, channel: str) -> str | None:
+        return chat_prefix(channel, self.config.slack.command)
