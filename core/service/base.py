@@ -42,7 +42,8 @@ LOCAL = Actor()
 class ServiceBase:
     """The Service's collaborators: the store, tmux and (when this process owns it) the engine.
 
-    Only the Service's own modules touch ``store`` and ``tmux``; every surface calls methods.
+    Surfaces call methods and never reach through to ``store`` or ``tmux``; only the notification
+    path (the outbox's rows: delivery, card edits) works on the store itself.
     """
 
     def __init__(

@@ -114,9 +114,14 @@ class Queries(EngineControl):
         in_thread = self.store.thread_task(platform, chat_id, message_id)
         return self.find(in_thread) if in_thread is not None else None
 
-    def audit_log(self, text: str = "", *, limit: int = 50) -> list[dict[str, Any]]:
-        """Audit rows matching ``text`` (a task id, an action or part of who/where/what), newest first."""
-        return audit_search(self.store, self.clock.now(), text, limit=limit)
+    def audit_log(
+        self, text: str = "", *, action: str | None = None, since: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Audit rows matching ``text`` (a task id, an action or part of who/where/what), newest first.
+
+        ``since`` is a span back from now (``30m``, ``1d``); rows are what ``core.audit.audit_line`` renders.
+        """
+        return audit_search(self.store, self.clock.now(), text, action=action, since=since, limit=limit)
 
     def digest(self) -> Digest:
         """The digest as it would be sent now (`/digest`); shows it without recording it as sent."""
