@@ -305,7 +305,7 @@ async def _start_telegram(app: App, fatal: Callable[[str], None], shared: Progre
     configure_logging(secrets=app.config.secret_values())
     commands = _command_pool(app)
     gate = Gate(
-        app.store,
+        app.service,
         app.clock,
         allowed_users=[str(u) for u in settings.allowed_user_ids],
         allowed_chats=[str(c) for c in settings.allowed_chat_ids],
@@ -346,7 +346,7 @@ async def _start_slack(app: App, shared: Progress | None = None, fatal: Callable
     configure_logging(secrets=app.config.secret_values())
     commands = _command_pool(app, syntax=slack_syntax(settings.command))
     gate = Gate(
-        app.store,
+        app.service,
         app.clock,
         allowed_users=list(settings.allowed_user_ids),
         allowed_chats=list(settings.allowed_channel_ids),

@@ -393,12 +393,7 @@ def _cmd_attach(app: App, args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(app: App, args: argparse.Namespace) -> int:
-    task = app.service.cancel(args.id)
-    if task.state == TaskState.RUNNING:
-        deadline = time.monotonic() + app.config.limits.cancel_grace_s + 5
-        while time.monotonic() < deadline and not app.engine.record_result(task.id):
-            time.sleep(0.1)  # with no engine up, the runner's result.json is recorded from here, once
-        task = app.service.get(task.id)
+    task = app.service.cancel(args.id, wait_s=app.config.limits.cancel_grace_s + 5)
     print(_json(task_json(task)) if args.json else f"{task.id} {task.state.value}")
     return 0
 

@@ -1,6 +1,6 @@
 """The Telegram transport: python-telegram-bot at the edge, neutral messages inside.
 
-Updates become :class:`core.messages.Inbound`, pass the :class:`core.commands.Gate`, and are
+Updates become :class:`core.messages.Inbound`, pass the :class:`core.access.Gate`, and are
 answered by :class:`core.commands.Commands`; every answer goes into the outbox and is sent by
 :class:`TelegramSender` from the delivery loop (button-tap toasts, which are not messages, are
 answered at once). The conversions both ways and the sender are in bot/telegram_messages.py.

@@ -6,8 +6,9 @@ import logging
 from collections.abc import Iterable
 
 from core.clock import Clock
-from core.messages import Inbound, Outbound, OutKind
-from core.store import Store
+from core.commands.answers import toast
+from core.messages import Inbound, Outbound
+from core.service import Actor, Service
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +21,13 @@ class Gate:
     (``users_key``, ``chats_key``) that would let them in. Buttons are tapped where the bot posts
     them, so taps are accepted in ``notify_chats`` too. Allowed users get ``per_minute`` commands
     a minute as a token bucket, counted by when each message was sent: a backlog read at once
-    after an outage or a restart is not a flood, and is not refused as one.
+    after an outage or a restart is not a flood, and is not refused as one. Refusals are audited
+    through the Service, which redacts secrets before it clips.
     """
 
     def __init__(
         self,
-        store: Store,
+        service: Service,
         clock: Clock,
         *,
         allowed_users: list[str],
@@ -36,7 +38,7 @@ class Gate:
         users_key: str = "telegram.allowed_user_ids",
         chats_key: str = "telegram.allowed_chat_ids",
     ) -> None:
-        self.store = store
+        self.service = service
         self.clock = clock
         self.allowed_users = set(allowed_users)
         self.allowed_chats = set(allowed_chats)
@@ -53,21 +55,22 @@ class Gate:
         now = self.clock.now()
         refusal = self._refusal(inbound)
         if refusal is not None:
-            what = "tap " + inbound.tap.action if inbound.tap else _clip(inbound.text, 100)
-            self.store.audit(
-                now, f"{inbound.user_name} ({inbound.user_id})", inbound.chat.platform, "refused", None,
-                f"chat {inbound.chat.chat_id}: {what}", chat=f"chat {inbound.chat.chat_id} user {inbound.user_id}",
+            what = "tap " + inbound.tap.action if inbound.tap else self.service.quote(inbound.text, 100)
+            who = Actor(
+                name=f"{inbound.user_name} ({inbound.user_id})", source=inbound.chat.platform,
+                where=f"chat {inbound.chat.chat_id} user {inbound.user_id}",
             )  # fmt: skip
+            self.service.audit(who, "refused", None, f"chat {inbound.chat.chat_id}: {what}")
             log.warning("refused %s user %s in chat %s", inbound.chat.platform, inbound.user_id, inbound.chat.chat_id)
             if inbound.tap is not None:
-                return [_toast(refusal)]
+                return [toast(refusal)]
             if not self._notice_due(f"refused:{inbound.user_id}", now):
                 return []
             return [Outbound(refusal, reply_to=inbound.message_id)]
         sent = now if inbound.sent_at is None else min(now, inbound.sent_at)
         if not self._take_token(inbound.user_id, sent):
             if inbound.tap is not None:
-                return [_toast(f"Too many taps: at most {self.per_minute} a minute.")]
+                return [toast(f"Too many taps: at most {self.per_minute} a minute.")]
             if not self._notice_due(f"slow:{inbound.user_id}", now, every=60.0):
                 return []
             return [
@@ -106,15 +109,6 @@ class Gate:
             return False
         self._last_notice[key] = now
         return True
-
-
-def _toast(text: str) -> Outbound:
-    return Outbound(text=text[:190], kind=OutKind.TOAST)
-
-
-def _clip(text: str, size: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= size else flat[: size - 1] + "…"
 
 
 __all__ = ["Gate"]

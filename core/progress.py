@@ -16,7 +16,6 @@ from core.messages import Keyboard, card_keyboard
 from core.models import Task, TaskState
 from core.protocol import EventKind
 from core.service import Service
-from core.store import Store
 from core.summary import format_cost, format_duration
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,7 @@ ICONS = {
 }
 
 
-def render_card(store: Store, task: Task, now: float, *, why: str = "") -> tuple[str, Keyboard]:
+def render_card(service: Service, task: Task, now: float, *, why: str = "") -> tuple[str, Keyboard]:
     """A task's acknowledgement: route, estimate and its live state; the same text every time it is edited."""
     basis = f"median of {task.estimate_basis}" if task.estimate_basis else "no history yet"
     estimate = f"${task.estimate_usd:.2f} ({basis})" if task.estimate_usd is not None else "no estimate"
@@ -45,17 +44,15 @@ def render_card(store: Store, task: Task, now: float, *, why: str = "") -> tuple
         clip(task.text, 300),
         f"Route: {task.rule or 'override'} · estimate {estimate}",
     ]
-    lines.append(_status_line(store, task, now, why))
-    for decision in store.approvals(task.id):
-        verb = "Approved" if decision["decision"] == "approved" else "Rejected"
-        reason = f": {clip(decision['reason'], 100)}" if decision.get("reason") else ""
-        lines.append(
-            f"{'✅' if verb == 'Approved' else '✖'} {verb} by {decision['actor']} at {hhmm(decision['ts'])}{reason}"
-        )
+    lines.append(_status_line(service, task, now, why))
+    for decision in service.approvals(task.id):
+        verb = "Approved" if decision.decision == "approved" else "Rejected"
+        reason = f": {clip(decision.reason, 100)}" if decision.reason else ""
+        lines.append(f"{'✅' if verb == 'Approved' else '✖'} {verb} by {decision.actor} at {hhmm(decision.ts)}{reason}")
     return "\n".join(lines), card_keyboard(task.id, task.state)
 
 
-def _status_line(store: Store, task: Task, now: float, why: str) -> str:
+def _status_line(service: Service, task: Task, now: float, why: str) -> str:
     if task.state == TaskState.AWAITING_APPROVAL:
         return f"🔐 Needs approval{': ' + why if why else ''}"
     if task.state == TaskState.QUEUED:
@@ -66,7 +63,7 @@ def _status_line(store: Store, task: Task, now: float, why: str) -> str:
         cost = f" · {format_cost(task.live_cost_usd)} so far" if task.live_cost_usd is not None else ""
         if task.input_tokens or task.output_tokens:  # known before any price is (the first usage event)
             cost += f" · {_tokens(task.input_tokens)} in / {_tokens(task.output_tokens)} out"
-        steps = [e["text"] for e in store.events(task.id, kinds=[EventKind.TOOL_USE], limit=100_000) if e["text"]]
+        steps = service.steps(task.id)
         last = f"\nLast step ({len(steps)}): {clip(steps[-1], 120)}" if steps else ""
         return f"🏃 Running · {format_duration(now - task.started_at)}{cost}{last}"
     cost = format_cost(task.cost_usd) if task.state not in (TaskState.CANCELLED, TaskState.REJECTED) else ""
@@ -142,13 +139,13 @@ class Progress:
             timer = timers.pop(task_id, None)
             if timer is not None:
                 timer.cancel()
-        store = self.service.store
+        store = self.service.store  # the cards are outbox rows: the notification path's, not the Service's
         cards = store.outbox_cards(task_id)
-        task = store.find_task(task_id)
+        task = self.service.find(task_id)
         if not cards or task is None:
             return
         now = self.clock.now()
-        text, buttons = render_card(store, task, now)
+        text, buttons = render_card(self.service, task, now)
         for card in cards:
             store.enqueue_progress(card, text, buttons=buttons, ts=now, final=task.state.finished, state=task.state)
         self.wake()
@@ -165,9 +162,8 @@ class Progress:
         Finished tasks whose cards never got their final edit (they finished while no bot
         listened) get it now; running tasks get an edit and their refresh timer back.
         """
-        store = self.service.store
-        stale = store.tasks_with_stale_cards()
-        running = [t.id for t in store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000)]
+        stale = self.service.store.tasks_with_stale_cards()  # an outbox question, like ``flush``'s
+        running = [t.id for t in self.service.running()]
         for task_id in [*stale, *running]:
             self.flush(task_id)
         return len(stale) + len(running)

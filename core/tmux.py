@@ -168,6 +168,10 @@ class TmuxManager:
         out = self._run("capture-pane", "-p", "-J", "-t", self._target(window), "-S", f"-{lines}")
         return "\n".join(out).rstrip()
 
+    def screen(self, window: str) -> str:
+        """The visible screen of a window's pane with its colour escapes (for ``/screen``)."""
+        return "\n".join(self._run("capture-pane", "-e", "-p", "-t", self._target(window))).rstrip()
+
     def kill(self, window: str) -> None:
         self._run("kill-window", "-t", self._target(window))
 

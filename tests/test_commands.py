@@ -242,7 +242,7 @@ async def test_kill_asks_first_then_cancels_everything_once(make_app: Any, tmp_p
 async def test_unknown_users_get_one_refusal_and_an_audit_entry(make_app: Any) -> None:
     app: App = make_app()
     clock = ManualClock()
-    gate = Gate(app.store, clock, allowed_users=[ALICE], allowed_chats=["-100"], per_minute=5)
+    gate = Gate(app.service, clock, allowed_users=[ALICE], allowed_chats=["-100"], per_minute=5)
     stranger = say("/status", user="666", name="@mallory", chat=ChatRef("telegram", "666"))
     refusal = gate.check(stranger)
     assert refusal is not None
@@ -264,7 +264,7 @@ async def test_unknown_users_get_one_refusal_and_an_audit_entry(make_app: Any) -
 async def test_groups_must_be_allowed_and_commands_are_rate_limited(make_app: Any) -> None:
     app: App = make_app()
     clock = ManualClock()
-    gate = Gate(app.store, clock, allowed_users=[ALICE], allowed_chats=["-100"], per_minute=2)
+    gate = Gate(app.service, clock, allowed_users=[ALICE], allowed_chats=["-100"], per_minute=2)
     other_group = ChatRef("telegram", "-200", private=False)
     assert "This chat is not allowed" in only(gate.check(say("/status", chat=other_group)) or []).text
     group = ChatRef("telegram", "-100", private=False)
@@ -282,7 +282,7 @@ async def test_a_backlog_read_at_once_is_judged_by_when_it_was_sent(make_app: An
     app: App = make_app()
     clock = ManualClock()
     clock.value = 10_000.0
-    gate = Gate(app.store, clock, allowed_users=[ALICE], allowed_chats=[], per_minute=6)
+    gate = Gate(app.service, clock, allowed_users=[ALICE], allowed_chats=[], per_minute=6)
     backlog = [replace(say(f"task {n}"), sent_at=clock.value - 600 + n * 10) for n in range(30)]  # 6 a minute
     assert [gate.check(m) for m in backlog] == [None] * 30
     flood = [replace(say(f"again {n}"), sent_at=clock.value) for n in range(8)]  # 8 sent in one second

@@ -126,7 +126,7 @@ async def bridge(make_app: Any, repo: Path, api: Api) -> AsyncIterator[Bridge]:
     await app.engine.start()
     settings = app.config.telegram
     commands = Commands(app.service, app.clock)
-    gate = Gate(app.store, app.clock, allowed_users=["111"], allowed_chats=[], per_minute=30)
+    gate = Gate(app.service, app.clock, allowed_users=["111"], allowed_chats=[], per_minute=30)
     transport = TelegramTransport(settings, TOKEN, commands=commands, gate=gate, store=app.store, clock=app.clock,
                                   on_fatal=lambda reason: None)  # fmt: skip
     outbox = Outbox(app.store, app.clock, transport.sender)

@@ -1,0 +1,104 @@
+"""How chat text reads as a command: the syntax per transport, the command table, task ids, reply words, roles."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.messages import Inbound, Outbound
+from core.models import parse_task_id
+
+
+@dataclass(frozen=True)
+class Syntax:
+    """How people write commands on one transport, for the texts that name a command.
+
+    ``prefix`` goes before a command word (Telegram's ``/status``, Slack's ``/orchestra status``);
+    ``tasks`` says what free text does there. Each transport passes its own to
+    :class:`core.commands.Commands`.
+    """
+
+    prefix: str = "/"
+    tasks: str = "Plain text is a task."
+
+    def command(self, name: str, args: str = "") -> str:
+        return f"{self.prefix}{name} {args}" if args else f"{self.prefix}{name}"
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One chat command as ``/help`` and each platform's command menu list it."""
+
+    name: str
+    args: str
+    help: str
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("start", "", "what this bot does"),
+    CommandSpec("help", "", "commands and buttons"),
+    CommandSpec("delegate", "TEXT", "run a task (plain text works too; start with @agent to pick the agent)"),
+    CommandSpec("status", "", "running, queued and recent tasks"),
+    CommandSpec("peek", "ID", "the live pane of a task as text"),
+    CommandSpec("screen", "ID", "the pane as an image, with its colours"),
+    CommandSpec("log", "ID", "the full output log as a file"),
+    CommandSpec("cancel", "ID", "stop a task"),
+    CommandSpec("retry", "ID", "run a finished task again"),
+    CommandSpec("approve", "ID", "approve a task waiting for approval or review"),
+    CommandSpec("reject", "ID REASON", "reject a task, saying why"),
+    CommandSpec("cost", "", "spend today, this week and this month against the budgets"),
+    CommandSpec("budget", "[day|month|task AMOUNT]", "the budgets; admins change one: /budget day 25, off or reset"),
+    CommandSpec("digest", "", "the morning digest, now: what ran, what waits for you, what it cost"),
+    CommandSpec("agents", "", "the agents and whether their CLI is installed"),
+    CommandSpec("kill", "", "cancel everything that is running or queued (asks first)"),
+    CommandSpec("audit", "[FILTER]", "who did what: a task id, an action (approve, cancel, …) or a user"),
+)
+
+_COMMAND = re.compile(r"/([A-Za-z_]+)(?:\s+(.*))?\Z", re.DOTALL)
+STATE_CHANGING = ("approve", "reject", "cancel", "retry")
+TAP_ACTIONS = (*STATE_CHANGING, "peek", "log", "screen")
+# The least role each command or tap needs; anything else is for viewers too.
+_NEEDS: dict[str, str] = {
+    **dict.fromkeys(("delegate", "cancel", "retry", "approve", "reject", "audit"), "operator"),
+    **dict.fromkeys(("kill", "keep", "budget set"), "admin"),
+}
+
+# Replies that decide an approval (anything else sent in reply to an approval request is not a task).
+YES = frozenset({"yes", "y", "ok", "okay", "approve", "approved", "go", "go ahead", "lgtm", "sure", "👍", "✅"})
+NO = frozenset({"no", "n", "reject", "rejected", "nope", "stop", "don't", "👎", "❌", "✖"})
+NO_BECAUSE = frozenset({"no", "reject", "rejected", "nope"})  # these may be followed by the reason
+# Commands whose task id, when missing in a reply to a task's message, is that task.
+ABOUT_A_TASK = frozenset({"peek", "screen", "log", "cancel", "retry", "approve", "reject"})
+
+
+class CommandHandler(Protocol):
+    """What a transport awaits for each inbound message: :class:`core.commands.Commands`, or the bot's
+    pool that runs them in worker threads (bot/command_pool.py)."""
+
+    async def handle_async(self, inbound: Inbound) -> list[Outbound]: ...
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    """``/name args`` as (the lower-case name, the stripped args); None when ``text`` is not one."""
+    match = _COMMAND.match(text)
+    if match is None:
+        return None
+    return match.group(1).lower(), (match.group(2) or "").strip()
+
+
+def needed_role(action: str) -> str:
+    """The least role a command or tap needs (``budget set`` for a change of budget)."""
+    return _NEEDS.get(action, "viewer")
+
+
+def task_id_in(args: str) -> str | None:
+    """The task id the args start with (``t3`` or ``3``), if they start with one."""
+    word = args.strip().split(maxsplit=1)[0] if args.strip() else ""
+    return parse_task_id(word)
+
+
+__all__ = [
+    "ABOUT_A_TASK", "COMMANDS", "NO", "NO_BECAUSE", "STATE_CHANGING", "TAP_ACTIONS", "YES", "CommandHandler",
+    "CommandSpec", "Syntax", "needed_role", "parse_command", "task_id_in",
+]  # fmt: skip

@@ -1,0 +1,67 @@
+"""The Orchestra service: the one way in for every surface (CLI, console, Telegram, Slack).
+
+Surfaces translate text and buttons into these calls and render what comes back; they hold no
+business logic and never reach past it into the store or tmux. Every call that changes
+something is audited with who, what and from where. The Service is put together from one class
+per noun, each in its own module: ``delegation`` (route, estimate, approval policy, queue),
+``actions`` (cancel, retry, approve, reject), ``queries`` (show, status, peek, logs, approvals,
+the messages about a task, the audit log), ``budgets``, ``engine_control`` (kick, the background
+engine) and ``doctor``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from core.config import Config, agent_installed
+from core.models import ACTIVE_STATES, Task
+from core.routing import Router, Rule, load_default_rules
+from core.service.actions import TaskActions
+from core.service.base import LOCAL, Actor
+from core.service.budgets import Budgets
+from core.service.delegation import Delegation
+from core.service.doctor import Doctor
+from core.service.queries import Approval, SentMessage
+
+
+def build_router(config: Config, *, available: Any = None) -> Router:
+    rules = [
+        Rule(r.name, r.pattern, r.category, r.agent, r.require_approval, r.require_review) for r in config.routing.rules
+    ]
+    if config.routing.use_default_rules:
+        rules += load_default_rules()
+    cache: dict[str, bool] = {}
+
+    def is_available(agent: str) -> bool:
+        if agent not in config.agents or not config.agents[agent].enabled:
+            return False
+        if agent not in cache:
+            cache[agent] = agent_installed(config.agents[agent].command)
+        return cache[agent]
+
+    return Router(
+        rules,
+        category_agents=config.routing.categories,
+        default_agent=config.routing.default_agent,
+        default_category=config.routing.default_category,
+        is_available=available or is_available,
+    )
+
+
+class Service(TaskActions, Budgets, Doctor):
+    """Business operations over the store, the router, tmux and (when it owns it) the engine."""
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """A task as a plain JSON-ready dict for ``--json`` output."""
+    data = {k: getattr(task, k) for k in task.__dataclass_fields__}
+    data["state"] = task.state.value
+    data["duration_s"] = task.duration_s
+    plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return plain
+
+
+__all__ = [
+    "ACTIVE_STATES", "LOCAL", "Actor", "Approval", "Delegation", "SentMessage", "Service", "build_router", "task_json",
+]  # fmt: skip

@@ -1,0 +1,102 @@
+"""What every part of the Service shares: who asks (``Actor``), its collaborators, lookups and the audit.
+
+The Service is built from one class per noun (delegation, actions, queries, budgets, engine
+control, doctor); each inherits this base, and the others it calls, so each module names what
+it depends on. :class:`core.service.Service` puts them together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.clock import Clock
+from core.config import Config
+from core.errors import UnknownTask
+from core.models import Task
+from core.store import Store
+from core.tmux import TmuxManager
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+    from core.routing import Router
+
+AUDIT_DETAIL_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked, and from where (``cli``, ``console``, ``telegram``, ``slack``)."""
+
+    name: str = "local"
+    source: str = "cli"
+    where: str = ""  # for the audit: the chat and user it came from (``chat 111 user 111``)
+    ref: str = ""  # the chat update that asked: a task it created is found again, never created twice
+    chat: str = ""  # the chat it came from, which gets the task's card (notices need not go there again)
+
+
+LOCAL = Actor()
+
+
+class ServiceBase:
+    """The Service's collaborators: the store, tmux and (when this process owns it) the engine.
+
+    Surfaces call methods and never reach through to ``store`` or ``tmux``; only the notification
+    path (the outbox's rows: delivery, card edits) works on the store itself.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        tmux: TmuxManager,
+        clock: Clock,
+        home: Path,
+        *,
+        engine: Engine | None = None,
+        router: Router | None = None,
+        autostart_engine: bool = True,
+        config_path: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.tmux = tmux
+        self.clock = clock
+        self.home = home
+        self.engine = engine
+        self._router = router
+        self.autostart_engine = autostart_engine
+        self.config_path = config_path
+
+    def get(self, task_id: str) -> Task:
+        """The task (``t3`` or ``3``); ``UnknownTask`` when there is none."""
+        task = self.store.find_task(task_id)
+        if task is None:
+            raise UnknownTask(task_id)
+        return task
+
+    def find(self, task_id: str) -> Task | None:
+        """The task, or None when there is none (a stale button, a reply to a pruned message)."""
+        return self.store.find_task(task_id)
+
+    def audit(self, actor: Actor, action: str, task_id: str | None, detail: str) -> None:
+        """Record who did what, when and from where; secret values never reach the audit table."""
+        detail = self.store.redactor.text(detail)  # before the cut, so no part of a secret is kept
+        self.store.audit(
+            self.clock.now(), actor.name, actor.source, action, task_id, detail[:AUDIT_DETAIL_CHARS], chat=actor.where
+        )
+
+    def quote(self, text: str, size: int) -> str:
+        """A person's text as an audit line may quote it: secrets redacted first, then flattened and clipped.
+
+        Clipping first could cut a secret in two and keep its start, which no redactor recognises.
+        """
+        flat = " ".join(self.store.redactor.text(text).split())
+        return flat if len(flat) <= size else flat[: size - 1] + "…"
+
+    def _channels(self) -> list[str]:
+        return self.config.channels()
+
+
+__all__ = ["LOCAL", "Actor", "ServiceBase"]
