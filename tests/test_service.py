@@ -31,7 +31,7 @@ pytestmark = requires_tmux
 SECRET = "sk-ant-api03-KNOWN-service-secret-0042"
 SECRET_ENV = "ORCH_TEST_SERVICE_KEY"
 ALICE = Actor(name="@alice", source="telegram", where="chat 111 user 111", chat="111")
-STANDIN = "{python} -S {orchestra}/core/standin.py"
+STANDIN = "{python} -S {orchestra}/core/agents/standin"
 
 
 @pytest.fixture
