@@ -49,6 +49,7 @@ def entries(folder: Path) -> list[Path]:
 def test_a_valid_config_is_cached_privately_and_read_back(tmp_path: Path, cache: Path) -> None:
     path = tmp_path / "bots.yaml"
     path.write_text(shipped_text())
+    cache.mkdir(parents=True, mode=0o755)  # made by hand, readable by all
     first, _ = load_config(path)
     assert cache_dir() == cache
     [entry] = entries(cache)

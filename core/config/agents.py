@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from core.config.fields import EnvVarName, StrictModel
 
 AGENT_KINDS = ("claude", "codex", "gemini", "qwen", "opencode", "droid", "aider", "command")
-_SECRETISH = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+_SECRETISH = r"(?i)(KEY|TOKEN|SECRET|PASSWORD)"
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent  # the folder holding core/ and bot/
 
 
@@ -64,7 +64,7 @@ class AgentConfig(StrictModel):
     @classmethod
     def _no_secret_values(cls, env: dict[str, str]) -> dict[str, str]:
         for key in env:
-            if _SECRETISH.search(key):
+            if re.search(_SECRETISH, key):
                 raise ValueError(f"{key} looks like a secret: name the variable that holds it under env_from instead")
         return env
 

@@ -5,7 +5,8 @@ folder mode 700, each file 600, replaced atomically). An entry is used only when
 the file's resolved path, inode, size, mtime and a checksum of its bytes (an edit that keeps the
 size within one mtime tick is still seen), the code that validates (the ``core/config`` modules'
 and the rule compiler's sizes and mtimes, the Python and pydantic versions) and every environment
-variable loading could read (``ORCHESTRA_*``, ``HOME``, ``XDG_*``). The key is stored as a digest,
+variable loading could read (``ORCHESTRA_*``, ``HOME``, ``XDG_*``, ``PYTHONTZPATH``: the search
+order reads ``ORCHESTRA_CONFIG`` and ``ORCHESTRA_HOME``, the time-zone check the last). The key is stored as a digest,
 and a Config holds only the names of secret variables, so no secret value reaches the cache.
 
 Failure costs only speed: a missing, stale, unreadable or foreign entry means a full validation,
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import stat
 import sys
 import tempfile
@@ -29,6 +29,11 @@ try:
 except ImportError:  # pragma: no cover - an interpreter built without it
     from hashlib import blake2b
 
+try:
+    from _pickle import dump, load  # what pickle uses, without pickle.py's own imports (~1 ms)
+except ImportError:  # pragma: no cover - an interpreter without the C accelerator
+    from pickle import dump, load
+
 if TYPE_CHECKING:
     from core.config.schema import Config
 
@@ -36,6 +41,7 @@ _FORMAT = b"orchestra-config-cache-1"
 _CORE = Path(__file__).resolve().parent.parent
 _CODE = (_CORE / "config", _CORE / "routing" / "index.py")  # what decides validity and the pickled form
 _ENV_PREFIXES = ("ORCHESTRA_", "XDG_")
+_ENV_NAMES = ("HOME", "PYTHONTZPATH")  # PYTHONTZPATH: where zoneinfo finds the time zones it validates
 
 
 def cache_dir() -> Path:
@@ -53,7 +59,7 @@ class ConfigCache:
         self.file = cache_dir() / f"{name}.pickle"
         key = [resolved, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, zlib.crc32(raw)]
         key += [sys.version, _pydantic_version(), *_code_stamp()]
-        key += sorted((k, v) for k, v in os.environ.items() if k == "HOME" or k.startswith(_ENV_PREFIXES))
+        key += sorted((k, v) for k, v in os.environ.items() if k in _ENV_NAMES or k.startswith(_ENV_PREFIXES))
         self.key = blake2b(repr(key).encode("utf-8", "surrogateescape"), digest_size=32).digest()
 
     def get(self) -> Config | None:
@@ -64,12 +70,12 @@ class ConfigCache:
             return None
         try:
             with os.fdopen(fd, "rb") as fh:
-                if not _private(os.fstat(fh.fileno())) or not _private(os.lstat(self.file.parent)):
+                if not _private(os.fstat(fh.fileno())) or not _private(os.stat(self.file.parent)):
                     return None  # only files nobody else could have written are unpickled
                 head = fh.read(len(_FORMAT) + len(self.key))
                 if head != _FORMAT + self.key:
                     return None
-                config: Config = pickle.load(fh)
+                config: Config = load(fh)
         except Exception as exc:  # noqa: BLE001 - a torn or foreign entry, moved classes: validate instead
             _debug("config cache %s unusable: %s", self.file, exc)
             return None
@@ -83,12 +89,13 @@ class ConfigCache:
         tmp = ""
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not _private(os.lstat(folder)):
+            if not _private(os.stat(folder)):
                 return
+            os.chmod(folder, 0o700)  # one made by hand (0755, say): nobody else lists our entries
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pickle", dir=folder)  # mode 600
             with os.fdopen(fd, "wb") as fh:
                 fh.write(_FORMAT + self.key)
-                pickle.dump(config, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                dump(config, fh, protocol=5)
             os.replace(tmp, self.file)
             tmp = ""
         except Exception as exc:  # noqa: BLE001 - a read-only or full disk: only speed is lost

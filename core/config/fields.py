@@ -11,9 +11,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_URL = re.compile(r"https?://[^\s/]+")
+# Patterns as strings: ``re`` compiles (and caches) each on first use, so importing costs nothing.
+_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_NAME = r"[a-z][a-z0-9_-]{0,31}"
+_URL = r"https?://[^\s/]+"
 
 MAX_SECONDS = 30 * 24 * 3600  # the longest duration: every wait must fit select, sleep and timers
 
@@ -29,13 +30,13 @@ class StrictModel(BaseModel):
 
 
 def _env_var_name(name: str) -> str:
-    if not _ENV_NAME.fullmatch(name):
+    if not re.fullmatch(_ENV_NAME, name):
         raise ValueError(f"{name!r} must name an environment variable (its value never goes in bots.yaml)")
     return name
 
 
 def _http_url(url: str) -> str:
-    if not _URL.match(url):
+    if not re.match(_URL, url):
         raise ValueError(f"{url!r} is not an http(s) URL")
     return url
 
@@ -58,4 +59,4 @@ Seconds = Annotated[float, AfterValidator(_duration)]
 
 def is_name(name: str) -> bool:
     """True for an agent's or a channel's name: a lowercase letter, then letters, digits, '-' or '_' (≤ 32)."""
-    return _NAME.fullmatch(name) is not None
+    return re.fullmatch(_NAME, name) is not None
