@@ -166,3 +166,16 @@ class _Boom:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Path.touch, (Path(self.marker),))
+
+
+def test_the_default_rules_and_their_stems_come_back_the_same(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.routing import index
+    from core.routing.rules import load_default_rules
+
+    monkeypatch.setattr(index, "_STEMS", {})
+    fresh = load_default_rules()  # parsed, validated, stored with the stems of every pattern
+    worked_out = dict(index._STEMS)
+    assert len(entries(cache)) == 1 and len(worked_out) == len({rule.pattern for rule in fresh})
+    monkeypatch.setattr(index, "_STEMS", {})
+    assert load_default_rules() == fresh
+    assert index._STEMS == worked_out == {rule.pattern: index._word_stems(rule.pattern) for rule in fresh}

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.config.cache import ConfigCache
+from core.config.cache import FileCache, read_file
 from core.config.schema import Config
 from core.errors import ConfigError
 
@@ -120,14 +120,12 @@ def load_config(path: Path | None = None) -> tuple[Config, Path]:
 
 def _load_file(path: Path) -> Config:
     try:
-        with open(path, "rb") as fh:
-            info = os.fstat(fh.fileno())
-            raw = fh.read()
+        raw, info = read_file(path)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{path}: cannot read YAML ({first})") from None
-    cache = ConfigCache(path, raw, info)
-    config = cache.get()
+    cache = FileCache(path, raw, info, kind="config")
+    config: Config | None = cache.get(lambda value: type(value) is Config)
     if config is None:
         config = parse_config(read_yaml(path, raw), source=str(path))
         cache.put(config)

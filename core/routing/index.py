@@ -56,7 +56,7 @@ class StemIndex:
             except (re.error, ValueError) as exc:
                 raise ValueError(f"routing rule {rule.name!r} has an invalid pattern: {exc}") from None
             self._regexes.append(regex)
-            stems = _word_stems(rule.pattern)
+            stems = word_stems(rule.pattern)
             if stems is None:
                 self._unindexed.append(index)
                 continue
@@ -188,6 +188,30 @@ _sre: Any = importlib.import_module("re._parser")
 _C: Any = importlib.import_module("re._constants")
 _REPEATS = {_C.MAX_REPEAT, _C.MIN_REPEAT, getattr(_C, "POSSESSIVE_REPEAT", _C.MAX_REPEAT)}
 _BOUNDARIES = {_C.AT_BOUNDARY, _C.AT_UNI_BOUNDARY, _C.AT_BEGINNING, _C.AT_BEGINNING_STRING}
+
+
+# pattern -> its stems: a pure function's results, remembered, and filled in advance from the
+# cached default rules (core.routing.rules) so a start does not parse each of their patterns.
+_STEMS: dict[str, frozenset[str] | None] = {}
+
+
+def word_stems(pattern: str) -> frozenset[str] | None:
+    """:func:`_word_stems`, remembered per pattern."""
+    try:
+        return _STEMS[pattern]
+    except KeyError:
+        stems = _STEMS[pattern] = _word_stems(pattern)
+        return stems
+
+
+def remember_stems(known: dict[str, frozenset[str] | None]) -> None:
+    """Take stems worked out earlier (by :func:`stems_of`, in another process) as known."""
+    _STEMS.update(known)
+
+
+def stems_of(patterns: list[str]) -> dict[str, frozenset[str] | None]:
+    """The stems of each pattern, to keep with the patterns (see :func:`remember_stems`)."""
+    return {pattern: word_stems(pattern) for pattern in patterns}
 
 
 def _word_stems(pattern: str) -> frozenset[str] | None:
