@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
-import shutil
 import sys
 from pathlib import Path
 from typing import Literal
@@ -52,6 +50,8 @@ class AgentConfig(StrictModel):
     @field_validator("command")
     @classmethod
     def _splits(cls, command: str) -> str:
+        import shlex
+
         try:
             words = shlex.split(command)
         except ValueError as exc:  # an unterminated quote or a trailing backslash
@@ -76,10 +76,14 @@ def expand_command(command: str) -> str:
 
 def command_argv(command: str) -> list[str]:
     """Split an agent's ``command`` into argv words (shell-style quoting, never run by a shell)."""
+    import shlex
+
     return [expand_command(word) for word in shlex.split(command)] or [""]
 
 
 def agent_installed(command: str) -> bool:
     """True when the agent's executable can be found (absolute path or on PATH)."""
+    import shutil
+
     first = command_argv(command)[0]
     return bool(first) and shutil.which(first) is not None

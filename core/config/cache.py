@@ -21,7 +21,6 @@ import contextlib
 import os
 import stat
 import sys
-import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -91,6 +90,8 @@ class FileCache:
 
     def put(self, value: Any) -> None:
         """Store what was just validated from these bytes; any failure is ignored."""
+        import tempfile  # only on a miss
+
         folder = self.file.parent
         tmp = ""
         try:
