@@ -1,12 +1,12 @@
-"""bots.yaml: typed, validated once, every error naming its key path.
+"""bots.yaml, typed: validated once, every error naming its key path, no secret in it.
 
 Every validation error names its key path (``agents.codex.max_concurrent: must be ≥ 1``).
 Secrets never live in the file: an agent's ``env_from`` maps a variable the agent needs to the
 name of an environment variable of ours that holds the value.
 
 A module per part of the file (``agents``, ``routing``, ``telegram``, ``slack``, ``limits``,
-``runtime``; ``schema`` holds the whole), the shared field types in ``fields``, and
-``loading`` (with ``cache``) finds and reads it.
+``runtime``; ``schema`` holds the whole), the shared field types in ``fields``; ``loading``
+finds, reads and validates it, and ``cache`` keeps the result for the next command.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ class AgentConfig(StrictModel):
     args: list[str] = Field(default_factory=list, description="Extra flags, appended after Orchestra's own.")
     env: dict[EnvVarName, str] = Field(
         default_factory=dict,
-        description="Literal variables for the agent (no secrets: a name like *KEY, *TOKEN is refused).",
+        description="Literal variables for the agent; no secrets: a name with KEY, TOKEN, SECRET or PASSWORD "
+        "in it is refused (use env_from).",
     )
     env_from: dict[EnvVarName, EnvVarName] = Field(
         default_factory=dict,

@@ -119,10 +119,15 @@ class RolesConfig(StrictModel):
     Once any is set, an allowed user who is in none of them is a viewer.
     """
 
-    admins: list[str] = Field(default_factory=list, description="Everything, including /kill and changing budgets.")
-    operators: list[str] = Field(default_factory=list, description="Delegate, cancel, retry, approve, reject, /audit.")
+    admins: list[str] = Field(
+        default_factory=list, description="Who may do everything, /kill and changing budgets included."
+    )
+    operators: list[str] = Field(
+        default_factory=list, description="Who may delegate, cancel, retry, approve, reject and read /audit."
+    )
     viewers: list[str] = Field(
-        default_factory=list, description="/status, /peek, /screen, /log, /cost, /budget, /digest, /agents."
+        default_factory=list,
+        description="Who may only look: /status, /peek, /screen, /log, /cost, /budget, /digest, /agents.",
     )
 
     @field_validator("admins", "operators", "viewers")
@@ -150,7 +155,10 @@ class MetricsConfig(StrictModel):
         description="Keep it local: whoever reaches the port reads task counts and costs.",
     )
     port: int = Field(
-        default=9464, ge=1, le=65535, description="A port already taken: the bot runs without metrics, says so."
+        default=9464,
+        ge=1,
+        le=65535,
+        description="The port to serve on; if it is taken, the bot runs without metrics and says so.",
     )
 
     @field_validator("listen")

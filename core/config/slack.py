@@ -63,7 +63,7 @@ class SlackConfig(StrictModel):
         default=5, ge=0, description="An acknowledgement is edited at most this often."
     )
     progress_refresh_s: Seconds = Field(
-        default=60, gt=0, description="...and at least this often while its task runs quietly."
+        default=60, gt=0, description="An acknowledgement is edited at least this often while its task runs quietly."
     )
     retry_base_s: Seconds = Field(
         default=1, gt=0, description="The first back-off after a 5xx or network error; doubles up to retry_max_s."
