@@ -38,6 +38,12 @@ def mount_tmpfs(where: Path, size: str) -> Callable[[], None]:
     return unmount
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _scratch_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The config cache goes to a scratch folder, never the real ~/.cache (subprocesses inherit it)."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 def base_config(socket_name: str) -> dict[str, Any]:
     """bots.yaml as shipped, with a private tmux socket and a fast stand-in."""
     data: dict[str, Any] = yaml.safe_load((ROOT / "bots.yaml").read_text())

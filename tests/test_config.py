@@ -113,3 +113,59 @@ def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
     bad.write_text(text)
     with pytest.raises(ConfigError, match="'limits' appears twice"):
         load_config(bad)
+
+
+def _models() -> list[type[Any]]:
+    from pydantic import BaseModel
+
+    import core.config
+
+    return [m for m in vars(core.config).values() if isinstance(m, type) and issubclass(m, BaseModel)]
+
+
+def test_every_key_is_documented() -> None:
+    models = _models()
+    assert len(models) >= 19
+    for model in models:
+        assert (model.__doc__ or "").strip(), model.__name__
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+
+
+def test_every_duration_is_at_most_thirty_days() -> None:
+    durations = [(m, name) for m in _models() for name in m.model_fields if name.endswith("_s")]
+    assert len(durations) >= 20
+    for model, name in durations:
+        if model.model_fields[name].metadata and any(getattr(c, "le", None) for c in model.model_fields[name].metadata):
+            continue  # bounded tighter already (telegram.poll_timeout_s ≤ 50)
+        with pytest.raises(ValueError, match=r"must be at most 2592000 \(30 days\)"):
+            model.model_validate({**_required(model), name: 1e12})
+
+
+def _required(model: type[Any]) -> dict[str, Any]:
+    """The smallest valid data for a model that has required keys."""
+    return {"url": "https://bot.example.com/telegram"} if "url" in model.model_fields else {}
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        (lambda d: d["agents"]["claude"]["env_from"].update(KEY="sk-ant-123 x"), "agents.claude.env_from"),
+        (lambda d: d["agents"]["claude"].update(env_pass=["NOT-A-NAME"]), "agents.claude.env_pass.0"),
+        (lambda d: d["telegram"].update(token_env="123:abc"), "telegram.token_env"),
+        (lambda d: d["slack"].update(app_token_env="xapp-1"), "slack.app_token_env"),
+    ],
+)
+def test_env_var_names_are_checked_alike(edit: Any, where: str) -> None:
+    data = shipped()
+    edit(data)
+    with pytest.raises(ConfigError, match=rf"{where}\S*: .* must name an environment variable"):
+        parse_config(data)
+
+
+@pytest.mark.parametrize("section", ["telegram", "slack"])
+def test_urls_are_checked_alike(section: str) -> None:
+    data = shipped()
+    data[section]["api_base_url"] = "ftp://example.com"
+    with pytest.raises(ConfigError, match=rf"{section}.api_base_url: 'ftp://example.com' is not an http\(s\) URL"):
+        parse_config(data)

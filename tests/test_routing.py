@@ -20,12 +20,12 @@ from core.routing import (
     RouteDecision,
     Router,
     Rule,
-    _word_stems,
     leading_mention,
     load_default_rules,
     load_rules,
     parse_override,
 )
+from core.routing.index import _FOLD, _word_stems
 
 DATA = Path(__file__).parent / "data"
 AGENTS = {
@@ -445,10 +445,10 @@ def test_index_gives_the_same_matches_as_a_full_search() -> None:
     texts += [text[:2000] for text in hostile_texts()]
     texts += ["ſtaging ſerver", "KUBERNETES pods", "RUNNİNG TESTS ON Cİ", "fix: ı broke the buıld"]
     for text in texts:
-        fast = [(index, match.span()) for index, match in router._matches(text)]
+        fast = [(index, match.span()) for index, match in router.index.matches(text)]
         full = [
             (index, match.span())
-            for index, regex in enumerate(router._regexes)
+            for index, regex in enumerate(router.index._regexes)
             if (match := regex.search(text)) is not None
         ]
         assert fast == full, text[:80]
@@ -470,23 +470,21 @@ def test_index_is_exact_for_user_rules_too() -> None:
             continue
         usable.append(rule)
     router = Router(usable, category_agents={}, default_agent="claude")
-    assert len(usable) > 60 and router._ascii_only
+    assert len(usable) > 60 and router.index._ascii_only
     texts = [text for text, _ in load_set("routing_labelled.yaml")[:150]]
     texts += [text.upper() for text in texts[:30]] + [text.replace("i", "İ") for text in texts[:30]]
     texts += ["ſtaging ſerver", "KUBERNETES pods", "RUNNİNG TESTS ON Cİ", "éfix the buıld", "naïve docs"]
     for text in texts:
-        fast = [(index, match.span()) for index, match in router._matches(text)]
+        fast = [(index, match.span()) for index, match in router.index.matches(text)]
         full = [
             (index, match.span())
-            for index, regex in enumerate(router._regexes)
+            for index, regex in enumerate(router.index._regexes)
             if (match := regex.search(text)) is not None
         ]
         assert fast == full, text[:80]
 
 
 def test_fold_table_covers_every_character_ignorecase_maps_to_ascii() -> None:
-    from core.routing import _FOLD
-
     ascii_word = string.ascii_lowercase + string.digits + "_"
     word_class = re.compile(r"[a-z0-9_]", re.IGNORECASE)
     for code in range(0x80, 0x110000):

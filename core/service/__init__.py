@@ -14,39 +14,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core.config import Config, agent_installed
 from core.models import ACTIVE_STATES, Task
-from core.routing import Router, Rule, load_default_rules
 from core.service.actions import TaskActions
 from core.service.base import LOCAL, Actor
 from core.service.budgets import Budgets
 from core.service.delegation import Delegation
 from core.service.doctor import Doctor
 from core.service.queries import Approval, SentMessage
-
-
-def build_router(config: Config, *, available: Any = None) -> Router:
-    rules = [
-        Rule(r.name, r.pattern, r.category, r.agent, r.require_approval, r.require_review) for r in config.routing.rules
-    ]
-    if config.routing.use_default_rules:
-        rules += load_default_rules()
-    cache: dict[str, bool] = {}
-
-    def is_available(agent: str) -> bool:
-        if agent not in config.agents or not config.agents[agent].enabled:
-            return False
-        if agent not in cache:
-            cache[agent] = agent_installed(config.agents[agent].command)
-        return cache[agent]
-
-    return Router(
-        rules,
-        category_agents=config.routing.categories,
-        default_agent=config.routing.default_agent,
-        default_category=config.routing.default_category,
-        is_available=available or is_available,
-    )
 
 
 class Service(TaskActions, Budgets, Doctor):
@@ -63,5 +37,5 @@ def task_json(task: Task) -> dict[str, Any]:
 
 
 __all__ = [
-    "ACTIVE_STATES", "LOCAL", "Actor", "Approval", "Delegation", "SentMessage", "Service", "build_router", "task_json",
+    "ACTIVE_STATES", "LOCAL", "Actor", "Approval", "Delegation", "SentMessage", "Service", "task_json",
 ]  # fmt: skip

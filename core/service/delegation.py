@@ -35,7 +35,7 @@ class Delegating(EngineControl):
     def router(self) -> Router:
         """Built on first use: compiling the rules is the slowest part of a CLI start."""
         if self._router is None:
-            from core.service import build_router
+            from core.routing import build_router
 
             self._router = build_router(self.config)
         return self._router

@@ -1,0 +1,134 @@
+"""The whole of bots.yaml: :class:`Config`, its cross-references, and what it says about agents and secrets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, model_validator
+
+from core.config.agents import AgentConfig, command_argv
+from core.config.fields import StrictModel, is_name
+from core.config.limits import BudgetsConfig, LimitsConfig, PolicyConfig
+from core.config.routing import RoutingConfig
+from core.config.runtime import DigestConfig, MetricsConfig, NotifyConfig, RolesConfig, TmuxConfig, WatchdogConfig
+from core.config.slack import SlackConfig
+from core.config.telegram import WEBHOOK_SECRET_ENV, TelegramConfig
+
+if TYPE_CHECKING:
+    from core.agents.base import AgentSettings
+
+
+class Config(StrictModel):
+    """bots.yaml, validated: read-only, and holding no secret (only the names of the variables that do)."""
+
+    version: Literal[1] = Field(default=1, description="The format of this file.")
+    data_dir: str | None = Field(
+        default=None,
+        description="Where the store, task logs and the engine socket live; $ORCHESTRA_HOME wins over it; "
+        "null: the user's data dir (~/.local/share/orchestra).",
+    )
+    workspace: str | None = Field(
+        default=None,
+        description="The working directory of tasks from chat (the CLI uses the current directory).",
+    )
+    tmux: TmuxConfig = Field(default_factory=TmuxConfig, description="Orchestra's own tmux server.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Bounds on tasks and the engine.")
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig, description="What tasks may cost.")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="What waits for a person's approval.")
+    agents: dict[str, AgentConfig] = Field(description="The agent CLIs, by name (used in `@name` and routing).")
+    routing: RoutingConfig = Field(description="Which agent gets a task.")
+    notify: NotifyConfig = Field(default_factory=NotifyConfig, description="Where notifications go besides chats.")
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig, description="The Telegram bridge.")
+    slack: SlackConfig = Field(default_factory=SlackConfig, description="The Slack bridge.")
+    digest: DigestConfig = Field(default_factory=DigestConfig, description="The morning digest.")
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description="The alert on silent tasks.")
+    roles: RolesConfig = Field(default_factory=RolesConfig, description="Who may do what in the chats.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="The Prometheus endpoint.")
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> Config:
+        for name in self.agents:
+            if not is_name(name):
+                raise ValueError(f"agents.{name}: agent names are lowercase letters, digits, '-' or '_'")
+        known = set(self.agents)
+        if self.routing.default_agent not in known:
+            raise ValueError(f"routing.default_agent: {self.routing.default_agent!r} is not a configured agent")
+        for category, agent in self.routing.categories.items():
+            if agent not in known:
+                raise ValueError(f"routing.categories.{category}: {agent!r} is not a configured agent")
+        for i, rule in enumerate(self.routing.rules):
+            if rule.agent is not None and rule.agent not in known:
+                raise ValueError(f"routing.rules.{i}.agent: {rule.agent!r} is not a configured agent")
+        return self
+
+    def home(self) -> Path:
+        """The data directory: $ORCHESTRA_HOME, else ``data_dir``, else the user's data dir."""
+        env = os.environ.get("ORCHESTRA_HOME")
+        if env:
+            return Path(env).expanduser()
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("orchestra"))
+
+    def agent_settings(self, name: str) -> AgentSettings:
+        """An agent's settings with its literal (non-secret) environment."""
+        from core.agents.base import AgentSettings
+
+        agent = self.agents[name]
+        command, *prefix = command_argv(agent.command)
+        return AgentSettings(
+            name=name,
+            kind=agent.kind,
+            command=command,
+            prefix_args=prefix,
+            args=list(agent.args),
+            env=dict(agent.env),
+            model=agent.model,
+            config_dir=str(self.home() / "agents" / name),
+        )
+
+    def secret_env(self, name: str) -> dict[str, str]:
+        """The agent's ``env_from`` variables resolved from our environment.
+
+        They reach the agent only through its launch handoff (``core.launch``: a mode-600 file the
+        launcher deletes as it reads it), never a command line, and are redacted everywhere else.
+        """
+        env = {}
+        for key, source in self.agents[name].env_from.items():
+            value = os.environ.get(source)
+            if value is not None:
+                env[key] = value
+        return env
+
+    def channels(self) -> list[str]:
+        """Where notifications go: the console, and each enabled chat transport (all its notify chats)."""
+        channels = ["console"] if self.notify.console else []
+        if self.telegram.enabled:
+            channels.append("telegram")
+        if self.slack.enabled:
+            channels.append("slack")
+        return channels
+
+    def known_secrets(self) -> dict[str, str]:
+        """Every secret the config names, by variable: all agents' ``env_from``, chat tokens, signing
+        and webhook secrets, each read from our environment (unset ones are left out)."""
+        sources = [source for agent in self.agents.values() for source in agent.env_from.values()]
+        sources.append(self.telegram.token_env)
+        sources += [self.slack.bot_token_env, self.slack.app_token_env, self.slack.signing_secret_env]
+        webhook = self.telegram.webhook
+        sources.append(webhook.secret_env if webhook else WEBHOOK_SECRET_ENV)
+        found = {source: os.environ[source] for source in sources if os.environ.get(source, "").strip()}
+        token = found.get(self.telegram.token_env, "")
+        if ":" in token:  # a Bot API token is <bot id>:<secret>; the secret part alone is one too
+            found[self.telegram.token_env + ":secret"] = token.split(":", 1)[1]
+        return found
+
+    def secret_values(self) -> list[str]:
+        """Values of every secret the config knows of, longest first, so text can be scrubbed of them."""
+        from core.redact import Redactor
+
+        return Redactor(self.known_secrets()).values
