@@ -20,7 +20,7 @@ from bot.app import App
 from core.config import MetricsConfig
 from core.engine import lock_holder
 from core.store import INBOUND_ATTEMPTS
-from core.summary import format_duration
+from core.text import format_duration
 
 Check = tuple[str, bool, str]
 STUCK_AFTER_S = 300.0

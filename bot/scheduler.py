@@ -32,10 +32,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from core.clock import Clock
 from core.config import Config
-from core.costs import BudgetAlert, CostTracker, check_budget_alerts, money
+from core.costs import BudgetAlert, CostTracker, check_budget_alerts
 from core.digest import Digest, build_digest, render_chart_png
 from core.store import Store
-from core.summary import chat_prefix, command_hint, format_duration
+from core.summary import chat_prefix, command_hint
+from core.text import clip, format_duration, money
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,7 @@ class Scheduler:
             live = f"{money(task.live_cost_usd)} so far" if task.live_cost_usd is not None else "no cost yet"
             text = (
                 f"⏳ {task.id} has been silent for {format_duration(quiet)} · {task.agent} · {task.category} · {live}\n"
-                f"{' '.join(task.text.split())[:200]}"
+                f"{clip(task.text, 200)}"
             )
             for channel in self.deps.channels():
                 prefix = chat_prefix(channel, self.config.slack.command)

@@ -29,6 +29,7 @@ from core.config import SlackConfig
 from core.errors import DeliveryFailed, RetryLater
 from core.messages import CARD_KINDS, Button, ChatRef, Inbound, Keyboard, OutboxItem, Tap
 from core.store import Store
+from core.text import clip
 
 MAX_CHARS = 3000  # a section block's text
 ACTION_PREFIX = "orchestra:"
@@ -63,7 +64,7 @@ def to_blocks(text: str, code: str, keyboard: Keyboard) -> list[dict[str, Any]]:
     if text:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _clip(escape(text)), "verbatim": True}})
     if code:
-        body = "```" + _clip(escape(code), MAX_CHARS - 6, head=False) + "```"
+        body = "```" + _clip(escape(code), MAX_CHARS - 6, tail=True) + "```"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body, "verbatim": True}})
     for row in keyboard:
         elements = [
@@ -97,10 +98,9 @@ def from_blocks(blocks: list[dict[str, Any]] | None) -> Keyboard:
     return tuple(rows)
 
 
-def _clip(text: str, limit: int = MAX_CHARS, *, head: bool = True) -> str:
-    if text_length(text) <= limit:
-        return text
-    return text[: limit - 1] + "…" if head else "…" + text[-(limit - 1) :]
+def _clip(text: str, limit: int = MAX_CHARS, *, tail: bool = False) -> str:
+    """The shared ``clip``, lines kept and counted as Slack counts (UTF-16 units)."""
+    return clip(text, limit, flat=False, tail=tail, length=text_length)
 
 
 def slack_syntax(command: str = "/orchestra", mention: str = "@Orchestra") -> Syntax:

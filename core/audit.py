@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, tzinfo
 from typing import Any
 
-from core.clock import iso
 from core.errors import OrchestraError
 from core.store import Store
+from core.text import stamp
 
 ACTIONS = ("delegate", "cancel", "retry", "approve", "reject", "kill", "budget", "command", "tap", "refused")
 _SINCE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
@@ -35,12 +36,15 @@ def search(
     return store.audit_search(text, action=action, since=cutoff, limit=limit)
 
 
-def audit_line(row: dict[str, Any]) -> str:
-    """One row as ``2026-11-25 22:40:09 @alice (telegram chat 111 user 111) approve t42 — start``."""
+def audit_line(row: dict[str, Any], tz: tzinfo = UTC) -> str:
+    """One row as ``2026-11-25 22:40:09 @alice (telegram chat 111 user 111) approve t42 — start``.
+
+    The time is in ``tz``: callers pass the configured zone (``config.digest.zone()``).
+    """
     task = f" {row['task_id']}" if row.get("task_id") else ""
     detail = f" — {row['detail']}" if row.get("detail") else ""
     where = f"{row['source']} {row['chat']}" if row.get("chat") else row["source"]
-    return f"{iso(row['ts'])} {row['actor']} ({where}) {row['action']}{task}{detail}"
+    return f"{stamp(row['ts'], tz)} {row['actor']} ({where}) {row['action']}{task}{detail}"
 
 
 __all__ = ["ACTIONS", "audit_line", "parse_since", "search"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Protocol
+
+from core.text import stamp
 
 
 class Clock(Protocol):
@@ -19,7 +21,6 @@ class SystemClock:
 
 
 def iso(ts: float | None) -> str:
-    """Format an epoch timestamp as an ISO-8601 UTC string for display; '' for None."""
-    if ts is None:
-        return ""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    """``ts`` as a UTC date and time, ``''`` for None; kept for bot/cli.py until it shows
+    ``core.text.stamp(ts, config.digest.zone())``, the configured zone."""
+    return stamp(ts, UTC)

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from core.clock import Clock
 from core.config import Config
-from core.costs import BudgetStatus, CostTracker, Savings, money, recent, shift
+from core.costs import BudgetStatus, CostTracker, Savings, recent, shift
 from core.models import Task, TaskState
 from core.store import Store
-from core.summary import format_duration
+from core.text import clip, format_duration, money, state_icon, state_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -25,16 +25,6 @@ if TYPE_CHECKING:
 CHART_DAYS = 14
 MESSAGE_LIMIT = 3800  # characters: one Telegram message (4,096) with room to spare
 _FIRST_DIGEST_LOOKBACK_S = 24 * 3600
-_ICONS = {
-    TaskState.SUCCEEDED: "✅",
-    TaskState.APPROVED: "✅",
-    TaskState.NEEDS_REVIEW: "👀",
-    TaskState.FAILED: "❌",
-    TaskState.TIMED_OUT: "⏱",
-    TaskState.OVER_BUDGET: "💸",
-    TaskState.CANCELLED: "⏹",
-    TaskState.REJECTED: "↩",
-}
 
 
 @dataclass(frozen=True)
@@ -144,7 +134,7 @@ def build_digest(store: Store, config: Config, clock: Clock, *, since: float | N
     def compose(cap: int) -> str:
         lines = [f"☀️ Orchestra digest · {local:%a} {local.day} {local:%b}"]
         if total:
-            tally = " · ".join(f"{n} {state.replace('_', ' ')}" for state, n in sorted(counts.items(), key=_by_count))
+            tally = " · ".join(f"{n} {state_label(state)}" for state, n in sorted(counts.items(), key=_by_count))
             lines.append(f"Since {since_label}: {tally}")
             lines += _capped([t.line for t in finished_lines[:cap]], total)
         else:
@@ -184,34 +174,29 @@ def _capped(lines: list[str], total: int) -> list[str]:
     return lines + ([f"… and {more} more (status lists them all)"] if more > 0 else [])
 
 
-def _clip(text: str, size: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= size else flat[: size - 1] + "…"
-
-
 def _finished_line(task: Task) -> str:
     cost = money(task.cost_usd) if task.cost_usd is not None else "cost unknown"
-    line = f"{_ICONS.get(task.state, '•')} {task.id} {task.state.value.replace('_', ' ')} · {task.agent} · {cost}"
-    line += f" · {_clip(task.text, 60)}"
+    line = f"{state_icon(task.state)} {task.id} {state_label(task.state)} · {task.agent} · {cost}"
+    line += f" · {clip(task.text, 60)}"
     if task.error and task.state not in (TaskState.SUCCEEDED, TaskState.APPROVED, TaskState.NEEDS_REVIEW):
-        line += f" — {_clip(task.error, 60)}"
+        line += f" — {clip(task.error, 60)}"
     return line
 
 
 def _waiting_line(task: Task) -> str:
     if task.state == TaskState.AWAITING_APPROVAL:
         estimate = f"est. {money(task.estimate_usd)}" if task.estimate_usd is not None else "no estimate"
-        head = f"🔐 {task.id} needs approval · {task.agent} · {task.category} · {estimate}"
+        head = f"{state_icon(task.state)} {task.id} needs approval · {task.agent} · {task.category} · {estimate}"
     else:
         cost = money(task.cost_usd) if task.cost_usd is not None else "cost unknown"
-        head = f"👀 {task.id} needs review · {task.agent} · {task.category} · {cost}"
-    return f"{head} · {_clip(task.text, 60)}"
+        head = f"{state_icon(task.state)} {task.id} needs review · {task.agent} · {task.category} · {cost}"
+    return f"{head} · {clip(task.text, 60)}"
 
 
 def _running_line(task: Task, now: float) -> str:
     took = format_duration(now - task.started_at) if task.started_at else "starting"
     live = f"{money(task.live_cost_usd)} so far" if task.live_cost_usd is not None else "no cost yet"
-    return f"⏳ {task.id} {task.agent} · {took} · {live} · {_clip(task.text, 60)}"
+    return f"{state_icon(task.state)} {task.id} {task.agent} · {took} · {live} · {clip(task.text, 60)}"
 
 
 # -- the chart -----------------------------------------------------------------------------------

@@ -17,38 +17,30 @@ from core.models import Task, TaskState
 from core.protocol import EventKind
 from core.service import Service
 from core.summary import format_cost, format_duration
+from core.text import ICONS, clip, local_time, money
 
 log = logging.getLogger(__name__)
 
-ICONS = {
-    TaskState.QUEUED: "⏳",
-    TaskState.AWAITING_APPROVAL: "🔐",
-    TaskState.RUNNING: "🏃",
-    TaskState.SUCCEEDED: "✅",
-    TaskState.NEEDS_REVIEW: "👀",
-    TaskState.APPROVED: "✅",
-    TaskState.REJECTED: "↩",
-    TaskState.FAILED: "❌",
-    TaskState.CANCELLED: "⏹",
-    TaskState.TIMED_OUT: "⏱",
-    TaskState.OVER_BUDGET: "💸",
-}
-
 
 def render_card(service: Service, task: Task, now: float, *, why: str = "") -> tuple[str, Keyboard]:
-    """A task's acknowledgement: route, estimate and its live state; the same text every time it is edited."""
+    """A task's acknowledgement: route, estimate and its live state; the same text every time it is edited.
+
+    Times are shown in the configured zone (``digest.timezone``).
+    """
     basis = f"median of {task.estimate_basis}" if task.estimate_basis else "no history yet"
-    estimate = f"${task.estimate_usd:.2f} ({basis})" if task.estimate_usd is not None else "no estimate"
+    estimate = f"{money(task.estimate_usd)} ({basis})" if task.estimate_usd is not None else "no estimate"
     lines = [
         f"{ICONS.get(task.state, '•')} {task.id} · {task.agent} · {task.category}",
         clip(task.text, 300),
         f"Route: {task.rule or 'override'} · estimate {estimate}",
     ]
     lines.append(_status_line(service, task, now, why))
+    tz = service.config.digest.zone()
     for decision in service.approvals(task.id):
         verb = "Approved" if decision.decision == "approved" else "Rejected"
         reason = f": {clip(decision.reason, 100)}" if decision.reason else ""
-        lines.append(f"{'✅' if verb == 'Approved' else '✖'} {verb} by {decision.actor} at {hhmm(decision.ts)}{reason}")
+        when = local_time(decision.ts, tz)
+        lines.append(f"{'✅' if verb == 'Approved' else '✖'} {verb} by {decision.actor} at {when}{reason}")
     return "\n".join(lines), card_keyboard(task.id, task.state)
 
 
@@ -179,13 +171,9 @@ def _tokens(n: int) -> str:
     return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
-def clip(text: str, size: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= size else flat[: size - 1] + "…"
-
-
 def hhmm(ts: float) -> str:
+    """The host's wall clock, kept for core/commands.py until it shows ``core.text.local_time(ts, zone)``."""
     return time.strftime("%H:%M", time.localtime(ts))
 
 
-__all__ = ["ICONS", "Progress", "render_card"]
+__all__ = ["ICONS", "Progress", "clip", "hhmm", "render_card"]

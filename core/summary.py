@@ -7,17 +7,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from core.text import clip, format_cost, format_duration, state_icon, state_label, token_count
+
 PHONE_LIMIT = 1000
-_ICONS = {
-    "succeeded": "✅",
-    "needs_review": "👀",
-    "failed": "❌",
-    "cancelled": "⏹",
-    "timed_out": "⏱",
-    "over_budget": "💸",
-    "approved": "✅",
-    "rejected": "↩",
-}
 
 
 def git_root(cwd: str) -> Path | None:
@@ -101,7 +93,7 @@ def digest_lines(final_text: str, tool_lines: list[str], errors: list[str], limi
         if len(lines) >= limit:
             break
         lines.append(tool)
-    return [_clip(line, 140) for line in lines[:limit]]
+    return [clip(line, 140) for line in lines[:limit]]
 
 
 def build_summary(
@@ -153,32 +145,8 @@ def _session_totals(result: dict[str, Any]) -> dict[str, Any] | None:
     return {"usage": result.get("session_usage"), "cost_usd": result.get("session_cost_usd")}
 
 
-def _clip(text: str, size: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= size else text[: size - 1] + "…"
-
-
-def _tokens(n: int) -> str:
-    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
-
-
 def _calls(n: int) -> str:
     return "1 tool call" if n == 1 else f"{n} tool calls"
-
-
-def format_cost(cost: float | None) -> str:
-    if cost is None:
-        return "cost unknown"
-    return f"${cost:.4f}" if cost < 1 else f"${cost:.2f}"
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def chat_prefix(channel: str, slack_command: str) -> str | None:
@@ -202,7 +170,7 @@ def render_phone(summary: dict[str, Any], *, state: str | None = None, chat_pref
     """
     status = state or summary["status"]
     files = summary.get("files") or []
-    icon, said = _ICONS.get(status, "•"), status.replace("_", " ")
+    icon, said = state_icon(status), state_label(status)
     tool_errors = summary.get("tool_errors") or []
     if tool_errors and not files and status == "succeeded":  # the agent's word, next to what changed
         icon, said = "⚠️", f"succeeded, but {_calls(len(tool_errors))} failed and no file changed"
@@ -210,27 +178,41 @@ def render_phone(summary: dict[str, Any], *, state: str | None = None, chat_pref
         f"{icon} {summary['task_id']} {said} · {summary['agent']} · "
         f"{summary['category']} · {format_duration(summary.get('duration_s'))}"
     )
-    lines = [head, _clip(summary["task"], 160)]
+    lines = [head, clip(summary["task"], 160)]
     lines += [f"• {line}" for line in summary["digest"]]
     if tool_errors and not files:
-        lines.append(_clip("Failed: " + "; ".join(tool_errors[:2]), 200))
+        lines.append(clip("Failed: " + "; ".join(tool_errors[:2]), 200))
     if files:
         shown = ", ".join(f"{f['path']} +{f['added']} −{f['removed']}" for f in files[:4])
         more = f" (+{len(files) - 4} more)" if len(files) > 4 else ""
-        lines.append(_clip(f"Files: {shown}{more}", 300))
+        lines.append(clip(f"Files: {shown}{more}", 300))
     tokens = summary["tokens"]
     cost = format_cost(summary.get("cost_usd"))
     if summary.get("cost_note"):
         cost += f" ({summary['cost_note']})"
-    lines.append(f"Tokens: {_tokens(tokens['input'])} in / {_tokens(tokens['output'])} out · {cost}")
+    lines.append(f"Tokens: {token_count(tokens['input'])} in / {token_count(tokens['output'])} out · {cost}")
     if summary.get("permission_denials"):
-        lines.append(_clip("Denied: " + ", ".join(summary["permission_denials"][:3]), 200))
+        lines.append(clip("Denied: " + ", ".join(summary["permission_denials"][:3]), 200))
     task_id = summary["task_id"]
     if status == "needs_review":
         approve = command_hint(chat_prefix, f"approve {task_id}", f"approve {task_id}")
         lines.append(f"Review: {approve} | {command_hint(chat_prefix, f'reject {task_id}', f'reject {task_id}')}")
     lines.append(f"Log: {command_hint(chat_prefix, f'logs {task_id}', f'log {task_id}')}")
     text = "\n".join(lines)
-    if len(text) > PHONE_LIMIT:
-        text = text[: PHONE_LIMIT - 1] + "…"
-    return text
+    return clip(text, PHONE_LIMIT, flat=False)
+
+
+# format_cost and format_duration live in core.text; named here too for callers not yet moved there.
+__all__ = [
+    "PHONE_LIMIT",
+    "build_summary",
+    "chat_prefix",
+    "command_hint",
+    "digest_lines",
+    "files_changed",
+    "format_cost",
+    "format_duration",
+    "git_baseline",
+    "git_root",
+    "render_phone",
+]

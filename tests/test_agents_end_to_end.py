@@ -52,7 +52,7 @@ async def test_a_run_that_failed_before_any_model_call_cost_nothing(make_app: An
 
     assert task.state == TaskState.FAILED
     assert task.cost_usd == 0 and task.cost_source != "unknown"
-    assert "cost unknown" not in message and "$0.0000" in message
+    assert "cost unknown" not in message and "out · $0.00" in message
     assert app.store.cost_sum(0, float("inf")) == (0.0, 1, 0)  # one task, none of unknown cost
 
 
@@ -73,7 +73,7 @@ async def test_a_model_the_cli_names_without_a_price_is_priced_as_the_configured
 
     assert task.state == TaskState.SUCCEEDED
     assert task.cost_source == "priced" and task.cost_usd == pytest.approx(0.00021)
-    assert "$0.0002 (priced as gemini-2.0-flash, the configured model: gemini-fake-9 has no price)" in message
+    assert "$0.00021 (priced as gemini-2.0-flash, the configured model: gemini-fake-9 has no price)" in message
 
     unconfigured = make_app(agents__fake={**agent, "model": None})
     task, message = await run_task(unconfigured, "fake", repo)

@@ -303,20 +303,20 @@ async def test_progress_edits_the_card_at_a_bounded_rate(make_app: Any, tmp_path
     for _ in range(20):
         progress.on_event("t1", "tool_use", {})
     edits = _progress_rows(app)
-    assert len(edits) == 1 and "$0.0100 so far" in edits[0].text
+    assert len(edits) == 1 and "$0.01 so far" in edits[0].text
     app.store.update_task("t1", live_cost_usd=0.02)
     progress.on_event("t1", "cost", {})
     assert _progress_rows(app) == edits, "no second edit within the interval"
     await asyncio.sleep(0.5)  # the held-back edit goes out at the end of the interval
     edits = _progress_rows(app)
     assert len(edits) == 1, "the unsent older edit is superseded by the newer one"
-    assert re.search(r"🏃 Running · \d\.\ds · \$0\.0200 so far", edits[0].text)
+    assert re.search(r"🏃 Running · \d\.\ds · \$0\.02 so far", edits[0].text)
     assert [b.action for row in edits[0].buttons for b in row] == ["cancel", "peek"]
     app.store.transition("t1", ["running"], "succeeded", finished_at=time.time(), cost_usd=0.03)
     progress.on_event("t1", "finished", {"state": "succeeded"})
     progress.on_event("t1", "finished", {"state": "succeeded"})
     final = _progress_rows(app)
-    assert len(final) == 1 and "✅ succeeded" in final[0].text and "$0.0300" in final[0].text
+    assert len(final) == 1 and "✅ succeeded" in final[0].text and "$0.03" in final[0].text
     assert final[0].buttons == ()
     total = app.store.db.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'progress'").fetchone()[0]
     assert total == 3 and wakes

@@ -64,7 +64,7 @@ def test_digest_contents(store: Store) -> None:
         "👀 t6 needs review · claude · backend · $0.80 · Add tests for the parser",
         "🔐 t8 needs approval · claude · devops · est. $1.20 · Set up the CI pipeline",
     ]
-    assert lines[9:11] == ["Running (1):", "⏳ t9 claude · 12m00s · $0.30 so far · Migrate the database"]
+    assert lines[9:11] == ["Running (1):", "🏃 t9 claude · 12m00s · $0.30 so far · Migrate the database"]
     assert lines[11] == (
         "Cost: yesterday $7.07 of $10.00 (71%) · this week $7.07 · this month $10.37 of $100.00 (10%)"
     )  # the month includes the running task's live $0.30
