@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # annotations only: keep the runner's imports small
 
 from core.agents.base import AgentEvent, AgentSettings, Usage
 from core.protocol import EventKind
+from core.text import clip, money, token_count
 
 MAX_ARG_BYTES = 100_000  # Linux caps one argv element at 128 KiB; stay well below it
 SHORT = 200
@@ -104,8 +105,8 @@ def raw_event(line: str, text: str | None = None) -> AgentEvent:
 
 
 def shorten(text: str, limit: int = SHORT) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """An event's one-line text: the shared ``clip`` at the adapters' usual length."""
+    return clip(text, limit)
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -136,8 +137,7 @@ def as_float(value: Any) -> float | None:
     return float(value)
 
 
-def k(n: int) -> str:
-    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+k = token_count  # the adapters' short name for it
 
 
 def add_usage(total: Usage, more: Usage) -> Usage:
@@ -150,7 +150,7 @@ def add_usage(total: Usage, more: Usage) -> Usage:
 
 
 def usage_event(usage: Usage, model: str | None, cost: float | None = None, *, final: bool = False) -> AgentEvent:
-    cost_text = f" · ${cost:.4f}" if cost is not None else ""
+    cost_text = f" · {money(cost)}" if cost is not None else ""
     data: dict[str, Any] = {"usage": usage.to_dict(), "model": model, "cost_usd": cost}
     if final:
         data["final"] = True
