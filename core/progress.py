@@ -16,8 +16,7 @@ from core.messages import Keyboard, card_keyboard
 from core.models import Task, TaskState
 from core.protocol import EventKind
 from core.service import Service
-from core.summary import format_cost, format_duration
-from core.text import ICONS, clip, local_time, money
+from core.text import ICONS, clip, format_cost, format_duration, local_time, money, state_icon, state_label, token_count
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ def render_card(service: Service, task: Task, now: float, *, why: str = "") -> t
     basis = f"median of {task.estimate_basis}" if task.estimate_basis else "no history yet"
     estimate = f"{money(task.estimate_usd)} ({basis})" if task.estimate_usd is not None else "no estimate"
     lines = [
-        f"{ICONS.get(task.state, '•')} {task.id} · {task.agent} · {task.category}",
+        f"{state_icon(task.state)} {task.id} · {task.agent} · {task.category}",
         clip(task.text, 300),
         f"Route: {task.rule or 'override'} · estimate {estimate}",
     ]
@@ -54,13 +53,13 @@ def _status_line(service: Service, task: Task, now: float, why: str) -> str:
             return "🏃 Starting…"
         cost = f" · {format_cost(task.live_cost_usd)} so far" if task.live_cost_usd is not None else ""
         if task.input_tokens or task.output_tokens:  # known before any price is (the first usage event)
-            cost += f" · {_tokens(task.input_tokens)} in / {_tokens(task.output_tokens)} out"
+            cost += f" · {token_count(task.input_tokens)} in / {token_count(task.output_tokens)} out"
         steps = service.steps(task.id)
         last = f"\nLast step ({len(steps)}): {clip(steps[-1], 120)}" if steps else ""
         return f"🏃 Running · {format_duration(now - task.started_at)}{cost}{last}"
     cost = format_cost(task.cost_usd) if task.state not in (TaskState.CANCELLED, TaskState.REJECTED) else ""
-    parts = [task.state.value.replace("_", " "), format_duration(task.duration_s) if task.started_at else "", cost]
-    return f"{ICONS.get(task.state, '•')} " + " · ".join(p for p in parts if p and p != "—")
+    parts = [state_label(task.state), format_duration(task.duration_s) if task.started_at else "", cost]
+    return f"{state_icon(task.state)} " + " · ".join(p for p in parts if p and p != "—")
 
 
 _PROGRESS_KINDS = (EventKind.DISPATCHED, EventKind.STARTED, EventKind.COST, EventKind.USAGE, EventKind.TOOL_USE)
@@ -165,10 +164,6 @@ class Progress:
             for timer in timers.values():
                 timer.cancel()
             timers.clear()
-
-
-def _tokens(n: int) -> str:
-    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
 def hhmm(ts: float) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage
 from core.agents.common import MAX_ARG_BYTES, shorten
 from core.protocol import EventKind
+from core.text import money
 
 TASK = "{task}"
 TASK_FILE = "{task_file}"
@@ -113,7 +114,7 @@ class CommandParser:
             self._session_id = session_id
         text = f"tokens: {self._usage.input_tokens} in · {self._usage.output_tokens} out"
         if self._cost is not None:
-            text += f" · ${self._cost:.4f}"
+            text += f" · {money(self._cost)}"
         data = {"usage": self._usage.to_dict(), "model": self._model, "cost_usd": self._cost}
         return AgentEvent(EventKind.USAGE, text, data)
 
