@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from core.clock import Clock
@@ -16,7 +15,7 @@ from core.messages import Keyboard, card_keyboard
 from core.models import Task, TaskState
 from core.protocol import EventKind
 from core.service import Service
-from core.text import ICONS, clip, format_cost, format_duration, local_time, money, state_icon, state_label, token_count
+from core.text import clip, format_cost, format_duration, local_time, money, state_icon, state_label, token_count
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +165,4 @@ class Progress:
             timers.clear()
 
 
-def hhmm(ts: float) -> str:
-    """The host's wall clock, kept for core/commands.py until it shows ``core.text.local_time(ts, zone)``."""
-    return time.strftime("%H:%M", time.localtime(ts))
-
-
-__all__ = ["ICONS", "Progress", "clip", "hhmm", "render_card"]
+__all__ = ["Progress", "render_card"]

@@ -30,6 +30,7 @@ from core.protocol import CANCEL_FILE, EventKind, TaskSpec, result_document
 from core.redact import Redactor
 from core.runner_output import RunOutput
 from core.runner_procs import descendants, hang_up_reason
+from core.text import money
 
 _READ_CHUNK = 65536
 _STDERR_TAIL = 4000
@@ -309,8 +310,8 @@ class Runner:
         self.live_cost = cost
         cap = self.spec.cost_cap_usd
         data = {"cost_usd": cost}
-        if self.out.admit(EventKind.COST, f"${cost:.4f} so far", data):
-            self.out.emit(EventKind.COST, f"${cost:.4f} so far", data)
+        if self.out.admit(EventKind.COST, f"{money(cost)} so far", data):
+            self.out.emit(EventKind.COST, f"{money(cost)} so far", data)
         if cap is not None and cost > cap and self.stop_reason is None:
             self.stop_reason = "over_budget"
             with contextlib.suppress(OSError):
@@ -353,11 +354,12 @@ class Runner:
         elif result.cost_usd is None and result.status == "failed" and not self.stop_reason and self._counts_tokens():
             result.cost_usd, result.cost_source = 0.0, "priced"  # it failed before any model call: $0, known
         status = {"hung_up": "failed"}.get(self.stop_reason or "", self.stop_reason) or result.status
+        spent, cap = money(self.live_cost or 0), money(self.spec.cost_cap_usd or 0)
         reasons = {
             "hung_up": hang_up_reason() if self.stop_reason == "hung_up" else "",
             "cancelled": "cancelled by request",
             "timed_out": f"timed out after {self.spec.timeout_s} s",
-            "over_budget": f"stopped: cost ${self.live_cost or 0:.4f} crossed the cap ${self.spec.cost_cap_usd}",
+            "over_budget": f"stopped: cost {spent} crossed the cap {cap}",
         }
         if self.stop_reason in reasons:
             result.errors.insert(0, reasons[self.stop_reason])
@@ -383,7 +385,7 @@ class Runner:
                 written = self.out.write_result(payload)
                 self.out.retry_events()
         self.out.close()
-        cost = f", ${result.cost_usd:.4f}" if result.cost_usd is not None else ""
+        cost = f", {money(result.cost_usd)}" if result.cost_usd is not None else ""
         self.out.say(
             f"\norchestra {self.task_id}: {status}{cost}" + (f" — {result.errors[0]}" if result.errors else "") + "\n"
         )

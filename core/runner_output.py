@@ -22,6 +22,7 @@ from typing import Any
 from core.agents.base import AgentEvent
 from core.protocol import EVENTS_FILE, RESULT_FILE, EventKind, encode, event_message
 from core.redact import Redactor, StreamRedactor
+from core.text import money
 
 _READ_CHUNK = 65536
 _CHATTY = frozenset({EventKind.TEXT, EventKind.RAW, EventKind.TOOL_USE, EventKind.TOOL_RESULT})  # dropped past a cap
@@ -242,7 +243,7 @@ class RunOutput:
             return
         text = event.text.replace("\n", " ")[:300]
         if event.kind == EventKind.USAGE and live_cost is not None:
-            text = f"{text}  (≈ ${live_cost:.4f} so far)"
+            text = f"{text}  (≈ {money(live_cost)} so far)"
         self.say(f"{_MARKERS.get(event.kind, '·')} {text}\n")
 
     def say(self, text: str) -> None:

@@ -14,9 +14,9 @@ from core.digest import render_chart_png
 from core.errors import OrchestraError
 from core.messages import Attachment, Button, Inbound, Keyboard, Outbound, OutKind, buttons_from_payload
 from core.models import Task, TaskState
-from core.progress import ICONS, clip, render_card
+from core.progress import render_card
 from core.service import Actor, Service
-from core.summary import format_cost, format_duration
+from core.text import clip, format_cost, format_duration, state_icon, state_label
 
 
 def toast(text: str) -> Outbound:
@@ -150,7 +150,7 @@ class Answers:
                     inbound, f"Nothing in the audit log matches {args!r}." if args else "The audit log is empty."
                 )
             ]
-        lines = [clip(audit_line(row), 200) for row in reversed(rows)]
+        lines = [clip(audit_line(row, self.service.config.digest.zone()), 200) for row in reversed(rows)]
         return [self._note(inbound, "🧾 Audit" + (f" · {args}" if args else "") + "\n" + "\n".join(lines))]
 
     # -- answers -----------------------------------------------------------------------------
@@ -167,13 +167,13 @@ class Answers:
             if live
             else ((Button("📄 Log", "log", task.id),),)
         )
-        head = f"👀 {task.id} · {task.agent} · {task.state.value.replace('_', ' ')}"
+        head = f"👀 {task.id} · {task.agent} · {state_label(task.state)}"
         return Outbound(head, code=shown or "(empty)", buttons=buttons, task_id=task.id, reply_to=inbound.message_id)
 
     def _screen_answer(self, inbound: Inbound, task: Task) -> Outbound:
         screen = self.service.screen(task.id)
         if screen is None:
-            state = task.state.value.replace("_", " ")
+            state = state_label(task.state)
             return self._reply(
                 inbound,
                 f"🖼 {task.id} is {state}; it has no live window. {self.syntax.command('log', task.id)} has its output.",
@@ -190,9 +190,9 @@ class Answers:
         path = self.service.log_path(task.id)
         size = path.stat().st_size if path.exists() else 0
         if size == 0:
-            return self._reply(inbound, f"📄 {task.id} has no output yet ({task.state.value.replace('_', ' ')}).")
+            return self._reply(inbound, f"📄 {task.id} has no output yet ({state_label(task.state)}).")
         return Outbound(
-            f"📄 {task.id} output log · {_size(size)} · {task.state.value.replace('_', ' ')}",
+            f"📄 {task.id} output log · {_size(size)} · {state_label(task.state)}",
             attachment=Attachment("document", f"{task.id}-output.log", path=str(path)),
             task_id=task.id,
             reply_to=inbound.message_id,
@@ -206,7 +206,7 @@ class Answers:
             when = format_duration(task.duration_s) if task.finished_at and task.started_at else ""
             cost = format_cost(task.cost_usd) if task.state.finished and task.started_at else ""
         parts = [
-            f"{ICONS.get(task.state, '•')} {task.id} {task.state.value.replace('_', ' ')}",
+            f"{state_icon(task.state)} {task.id} {state_label(task.state)}",
             task.agent,
             when,
             cost,

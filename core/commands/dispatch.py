@@ -20,6 +20,7 @@ from core.errors import OrchestraError, UnknownTask
 from core.messages import Button, Inbound, Outbound
 from core.models import Task, TaskState
 from core.service import Service
+from core.text import state_label
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class Commands(Taps):
         self.changed(task.id)
         if task.state == TaskState.RUNNING:
             return [self._about(task.id, inbound, f"⏹ Stopping {task.id}… its summary follows when it has stopped.")]
-        return [self._about(task.id, inbound, f"⏹ {task.id} {task.state.value.replace('_', ' ')}.")]
+        return [self._about(task.id, inbound, f"⏹ {task.id} {state_label(task.state)}.")]
 
     def _retry(self, inbound: Inbound, args: str) -> list[Outbound]:
         task_id, _, feedback = args.partition(" ")
@@ -219,7 +220,7 @@ class Commands(Taps):
         if task.state.finished:
             what = f"follow-up of {task.id}: {self.service.quote(text, 180)}"
             return self._authorize(inbound, "retry", what) or self._retry(inbound, f"{task.id} {text}")
-        state = task.state.value.replace("_", " ")
+        state = state_label(task.state)
         return [
             self._answer(
                 inbound,

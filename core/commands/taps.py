@@ -8,7 +8,7 @@ from core.commands.parsing import STATE_CHANGING, TAP_ACTIONS
 from core.errors import InvalidTransition
 from core.messages import Inbound, Outbound, button_still_valid
 from core.models import Task
-from core.progress import hhmm
+from core.text import local_time, state_label
 
 
 class Taps(Answers):
@@ -54,7 +54,7 @@ class Taps(Answers):
     def _retry_tap(self, inbound: Inbound, task: Task) -> list[Outbound]:
         assert inbound.tap is not None
         if not task.state.finished:
-            state = task.state.value.replace("_", " ")
+            state = state_label(task.state)
             return [toast(f"{task.id} is {state}; wait for it to finish or cancel it first")]
         # One retry per button: a double tap must not start the task twice.
         key = f"{inbound.chat.platform}:{inbound.chat.chat_id}:{inbound.tap.message_id}:retry"
@@ -77,7 +77,7 @@ class Taps(Answers):
         cancelled = self.service.cancel_all(actor=self._actor(inbound))
         for task_id in cancelled:
             self.changed(task_id)
-        when = hhmm(self.clock.now())
+        when = local_time(self.clock.now(), self.service.config.digest.zone())
         what = ", ".join(cancelled) if cancelled else "nothing was active any more"
         text = f"⏹ Kill switch by {inbound.user_name} at {when}: {what}."
         return [toast(f"Cancelled {len(cancelled)} task(s)"), self._edit(tap.message_id, text)]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import AgentUnavailable
 from core.routing.index import StemIndex
 from core.routing.rules import Rule, load_default_rules
+from core.text import clip
 
 if TYPE_CHECKING:
     from core.config import Config
@@ -254,10 +255,7 @@ def _clip(text: str) -> str:
 
 
 def _snippet(match: Any) -> str:
-    snippet = " ".join(match.group(0).split())
-    if len(snippet) > _SNIPPET_CHARS:
-        snippet = snippet[: _SNIPPET_CHARS - 1] + "…"
-    return snippet
+    return clip(match.group(0), _SNIPPET_CHARS)
 
 
 def _matched(cand: _Candidate) -> str:

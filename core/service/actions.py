@@ -11,7 +11,7 @@ from core.models import Task, TaskState
 from core.service.base import LOCAL, Actor
 from core.service.delegation import Delegating, Delegation
 from core.service.queries import Queries
-from core.summary import format_cost
+from core.text import format_cost, local_time, state_label
 
 
 class TaskActions(Delegating, Queries):
@@ -66,7 +66,7 @@ class TaskActions(Delegating, Queries):
     def _finished_before_cancel(self, task_id: str) -> str:
         task = self.get(task_id)
         cost = f", {format_cost(task.cost_usd)}" if task.cost_usd is not None else ""
-        return f"{task.id} had already finished before the cancel: {task.state.value.replace('_', ' ')}{cost}"
+        return f"{task.id} had already finished before the cancel: {state_label(task.state)}{cost}"
 
     def _cancel_orphan(self, task: Task) -> None:
         with contextlib.suppress(Exception):
@@ -150,7 +150,7 @@ class TaskActions(Delegating, Queries):
         decisions = self.approvals(task.id)
         if decisions:
             last = decisions[-1]
-            when = time.strftime("%H:%M", time.localtime(last.ts))
+            when = local_time(last.ts, self.config.digest.zone())
             return f"{task.id} was already {last.decision} by {last.actor} at {when}"
         return f"{task.id} is {task.state.value}; there is nothing to {action}"
 

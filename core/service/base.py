@@ -16,6 +16,7 @@ from core.config import Config
 from core.errors import UnknownTask
 from core.models import Task
 from core.store import Store
+from core.text import clip
 from core.tmux import TmuxManager
 
 if TYPE_CHECKING:
@@ -92,8 +93,7 @@ class ServiceBase:
 
         Clipping first could cut a secret in two and keep its start, which no redactor recognises.
         """
-        flat = " ".join(self.store.redactor.text(text).split())
-        return flat if len(flat) <= size else flat[: size - 1] + "…"
+        return clip(self.store.redactor.text(text), size)
 
     def _channels(self) -> list[str]:
         return self.config.channels()

@@ -14,6 +14,7 @@ from core.models import Task, TaskState
 from core.routing import RouteDecision, Router, leading_mention, parse_override
 from core.service.base import LOCAL, Actor
 from core.service.engine_control import EngineControl
+from core.text import money
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ class Delegating(EngineControl):
         if decision.require_approval:
             return True, f"rule {decision.rule} asks for approval"
         if policy.approve_above_usd is not None and estimate > policy.approve_above_usd:
-            return True, f"estimated ${estimate:.2f} is above ${policy.approve_above_usd:.2f}"
+            return True, f"estimated {money(estimate)} is above {money(policy.approve_above_usd)}"
         return False, ""
 
     def _request_approval(self, task: Task, actor: Actor, why: str) -> None:

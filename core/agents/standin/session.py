@@ -9,6 +9,7 @@ import sys
 import time
 
 from core.agents.standin.wire import TOOLS, USAGE_KEYS, VERSION, price, text_block, uuid4, wire_usage, write_line
+from core.text import clip
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: importing typing costs start-up time
 if TYPE_CHECKING:
@@ -232,7 +233,7 @@ class Run:
             summary = f"I could not create {name}: {error or 'permission to write it was denied.'}"
         else:
             summary = (
-                f"Created {name} for the task: {_first_line(self.prompt)}\n"
+                f"Created {name} for the task: {clip(self.prompt, 80)}\n"
                 f"It is a placeholder written by the Orchestra stand-in agent in {self.cwd}.\n"
                 "No model was called; the cost is computed from fixed token counts."
             )
@@ -310,8 +311,3 @@ def _write_file(path: str, content: str) -> str | None:
     except OSError as exc:
         return f"could not write {path}: {exc.strerror}"
     return None
-
-
-def _first_line(text: str, limit: int = 80) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
