@@ -72,24 +72,8 @@ def open_app(config_path: Path | None = None, *, clock: Clock | None = None) -> 
     return App(config, path, home, store, tmux, clock, engine, service)
 
 
-class ConsoleSink:
-    """Delivers the outbox's console messages by printing them, each exactly once."""
-
-    def __init__(self, app: App, write: Callable[[str], None] | None = None) -> None:
-        self.app = app
-        self.write = write or (lambda text: print(text, flush=True))
-
-    def flush(self, task_id: str | None = None) -> int:
-        sent = 0
-        for note in self.app.store.pending("console", task_id=task_id):
-            if self.app.store.mark_sent(note.id, self.app.clock.now()):
-                self.write(f"\n── notification ({note.kind}) ──\n{note.text}\n")
-                sent += 1
-        return sent
-
-
 async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> int:
-    """Run the engine (and the console sink) until SIGTERM/SIGINT or, optionally, idle."""
+    """Run the engine (and the console's delivery) until SIGTERM/SIGINT or, optionally, idle."""
     bot = idle_exit_s is None  # the long-lived bot process; otherwise the on-demand engine
     if not app.engine.acquire(role="bot" if bot else "engine"):
         if bot:  # another bot took the data directory between the hand-over and here
@@ -115,9 +99,9 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop_on, sig)
-    sink = ConsoleSink(app) if console else None
     wake = asyncio.Event()
     app.engine.listeners.append(lambda _t, kind, _d: wake.set() if kind == EventKind.FINISHED else None)
+    printer = _start_console(app) if console else None
     metrics = _start_metrics(app) if idle_exit_s is None and app.config.metrics.enabled else None
     chats = idle_exit_s is None and (app.config.telegram.enabled or app.config.slack.enabled)
     # Listening before the engine replays results recorded while we were down, so their cards end too.
@@ -154,9 +138,9 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
             slack = await _unless_stopped(_start_slack(app, progress, fatal), stop)
             if metrics is not None and slack is not None:
                 metrics.metrics.watch_transport("slack", partial(_slack_health, slack.transport, app.clock))
+        if printer is not None:
+            await printer.start()
         while not stop.is_set():
-            if sink is not None:
-                sink.flush()
             wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(stop.wait(), wake.wait()), timeout=1.0)
@@ -169,6 +153,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
             await slack.stop()
         if telegram is not None:
             await telegram.stop()
+        if printer is not None:
+            await printer.stop()
         if progress is not None:
             progress.close()
         if scheduler is not None:
@@ -193,15 +179,25 @@ class _Metrics:
         self.store.close()
 
 
+def _start_console(app: App) -> Outbox:
+    """The console's delivery loop, woken when a task finishes (its summary is queued then)."""
+    from bot.console import console_outbox
+
+    printer = console_outbox(app.store, app.clock)
+    app.engine.listeners.append(lambda _t, kind, _d: printer.wake() if kind == "finished" else None)
+    return printer
+
+
 def _start_metrics(app: App) -> _Metrics | None:
     """Serve ``GET /metrics``; a port that is taken costs the metrics, not the bot (one line on stderr)."""
     from core.errors import MetricsUnavailable
     from core.metrics import Metrics, MetricsServer
+    from core.notify import chat_channels
 
     settings = app.config.metrics
     channels = app.config.channels()
     store = Store(app.store.path, redactor=app.store.redactor)
-    metrics = Metrics(store, app.clock, channels=channels, transports=[c for c in channels if c != "console"])
+    metrics = Metrics(store, app.clock, channels=channels, transports=chat_channels(app.config))
     server = MetricsServer(metrics, settings.listen, settings.port)
     try:
         server.start()
@@ -470,4 +466,4 @@ async def _first(*aws: object) -> None:
             task.cancel()
 
 
-__all__ = ["EXIT_TRANSPORT_FAILED", "App", "ConsoleSink", "TaskState", "configure_logging", "open_app", "run_engine"]
+__all__ = ["EXIT_TRANSPORT_FAILED", "App", "TaskState", "configure_logging", "open_app", "run_engine"]

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bot.app import App, ConsoleSink, open_app, run_engine
+from bot.app import App, open_app, run_engine
 from core.audit import ACTIONS, audit_line
 from core.audit import search as audit_search
 from core.clock import iso
@@ -236,9 +236,10 @@ def _delegate_and_wait(app: App, as_json: bool, make: Any) -> int:
         delegation = make()
         _print_delegation(delegation, as_json)
         final = _wait_as_client(app, delegation.task.id, as_json)
-    sink = ConsoleSink(app)
     if not as_json:
-        sink.flush(final.id)
+        from bot.console import print_task_messages
+
+        asyncio.run(print_task_messages(app.store, app.clock, final.id))
     else:
         print(_json(task_json(final), ensure_ascii=False))
     return 0 if final.state in (TaskState.SUCCEEDED, TaskState.NEEDS_REVIEW, TaskState.APPROVED) else 1

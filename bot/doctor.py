@@ -19,6 +19,7 @@ from pathlib import Path
 from bot.app import App
 from core.config import MetricsConfig
 from core.engine import lock_holder
+from core.notify import chat_channels
 from core.store import INBOUND_ATTEMPTS
 from core.text import format_duration
 
@@ -233,7 +234,7 @@ def _inbound_checks(app: App, bot: bool) -> list[Check]:
     """Chat updates received but not handled yet (a bot killed mid-way), and any given up on."""
     counts = app.store.inbound_counts()
     pending, failed = counts.get("pending", 0), counts.get("failed", 0)
-    chats = [c for c in app.config.channels() if c != "console"]
+    chats = chat_channels(app.config)
     if not chats and not pending and not failed:
         return []
     parts = [f"{counts.get('done', 0)} handled", f"{pending} waiting"]

@@ -24,7 +24,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from bot.screen import render_png
 from core.clock import Clock
 from core.errors import DeliveryFailed, RetryLater
 from core.messages import Attachment, Outbound, OutboxCopy, OutboxItem, OutKind
@@ -158,7 +157,8 @@ class Outbox:
     """Queues a channel's outgoing messages in the store and runs the loop that delivers them.
 
     ``notify_chats`` are the chats that get rows queued for "every chat" (completions, alerts,
-    digests), together with the chats where the row's task was acknowledged.
+    digests), together with the chats where the row's task was acknowledged. A channel that is
+    one place (the terminal: ``fan_out=False``) sends those rows as they are.
     """
 
     def __init__(
@@ -168,6 +168,7 @@ class Outbox:
         sender: Sender,
         *,
         notify_chats: Iterable[str] = (),
+        fan_out: bool = True,
         retry_base_s: float = 1.0,
         retry_max_s: float = 60.0,
         poll_s: float = 1.0,
@@ -177,6 +178,7 @@ class Outbox:
         self.sender = sender
         self.channel = sender.channel
         self.notify_chats = list(dict.fromkeys(notify_chats))
+        self.fan_out = fan_out
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.poll_s = poll_s
@@ -196,24 +198,8 @@ class Outbox:
             raise ValueError("a toast is answered directly, never queued")
         added = 0
         for n, part in enumerate(plan_parts(out, self.sender.max_chars, max_caption=self.sender.max_caption)):
-            payload: dict[str, object] = {}
-            if part.code:
-                payload["code"] = part.code
-            if part.reply_to:
-                payload["reply_to"] = part.reply_to
-            if part.attachment is not None:
-                payload["attachment"] = part.attachment.to_dict()
-            added += self.store.enqueue_chat(
-                self.channel,
-                part.kind.value,
-                part.text,
-                chat_id=chat_id,
-                dedupe_key=key if n == 0 else f"{key}:{n}",
-                ts=self.clock.now(),
-                task_id=part.task_id,
-                buttons=part.buttons,
-                payload=payload,
-                edit_message_id=part.edit_message_id,
+            added += self.store.enqueue(
+                self.channel, part, chat_id=chat_id, dedupe_key=key if n == 0 else f"{key}:{n}", ts=self.clock.now()
             )
         if added:
             self.wake()
@@ -258,22 +244,23 @@ class Outbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
-    async def deliver_due(self) -> int:
-        """One pass over the queue: send every row that is due, in order per chat. Returns rows sent."""
+    async def deliver_due(self, *, task_id: str | None = None) -> int:
+        """One pass over the queue (one task's rows, if given): send every row that is due, in
+        order per chat. Returns rows sent."""
         now = self.clock.now()
         self._next_due = float("inf")
         if now < self._paused_until:
             return 0
         held: set[str] = set()
         sent = 0
-        for item in self.store.outbox_queue(self.channel):
+        for item in self.store.outbox_queue(self.channel, task_id=task_id):
             if self._stopping:
                 break
-            if item.chat_id is None:
+            if item.chat_id is None and self.fan_out:
                 self._fan_out(item)
                 self._wake.set()  # the copies are at the end of the queue: another pass sends them
                 continue
-            chat = item.chat_id
+            chat = item.chat_id or ""
             if chat in held:
                 continue
             if item.edit_of is not None and item.target_state == "pending":
@@ -328,21 +315,23 @@ class Outbox:
         chats = list(self.notify_chats)
         if item.task_id:
             chats += self.store.task_chats(self.channel, item.task_id)
-        shown = self.store.payload(item.id).get("shown_in") or []  # chats that already show it (a task's card)
-        chats = [c for c in dict.fromkeys(chats) if c not in shown]
-        base: dict[str, object] = {"code": item.code} if item.code else {}
-        attachment = item.attachment
+        chats = [c for c in dict.fromkeys(chats) if c not in item.shown_in]  # not where it already shows
         copies: list[OutboxCopy] = []
         pieces = attachment_parts(
-            item.text, attachment, max_chars=self.sender.max_chars, max_caption=self.sender.max_caption
+            item.text, item.attachment, max_chars=self.sender.max_chars, max_caption=self.sender.max_caption
         )
         last_text = len(pieces) - 2 if len(pieces) > 1 else 0  # the buttons go with the text, not the file
         for chat in chats:
             key = f"{item.dedupe_key}|{chat}"
             for n, (text, file) in enumerate(pieces):
-                payload = {**(base if n == 0 else {}), **({"attachment": file.to_dict()} if file is not None else {})}
+                part = Outbound(
+                    text,
+                    buttons=item.buttons if n == last_text else (),
+                    code=item.code if n == 0 else "",
+                    attachment=file,
+                )
                 part_key = key if n == 0 else f"{key}|file" if file is not None else f"{key}|{n}"
-                copies.append(OutboxCopy(chat, part_key, text, item.buttons if n == last_text else (), payload))
+                copies.append(OutboxCopy(chat, part_key, part))
         self.store.fan_out(item.id, copies, self.clock.now())
         if not chats:
             log.info("%s: no chat to notify for %s (%s)", self.channel, item.kind, item.dedupe_key)
@@ -355,6 +344,8 @@ MAX_FILE_BYTES = 49 * 1024 * 1024
 async def attachment_bytes(path: str | None, data: str | None, render: str) -> bytes:
     """What an :class:`~core.messages.Attachment` sends: an ANSI screen drawn as a PNG, its data, or a file's tail."""
     if render == "ansi":
+        from bot.screen import render_png  # Pillow: only once a screen is drawn
+
         return await asyncio.to_thread(render_png, data or "")
     if data is not None:
         return data.encode("utf-8", "replace")

@@ -34,8 +34,8 @@ from core.clock import Clock
 from core.config import Config
 from core.costs import BudgetAlert, CostTracker, check_budget_alerts
 from core.digest import Digest, build_digest, render_chart_png
+from core.notify import Notifier
 from core.store import Store
-from core.summary import chat_prefix, command_hint
 from core.text import clip, format_duration, money
 
 log = logging.getLogger(__name__)
@@ -183,14 +183,8 @@ class Scheduler:
         if store.digest_sent(period):
             return False  # sent by another run while the chart was drawn
         channels = self._digest_channels()
-        payload = {
-            "chart_png": str(chart) if chart else None,
-            "buttons": [{"task_id": t.task_id, "state": t.state} for t in digest.waiting],
-        }
-        for channel in channels:
-            text = digest.text + (f"\nChart: {chart}" if chart and channel == "console" else "")
-            store.enqueue(channel, "digest", text, task_id=None, dedupe_key=f"{channel}:digest:{period}", ts=now,
-                          payload=payload)  # fmt: skip
+        waiting = [(t.task_id, t.state) for t in digest.waiting]
+        Notifier(self.config, store, self.deps.clock, channels=channels).digest(period, digest.text, waiting, chart)
         store.record_digest(period, now, digest.since, digest.until, len(digest.finished))
         log.info("digest of %s queued for %s", period, ", ".join(channels) or "no channel")
         return True
@@ -241,14 +235,7 @@ class Scheduler:
                 f"⏳ {task.id} has been silent for {format_duration(quiet)} · {task.agent} · {task.category} · {live}\n"
                 f"{clip(task.text, 200)}"
             )
-            for channel in self.deps.channels():
-                prefix = chat_prefix(channel, self.config.slack.command)
-                peek, cancel = (
-                    command_hint(prefix, f"{verb} {task.id}", f"{verb} {task.id}") for verb in ("peek", "cancel")
-                )
-                hint = f"{text}\nPeek: {peek} · Cancel: {cancel}"  # as it is typed where it is read
-                store.enqueue(channel, "watchdog", hint, task_id=task.id, dedupe_key=f"{channel}:{key}", ts=now,
-                              payload={"buttons": ["peek", "cancel"]})  # fmt: skip
+            Notifier(self.config, store, self.deps.clock, channels=self.deps.channels()).watchdog(task, text)
             store.record_alert(key, "watchdog", now, text)
             alerted.append(task.id)
         return alerted

@@ -9,11 +9,13 @@ shown literally everywhere.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from core.models import TaskState
+from core.summary import command_hint
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,23 @@ class Inbound:
 
 
 class OutKind(StrEnum):
-    """What an outgoing message is for; it decides new message versus edit, and its buttons."""
+    """What an outgoing message is for; it decides new message versus edit, and its buttons.
+
+    The first five answer a person (a command or a tap); the rest are the notifications nobody
+    asked for, all written by :class:`core.notify.Notifier`.
+    """
 
     REPLY = "reply"  # a new message answering a command
     ACK = "ack"  # a delegation acknowledgement: progress edits it in place
     APPROVAL = "approval"  # an approval request card: a new message, also kept current by progress
     EDIT = "edit"  # change an existing message (text and buttons, or only the buttons when text is "")
     TOAST = "toast"  # the short answer to a button tap; not a message, never stored
+    PROGRESS = "progress"  # an edit of a card showing its task's newest state (older unsent ones are dropped)
+    COMPLETION = "completion"  # a run finished: a new message, so the phone buzzes
+    REVIEW = "review"  # a run finished and waits for a person's review
+    BUDGET_ALERT = "budget_alert"  # a budget threshold crossed
+    WATCHDOG = "watchdog"  # a running task has been silent for long
+    DIGEST = "digest"  # the scheduled digest, with its chart
 
 
 CARD_KINDS = (OutKind.ACK.value, OutKind.APPROVAL.value)
@@ -158,21 +170,20 @@ class OutboxItem:
     attachment: Attachment | None = None
     attempts: int = 0
     next_attempt_at: float = 0.0
+    shown_in: tuple[str, ...] = ()  # chats that already show it (the chat that got the task's card)
 
     @property
     def is_edit(self) -> bool:
-        return self.kind in ("progress", OutKind.EDIT.value) or self.edit_of is not None
+        return self.kind in (OutKind.PROGRESS.value, OutKind.EDIT.value) or self.edit_of is not None
 
 
 @dataclass(frozen=True)
 class OutboxCopy:
-    """One chat's copy of a row queued for every chat (see ``Store.fan_out``)."""
+    """One chat's copy (or one part of it) of a row queued for every chat (see ``Store.fan_out``)."""
 
     chat_id: str
     dedupe_key: str
-    text: str
-    buttons: Keyboard = ()
-    payload: dict[str, Any] = field(default_factory=dict)
+    message: Outbound
 
 
 def keyboard_to_json(keyboard: Keyboard) -> str:
@@ -186,17 +197,6 @@ def keyboard_from_json(text: str | None) -> Keyboard:
     return tuple(tuple(Button(str(label), str(action), str(task)) for label, action, task in row) for row in rows)
 
 
-_LABELS = {
-    "approve": "✅ Approve",
-    "reject": "✖ Reject",
-    "cancel": "⏹ Cancel",
-    "peek": "👀 Peek",
-    "screen": "🖼 Screen",
-    "log": "📄 Log",
-    "retry": "🔁 Retry",
-}
-
-
 def button_still_valid(button: Button, state: str) -> bool:
     """Whether a task button still means something for a task in ``state`` (stale ones are removed)."""
     if button.action in ("approve", "reject"):
@@ -208,32 +208,33 @@ def button_still_valid(button: Button, state: str) -> bool:
     return True
 
 
-def buttons_from_payload(value: Any, task_id: str | None) -> Keyboard:
-    """Buttons asked for in an outbox payload by jobs that do not build a :data:`Keyboard` themselves.
+def waiting_keyboard(tasks: Iterable[tuple[str, str]]) -> Keyboard:
+    """The digest's buttons, one row per (task id, state), at most eight: Approve / Reject for a
+    task waiting for a decision, Peek for the others."""
+    rows: list[tuple[Button, ...]] = []
+    for tid, state in list(tasks)[:8]:
+        if state in (TaskState.AWAITING_APPROVAL, TaskState.NEEDS_REVIEW):
+            rows.append((Button(f"✅ Approve {tid}", "approve", tid), Button(f"✖ Reject {tid}", "reject", tid)))
+        else:
+            rows.append((Button(f"👀 Peek {tid}", "peek", tid),))
+    return tuple(rows)
 
-    Accepted shapes: ``["peek", "cancel"]`` (actions on the row's task), ``[{"task_id", "state"}]``
-    (Approve / Reject for each task waiting for a decision, Peek for the others) and
-    ``[[label, action, task_id], ...]`` rows.
-    """
-    if not isinstance(value, list) or not value:
-        return ()
-    if all(isinstance(v, str) for v in value):
-        return (tuple(Button(_LABELS.get(str(a), str(a)), str(a), task_id or "") for a in value),)
-    if all(isinstance(v, dict) for v in value):
-        rows: list[tuple[Button, ...]] = []
-        for entry in value[:8]:
-            tid, state = str(entry.get("task_id", "")), str(entry.get("state", ""))
-            if state in (TaskState.AWAITING_APPROVAL, TaskState.NEEDS_REVIEW):
-                rows.append((Button(f"✅ Approve {tid}", "approve", tid), Button(f"✖ Reject {tid}", "reject", tid)))
-            else:
-                rows.append((Button(f"👀 Peek {tid}", "peek", tid),))
-        return tuple(rows)
-    if all(isinstance(row, list) for row in value):
-        try:
-            return keyboard_from_json(json.dumps(value))
-        except (TypeError, ValueError):
-            return ()
-    return ()
+
+_CLI_VERBS = {"log": "logs"}  # a button's action where the terminal's command has another name
+
+
+def typed_commands(row: Iterable[Button], prefix: str | None) -> str:
+    """Buttons as the commands a reader types instead of tapping, in one line:
+    ``Approve: orchestra approve t3 · Reject: orchestra reject t3`` in a terminal (``prefix`` None),
+    ``Peek: /peek t4 · Cancel: /cancel t4`` in Telegram (see :func:`core.summary.command_hint`)."""
+    typed = []
+    for button in row:
+        verb = _CLI_VERBS.get(button.action, button.action)
+        cli, chat = f"{verb} {button.task_id}".strip(), f"{button.action} {button.task_id}".strip()
+        head, _, rest = button.label.partition(" ")
+        word = rest if rest and not any(c.isalnum() for c in head) else button.label  # "✅ Approve": "Approve"
+        typed.append(f"{word}: {command_hint(prefix, cli, chat)}")
+    return " · ".join(typed)
 
 
 def finished_keyboard(task_id: str, state: str) -> Keyboard:
@@ -270,9 +271,10 @@ __all__ = [
     "OutboxItem",
     "Tap",
     "button_still_valid",
-    "buttons_from_payload",
     "card_keyboard",
     "finished_keyboard",
     "keyboard_from_json",
     "keyboard_to_json",
+    "typed_commands",
+    "waiting_keyboard",
 ]

@@ -82,16 +82,3 @@ class Task:
         if self.started_at is None or self.finished_at is None:
             return None
         return max(0.0, self.finished_at - self.started_at)
-
-
-@dataclass(frozen=True)
-class Notification:
-    """A message waiting in the outbox for one channel (console, telegram, slack)."""
-
-    id: int
-    channel: str
-    kind: str
-    text: str
-    task_id: str | None
-    dedupe_key: str
-    created_at: float

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from core.clock import Clock
 from core.messages import Keyboard, card_keyboard
 from core.models import Task, TaskState
+from core.notify import Notifier
 from core.protocol import EventKind
 from core.service import Service
 from core.text import clip, format_cost, format_duration, local_time, money, state_icon, state_label, token_count
@@ -136,8 +137,8 @@ class Progress:
             return
         now = self.clock.now()
         text, buttons = render_card(self.service, task, now)
-        for card in cards:
-            store.enqueue_progress(card, text, buttons=buttons, ts=now, final=task.state.finished, state=task.state)
+        final = task.state.value if task.state.finished else ""
+        Notifier(self.service.config, store, self.clock).edit(cards, text, buttons, final_state=final)
         self.wake()
         if task.state.finished:
             self._last.pop(task_id, None)

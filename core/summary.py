@@ -149,14 +149,6 @@ def _calls(n: int) -> str:
     return "1 tool call" if n == 1 else f"{n} tool calls"
 
 
-def chat_prefix(channel: str, slack_command: str) -> str | None:
-    """How commands are typed in a channel: None for the terminal (console), ``/`` in Telegram,
-    ``/orchestra `` (the configured slash command) in Slack."""
-    if channel == "console":
-        return None
-    return slack_command + " " if channel == "slack" else "/"
-
-
 def command_hint(chat_prefix: str | None, cli: str, chat: str) -> str:
     """A command as the reader types it: ``orchestra logs t1`` in a terminal (``chat_prefix`` None),
     ``/log t1`` in Telegram (``"/"``), ``/orchestra log t1`` in Slack (``"/orchestra "``)."""
@@ -206,7 +198,6 @@ def render_phone(summary: dict[str, Any], *, state: str | None = None, chat_pref
 __all__ = [
     "PHONE_LIMIT",
     "build_summary",
-    "chat_prefix",
     "command_hint",
     "digest_lines",
     "files_changed",

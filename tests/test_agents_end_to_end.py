@@ -39,7 +39,7 @@ async def run_task(app: App, agent: str, cwd: Path) -> tuple[Task, str]:
         task = await app.engine.wait_finished(delegation.task.id, timeout=60)
     finally:
         await app.engine.stop()
-    return task, app.store.pending("console", task_id=task.id)[0].text
+    return task, app.store.outbox_queue("console", task_id=task.id)[0].text
 
 
 @pytest.mark.parametrize("cli", ["codex", "gemini", "qwen", "opencode", "droid"])

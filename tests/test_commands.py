@@ -67,8 +67,7 @@ async def chat_app(make_app: Any, repo: Path) -> AsyncIterator[App]:
 
 def deliver_as(app: App, out: Outbound, message_id: str) -> None:
     """Record an answer as sent in the outbox, as the delivery loop would, so taps can find it."""
-    app.store.enqueue_chat("telegram", out.kind.value, out.text, chat_id=ALICE, dedupe_key=f"k{message_id}",
-                           ts=1.0, task_id=out.task_id, buttons=out.buttons)  # fmt: skip
+    app.store.enqueue("telegram", out, chat_id=ALICE, dedupe_key=f"k{message_id}", ts=1.0)
     row = app.store.outbox_queue("telegram")[-1]
     app.store.mark_delivered(row.id, 2.0, message_id)
 

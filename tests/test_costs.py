@@ -123,7 +123,7 @@ def test_thresholds_alert_once_per_period(store: Store) -> None:
     assert "New tasks need approval until tomorrow" in second.text
     assert check_budget_alerts(tracker, channels) == []
     for channel in channels:
-        texts = [n.text for n in store.pending(channel)]
+        texts = [n.text for n in store.outbox_queue(channel)]
         assert len(texts) == 2, "one message for 50%, one for 80+100%, never the 80% late"
         assert "50% used: $5.50" in texts[0]
     assert {a["key"] for a in store.alerts("budget")} == {
@@ -171,7 +171,7 @@ def test_daily_budget_switches_new_tasks_to_approval(store: Store, tmp_path: Pat
     held = svc.delegate("write docs for the CLI", cwd=str(tmp_path))
     assert held.task.state == TaskState.AWAITING_APPROVAL
     assert held.approval_reason == "the daily budget is spent: $10.00 of $10.00 (100%) today"
-    [note] = store.pending("console", task_id=held.task.id)
+    [note] = store.outbox_queue("console", task_id=held.task.id)
     assert note.kind == "approval" and "daily budget is spent" in note.text
     assert svc.approve(held.task.id).state == TaskState.QUEUED  # a person can still let it through
     clock.ts = at("2026-11-26 09:00")

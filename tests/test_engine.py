@@ -56,7 +56,7 @@ async def test_delegate_runs_and_summarises_in_git_repo(make_app: Any, repo: Pat
     assert len(summary["digest"]) == 3
     assert summary["tokens"]["input"] > 0 and task.cost_usd and task.cost_usd > 0
     assert Path(summary["log"]).exists() and Path(summary["log"]).stat().st_size > 0
-    notes = app.store.pending("console", task_id=task.id)
+    notes = app.store.outbox_queue("console", task_id=task.id)
     assert len(notes) == 1 and notes[0].kind == "completion"
     assert len(notes[0].text) <= 1000 and "user_model.py +" in notes[0].text
     # the tmux window is gone once the runner is done
@@ -124,7 +124,7 @@ async def test_crash_and_in_band_error_fail_with_reason(make_app: Any, tmp_path:
     assert reason in task.error
     if mode == "api_error":
         assert task.exit_code == 0  # exit 0, yet failed: the in-band is_error flag decides
-    assert reason in app.store.pending("console", task_id=task.id)[0].text
+    assert reason in app.store.outbox_queue("console", task_id=task.id)[0].text
 
 
 async def test_cost_cap_stops_agent_over_budget(make_app: Any, tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ async def test_cost_cap_stops_agent_over_budget(make_app: Any, tmp_path: Path) -
     assert task.state == TaskState.OVER_BUDGET
     assert "crossed the cap" in task.error
     assert task.live_cost_usd is not None and task.live_cost_usd > 0.5
-    assert "over budget" in app.store.pending("console", task_id=task.id)[0].text
+    assert "over budget" in app.store.outbox_queue("console", task_id=task.id)[0].text
 
 
 async def test_concurrency_limit_and_fifo(make_app: Any, tmp_path: Path) -> None:
@@ -223,7 +223,7 @@ async def test_approval_gate_holds_task_until_approved(make_app: Any, tmp_path: 
         d = app.service.delegate("set up the GitHub Actions CI pipeline and Dockerfile", cwd=str(tmp_path))
         assert d.decision.category == "devops"
         assert d.needs_approval and d.task.state == TaskState.AWAITING_APPROVAL
-        assert app.store.pending("console", task_id=d.task.id)[0].kind == "approval"
+        assert app.store.outbox_queue("console", task_id=d.task.id)[0].kind == "approval"
         app.service.approve(d.task.id)
         task = await app.engine.wait_finished(d.task.id, timeout=30)
         from core.errors import InvalidTransition
@@ -385,6 +385,6 @@ def test_a_crash_while_recording_a_result_keeps_none_of_it_and_the_retry_records
     monkeypatch.undo()
     assert app.engine.finalize(task.id, payload)
     assert app.store.get_task(task.id).state == TaskState.SUCCEEDED
-    assert len(app.store.pending("console", task_id=task.id)) == 1
+    assert len(app.store.outbox_queue("console", task_id=task.id)) == 1
     assert [i.kind for i in app.store.outbox_queue("telegram")] == ["completion"]
     assert not app.engine.finalize(task.id, payload), "recorded once"

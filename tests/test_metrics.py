@@ -31,6 +31,7 @@ from bot.cli import main
 from core.clock import SystemClock
 from core.config import load_config, parse_config
 from core.errors import ConfigError, MetricsUnavailable
+from core.messages import Outbound, OutKind
 from core.metrics import Metrics, MetricsServer
 from core.models import TaskState
 from core.store import Store
@@ -192,12 +193,13 @@ async def test_a_scrape_shows_the_tasks_latencies_costs_and_backlog_of_real_runs
             assert time.monotonic() < deadline, "the sleeper never started"
             await asyncio.sleep(0.05)
         now = time.time()
-        app.store.enqueue_chat("slack", "completion", "late", chat_id="C1", dedupe_key="s1", ts=now - 40)
-        app.store.enqueue_chat("slack", "completion", "blocked", chat_id="C2", dedupe_key="s2", ts=now - 20)
+        late, blocked = (Outbound(text, kind=OutKind.COMPLETION) for text in ("late", "blocked"))
+        app.store.enqueue("slack", late, chat_id="C1", dedupe_key="s1", ts=now - 40)
+        app.store.enqueue("slack", blocked, chat_id="C2", dedupe_key="s2", ts=now - 20)
         app.store.mark_given_up(app.store.outbox_queue("slack")[1].id, "channel_not_found", now)
         app.store.journal_inbound("telegram:77", "telegram", {"update_id": 77}, now)  # received, not handled
         samples = await asyncio.to_thread(scrape, server.url)
-        console_waiting = len(app.store.pending("console"))
+        console_waiting = len(app.store.outbox_queue("console"))
         totals = {agent: usd for agent, usd, _ in app.store.cost_totals()["by_agent"]}
     finally:
         for task in app.store.active_tasks():
@@ -390,8 +392,9 @@ def test_doctor_names_missing_secrets_and_the_backlog_without_a_bot(
     )  # fmt: skip
     store = Store(home / "orchestra.db")
     try:
-        store.enqueue_chat("telegram", "completion", "done", chat_id="1", dedupe_key="a", ts=time.time() - 3600)
-        store.enqueue_chat("telegram", "completion", "done", chat_id="2", dedupe_key="b", ts=time.time())
+        done = Outbound("done", kind=OutKind.COMPLETION)
+        store.enqueue("telegram", done, chat_id="1", dedupe_key="a", ts=time.time() - 3600)
+        store.enqueue("telegram", done, chat_id="2", dedupe_key="b", ts=time.time())
     finally:
         store.close()
     code, lines = doctor(config, capsys)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bot.console import console_outbox
 from bot.outbox import Outbox, plan_parts, split_text, text_length
 from core.errors import DeliveryFailed, RetryLater
-from core.messages import Attachment, Button, Outbound, OutboxItem, OutKind
+from core.messages import Attachment, Button, Outbound, OutboxItem, OutKind, waiting_keyboard
 from core.store import Store
 
 
@@ -139,9 +142,9 @@ async def test_rows_for_every_chat_fan_out_once_per_chat(store: Store) -> None:
     clock, sender = ManualClock(), ScriptedSender()
     outbox = make(store, clock, sender, notify_chats=["1", "2"])
     outbox.put(Outbound("ack t1", kind=OutKind.ACK, task_id="t1"), chat_id="5", key="ack")
-    store.enqueue_chat("telegram", "completion", "t1 done", chat_id=None, task_id="t1", dedupe_key="telegram:t1:done",
-                       ts=clock.now(), buttons=((Button("📄 Log", "log", "t1"),),))  # fmt: skip
-    store.enqueue("telegram", "budget_alert", "80% of today's budget", task_id=None, dedupe_key="alert", ts=1.0)
+    done = Outbound("t1 done", kind=OutKind.COMPLETION, task_id="t1", buttons=((Button("📄 Log", "log", "t1"),),))
+    store.enqueue("telegram", done, dedupe_key="telegram:t1:done", ts=clock.now())
+    store.enqueue("telegram", Outbound("80% of today's budget", kind=OutKind.BUDGET_ALERT), dedupe_key="alert", ts=1.0)
     for _ in range(3):
         await outbox.deliver_due()
     assert sorted((i.chat_id, i.text) for i in sender.delivered) == [
@@ -149,32 +152,52 @@ async def test_rows_for_every_chat_fan_out_once_per_chat(store: Store) -> None:
         ("5", "ack t1"), ("5", "t1 done"),
     ]  # fmt: skip
     assert all(i.buttons[0][0].action == "log" for i in sender.delivered if i.text == "t1 done")
-    store.enqueue_chat("telegram", "completion", "t1 done", chat_id=None, task_id="t1", dedupe_key="telegram:t1:done",
-                       ts=clock.now())  # fmt: skip
+    store.enqueue("telegram", replace(done, buttons=()), dedupe_key="telegram:t1:done", ts=clock.now())
     await outbox.deliver_due()
     assert len(sender.delivered) == 6
 
 
-async def test_payloads_of_the_scheduler_become_buttons_and_a_chart(store: Store, tmp_path: Path) -> None:
-    clock, sender = ManualClock(), ScriptedSender()
-    outbox = make(store, clock, sender, notify_chats=["1"])
+async def test_rows_queued_in_the_old_payload_shapes_still_deliver_with_buttons_and_chart(tmp_path: Path) -> None:
+    """A store from before the one button shape: its undelivered rows keep their buttons and chart."""
     chart = tmp_path / "chart.png"
     chart.write_bytes(b"\x89PNG fake")
     digest = "Morning digest\n" + "a line of the digest\n" * 3
     waiting = [{"task_id": "t3", "state": "awaiting_approval"}, {"task_id": "t4", "state": "running"}]
-    store.enqueue("telegram", "digest", digest, task_id=None, dedupe_key="d", ts=1.0,
-                  payload={"chart_png": str(chart), "buttons": waiting})  # fmt: skip
-    store.enqueue("telegram", "watchdog", "t4 is silent", task_id="t4", dedupe_key="w", ts=1.0,
-                  payload={"buttons": ["peek", "cancel"]})  # fmt: skip
+    old = Store(tmp_path / "old.db")
+    rows = [
+        ("telegram", "digest", None, digest, {"chart_png": str(chart), "buttons": waiting}),
+        ("telegram", "watchdog", "t4", "t4 is silent", {"buttons": ["peek", "cancel"]}),
+        ("telegram", "completion", "t5", "t5 done", {"buttons": [[["📄 Log", "log", "t5"]]]}),
+        ("console", "watchdog", "t4", "t4 is silent\nPeek: orchestra peek t4", {"buttons": ["peek", "cancel"]}),
+        ("console", "digest", None, f"{digest}\nChart: {chart}", {"chart_png": str(chart), "buttons": waiting}),
+    ]
+    for n, (channel, kind, task, body, payload) in enumerate(rows):  # as the old store.enqueue wrote them
+        old.db.execute(
+            "INSERT INTO outbox (dedupe_key, channel, kind, task_id, text, payload_json, created_at, attempts, "
+            "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 1.0, 0, 1.0)",
+            (f"k{n}", channel, kind, task, body, json.dumps(payload)),
+        )
+    old.db.execute("DELETE FROM _migrations WHERE name = '009_one_button_shape'")
+    old.close()
+    store = Store(tmp_path / "old.db")
+    clock, sender = ManualClock(), ScriptedSender()
+    outbox = make(store, clock, sender, notify_chats=["1"])
     for _ in range(2):
         await outbox.deliver_due()
-    text, photo, silent = sender.delivered
+    text, photo, silent, done = sender.delivered
     assert text.text == digest.strip("\n") or text.text == digest
     assert [[b.action + ":" + b.task_id for b in row] for row in text.buttons] == [
         ["approve:t3", "reject:t3"], ["peek:t4"],
     ]  # fmt: skip
     assert photo.attachment is not None and photo.attachment.path == str(chart) and photo.text == "Morning digest"
     assert [b.label for row in silent.buttons for b in row] == ["👀 Peek", "⏹ Cancel"]
+    assert [b.action for row in done.buttons for b in row] == ["log"]
+    printed: list[str] = []
+    await console_outbox(store, clock, printed.append).deliver_due()
+    assert printed == [
+        "\n── notification (watchdog) ──\nt4 is silent\nPeek: orchestra peek t4\n",
+        f"\n── notification (digest) ──\n{digest}\nChart: {chart}\n",
+    ], "the console's old rows print as they did: their commands and chart were in their text"
 
 
 async def test_edits_wait_for_their_message_and_give_up_with_it(store: Store) -> None:
@@ -240,9 +263,9 @@ async def test_a_file_whose_text_is_too_long_for_a_caption_gets_it_as_messages_f
     buttons = ((Button("✅ Approve", "approve", "t3"),),)
     photo = Attachment("photo", "digest.png", path=str(chart))
     outbox.put(Outbound(text, buttons=buttons, reply_to="9", attachment=photo), chat_id="1", key="demand")
-    waiting = [{"task_id": "t3", "state": "awaiting_approval"}]
-    store.enqueue("telegram", "digest", text, task_id=None, dedupe_key="d", ts=1.0,
-                  payload={"chart_png": str(chart), "buttons": waiting})  # fmt: skip
+    scheduled = Outbound(text, kind=OutKind.DIGEST, buttons=waiting_keyboard([("t3", "awaiting_approval")]),
+                         attachment=Attachment("photo", "chart.png", path=str(chart)))  # fmt: skip
+    store.enqueue("telegram", scheduled, dedupe_key="d", ts=1.0)
     for _ in range(3):
         await outbox.deliver_due()
     for chat in ("1", "2"):

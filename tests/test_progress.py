@@ -23,8 +23,7 @@ def test_the_card_shows_tokens_as_soon_as_the_first_usage_event_arrives(make_app
     app.engine.listeners.append(progress.on_event)
     commands = Commands(app.service, app.clock)
     [card] = commands.handle(Inbound(chat=CHAT, user_id="111", user_name="@alice", text="@echo hi", event_id="e1"))
-    app.store.enqueue_chat("telegram", card.kind.value, card.text, chat_id="111", dedupe_key="card", ts=1.0,
-                           task_id="t1", buttons=card.buttons)  # fmt: skip
+    app.store.enqueue("telegram", card, chat_id="111", dedupe_key="card", ts=1.0)
     app.store.mark_delivered(app.store.outbox_queue("telegram")[-1].id, 2.0, "900")
     assert app.store.transition("t1", ["queued"], "running", started_at=time.time())
     assert app.engine.acquire()  # the engine records the runner's events (never started: no dispatch)

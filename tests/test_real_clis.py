@@ -238,7 +238,7 @@ async def test_real_cli_writes_the_file_and_reports_tokens_and_cost(
     _assert_cost(case, task, expected, calls)
     summary = task.summary
     assert [f["path"] for f in summary["files"]] == ["hello.txt"], "the agent's work, not the CLI's own files"
-    assert FINAL_TEXT in app.store.pending("console", task_id=task.id)[0].text
+    assert FINAL_TEXT in app.store.outbox_queue("console", task_id=task.id)[0].text
 
 
 @pytest.mark.parametrize("mode", ["401", "500"])
@@ -256,7 +256,7 @@ async def test_real_cli_api_error_fails_with_a_reason(
     assert expected in task.error, task.error
     assert not (repo / "hello.txt").exists()
     assert task.cost_usd == 0 and task.cost_source != "unknown", "no model call answered: $0, known"
-    assert expected in app.store.pending("console", task_id=task.id)[0].text
+    assert expected in app.store.outbox_queue("console", task_id=task.id)[0].text
 
 
 async def test_unpriced_model_costs_unknown_not_zero(make_app: Any, repo: Path, tmp_path: Path, cli_home: Path) -> None:
@@ -291,7 +291,7 @@ async def test_gemini_answering_as_an_unpriced_model_is_priced_as_the_configured
     assert task.state == TaskState.SUCCEEDED, task.error
     assert task.cost_source == "priced"
     assert task.cost_usd == pytest.approx(price_usd(_usage_of(case, calls), case.model), rel=1e-9)
-    message = app.store.pending("console", task_id=task.id)[0].text
+    message = app.store.outbox_queue("console", task_id=task.id)[0].text
     assert f"priced as {case.model}, the configured model: gemini-fake-9 has no price" in message, message
 
 
@@ -346,7 +346,7 @@ async def test_a_rejected_tool_call_that_changed_nothing_is_not_a_plain_success(
         _record(app, case, task, "tool_rejected")
     assert "tool:Execute" in asked, asked
     assert not (repo / "hello.txt").exists()
-    message = app.store.pending("console", task_id=task.id)[0].text
+    message = app.store.outbox_queue("console", task_id=task.id)[0].text
     assert "succeeded, but 1 tool call failed and no file changed" in message, message
     assert message.startswith("⚠️") and "Files:" not in message
 
@@ -434,5 +434,5 @@ async def _escape(make_app: Any, case: Case, repo: Path, tmp_path: Path, outside
     assert shell_calls, "the model asked for the shell"
     assert not outside.exists(), f"{case.name} ran a shell command outside the workspace"
     assert task.state.finished
-    notice = app.store.pending("console", task_id=task.id)[0].text
+    notice = app.store.outbox_queue("console", task_id=task.id)[0].text
     assert "touch" in notice and "denied" in notice.lower(), notice

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from bot.console import render
 from bot.scheduler import Scheduler, SchedulerDeps, digest_trigger, start
 from core.config import Config
+from core.messages import Attachment
 from core.store import Store
 from tests.test_costs import PARIS, ManualClock, add_task, at, make_config
 
@@ -71,7 +73,7 @@ def test_a_time_inside_the_changing_hour_still_sends_one_digest_a_day(store: Sto
         clock.ts = fire
         sent.append(asyncio.run(jobs.send_due_digest()))
     assert sent == [True, False]
-    assert [n.dedupe_key for n in store.pending("console")] == ["console:digest:2026-10-25"]
+    assert [n.dedupe_key for n in store.outbox_queue("console")] == ["console:digest:2026-10-25"]
 
 
 async def test_the_bot_process_schedules_and_shuts_down(store: Store, tmp_path: Path) -> None:
@@ -89,7 +91,7 @@ async def test_the_bot_process_schedules_and_shuts_down(store: Store, tmp_path: 
         jobs.shutdown()
     assert not jobs.running
     jobs.shutdown()  # twice is fine
-    assert store.pending("console") == []
+    assert store.outbox_queue("console") == []
 
 
 async def test_start_sends_a_digest_missed_while_down(store: Store, tmp_path: Path) -> None:
@@ -100,11 +102,11 @@ async def test_start_sends_a_digest_missed_while_down(store: Store, tmp_path: Pa
         await _until(lambda: store.digest_sent("2026-11-25"))
     finally:
         jobs.shutdown()
-    [note] = store.pending("console")
+    [note] = store.outbox_queue("console")
     assert note.kind == "digest" and "done overnight" in note.text
     chart = tmp_path / "digests" / "2026-11-25.png"
-    assert f"Chart: {chart}" in note.text and chart.read_bytes().startswith(PNG_SIGNATURE)
-    assert store.payload(note.id) == {"chart_png": str(chart), "buttons": []}
+    assert f"Chart: {chart}" in render(note) and chart.read_bytes().startswith(PNG_SIGNATURE)
+    assert note.attachment == Attachment("photo", "chart.png", path=str(chart)) and note.buttons == ()
 
 
 # -- catching up -----------------------------------------------------------------------------------
@@ -114,19 +116,19 @@ async def test_a_missed_digest_is_caught_up_once(store: Store, tmp_path: Path) -
     clock = ManualClock(at("2026-11-25 10:30"))  # down at 08:00, back 2.5 h later (grace: 6 h)
     assert await scheduler(store, clock, tmp_path).send_due_digest()
     for channel in ("console", "telegram"):
-        [note] = store.pending(channel)
+        [note] = store.outbox_queue(channel)
         assert note.kind == "digest" and "Add REST endpoint for orders" in note.text
         assert note.dedupe_key == f"{channel}:digest:2026-11-25"
-    assert "Chart:" not in store.pending("telegram")[0].text  # the chart file is for the chat, not its text
+    assert "Chart:" not in store.outbox_queue("telegram")[0].text  # the chart file is for the chat, not its text
     restarted = scheduler(store, clock, tmp_path)
     clock.ts = at("2026-11-25 11:00")
     assert not await restarted.send_due_digest()  # a second restart the same morning sends nothing
-    assert len(store.pending("console")) == 1
+    assert len(store.outbox_queue("console")) == 1
     last = store.last_digest()
     assert last is not None and (last["period"], last["since"]) == ("2026-11-25", at("2026-11-24 08:00"))
     clock.ts = at("2026-11-26 08:00")
     assert await restarted.send_due_digest()  # the next morning as usual
-    assert "Nothing finished since Wed 25 Nov 10:30." in store.pending("console")[-1].text
+    assert "Nothing finished since Wed 25 Nov 10:30." in store.outbox_queue("console")[-1].text
 
 
 async def test_a_digest_missed_beyond_the_grace_time_is_skipped_loudly(
@@ -136,7 +138,7 @@ async def test_a_digest_missed_beyond_the_grace_time_is_skipped_loudly(
     clock = ManualClock(at("2026-11-25 19:00"))  # 11 h late, grace 6 h
     with caplog.at_level(logging.WARNING, logger="bot.scheduler"):
         assert not await scheduler(store, clock, tmp_path).send_due_digest()
-    assert store.pending("console") == [] and not store.digest_sent("2026-11-25")
+    assert store.outbox_queue("console") == [] and not store.digest_sent("2026-11-25")
     assert "digest of 2026-11-25 was missed by 11h00m" in caplog.text
     clock.ts = at("2026-11-26 08:00")
     assert await scheduler(store, clock, tmp_path).send_due_digest()
@@ -158,7 +160,7 @@ async def test_digest_goes_only_to_its_configured_live_channels(store: Store, tm
     config = make_config(digest={"channels": ["telegram", "slack"], "chart": False})
     clock = ManualClock(at("2026-11-25 08:00"))
     assert await scheduler(store, clock, tmp_path, config).send_due_digest()
-    assert store.pending("console") == [] and len(store.pending("telegram")) == 1  # slack is not configured
+    assert store.outbox_queue("console") == [] and len(store.outbox_queue("telegram")) == 1  # slack is not configured
 
 
 # -- budgets and the watchdog ----------------------------------------------------------------------
@@ -168,7 +170,7 @@ def test_budget_job_alerts_each_threshold_once(store: Store, tmp_path: Path) -> 
     add_task(store, at("2026-11-25 11:00"), cost=8.0)
     assert [a.key for a in jobs.check_budgets()] == ["alert:day:2026-11-25:80"]
     assert jobs.check_budgets() == []
-    assert [n.kind for n in store.pending("telegram")] == ["budget_alert"]
+    assert [n.kind for n in store.outbox_queue("telegram")] == ["budget_alert"]
 
 
 def test_watchdog_alerts_once_per_silent_task(store: Store, tmp_path: Path) -> None:
@@ -179,20 +181,24 @@ def test_watchdog_alerts_once_per_silent_task(store: Store, tmp_path: Path) -> N
     clock = ManualClock(now)
     jobs = scheduler(store, clock, tmp_path, make_config(watchdog={"silent_after_s": 900}))
     assert jobs.check_watchdog() == [quiet, not_started]
-    [note, _] = store.pending("telegram")
+    [note, _] = store.outbox_queue("telegram")
     assert note.kind == "watchdog" and note.task_id == quiet
     assert note.text.splitlines() == [
         f"⏳ {quiet} has been silent for 20m00s · claude · backend · $0.30 so far",
         "Migrate the database",
         f"Peek: /peek {quiet} · Cancel: /cancel {quiet}",  # as typed in Telegram, where it is read
     ]
-    assert store.payload(note.id) == {"buttons": ["peek", "cancel"]}
+    assert [(b.label, b.action, b.task_id) for row in note.buttons for b in row] == [
+        ("👀 Peek", "peek", quiet), ("⏹ Cancel", "cancel", quiet),
+    ]  # fmt: skip
     clock.ts = now + 3600
     store.update_task(busy, last_event_at=clock.ts - 10)
     assert jobs.check_watchdog() == []  # one alert per task, however long it stays silent
-    assert len(store.pending("console")) == 2
-    assert "silent for 16m00s" in store.pending("console")[1].text
-    assert f"Peek: orchestra peek {quiet}" in store.pending("console")[0].text  # the terminal's own words
+    assert len(store.outbox_queue("console")) == 2
+    assert "silent for 16m00s" in store.outbox_queue("console")[1].text
+    console = store.outbox_queue("console")[0]
+    assert f"Peek: orchestra peek {quiet} · Cancel: orchestra cancel {quiet}" in console.text  # as typed there
+    assert console.buttons == () and render(console).count("orchestra peek") == 1
     off = scheduler(store, clock, tmp_path, make_config(watchdog={"silent_after_s": None}))
     assert off.check_watchdog() == []
 

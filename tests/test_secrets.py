@@ -383,7 +383,7 @@ async def test_a_secret_pasted_into_a_task_reaches_the_agent_and_nothing_else(
     assert task.text == "deploy with OPENAI_API_KEY=[redacted] and the bot token [redacted], then report"
     task_dir = app.home / "tasks" / task.id
     assert (task_dir / "task.md").read_text() == task.text
-    completion = app.store.pending("console", task_id=task.id)[0].text
+    completion = app.store.outbox_queue("console", task_id=task.id)[0].text
     assert "deploy with OPENAI_API_KEY=[redacted] and the bot token [redacted]" in completion
     assert not _leaks_in(app.home)
     if mode == "arg":  # a retry hands the agent the text as it was first sent, too

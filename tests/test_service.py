@@ -21,7 +21,7 @@ from bot.app import App
 from core.access import Gate
 from core.commands import Commands
 from core.errors import AgentUnavailable, InvalidTransition, TaskRejected, UnknownTask
-from core.messages import ChatRef, Inbound
+from core.messages import ChatRef, Inbound, Outbound, OutKind
 from core.models import TaskState
 from core.service import Actor, Approval, SentMessage
 from tests.conftest import requires_tmux
@@ -192,7 +192,9 @@ async def test_cancel_with_a_wait_returns_the_task_as_it_ended(make_app: Any, tm
 # -- what the surfaces read ----------------------------------------------------------------------
 def test_a_message_about_a_task_is_found_again_as_a_typed_record(app: App) -> None:
     task = app.service.delegate("Create User model").task
-    app.store.enqueue_chat("telegram", "ack", "card", chat_id="111", dedupe_key="k", ts=1.0, task_id=task.id)
+    app.store.enqueue(
+        "telegram", Outbound("card", kind=OutKind.ACK, task_id=task.id), chat_id="111", dedupe_key="k", ts=1.0
+    )
     app.store.mark_delivered(app.store.outbox_queue("telegram")[-1].id, 2.0, "500")
     sent = app.service.sent_message("telegram", "111", "500")
     assert sent == SentMessage(kind="ack", task_id="t1") and sent.is_card

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from core.messages import Outbound, OutKind
 from core.models import TaskState
 from core.store import MIGRATIONS, Store
 
@@ -55,12 +56,13 @@ def test_events_are_idempotent(tmp_path: Path) -> None:
 
 def test_outbox_dedupes_and_claims_once(tmp_path: Path) -> None:
     store = make(tmp_path)
-    assert store.enqueue("console", "completion", "done", task_id="t1", dedupe_key="k", ts=1.0)
-    assert not store.enqueue("console", "completion", "done", task_id="t1", dedupe_key="k", ts=2.0)
-    [note] = store.pending("console")
-    assert store.mark_sent(note.id, 3.0)
-    assert not store.mark_sent(note.id, 4.0)
-    assert store.pending("console") == []
+    done = Outbound("done", kind=OutKind.COMPLETION, task_id="t1")
+    assert store.enqueue("console", done, dedupe_key="k", ts=1.0)
+    assert not store.enqueue("console", done, dedupe_key="k", ts=2.0)
+    [note] = store.outbox_queue("console")
+    assert store.mark_delivered(note.id, 3.0, None)
+    assert not store.mark_delivered(note.id, 4.0, None)
+    assert store.outbox_queue("console") == []
 
 
 def test_cost_median_estimate(tmp_path: Path) -> None:

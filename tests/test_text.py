@@ -12,6 +12,7 @@ import pytest
 from bot.app import App
 from bot.outbox import text_length
 from core.audit import audit_line
+from core.messages import Outbound, OutKind
 from core.models import TaskState
 from core.progress import Progress
 from core.summary import render_phone
@@ -124,7 +125,8 @@ def test_a_card_shows_who_approved_at_what_time_in_the_configured_zone(make_app:
     app.service.autostart_engine = False
     delegation = app.service.delegate("@echo hi")
     task_id = delegation.task.id
-    app.store.enqueue_chat("telegram", "ack", "card", chat_id="111", dedupe_key="card", ts=1.0, task_id=task_id)
+    card = Outbound("card", kind=OutKind.ACK, task_id=task_id)
+    app.store.enqueue("telegram", card, chat_id="111", dedupe_key="card", ts=1.0)
     app.store.mark_delivered(app.store.outbox_queue("telegram")[-1].id, 2.0, "900")
     approved_at = datetime(2026, 11, 25, 23, 30, tzinfo=UTC).timestamp()  # 08:30 the next morning in Tokyo
     app.store.record_approval(task_id, "start", "approved", "@alice", "", approved_at)

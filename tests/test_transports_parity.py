@@ -22,7 +22,7 @@ from bot.app import App
 from bot.slack_messages import action_to_inbound, event_to_inbound, slack_syntax, slash_to_inbound, to_mrkdwn
 from bot.telegram_messages import to_html, to_inbound
 from core.commands import Commands, Syntax
-from core.messages import Inbound, Outbound
+from core.messages import Inbound, Outbound, OutKind
 from core.service import Actor
 from tests.conftest import requires_tmux
 from tests.fake_slack import CHANNEL, block_action, direct_message, mention, slash_command
@@ -177,8 +177,8 @@ async def test_a_reply_to_an_approval_request_decides_it_alike(
     answers = {}
     for platform, convert, chat in (("telegram", telegram_reply, "111"), ("slack", slack_in_thread, CHANNEL)):
         app = seeded(make_app, monkeypatch, tmp_path, repo, platform)
-        app.store.enqueue_chat(platform, "approval", "card", chat_id=chat, dedupe_key="card", ts=1.0, task_id="t1",
-                               payload={"reply_to": THREAD} if platform == "slack" else {})  # fmt: skip
+        card = Outbound("card", kind=OutKind.APPROVAL, task_id="t1", reply_to=THREAD if platform == "slack" else None)
+        app.store.enqueue(platform, card, chat_id=chat, dedupe_key="card", ts=1.0)
         app.store.mark_delivered(app.store.outbox_queue(platform)[-1].id, 2.0, "700" if platform == "telegram" else "1")
         answers[platform] = [plain(out, platform) for out in commands_for(app, platform).handle(convert(text))]
         [row] = app.store.approvals("t1")

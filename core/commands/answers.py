@@ -12,7 +12,7 @@ from core.config import agent_installed
 from core.costs import render_cost_report
 from core.digest import render_chart_png
 from core.errors import OrchestraError
-from core.messages import Attachment, Button, Inbound, Keyboard, Outbound, OutKind, buttons_from_payload
+from core.messages import Attachment, Button, Inbound, Keyboard, Outbound, OutKind, waiting_keyboard
 from core.models import Task, TaskState
 from core.progress import render_card
 from core.service import Actor, Service
@@ -107,8 +107,7 @@ class Answers:
     def _digest(self, inbound: Inbound, _args: str) -> list[Outbound]:
         """The digest on demand, with Approve / Reject for what waits and the 14-day chart."""
         digest = self.service.digest()
-        waiting = [{"task_id": t.task_id, "state": t.state} for t in digest.waiting]
-        buttons = buttons_from_payload(waiting, None)
+        buttons = waiting_keyboard((t.task_id, t.state) for t in digest.waiting)
         chart = self.service.home / "digests" / f"on-demand-{inbound.chat.platform}-{inbound.chat.chat_id}.png"
         chart.parent.mkdir(parents=True, exist_ok=True)
         chart.write_bytes(render_chart_png(digest.chart))

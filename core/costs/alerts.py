@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from core.config import Config
 from core.costs.budgets import BudgetStatus
 from core.costs.tracker import CostTracker
+from core.notify import Notifier
 from core.text import money
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,7 @@ def check_budget_alerts(tracker: CostTracker, channels: Iterable[str]) -> list[B
         top = max(new)
         text = _alert_text(tracker.config, status, top)
         alert = BudgetAlert(_alert_key(tracker, status, top), top, status, text, targets)
-        for channel in targets:
-            key = f"{channel}:{alert.key}"
-            store.enqueue(channel, "budget_alert", alert.text, task_id=None, dedupe_key=key, ts=now)
+        Notifier(tracker.config, store, tracker.clock, channels=targets).budget_alert(alert.key, alert.text)
         for threshold in new:
             store.record_alert(_alert_key(tracker, status, threshold), "budget", now, alert.text)
         log.info("budget alert %s: %s", alert.key, alert.text)

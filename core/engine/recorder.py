@@ -20,11 +20,11 @@ from core.clock import Clock
 from core.config import Config
 from core.engine.workers import Workers
 from core.launch import discard_launch
-from core.messages import finished_keyboard
 from core.models import Task, TaskState
+from core.notify import Notifier
 from core.protocol import EventKind, task_dir
 from core.store import Store
-from core.summary import build_summary, chat_prefix, render_phone
+from core.summary import build_summary
 
 log = logging.getLogger(__name__)
 
@@ -197,33 +197,7 @@ class Recorder:
 
     def _queue_notices(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:
         """The completion (or review) message for every channel, in the caller's transaction."""
-        kind = "review" if state == TaskState.NEEDS_REVIEW else "completion"
-        for channel in self.channels():
-            text = render_phone(summary, state=state.value, chat_prefix=self._chat_prefix(channel))
-            if channel == "console":
-                self.store.enqueue(
-                    channel,
-                    kind,
-                    text,
-                    task_id=task_id,
-                    dedupe_key=f"{channel}:{task_id}:{kind}:{state}",
-                    ts=self.clock.now(),
-                )
-                continue
-            # A chat channel: no chat named, so its delivery sends one copy to each chat it notifies.
-            self.store.enqueue_chat(
-                channel,
-                kind,
-                text,
-                chat_id=None,
-                task_id=task_id,
-                buttons=finished_keyboard(task_id, state),
-                dedupe_key=f"{channel}:{task_id}:{kind}:{state}",
-                ts=self.clock.now(),
-            )
+        Notifier(self.config, self.store, self.clock).finished(task_id, state, summary)
 
     def channels(self) -> list[str]:
         return self.config.channels()
-
-    def _chat_prefix(self, channel: str) -> str | None:
-        return chat_prefix(channel, self.config.slack.command)

@@ -95,8 +95,5 @@ class ServiceBase:
         """
         return clip(self.store.redactor.text(text), size)
 
-    def _channels(self) -> list[str]:
-        return self.config.channels()
-
 
 __all__ = ["LOCAL", "Actor", "ServiceBase"]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from core.costs import CostTracker, effective_budgets
 from core.errors import AgentUnavailable, TaskRejected, TmuxError
-from core.messages import card_keyboard
+from core.messages import ChatRef
 from core.models import Task, TaskState
+from core.notify import Notifier
 from core.routing import RouteDecision, Router, leading_mention, parse_override
 from core.service.base import LOCAL, Actor
 from core.service.engine_control import EngineControl
@@ -177,21 +178,8 @@ class Delegating(EngineControl):
 
     def _request_approval(self, task: Task, actor: Actor, why: str) -> None:
         """Ask every notification channel; the chat the task came from already has the card."""
-        asked = f"🔐 {task.id} needs approval · {task.agent} · {task.category}\n{task.text[:300]}\nWhy: {why}"
-        text = f"{asked}\nApprove: orchestra approve {task.id} · Reject: orchestra reject {task.id}"
-        now = self.clock.now()
-        for channel in self._channels():
-            key = f"{channel}:{task.id}:approval:start"
-            if channel == "console":
-                self.store.enqueue(channel, "approval", text, task_id=task.id, dedupe_key=key, ts=now)
-            else:  # every chat it notifies, the task's own channel too, but not the chat showing the card
-                buttons = card_keyboard(task.id, TaskState.AWAITING_APPROVAL)
-                shown = {"shown_in": [actor.chat]} if channel == actor.source and actor.chat else None
-                # In a chat the buttons ask; the terminal's commands are for the console.
-                self.store.enqueue_chat(
-                    channel, "approval", asked, chat_id=None, task_id=task.id, buttons=buttons, dedupe_key=key, ts=now,
-                    payload=shown,
-                )  # fmt: skip
+        shown = ChatRef(actor.source, actor.chat) if actor.chat else None
+        Notifier(self.config, self.store, self.clock).approval_request(task, why, shown_in=shown)
 
     def _workdir(self, cwd: str | None) -> str:
         chosen = cwd or self.config.workspace or os.getcwd()

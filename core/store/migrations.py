@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 import sqlite_utils
 
@@ -207,6 +209,54 @@ def _m008_task_secret_refs(db: sqlite_utils.Database) -> None:
     db.table("tasks").add_column("secret_refs", str)
 
 
+def _m009_one_button_shape(db: sqlite_utils.Database) -> None:
+    """Undelivered rows keep their buttons in ``markup_json`` and their file as ``payload.attachment``,
+    the one shape delivery reads: rows queued before kept ``payload.buttons`` (action names, digest
+    entries or label rows) and ``payload.chart_png``. The console printed text only (its commands and
+    chart are in its text), so its rows keep their text and lose the rest."""
+    rows = db.execute(
+        "SELECT id, channel, task_id, payload_json, markup_json FROM outbox WHERE sent_at IS NULL "
+        "AND failed_at IS NULL AND (payload_json LIKE '%\"buttons\"%' OR payload_json LIKE '%\"chart_png\"%')"
+    ).fetchall()
+    for row_id, channel, task_id, payload_json, markup in rows:
+        payload = json.loads(payload_json or "{}")
+        buttons, chart = payload.pop("buttons", None), payload.pop("chart_png", None)
+        printed = channel == "console"  # history: how the console stored its rows before this migration
+        if markup is None and not printed:
+            markup = _old_buttons(buttons, task_id or "")
+        if chart and "attachment" not in payload and not printed:
+            payload["attachment"] = {"kind": "photo", "filename": "chart.png", "path": str(chart)}
+        db.execute(
+            "UPDATE outbox SET payload_json = ?, markup_json = ? WHERE id = ?",
+            (json.dumps(payload, ensure_ascii=False), markup, row_id),
+        )
+
+
+_OLD_LABELS = {"approve": "✅ Approve", "reject": "✖ Reject", "cancel": "⏹ Cancel", "peek": "👀 Peek",
+               "screen": "🖼 Screen", "log": "📄 Log", "retry": "🔁 Retry"}  # fmt: skip
+
+
+def _old_buttons(value: Any, task_id: str) -> str | None:
+    """``markup_json`` for the three shapes ``payload.buttons`` once had (None when it held none)."""
+    if not isinstance(value, list) or not value:
+        return None
+    if all(isinstance(v, str) for v in value):
+        rows = [[[_OLD_LABELS.get(a, a), a, task_id] for a in value]]
+    elif all(isinstance(v, dict) for v in value):
+        rows = []
+        for entry in value[:8]:
+            tid, state = str(entry.get("task_id", "")), str(entry.get("state", ""))
+            if state in ("awaiting_approval", "needs_review"):
+                rows.append([[f"✅ Approve {tid}", "approve", tid], [f"✖ Reject {tid}", "reject", tid]])
+            else:
+                rows.append([[f"👀 Peek {tid}", "peek", tid]])
+    elif all(isinstance(row, list) and all(isinstance(b, list) and len(b) == 3 for b in row) for row in value):
+        rows = [[[str(part) for part in b] for b in row] for row in value]
+    else:
+        return None
+    return json.dumps(rows, ensure_ascii=False)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
@@ -216,4 +266,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("006_costs_by_agent", _m006_costs_by_agent),
     ("007_budget_overrides", _m007_budget_overrides),
     ("008_task_secret_refs", _m008_task_secret_refs),
+    ("009_one_button_shape", _m009_one_button_shape),
 ]

@@ -3,74 +3,87 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from core.messages import (
     CARD_KINDS,
     Attachment,
     Keyboard,
+    Outbound,
     OutboxCopy,
     OutboxItem,
-    buttons_from_payload,
+    OutKind,
     keyboard_from_json,
     keyboard_to_json,
 )
-from core.models import ACTIVE_STATES, Notification
+from core.models import ACTIVE_STATES
 from core.store._base import _Base
 
 
 class OutboxMixin(_Base):
     """The ``outbox`` table."""
 
-    # -- outbox ---------------------------------------------------------------------------
+    # -- queueing: one row per message, for one chat or for every chat of its channel ---------
     def enqueue(
         self,
         channel: str,
-        kind: str,
-        text: str,
+        message: Outbound,
         *,
-        task_id: str | None,
         dedupe_key: str,
         ts: float,
-        payload: dict[str, Any] | None = None,
+        chat_id: str | None = None,
+        edit_of: int | None = None,
+        shown_in: Sequence[str] = (),
     ) -> bool:
-        """Queue a message for a channel; the same ``dedupe_key`` is queued once only. True if new.
+        """Queue a message (or an edit of one); the same ``dedupe_key`` is queued once only. True if new.
 
-        ``payload`` carries what a chat transport needs beyond the text (buttons, a chart file).
+        ``chat_id`` None asks the channel's delivery to fan the row out to every chat it notifies,
+        except the chats in ``shown_in`` (they already show it). An edit names its message
+        directly (``message.edit_message_id``) or as the outbox row that sent it (``edit_of``),
+        which may not have been delivered yet.
         """
+        return self._insert(channel, message.kind, message, dedupe_key, ts, chat_id, edit_of, shown_in)
+
+    def _insert(
+        self,
+        channel: str,
+        kind: str,
+        message: Outbound,
+        dedupe_key: str,
+        ts: float,
+        chat_id: str | None,
+        edit_of: int | None = None,
+        shown_in: Sequence[str] = (),
+    ) -> bool:
+        payload: dict[str, Any] = {}
+        if message.code:
+            payload["code"] = message.code
+        if message.reply_to:
+            payload["reply_to"] = message.reply_to
+        if message.attachment is not None:
+            payload["attachment"] = message.attachment.to_dict()
+        if shown_in:
+            payload["shown_in"] = list(shown_in)
         cursor = self._conn.execute(
             "INSERT OR IGNORE INTO outbox (dedupe_key, channel, kind, task_id, text, payload_json, created_at, "
-            "attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
-            (dedupe_key, channel, kind, task_id, text, json.dumps(payload or {}, ensure_ascii=False), ts, ts),
-        )
-        return cursor.rowcount == 1
-
-    def payload(self, notification_id: int) -> dict[str, Any]:
-        """The extra data queued with a message ({} when there is none)."""
-        row = self._conn.execute("SELECT payload_json FROM outbox WHERE id = ?", (notification_id,)).fetchone()
-        data: dict[str, Any] = json.loads(row[0]) if row and row[0] else {}
-        return data
-
-    def pending(self, channel: str, *, task_id: str | None = None, now: float | None = None) -> list[Notification]:
-        sql = (
-            "SELECT id, channel, kind, text, task_id, dedupe_key, created_at FROM outbox "
-            "WHERE channel = ? AND sent_at IS NULL"
-        )
-        params: list[Any] = [channel]
-        if task_id is not None:
-            sql += " AND task_id = ?"
-            params.append(task_id)
-        if now is not None:
-            sql += " AND next_attempt_at <= ?"
-            params.append(now)
-        sql += " ORDER BY id"
-        return [Notification(*row) for row in self._conn.execute(sql, params).fetchall()]
-
-    def mark_sent(self, notification_id: int, ts: float) -> bool:
-        """Claim a message as delivered; False if another consumer already did."""
-        cursor = self._conn.execute(
-            "UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ? AND sent_at IS NULL",
-            (ts, notification_id),
+            "attempts, next_attempt_at, chat_id, markup_json, edit_of, edit_message_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            (
+                dedupe_key,
+                channel,
+                str(kind),
+                message.task_id,
+                message.text,
+                json.dumps(payload, ensure_ascii=False),
+                ts,
+                ts,
+                chat_id,
+                keyboard_to_json(message.buttons) if message.buttons else None,
+                edit_of,
+                message.edit_message_id,
+            ),
         )
         return cursor.rowcount == 1
 
@@ -79,49 +92,6 @@ class OutboxMixin(_Base):
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
             (error[:500], retry_at, notification_id),
         )
-
-    # -- chat outbox: one row per message to one chat, edits, fan-out ----------------------
-    def enqueue_chat(
-        self,
-        channel: str,
-        kind: str,
-        text: str,
-        *,
-        chat_id: str | None,
-        dedupe_key: str,
-        ts: float,
-        task_id: str | None = None,
-        buttons: Keyboard = (),
-        payload: dict[str, Any] | None = None,
-        edit_of: int | None = None,
-        edit_message_id: str | None = None,
-    ) -> bool:
-        """Queue a chat message (or an edit of one); the same ``dedupe_key`` is queued once. True if new.
-
-        ``chat_id`` None asks the channel's delivery to fan the row out to every chat it notifies.
-        An edit names its message directly (``edit_message_id``) or as the outbox row that sent it
-        (``edit_of``), which may not have been delivered yet.
-        """
-        cursor = self._conn.execute(
-            "INSERT OR IGNORE INTO outbox (dedupe_key, channel, kind, task_id, text, payload_json, created_at, "
-            "attempts, next_attempt_at, chat_id, markup_json, edit_of, edit_message_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
-            (
-                dedupe_key,
-                channel,
-                kind,
-                task_id,
-                text,
-                json.dumps(payload or {}, ensure_ascii=False),
-                ts,
-                ts,
-                chat_id,
-                keyboard_to_json(buttons) if buttons else None,
-                edit_of,
-                edit_message_id,
-            ),
-        )
-        return cursor.rowcount == 1
 
     def enqueue_progress(
         self, card_id: int, text: str, *, buttons: Keyboard, ts: float, final: bool = False, state: str = ""
@@ -138,15 +108,12 @@ class OutboxMixin(_Base):
         with self.atomic():
             count = self._conn.execute("SELECT COUNT(*) FROM outbox WHERE edit_of = ?", (card_id,)).fetchone()[0]
             suffix = f"final-{state}" if final else str(count + 1)  # each final state is written once
-            added = self.enqueue_chat(
+            added = self.enqueue(
                 channel,
-                "progress",
-                text,
+                Outbound(text, kind=OutKind.PROGRESS, buttons=buttons, task_id=task_id),
                 chat_id=chat_id,
                 dedupe_key=f"{channel}:{chat_id}:card:{card_id}:{suffix}",
                 ts=ts,
-                task_id=task_id,
-                buttons=buttons,
                 edit_of=card_id,
             )
             if added:
@@ -158,12 +125,16 @@ class OutboxMixin(_Base):
                 )
         return True
 
-    def outbox_queue(self, channel: str, *, limit: int = 200) -> list[OutboxItem]:
-        """Undelivered rows of a channel in the order they were queued, due or not, given-up ones left out."""
+    def outbox_queue(self, channel: str, *, task_id: str | None = None, limit: int = 200) -> list[OutboxItem]:
+        """Undelivered rows of a channel (of one task's, if given) in the order they were queued, due
+        or not, given-up ones left out."""
+        where = " AND o.task_id = ?" if task_id is not None else ""
         rows = self._conn.execute(
-            _OUTBOX_ITEM_SQL + " WHERE o.channel = ? AND o.sent_at IS NULL AND o.failed_at IS NULL "
-            "ORDER BY o.id LIMIT ?",
-            (channel, limit),
+            _OUTBOX_ITEM_SQL
+            + " WHERE o.channel = ? AND o.sent_at IS NULL AND o.failed_at IS NULL"
+            + where
+            + " ORDER BY o.id LIMIT ?",
+            (channel, *([task_id] if task_id is not None else []), limit),
         ).fetchall()
         return [_outbox_item(row) for row in rows]
 
@@ -224,17 +195,8 @@ class OutboxMixin(_Base):
             return
         with self.atomic():
             for copy in copies:
-                self.enqueue_chat(
-                    parent.channel,
-                    parent.kind,
-                    copy.text,
-                    chat_id=copy.chat_id,
-                    dedupe_key=copy.dedupe_key,
-                    ts=ts,
-                    task_id=parent.task_id,
-                    buttons=copy.buttons,
-                    payload=copy.payload,
-                )
+                message = replace(copy.message, task_id=parent.task_id)
+                self._insert(parent.channel, parent.kind, message, copy.dedupe_key, ts, copy.chat_id)
             self._conn.execute(
                 "UPDATE outbox SET sent_at = ?, last_error = ? WHERE id = ? AND sent_at IS NULL",
                 (ts, f"fanned out to {len(copies)} chat(s)", item_id),
@@ -323,10 +285,7 @@ def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
     (item_id, channel, kind, chat_id, text, key, task_id, markup, payload_json, edit_of, edit_id, target, attempts,
      next_at) = row  # fmt: skip
     payload: dict[str, Any] = json.loads(payload_json) if payload_json else {}
-    buttons = keyboard_from_json(markup) or buttons_from_payload(payload.get("buttons"), task_id)
     attachment = payload.get("attachment")
-    if attachment is None and payload.get("chart_png"):
-        attachment = {"kind": "photo", "filename": "chart.png", "path": str(payload["chart_png"])}
     return OutboxItem(
         id=int(item_id),
         channel=str(channel),
@@ -335,7 +294,7 @@ def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
         text=str(text or ""),
         dedupe_key=str(key),
         task_id=task_id,
-        buttons=buttons,
+        buttons=keyboard_from_json(markup),
         code=str(payload.get("code") or ""),
         reply_to=payload.get("reply_to"),
         edit_of=edit_of,
@@ -344,4 +303,5 @@ def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
         attachment=Attachment.from_dict(attachment) if isinstance(attachment, dict) else None,
         attempts=int(attempts or 0),
         next_attempt_at=float(next_at or 0.0),
+        shown_in=tuple(str(chat) for chat in payload.get("shown_in") or ()),
     )

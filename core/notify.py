@@ -1,0 +1,174 @@
+"""The one notification path: every message nobody asked for is queued here, for every channel.
+
+Answers to a person (a command's reply, the acknowledgement card of a delegation, a tap's
+edit) go back through their transport's outbox (``bot.outbox.Outbox.put``), in the chat and
+thread that asked. Everything else (an approval request, a completion or review, a budget alert,
+the watchdog's hint, the digest, and the edits that keep a task's cards current) is written by a
+:class:`Notifier`, as one row per channel in the store's outbox: a row names no chat, and each
+channel's delivery sends a copy to every chat it notifies and to the chats that have the task's
+card. The console is a channel like the others: it prints what a chat would show, with the
+buttons as the commands to type.
+
+A new kind of message is one more method that calls :meth:`Notifier.post` (a text per channel,
+buttons, the commands a channel without buttons prints instead) and, when it is answered,
+:meth:`Notifier.edit`: an agent's permission request ("run X? Allow / Deny") is posted to the
+task's chats with ``task_id`` set and edited, in each chat, once a person has decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.messages import (
+    Attachment,
+    Button,
+    ChatRef,
+    Keyboard,
+    Outbound,
+    OutKind,
+    card_keyboard,
+    finished_keyboard,
+    typed_commands,
+    waiting_keyboard,
+)
+from core.models import Task, TaskState
+from core.summary import render_phone
+
+if TYPE_CHECKING:
+    from core.clock import Clock
+    from core.config import Config
+    from core.store import Store
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A channel as a message is written for it.
+
+    ``prefix`` says how commands are typed there (None: in a terminal, ``orchestra approve t3``;
+    see :func:`core.summary.command_hint`). ``taps`` is whether it shows buttons; one that does
+    not gets a message's ``commands`` as its buttons, and prints them as the commands to type.
+    """
+
+    name: str
+    prefix: str | None
+    taps: bool = True
+
+
+def channel(config: Config, name: str) -> Channel:
+    """The channel called ``name`` in this config (a transport's name, or the console)."""
+    known = {
+        "console": Channel("console", None, taps=False),
+        "telegram": Channel("telegram", "/"),
+        "slack": Channel("slack", f"{config.slack.command} "),
+    }
+    return known.get(name) or Channel(name, "/")
+
+
+def chat_channels(config: Config) -> list[str]:
+    """The configured channels that are chats with buttons (the console is not one)."""
+    return [name for name in config.channels() if channel(config, name).taps]
+
+
+class Notifier:
+    """Queues the notifications of one store, in the caller's transaction (it never commits).
+
+    ``channels`` are the channels' names (default: every channel the config notifies). Each
+    message has a ``key``: queued once per channel (as ``<channel>:<key>``), so asking again is
+    harmless. The methods return how many rows were new.
+    """
+
+    def __init__(self, config: Config, store: Store, clock: Clock, *, channels: Sequence[str] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.channels = [channel(config, name) for name in (config.channels() if channels is None else channels)]
+
+    # -- the two primitives ---------------------------------------------------------------------
+    def post(
+        self,
+        kind: OutKind,
+        key: str,
+        text: str | Callable[[Channel], str],
+        *,
+        task_id: str | None = None,
+        buttons: Keyboard = (),
+        commands: Keyboard = (),
+        attachment: Attachment | None = None,
+        shown_in: ChatRef | None = None,
+    ) -> int:
+        """A new message for every chat of every channel; ``text`` may be written per channel.
+
+        ``commands`` are the buttons a channel without buttons prints as commands (none when the
+        text already says how). ``shown_in`` is a chat that already shows it (the task's card).
+        """
+        now, added = self.clock.now(), 0
+        for ch in self.channels:
+            message = Outbound(
+                text(ch) if callable(text) else text,
+                kind=kind,
+                buttons=buttons if ch.taps else commands,
+                task_id=task_id,
+                attachment=attachment,
+            )
+            shown = (shown_in.chat_id,) if shown_in and shown_in.platform == ch.name and shown_in.chat_id else ()
+            added += self.store.enqueue(ch.name, message, dedupe_key=f"{ch.name}:{key}", ts=now, shown_in=shown)
+        return added
+
+    def edit(self, cards: Iterable[int], text: str, buttons: Keyboard, *, final_state: str = "") -> int:
+        """Edit messages already queued (outbox ids of chat rows), collapsing older unsent edits.
+
+        A ``final_state`` edit is written once per state, however often it is asked for.
+        """
+        now = self.clock.now()
+        final = bool(final_state)
+        return sum(
+            self.store.enqueue_progress(card, text, buttons=buttons, ts=now, final=final, state=final_state)
+            for card in cards
+        )
+
+    # -- the messages -----------------------------------------------------------------------------
+    def approval_request(self, task: Task, why: str, *, shown_in: ChatRef | None = None) -> int:
+        """Ask every chat to approve a task before it starts; the chat showing its card is not asked again."""
+        text = f"🔐 {task.id} needs approval · {task.agent} · {task.category}\n{task.text[:300]}\nWhy: {why}"
+        buttons = card_keyboard(task.id, TaskState.AWAITING_APPROVAL)
+        return self.post(
+            OutKind.APPROVAL, f"{task.id}:approval:start", text, task_id=task.id, buttons=buttons,
+            commands=buttons[:1], shown_in=shown_in,
+        )  # fmt: skip
+
+    def finished(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> int:
+        """A run's summary (a completion, or a review when a person must look first) for every chat."""
+        kind = OutKind.REVIEW if state == TaskState.NEEDS_REVIEW else OutKind.COMPLETION
+        return self.post(
+            kind,
+            f"{task_id}:{kind}:{state}",
+            lambda ch: render_phone(summary, state=state.value, chat_prefix=ch.prefix),
+            task_id=task_id,
+            buttons=finished_keyboard(task_id, state),
+        )
+
+    def budget_alert(self, key: str, text: str) -> int:
+        """A budget threshold crossed (``key`` names the budget, its period and the threshold)."""
+        return self.post(OutKind.BUDGET_ALERT, key, text)
+
+    def watchdog(self, task: Task, text: str) -> int:
+        """A running task has been silent: ``text`` says so, each chat adds how to peek and cancel."""
+        row = (Button("👀 Peek", "peek", task.id), Button("⏹ Cancel", "cancel", task.id))
+        return self.post(
+            OutKind.WATCHDOG,
+            f"watchdog:{task.id}",
+            lambda ch: f"{text}\n{typed_commands(row, ch.prefix)}",  # as it is typed where it is read
+            task_id=task.id,
+            buttons=(row,),
+        )
+
+    def digest(self, period: str, text: str, waiting: Iterable[tuple[str, str]], chart: Path | None) -> int:
+        """The digest of ``period``, with Approve / Reject for what waits (task id, state) and its chart."""
+        photo = Attachment("photo", "chart.png", path=str(chart)) if chart else None
+        return self.post(OutKind.DIGEST, f"digest:{period}", text, buttons=waiting_keyboard(waiting), attachment=photo)
+
+
+__all__ = ["Channel", "Notifier", "channel", "chat_channels"]
