@@ -99,7 +99,8 @@ class OutboxMixin(_Base):
         """Queue an edit of a card (an acknowledgement) and drop older edits of it not yet sent.
 
         Only the newest state of a card matters, so a backlog of progress edits collapses into one.
-        A ``final`` edit is queued once per ``state``. False when the card is unknown.
+        A ``final`` edit is queued once per ``state``. True if an edit was queued (False when the
+        card is unknown, or this final state was already queued).
         """
         card = self._conn.execute("SELECT channel, chat_id, task_id FROM outbox WHERE id = ?", (card_id,)).fetchone()
         if card is None:
@@ -123,7 +124,7 @@ class OutboxMixin(_Base):
                     "AND sent_at IS NULL AND failed_at IS NULL AND id < ?",
                     (ts, card_id, newest),
                 )
-        return True
+        return added
 
     def outbox_queue(self, channel: str, *, task_id: str | None = None, limit: int = 200) -> list[OutboxItem]:
         """Undelivered rows of a channel (of one task's, if given) in the order they were queued, due
