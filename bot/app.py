@@ -184,7 +184,7 @@ def _start_console(app: App) -> Outbox:
     from bot.console import console_outbox
 
     printer = console_outbox(app.store, app.clock)
-    app.engine.listeners.append(lambda _t, kind, _d: printer.wake() if kind == "finished" else None)
+    app.engine.listeners.append(lambda _t, kind, _d: printer.wake() if kind == EventKind.FINISHED else None)
     return printer
 
 

@@ -73,7 +73,8 @@ def chat_channels(config: Config) -> list[str]:
 
 
 class Notifier:
-    """Queues the notifications of one store, in the caller's transaction (it never commits).
+    """Queues the notifications of one store, on the caller's connection: inside ``store.atomic()``
+    they commit with the change they report, or not at all.
 
     ``channels`` are the channels' names (default: every channel the config notifies). Each
     message has a ``key``: queued once per channel (as ``<channel>:<key>``), so asking again is
