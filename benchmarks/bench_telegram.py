@@ -1,7 +1,7 @@
 """Telegram: update received -> acknowledgement sent, on loopback, through the real bot process.
 
 The bot runs as a user starts it (``python -m bot --config X bot``) against the fake Bot API server
-of the tests (tests/fake_telegram.py) on 127.0.0.1. For each message the fake server stamps the
+of the tests (tests/fakes/telegram.py) on 127.0.0.1. For each message the fake server stamps the
 moment it hands the update out in a getUpdates answer and the moment the bot's sendMessage with
 the acknowledgement arrives (one clock: both stamps are taken in this process). In between: the
 long poll returns, PTB dispatches the update, the gate, the command layer, routing, the store, the
@@ -31,7 +31,7 @@ from typing import Any
 
 from _common import ROOT, Verdicts, info, machine_load, make_config, ms, percentile, summary_ms
 
-from tests.fake_telegram import ALICE, TOKEN, FakeTelegram
+from tests.fakes.telegram import ALICE, TOKEN, FakeTelegram
 
 TARGET_P50_MS = 50.0
 TOKEN_ENV = "ORCH_BENCH_TELEGRAM_TOKEN"

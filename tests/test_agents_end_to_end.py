@@ -1,6 +1,6 @@
 """Recorded runs of the real CLIs, replayed by a fake CLI through the real engine, tmux and runner.
 
-``tests/fake_agent_cli.py`` prints a recording from ``tests/data/<cli>/`` and exits as the CLI
+``tests/fakes/agent_cli.py`` prints a recording from ``tests/data/<cli>/`` and exits as the CLI
 did; everything after it (adapter, runner, parser, summary, the completion message, the cost
 row) is Orchestra's own code, so these tests check what a user reads in the chat.
 """
@@ -22,7 +22,7 @@ from tests.conftest import ROOT, requires_tmux
 pytestmark = requires_tmux
 
 DATA = ROOT / "tests" / "data"
-FAKE_CLI = f"{sys.executable} {ROOT / 'tests' / 'fake_agent_cli.py'}"
+FAKE_CLI = f"{sys.executable} {ROOT / 'tests' / 'fakes' / 'agent_cli.py'}"
 
 
 def fake_agent(kind: str, recording: Path, exit_code: int = 0, **extra: Any) -> dict[str, Any]:

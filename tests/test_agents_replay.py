@@ -15,7 +15,7 @@ import pytest
 
 from core.agents import parser_for
 from core.agents.base import AgentEvent, AgentResult, Usage, parser_ref
-from tests.fake_model_server import FINAL_TEXT
+from tests.fakes.model_server import FINAL_TEXT
 
 DATA = Path(__file__).resolve().parent / "data"
 CLIS = ["claude", "codex", "gemini", "qwen", "opencode", "droid", "aider"]

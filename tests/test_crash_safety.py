@@ -35,7 +35,7 @@ import yaml
 from core.models import TaskState
 from core.store import Store
 from tests.conftest import ROOT, requires_tmux
-from tests.fake_telegram import ALICE, TOKEN, FakeTelegram
+from tests.fakes.telegram import ALICE, TOKEN, FakeTelegram
 
 pytestmark = requires_tmux
 

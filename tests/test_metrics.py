@@ -2,7 +2,7 @@
 
 Real engine on a private tmux server, real SQLite, real tasks; the endpoint over real HTTP on
 127.0.0.1, parsed with prometheus_client's own parser; the bot started as a user starts it, with
-a fake Telegram Bot API server (tests/fake_telegram.py) where a transport is needed.
+a fake Telegram Bot API server (tests/fakes/telegram.py) where a transport is needed.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from core.metrics import Metrics, MetricsServer
 from core.models import TaskState
 from core.store import Store
 from tests.conftest import ROOT, requires_tmux
-from tests.fake_telegram import ALICE, TOKEN, FakeTelegram
+from tests.fakes.telegram import ALICE, TOKEN, FakeTelegram
 
 pytestmark = requires_tmux
 

@@ -29,7 +29,7 @@ from core.agents.base import Usage
 from core.models import TaskState
 from core.pricing import price_usd
 from tests.conftest import ROOT, requires_tmux
-from tests.fake_model_server import (
+from tests.fakes.model_server import (
     CACHED_TOKENS,
     FINAL_TEXT,
     OUTPUT_TOKENS,

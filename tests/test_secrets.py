@@ -34,7 +34,7 @@ from core.errors import ConfigError
 from core.models import TaskState
 from core.redact import Redactor, StreamRedactor
 from tests.conftest import ROOT, orchestra, requires_tmux
-from tests.fake_telegram import ALICE, TOKEN, FakeTelegram
+from tests.fakes.telegram import ALICE, TOKEN, FakeTelegram
 
 pytestmark = requires_tmux
 

@@ -1,6 +1,6 @@
 """The Slack bridge end to end, in process: the composition root's ``_start_slack`` with real Bolt, real
 HTTP on 127.0.0.1 (signed requests in HTTP mode, a WebSocket in Socket Mode), a fake Slack Web API
-(tests/fake_slack.py), a real engine with tmux and the stand-in agent."""
+(tests/fakes/slack.py), a real engine with tmux and the stand-in agent."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from bot.app import App, _Slack, _start_slack
 from bot.slack import journal_payload
 from core.models import TaskState
 from tests.conftest import requires_tmux
-from tests.fake_slack import (
+from tests.fakes.slack import (
     ALICE,
     APP_TOKEN,
     BOT_TOKEN,

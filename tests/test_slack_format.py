@@ -14,7 +14,7 @@ from core.errors import ConfigError, DeliveryFailed, RetryLater
 from core.messages import Button, OutboxItem
 from core.store import Store
 from tests.conftest import base_config
-from tests.fake_slack import BOT_TOKEN, BOT_USER, CHANNEL, FakeSlack, mention
+from tests.fakes.slack import BOT_TOKEN, BOT_USER, CHANNEL, FakeSlack, mention
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """``orchestra bot`` starting and stopping as a user runs it: a clean start logs nothing alarming.
 
-Both chat bridges against their fakes on 127.0.0.1 (tests/fake_telegram.py, tests/fake_slack.py),
+Both chat bridges against their fakes on 127.0.0.1 (tests/fakes/telegram.py, tests/fakes/slack.py),
 a brand-new data directory and a digest whose time has passed: nothing at WARNING or above.
 """
 
@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, requires_tmux
-from tests.fake_slack import ALICE as SLACK_ALICE
-from tests.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
-from tests.fake_telegram import ALICE, TOKEN, FakeTelegram
+from tests.fakes.slack import ALICE as SLACK_ALICE
+from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.fakes.telegram import ALICE, TOKEN, FakeTelegram
 
 pytestmark = requires_tmux
 

@@ -1,5 +1,5 @@
 """The Telegram bridge end to end: ``python -m bot --config X bot`` as a user starts it, a fake Bot API
-server on 127.0.0.1 (tests/fake_telegram.py), a scripted user, real tmux and the stand-in agent."""
+server on 127.0.0.1 (tests/fakes/telegram.py), a scripted user, real tmux and the stand-in agent."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import yaml
 
 from core.store import Store
 from tests.conftest import ROOT, requires_tmux
-from tests.fake_telegram import ALICE, MALLORY, TOKEN, FakeTelegram, buttons_of
+from tests.fakes.telegram import ALICE, MALLORY, TOKEN, FakeTelegram, buttons_of
 from tests.test_costs import add_task
 
 pytestmark = requires_tmux

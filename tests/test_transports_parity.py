@@ -25,8 +25,8 @@ from core.commands import Commands, Syntax
 from core.messages import Inbound, Outbound, OutKind
 from core.service import Actor
 from tests.conftest import requires_tmux
-from tests.fake_slack import CHANNEL, block_action, direct_message, mention, slash_command
-from tests.fake_slack import Message as SlackMessage
+from tests.fakes.slack import CHANNEL, block_action, direct_message, mention, slash_command
+from tests.fakes.slack import Message as SlackMessage
 
 pytestmark = requires_tmux
 

@@ -15,7 +15,7 @@ were cache reads, ``OUTPUT_TOKENS`` output of which ``REASONING_TOKENS`` reasoni
 each protocol's own semantics, so a test can compute what a CLI must report from ``calls``.
 ``mode`` turns every model call into an HTTP 401 or 500 with a JSON error body.
 
-Run it alone to drive a CLI by hand: ``python tests/fake_model_server.py --port 8765``.
+Run it alone to drive a CLI by hand: ``python tests/fakes/model_server.py --port 8765``.
 """
 
 from __future__ import annotations
