@@ -21,6 +21,7 @@ SCRIPTS = [
     "bench_queue.py",
     "bench_idle.py",
     "bench_telegram.py",
+    "bench_chat.py",
     "bench_digest.py",
     "bench_metrics.py",
     "bench_parse.py",
