@@ -375,8 +375,15 @@ class Runner:
             events_dropped=self.out.events_dropped,
         )
         payload = self.redactor.value(payload)
-        written = self.out.write_result(payload)
-        self.out.emit(EventKind.RESULT, status, payload, force=True)  # the engine can record it even if the disk cannot
+        told: list[bool] = []
+
+        def tell_engine() -> None:
+            told.append(True)
+            self.out.emit(EventKind.RESULT, status, payload, force=True)
+
+        written = self.out.write_result(payload, visible=tell_engine)
+        if not told:
+            tell_engine()  # the engine can record it even if the disk cannot
         if not written:
             self.out.say(f"orchestra {self.task_id}: disk full; result.json is kept in memory and retried\n")
             deadline = time.monotonic() + _RESULT_RETRY_S

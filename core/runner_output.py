@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -214,15 +215,22 @@ class RunOutput:
         except OSError:
             return ""
 
-    def write_result(self, payload: dict[str, Any]) -> bool:
-        """Write result.json atomically; False (the old file untouched, no stray temp) if the disk refused."""
+    def write_result(self, payload: dict[str, Any], visible: Callable[[], None] | None = None) -> bool:
+        """Write result.json atomically; False (no stray temp left) if the disk refused it.
+
+        ``visible`` is called once the whole file is in place, before the fsync that makes it
+        durable: the engine need not wait for the disk to hear the result (a reader still sees
+        all of the file or none of it).
+        """
         tmp = self.dir / (RESULT_FILE + ".tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump(payload, fh, ensure_ascii=False)
                 fh.flush()
+                os.replace(tmp, self.dir / RESULT_FILE)
+                if visible is not None:
+                    visible()
                 os.fsync(fh.fileno())
-            os.replace(tmp, self.dir / RESULT_FILE)
         except OSError as exc:
             self._write_failed(RESULT_FILE, exc)
             with contextlib.suppress(OSError):
