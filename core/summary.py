@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from subprocess import DEVNULL, PIPE
 from typing import Any
 
 from core.text import clip, format_cost, format_duration, state_icon, state_label, token_count
 
 PHONE_LIMIT = 1000
+_UNTRACKED = ("ls-files", "--others", "--exclude-standard", "-z")
 
 
 def git_root(cwd: str) -> Path | None:
@@ -21,12 +23,23 @@ def git_root(cwd: str) -> Path | None:
     return None
 
 
-def _git(root: Path, *args: str) -> str:
+def _git(root: Path, *commands: tuple[str, ...]) -> list[str]:
+    """The stdout of each git command ("" for one that failed), run side by side: they only read,
+    so a dispatch or a completion waits for the slowest of them instead of for their sum."""
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
-    proc = subprocess.run(
-        ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20, env=env, check=False
-    )
-    return proc.stdout if proc.returncode == 0 else ""
+    argvs = [["git", "-C", str(root), *args] for args in commands]
+    procs = [subprocess.Popen(a, stdout=PIPE, stderr=DEVNULL, stdin=DEVNULL, text=True, env=env) for a in argvs]
+    outputs = []
+    try:
+        for proc in procs:
+            out, _ = proc.communicate(timeout=20)
+            outputs.append(out if proc.returncode == 0 else "")
+    except subprocess.TimeoutExpired:
+        for proc in procs:  # as subprocess.run does: none is left running
+            proc.kill()
+            proc.communicate()
+        raise
+    return outputs
 
 
 def git_baseline(cwd: str, *, state_paths: list[str] | None = None) -> dict[str, Any] | None:
@@ -39,9 +52,9 @@ def git_baseline(cwd: str, *, state_paths: list[str] | None = None) -> dict[str,
     root = git_root(cwd)
     if root is None:
         return None
-    base = _git(root, "stash", "create").strip() or _git(root, "rev-parse", "--verify", "-q", "HEAD").strip()
-    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
-    baseline = {"root": str(root), "base": base, "untracked": [u for u in untracked if u]}
+    stash, head, untracked = _git(root, ("stash", "create"), ("rev-parse", "--verify", "-q", "HEAD"), _UNTRACKED)
+    base = stash.strip() or head.strip()
+    baseline = {"root": str(root), "base": base, "untracked": [u for u in untracked.split("\0") if u]}
     return baseline | ({"state_paths": list(state_paths)} if state_paths else {})
 
 
@@ -56,8 +69,10 @@ def files_changed(baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
     root = Path(baseline["root"])
     state_paths = [str(p) for p in baseline.get("state_paths", [])]
     changes: list[dict[str, Any]] = []
-    if baseline.get("base"):
-        for line in _git(root, "diff", "--numstat", baseline["base"]).splitlines():
+    base = baseline.get("base")
+    diff, untracked = _git(root, ("diff", "--numstat", base), _UNTRACKED) if base else ("", *_git(root, _UNTRACKED))
+    if base:
+        for line in diff.splitlines():
             parts = line.split("\t", 2)
             if len(parts) == 3 and not _agent_state(parts[2], state_paths):
                 added, removed, name = parts
@@ -69,7 +84,7 @@ def files_changed(baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
                     }
                 )
     before = set(baseline.get("untracked", []))
-    for name in _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0"):
+    for name in untracked.split("\0"):
         if name and name not in before and not _agent_state(name, state_paths):
             try:
                 with open(root / name, "rb") as fh:
