@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
@@ -253,12 +254,19 @@ class Outbox:
             return 0
         held: set[str] = set()
         sent = 0
-        for item in self.store.outbox_queue(self.channel, task_id=task_id):
+        queue = deque(self.store.outbox_queue(self.channel, task_id=task_id))
+        seen: set[int] = set()
+        while queue:
+            item = queue.popleft()
             if self._stopping:
                 break
+            if item.id in seen:
+                continue  # a copy queued before (a fan-out cut short by a crash) came again from the fan-out
+            seen.add(item.id)
             if item.chat_id is None and self.fan_out:
-                self._fan_out(item)
-                self._wake.set()  # the copies are at the end of the queue: another pass sends them
+                # The copies take the row's place, ahead of rows queued after it (the card's final edit
+                # is queued after a completion): a completion is not held behind another round trip.
+                queue.extendleft(reversed(self._fan_out(item)))
                 continue
             chat = item.chat_id or ""
             if chat in held:
@@ -311,7 +319,8 @@ class Outbox:
         self.store.mark_failed_attempt(item.id, reason, self.clock.now() + delay)
         log.info("%s: message %s not sent (%s); retrying in %.1fs", self.channel, item.id, reason, delay)
 
-    def _fan_out(self, item: OutboxItem) -> None:
+    def _fan_out(self, item: OutboxItem) -> list[OutboxItem]:
+        """Replace a row for every chat by one row per chat; return those still to send, in order."""
         chats = list(self.notify_chats)
         if item.task_id:
             chats += self.store.task_chats(self.channel, item.task_id)
@@ -335,6 +344,12 @@ class Outbox:
         self.store.fan_out(item.id, copies, self.clock.now())
         if not chats:
             log.info("%s: no chat to notify for %s (%s)", self.channel, item.kind, item.dedupe_key)
+            return []
+        keys = {copy.dedupe_key for copy in copies}
+        found = [row for row in self.store.outbox_queue(self.channel, task_id=item.task_id) if row.dedupe_key in keys]
+        if len(found) < len(keys):
+            self._wake.set()  # some are past the first page of a long backlog (or sent already): another pass
+        return found
 
 
 MAX_FILE_BYTES = 49 * 1024 * 1024
