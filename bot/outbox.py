@@ -267,6 +267,7 @@ class Outbox:
                 # The copies take the row's place, ahead of rows queued after it (the card's final edit
                 # is queued after a completion): a completion is not held behind another round trip.
                 queue.extendleft(reversed(self._fan_out(item)))
+                now = self.clock.now()  # the copies are due from now on
                 continue
             chat = item.chat_id or ""
             if chat in held:

@@ -25,6 +25,14 @@ class ManualClock:
         return self.value
 
 
+class TickingClock(ManualClock):
+    """Every reading is a millisecond later than the one before."""
+
+    def now(self) -> float:
+        self.value += 0.001
+        return self.value
+
+
 class ScriptedSender:
     """Records what it was asked to send; ``failures[chat]`` lists errors to raise first, in order."""
 
@@ -155,6 +163,23 @@ async def test_rows_for_every_chat_fan_out_once_per_chat(store: Store) -> None:
     store.enqueue("telegram", replace(done, buttons=()), dedupe_key="telegram:t1:done", ts=clock.now())
     await outbox.deliver_due()
     assert len(sender.delivered) == 6
+
+
+async def test_a_completion_goes_out_in_the_pass_that_fans_it_out_before_the_cards_final_edit(store: Store) -> None:
+    """The engine queues the completion for every chat, then the card's final edit: the user gets the
+    completion first, without waiting for the edit's round trip or for another pass."""
+    clock, sender = TickingClock(), ScriptedSender()  # time passes during the pass, as it does
+    outbox = make(store, clock, sender)
+    outbox.put(Outbound("card", kind=OutKind.ACK, task_id="t1"), chat_id="5", key="card")
+    await outbox.deliver_due()
+    done = Outbound("t1 done", kind=OutKind.COMPLETION, task_id="t1")
+    store.enqueue("telegram", done, dedupe_key="telegram:t1:done", ts=clock.now())
+    [card] = store.outbox_cards("t1")
+    store.enqueue_progress(card, "card, done", buttons=(), ts=clock.now(), final=True, state="succeeded")
+
+    assert await outbox.deliver_due() == 2
+    assert [i.text for i in sender.delivered] == ["card", "t1 done", "card, done"]
+    assert store.outbox_queue("telegram") == []
 
 
 async def test_rows_queued_in_the_old_payload_shapes_still_deliver_with_buttons_and_chart(tmp_path: Path) -> None:
