@@ -2,8 +2,8 @@
 
 The bot runs as a user starts it (``python -m bot --config X bot``) against the fake Bot API server
 (tests/fake_telegram.py) on 127.0.0.1; its default agent is the real ``claude`` CLI (installed under
-``.agents/``, ``make agents``), pointed at the fake model server (tests/fake_model_server.py): two
-model calls per run, a Write of ``hello.txt`` and the final text. For each "Create User model"
+``.agents/``, ``make agents``), pointed at the fake model server (tests/fake_model_server.py, in a
+process of its own): two model calls per run, a Write of ``hello.txt`` and the final text. For each "Create User model"
 message the fake Telegram server stamps when it hands the update out and when the bot's
 acknowledgement and completion arrive (one clock, this process's). The store and the runner's
 files (events, ``result.json``, the task's files) say where the time in between went:
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -43,7 +44,7 @@ from typing import Any
 from _common import ROOT, Verdicts, info, machine_load, make_config
 
 from core.agents.common import agent_env
-from tests.fake_model_server import FILE_NAME, FakeModelServer
+from tests.fake_model_server import FILE_NAME
 from tests.fake_telegram import ALICE, TOKEN, FakeTelegram
 
 ACK_TARGET_MS = 20.0
@@ -65,6 +66,7 @@ class Message:
     ack_at: float
     done_at: float
     stamps: dict[str, float]
+    claude_s: float  # the run as Claude Code timed it itself (its result's duration_ms)
 
 
 # -- the chat side --------------------------------------------------------------------------------
@@ -149,8 +151,9 @@ def alone_invocation(home: Path, task_id: str, bot_env: dict[str, str]) -> tuple
     return argv, env, spec["cwd"]
 
 
-def run_alone(argv: list[str], env: dict[str, str], cwd: str) -> float:
-    """One direct run, as the launcher starts it (own session, stdin /dev/null, output piped): wall seconds."""
+def run_alone(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, float]:
+    """One direct run, as the launcher starts it (own session, stdin /dev/null, output piped): its wall
+    seconds, and the seconds Claude Code reports for it itself."""
     (Path(cwd) / FILE_NAME).unlink(missing_ok=True)
     started = time.time()
     proc = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -158,7 +161,13 @@ def run_alone(argv: list[str], env: dict[str, str], cwd: str) -> float:
     took = time.time() - started
     if proc.returncode != 0 or '"type":"result"' not in proc.stdout:
         raise RuntimeError(f"claude alone failed (exit {proc.returncode}): {proc.stderr[-500:] or proc.stdout[-500:]}")
-    return took
+    return took, claude_seconds(proc.stdout)
+
+
+def claude_seconds(stream: str) -> float:
+    """``duration_ms`` of the last result line of a stream-json output, in seconds."""
+    results = [r for line in stream.splitlines() if '"type":"result"' in line and (r := json.loads(line))]
+    return float(results[-1].get("duration_ms", math.nan)) / 1000 if results else math.nan
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -190,7 +199,8 @@ STEPS: list[tuple[str, str, str]] = [
 ]
 
 
-def report(messages: list[Message], alone: list[float], verdicts: Verdicts) -> None:
+def report(messages: list[Message], runs: list[tuple[float, float]], verdicts: Verdicts) -> None:
+    alone = [wall for wall, _ in runs]
     ack = span(messages, "handed_out", "ack")
     end_to_end = span(messages, "handed_out", "done")
     agent_alone = median_ms(alone)
@@ -202,6 +212,8 @@ def report(messages: list[Message], alone: list[float], verdicts: Verdicts) -> N
     info(f"  agent alone (the same claude -p run directly): {agent_alone:.1f} ms")
     info(f"  agent inside Orchestra (spawned -> exited): {span(messages, 'agent_spawned', 'agent_exited'):.1f} ms")
     info(f"  overhead (end to end - agent alone): {overhead:.1f} ms")
+    info(f"  Claude Code's own timing (duration_ms): {median_ms([m.claude_s for m in messages]):.1f} ms in Orchestra, "
+         f"{median_ms([c for _, c in runs]):.1f} ms alone")  # fmt: skip
     info(f"  Orchestra's own path (handed out -> agent spawned, agent exited -> completion): {median_ms(own):.1f} ms")
     info("  where the time went (medians, ms):")
     for label, start, end in STEPS:
@@ -245,6 +257,23 @@ def workspace(path: Path, *, git: bool) -> None:
             subprocess.run(["git", *args], cwd=path, check=True, capture_output=True)
 
 
+def model_server(work: Path, log: Path) -> subprocess.Popen[bytes]:
+    """The fake model in a process of its own: sharing this one's interpreter with the fake Telegram
+    server would slow its answers while the bot talks to Telegram, and only then (not alone)."""
+    argv = [sys.executable, str(ROOT / "tests" / "fake_model_server.py"), "--workdir", str(work), "--seconds", "3600"]
+    return subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def model_url(log: Path) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        first = log.read_text().partition("\n")[0] if log.exists() else ""
+        if first.startswith("http://"):
+            return first
+        time.sleep(0.05)
+    raise RuntimeError(f"the fake model server did not start: {log.read_text()[-500:]}")
+
+
 def stop(bot: subprocess.Popen[bytes]) -> None:
     bot.send_signal(signal.SIGTERM)
     try:
@@ -272,30 +301,32 @@ def measure(messages: int, *, git: bool, profile: str | None = None) -> int:
     fake = FakeTelegram().start()
     log = tmp / "bot.log"
     info(f"machine: {os.cpu_count()} cores, load average {machine_load()} at start; tmux -L {socket_name}")
+    model = model_server(work, tmp / "model.log")
     try:
-        with FakeModelServer(workdir=str(work)) as model:
-            (tmp / "bots.yaml").write_text(json.dumps(config(socket_name, work, model.url, fake.url)))
-            bot = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(tmp / "bots.yaml"), "bot"],
-                                   cwd=str(ROOT), env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
-            spy: subprocess.Popen[bytes] | None = None
-            try:
-                fake.wait_for(lambda: fake.calls_of("getUpdates", None), timeout=30, what="the bot polling")
-                warm_id, *_ = send_and_wait(fake, 0, work)  # imports, first queries, claude's first start
-                argv, agent_env_, cwd = alone_invocation(home, warm_id, env)
-                run_alone(argv, agent_env_, cwd)
-                spy = _py_spy(bot.pid, profile) if profile else None
-                results: list[Message] = []
-                alone: list[float] = []
-                for n in range(1, messages + 1):
-                    task_id, handed_out, ack_at, done_at = send_and_wait(fake, n, work)
-                    results.append(Message(task_id, handed_out, ack_at, done_at, stamps_of(home, task_id)))
-                    time.sleep(0.2)
-                    alone.append(run_alone(argv, agent_env_, cwd))
-                    time.sleep(0.2)
-            finally:
-                stop(bot)
-                if spy is not None:
-                    spy.wait(30)
+        model_at = model_url(tmp / "model.log")
+        (tmp / "bots.yaml").write_text(json.dumps(config(socket_name, work, model_at, fake.url)))
+        bot = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(tmp / "bots.yaml"), "bot"],
+                               cwd=str(ROOT), env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+        spy: subprocess.Popen[bytes] | None = None
+        try:
+            fake.wait_for(lambda: fake.calls_of("getUpdates", None), timeout=30, what="the bot polling")
+            warm_id, *_ = send_and_wait(fake, 0, work)  # imports, first queries, claude's first start
+            argv, agent_env_, cwd = alone_invocation(home, warm_id, env)
+            run_alone(argv, agent_env_, cwd)
+            spy = _py_spy(bot.pid, profile) if profile else None
+            results: list[Message] = []
+            alone: list[tuple[float, float]] = []
+            for n in range(1, messages + 1):
+                task_id, handed_out, ack_at, done_at = send_and_wait(fake, n, work)
+                claude_s = claude_seconds((home / "tasks" / task_id / "output.log").read_text(errors="replace"))
+                results.append(Message(task_id, handed_out, ack_at, done_at, stamps_of(home, task_id), claude_s))
+                time.sleep(0.2)
+                alone.append(run_alone(argv, agent_env_, cwd))
+                time.sleep(0.2)
+        finally:
+            stop(bot)
+            if spy is not None:
+                spy.wait(30)
         info(f"machine: load average {machine_load()} at the end; {'a git repository' if git else 'a plain directory'}")
         report(results, alone, verdicts)
     except Exception:
@@ -305,6 +336,8 @@ def measure(messages: int, *, git: bool, profile: str | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     finally:
         fake.stop()
+        model.terminate()
+        model.wait(10)
         subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True, check=False)
     return verdicts.exit_code
 
