@@ -1,8 +1,8 @@
 """Chat latency of the real bot process with the real Claude Code: acknowledgement, end to end, overhead.
 
 The bot runs as a user starts it (``python -m bot --config X bot``) against the fake Bot API server
-(tests/fake_telegram.py) on 127.0.0.1; its default agent is the real ``claude`` CLI (installed under
-``.agents/``, ``make agents``), pointed at the fake model server (tests/fake_model_server.py, in a
+(tests/fakes/telegram.py) on 127.0.0.1; its default agent is the real ``claude`` CLI (installed under
+``.agents/``, ``make agents``), pointed at the fake model server (tests/fakes/model_server.py, in a
 process of its own): two model calls per run, a Write of ``hello.txt`` and the final text. For each "Create User model"
 message the fake Telegram server stamps when it hands the update out and when the bot's
 acknowledgement and completion arrive (one clock, this process's). The store and the runner's
@@ -44,8 +44,8 @@ from typing import Any
 from _common import ROOT, Verdicts, info, machine_load, make_config
 
 from core.agents.common import agent_env
-from tests.fake_model_server import FILE_NAME
-from tests.fake_telegram import ALICE, TOKEN, FakeTelegram
+from tests.fakes.model_server import FILE_NAME
+from tests.fakes.telegram import ALICE, TOKEN, FakeTelegram
 
 ACK_TARGET_MS = 20.0
 OVERHEAD_TARGET_MS = 100.0
@@ -260,7 +260,8 @@ def workspace(path: Path, *, git: bool) -> None:
 def model_server(work: Path, log: Path) -> subprocess.Popen[bytes]:
     """The fake model in a process of its own: sharing this one's interpreter with the fake Telegram
     server would slow its answers while the bot talks to Telegram, and only then (not alone)."""
-    argv = [sys.executable, str(ROOT / "tests" / "fake_model_server.py"), "--workdir", str(work), "--seconds", "3600"]
+    script = ROOT / "tests" / "fakes" / "model_server.py"
+    argv = [sys.executable, str(script), "--workdir", str(work), "--seconds", "3600"]
     return subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
