@@ -340,6 +340,8 @@ def measure(messages: int, *, git: bool, profile: str | None = None) -> int:
         model.terminate()
         model.wait(10)
         subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True, check=False)
+        # tmux 3.3a leaves the socket file of a killed server behind; it is ours, remove it
+        (Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}" / socket_name).unlink(missing_ok=True)
     return verdicts.exit_code
 
 
