@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from core.redact import Redactor
+
+if TYPE_CHECKING:  # sqlite-utils (and numpy with it) costs ~140 ms to import: only writes that use it load it
+    import sqlite_utils
 
 
 class RedactingConnection(sqlite3.Connection):
@@ -36,8 +37,18 @@ class _Base:
 
     _conn: sqlite3.Connection
     redactor: Redactor
-    db: sqlite_utils.Database
+    _db: sqlite_utils.Database | None
     _column_cache: dict[str, list[str]]
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the store's connection, made on first use (a migration or an insert helper)."""
+        if self._db is None:
+            import sqlite_utils
+
+            # It sets PRAGMA recursive_triggers itself; ``Store`` did so already at open.
+            self._db = sqlite_utils.Database(self._conn)
+        return self._db
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
