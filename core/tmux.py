@@ -17,12 +17,14 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-
-import libtmux
-import libtmux.exc
+from typing import TYPE_CHECKING
 
 from core.errors import TmuxError
+
+if TYPE_CHECKING:  # libtmux takes ~80 ms to import: loaded at the first tmux call, not by every CLI read
+    import libtmux
 
 _HOME_WINDOW = "orchestra"
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # task ids and "_engine": nothing tmux would expand
@@ -57,8 +59,14 @@ class TmuxManager:
         self.socket_name = socket_name
         self.session = session
         self.config_file = config_file
-        self.server = libtmux.Server(socket_name=socket_name, config_file=config_file)
         self._session_ready = False
+
+    @cached_property
+    def server(self) -> libtmux.Server:
+        """libtmux's handle on the private server (it starts nothing: tmux runs on the first command)."""
+        import libtmux
+
+        return libtmux.Server(socket_name=self.socket_name, config_file=self.config_file)
 
     @staticmethod
     def available() -> bool:
@@ -158,6 +166,8 @@ class TmuxManager:
         return found
 
     def _has_session(self) -> bool:
+        import libtmux.exc
+
         try:
             return bool(self.server.has_session(self.session))
         except libtmux.exc.TmuxCommandNotFound:
