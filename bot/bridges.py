@@ -119,7 +119,7 @@ async def start_telegram(app: App, fatal: Callable[[str], None], shared: Progres
     settings = app.config.telegram
     token = settings.token()
     configure_logging(secrets=app.config.secret_values())
-    commands = _command_pool(app)
+    commands = command_pool(app)
     gate = Gate(
         app.service,
         app.clock,
@@ -162,7 +162,7 @@ async def start_slack(
     app_token = settings.app_token() if settings.mode == "socket" else ""
     signing_secret = settings.signing_secret() if settings.mode == "http" else ""
     configure_logging(secrets=app.config.secret_values())
-    commands = _command_pool(app, syntax=slack_syntax(settings.command))
+    commands = command_pool(app, syntax=slack_syntax(settings.command))
     gate = Gate(
         app.service,
         app.clock,
@@ -216,7 +216,7 @@ def _card_tracker(
     return progress
 
 
-def _command_pool(app: App, syntax: Syntax | None = None) -> CommandPool:
+def command_pool(app: App, syntax: Syntax | None = None) -> CommandPool:
     """The bridge's commands, in worker threads: each its own store connection and a Service that
     queues and pokes the engine (this process's, over its socket) instead of dispatching itself."""
     from bot.command_pool import CommandPool
