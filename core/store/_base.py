@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ class _Base:
     def db(self) -> sqlite_utils.Database:
         """sqlite-utils over the store's connection, made on first use (a migration or an insert helper)."""
         if self._db is None:
+            _import_sqlite_utils()
             import sqlite_utils
 
             # It sets PRAGMA recursive_triggers itself; ``Store`` did so already at open.
@@ -79,3 +81,15 @@ class _Base:
             names = [r[1] for r in self._conn.execute(f"PRAGMA table_info({table})").fetchall()]
             self._column_cache[table] = names
         return names
+
+
+def _import_sqlite_utils() -> None:
+    """Import sqlite-utils without numpy: it loads numpy (~100 ms), when installed, only to map numpy
+    types to columns, and the store never binds a numpy value. numpy already loaded is left as it is."""
+    if "sqlite_utils" in sys.modules or "numpy" in sys.modules:
+        return
+    sys.modules["numpy"] = None  # type: ignore[assignment]  # makes `import numpy` raise ImportError
+    try:
+        import sqlite_utils  # noqa: F401
+    finally:
+        del sys.modules["numpy"]  # whoever imports numpy later gets it as usual
