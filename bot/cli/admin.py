@@ -110,7 +110,7 @@ def health(args: argparse.Namespace) -> int:
 
 def config_check(args: argparse.Namespace) -> int:
     from core.config import load_config
-    from core.summary import format_cost
+    from core.text import format_cost
 
     config, path = load_config(args.config)
     print(f"{path}: valid")

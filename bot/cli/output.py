@@ -1,4 +1,4 @@
-"""What the CLI's commands print with: ``--json`` text without float noise, and a text on one line."""
+"""``--json`` output for the CLI's commands: JSON text without float noise."""
 
 from __future__ import annotations
 
@@ -20,9 +20,3 @@ def _rounded(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [_rounded(value) for value in data]
     return data
-
-
-def one_line(text: str, size: int) -> str:
-    """``text`` with its whitespace runs made single spaces, cut to ``size`` characters with an ellipsis."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= size else flat[: size - 1] + "…"

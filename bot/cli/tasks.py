@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.cli.output import as_json, one_line
+from bot.cli.output import as_json
 from core.clock import iso
 from core.errors import TaskRejected
 from core.models import Task, TaskState
 from core.protocol import EventKind
-from core.summary import format_cost, format_duration, render_phone
+from core.summary import render_phone
+from core.text import clip, format_cost, format_duration
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -163,7 +164,7 @@ def status(app: App, args: argparse.Namespace) -> int:
             else:
                 when = format_duration(t.duration_s) if t.finished_at else iso(t.created_at)
                 cost = format_cost(t.cost_usd) if t.state.finished else ""
-            print(f"  {t.id:<6} {t.state.value:<17} {t.agent:<10} {when:<14} {cost:<14} {one_line(t.text, 50)}")
+            print(f"  {t.id:<6} {t.state.value:<17} {t.agent:<10} {when:<14} {cost:<14} {clip(t.text, 50)}")
     return 0
 
 
