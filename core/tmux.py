@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import TmuxError
 
-if TYPE_CHECKING:  # libtmux takes ~80 ms to import: loaded at the first tmux call, not by every CLI read
+if TYPE_CHECKING:  # libtmux takes ~80 ms to import: only ``server`` loads it; commands run through ``_tmux``
     import libtmux
 
 _HOME_WINDOW = "orchestra"
@@ -73,19 +73,22 @@ class TmuxManager:
         return shutil.which("tmux") is not None
 
     def _run(self, *args: str) -> list[str]:
+        proc = self._tmux(*args)
+        if proc.returncode != 0:
+            raise TmuxError(f"tmux {args[0]} failed: {proc.stderr.strip() or proc.returncode}")
+        return proc.stdout.splitlines()
+
+    def _tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = ["tmux", "-L", self.socket_name]
         if self.config_file:
             cmd += ["-f", self.config_file]
         env = _server_env(os.environ)
         try:
-            proc = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=10, check=False)
+            return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=10, check=False)
         except FileNotFoundError:
             raise TmuxError(_MISSING) from None
         except subprocess.TimeoutExpired:
             raise TmuxError(f"tmux {args[0]} did not answer within 10 s") from None
-        if proc.returncode != 0:
-            raise TmuxError(f"tmux {args[0]} failed: {proc.stderr.strip() or proc.returncode}")
-        return proc.stdout.splitlines()
 
     def ensure_session(self) -> None:
         """Start the server and the session if they are not there.
@@ -166,12 +169,8 @@ class TmuxManager:
         return found
 
     def _has_session(self) -> bool:
-        import libtmux.exc
-
-        try:
-            return bool(self.server.has_session(self.session))
-        except libtmux.exc.TmuxCommandNotFound:
-            raise TmuxError(_MISSING) from None
+        """Whether the session runs (False when the server does not); ``=`` asks for the exact name."""
+        return self._tmux("has-session", "-t", f"={self.session}").returncode == 0
 
     def capture(self, window: str, lines: int = 40) -> str:
         """The visible text of a window's pane (for peeks; never called in a loop)."""
