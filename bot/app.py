@@ -134,7 +134,7 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     if idle_exit_s is None:
         # The long-lived bot process also runs the digest, budget alerts and the watchdog
         # (imported here: APScheduler is not worth its import time in every CLI command).
-        from bot.scheduler import SchedulerDeps
+        from bot.scheduler import SchedulerDeps, preload_prices
         from bot.scheduler import start as start_scheduler
 
         scheduler = start_scheduler(SchedulerDeps(app.config, app.store, app.clock, app.home, app.engine.channels))
@@ -161,6 +161,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
                 metrics.metrics.watch_transport("slack", partial(slack_health, slack.transport, app.clock))
         if printer is not None:
             await printer.start()
+        if scheduler is not None:  # the chats are up: warm the price table now, off the loop
+            loop.run_in_executor(None, preload_prices)
         while not stop.is_set():
             wake.clear()
             with contextlib.suppress(TimeoutError):
