@@ -2,7 +2,7 @@
 
 Each run starts the real bot process as a user does (``<python> -m bot --config X bot``, this
 interpreter) on a brand-new data directory, against the fake Bot API server of the tests
-(tests/fake_telegram.py) on 127.0.0.1, and measures from just before the spawn to the moment the
+(tests/fakes/telegram.py) on 127.0.0.1, and measures from just before the spawn to the moment the
 fake server receives the bot's first getUpdates: imports, config, store migrations, the engine,
 the scheduler, PTB's initialize (getMe) and the first long poll. Both stamps are taken in this
 process (time.time()). Then SIGTERM, and the next run starts from nothing again.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from _common import ROOT, Verdicts, info, machine_load, make_config, ms, percentile, proc_cpu_s, summary_ms
 
-from tests.fake_telegram import ALICE, TOKEN, FakeTelegram
+from tests.fakes.telegram import ALICE, TOKEN, FakeTelegram
 
 TARGET_P50_S = 1.0
 TOKEN_ENV = "ORCH_BENCH_TELEGRAM_TOKEN"
