@@ -25,6 +25,8 @@ SCRIPTS = [
     "bench_digest.py",
     "bench_metrics.py",
     "bench_parse.py",
+    "bench_cli.py",
+    "bench_startup.py",
 ]
 LIMIT_S = 600
 

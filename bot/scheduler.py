@@ -105,8 +105,6 @@ class Scheduler:
             aps.add_job(self._job(self.check_watchdog), every, id="watchdog", next_run_time=now, **late_ok)
         aps.start()
         self._aps = aps
-        # Warm the price table now, off the loop, so costs and digests never pay its import.
-        loop.run_in_executor(None, _preload_prices)
         log.info("scheduler started; next digest %s", self.next_digest_at())
 
     def shutdown(self) -> None:
@@ -241,7 +239,9 @@ class Scheduler:
         return alerted
 
 
-def _preload_prices() -> None:
+def preload_prices() -> None:
+    """Import the price table (~150 ms) so costs and digests never pay it; the bot calls it off the
+    loop once its chats are up, since during their start it would hold the GIL they need."""
     from core import pricing
 
     with contextlib.suppress(Exception):

@@ -13,8 +13,10 @@ import unicodedata
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw, ImageFont
+if TYPE_CHECKING:  # Pillow loads at the first render: the bot's start does not wait for it
+    from PIL import ImageFont
 
 RGB = tuple[int, int, int]
 
@@ -149,6 +151,8 @@ def _extended(rest: list[int]) -> tuple[RGB | None, int]:
 
 @cache
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    from PIL import ImageFont
+
     candidates = list(_FONT_CANDIDATES)
     try:
         import matplotlib
@@ -164,6 +168,8 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 def render_png(screen: str, *, font_size: int = 15) -> bytes:
     """The screen as PNG bytes: a dark terminal, one monospace cell per character."""
+    from PIL import Image, ImageDraw
+
     rows = parse(screen) or [[Cell(" ", Style())]]
     font = _font(font_size)
     _left, top, _right, bottom = font.getbbox("M")

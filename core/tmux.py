@@ -17,12 +17,14 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-
-import libtmux
-import libtmux.exc
+from typing import TYPE_CHECKING
 
 from core.errors import TmuxError
+
+if TYPE_CHECKING:  # libtmux takes ~80 ms to import: only ``server`` loads it; commands run through ``_tmux``
+    import libtmux
 
 _HOME_WINDOW = "orchestra"
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # task ids and "_engine": nothing tmux would expand
@@ -57,27 +59,36 @@ class TmuxManager:
         self.socket_name = socket_name
         self.session = session
         self.config_file = config_file
-        self.server = libtmux.Server(socket_name=socket_name, config_file=config_file)
         self._session_ready = False
+
+    @cached_property
+    def server(self) -> libtmux.Server:
+        """libtmux's handle on the private server (it starts nothing: tmux runs on the first command)."""
+        import libtmux
+
+        return libtmux.Server(socket_name=self.socket_name, config_file=self.config_file)
 
     @staticmethod
     def available() -> bool:
         return shutil.which("tmux") is not None
 
     def _run(self, *args: str) -> list[str]:
+        proc = self._tmux(*args)
+        if proc.returncode != 0:
+            raise TmuxError(f"tmux {args[0]} failed: {proc.stderr.strip() or proc.returncode}")
+        return proc.stdout.splitlines()
+
+    def _tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = ["tmux", "-L", self.socket_name]
         if self.config_file:
             cmd += ["-f", self.config_file]
         env = _server_env(os.environ)
         try:
-            proc = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=10, check=False)
+            return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=10, check=False)
         except FileNotFoundError:
             raise TmuxError(_MISSING) from None
         except subprocess.TimeoutExpired:
             raise TmuxError(f"tmux {args[0]} did not answer within 10 s") from None
-        if proc.returncode != 0:
-            raise TmuxError(f"tmux {args[0]} failed: {proc.stderr.strip() or proc.returncode}")
-        return proc.stdout.splitlines()
 
     def ensure_session(self) -> None:
         """Start the server and the session if they are not there.
@@ -158,10 +169,8 @@ class TmuxManager:
         return found
 
     def _has_session(self) -> bool:
-        try:
-            return bool(self.server.has_session(self.session))
-        except libtmux.exc.TmuxCommandNotFound:
-            raise TmuxError(_MISSING) from None
+        """Whether the session runs (False when the server does not); ``=`` asks for the exact name."""
+        return self._tmux("has-session", "-t", f"={self.session}").returncode == 0
 
     def capture(self, window: str, lines: int = 40) -> str:
         """The visible text of a window's pane (for peeks; never called in a loop)."""

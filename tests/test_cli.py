@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import orchestra, requires_tmux
+from bot.cli import build_parser
+from tests.conftest import ROOT, orchestra, requires_tmux
 
 
 @pytest.fixture
@@ -220,3 +223,14 @@ def test_help_lists_every_command(cfg: Path, home: Path) -> None:
         assert command in out.stdout
         readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
         assert f"orchestra {command}" in readme or command in ("show", "attach", "peek"), command
+
+
+def test_every_subcommand_is_in_the_readme_s_using_it_block() -> None:
+    """The parser is the list: a subcommand added without a line in "Using it" fails here."""
+    [subcommands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("\n## Using it\n", 1)[1].split("```sh\n", 1)[1].split("\n```", 1)[0]
+    documented = re.compile(r"(?:^|· )orchestra ([a-z]+)", re.MULTILINE)
+    missing = sorted(set(subcommands.choices) - set(documented.findall(block)))
+    assert not missing, f"not in the README's 'Using it' block: {', '.join(missing)}"
+    assert len(subcommands.choices) >= 20  # the parser's own list, not an empty one

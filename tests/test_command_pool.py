@@ -1,6 +1,6 @@
 """Chat commands run off the bot's event loop, and a chat's delegate only stores, queues and pokes.
 
-The pool is built as the bot builds it (``bot.app._command_pool``): worker threads, each with its
+The pool is built as the bot builds it (``bot.bridges.command_pool``): worker threads, each with its
 own store connection and a Service that never dispatches itself. A real unix socket stands in
 for the engine's ``engine.sock`` and records what it is told; tmux is real, made slow where a
 test needs slow tmux work.
@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from bot.app import App, _command_pool
+from bot.app import App
+from bot.bridges import command_pool
 from bot.command_pool import CommandPool
 from core.messages import ChatRef, Inbound, OutKind, Tap
 from core.models import TaskState
@@ -41,7 +42,7 @@ def tap(action: str, task_id: str, n: int) -> Inbound:
 @pytest.fixture
 async def pool(make_app: Any, tmp_path: Path) -> AsyncIterator[tuple[App, CommandPool]]:
     app: App = make_app(workspace=str(tmp_path), policy__approval_for=["devops"])
-    made = _command_pool(app)
+    made = command_pool(app)
     yield app, made
     await asyncio.to_thread(made.close)
 
@@ -119,7 +120,7 @@ async def test_slow_tmux_work_holds_neither_the_loop_nor_the_next_command(
     task = app.service.delegate("Create User model").task
     assert app.store.transition(task.id, [TaskState.QUEUED], TaskState.RUNNING, started_at=app.clock.now())
     monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
-    commands = _command_pool(app)
+    commands = command_pool(app)
     lag = LoopLag()
     try:
         peek = asyncio.create_task(commands.handle_async(say("/peek t1", 1)))

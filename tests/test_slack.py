@@ -1,4 +1,4 @@
-"""The Slack bridge end to end, in process: the composition root's ``_start_slack`` with real Bolt, real
+"""The Slack bridge end to end, in process: ``bot.bridges.start_slack`` with real Bolt, real
 HTTP on 127.0.0.1 (signed requests in HTTP mode, a WebSocket in Socket Mode), a fake Slack Web API
 (tests/fakes/slack.py), a real engine with tmux and the stand-in agent."""
 
@@ -21,7 +21,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.app import App, _Slack, _start_slack
+from bot.app import App
+from bot.bridges import SlackBridge, start_slack
 from bot.slack import journal_payload
 from core.models import TaskState
 from tests.conftest import requires_tmux
@@ -56,7 +57,7 @@ def free_port() -> int:
 @dataclass
 class Bridge:
     app: App
-    slack: _Slack
+    slack: SlackBridge
     fake: FakeSlack
     http: aiohttp.ClientSession
 
@@ -94,7 +95,7 @@ async def start(
     """Open the app with Slack enabled (HTTP mode unless told otherwise) and start the bridge."""
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
-    running: list[tuple[App, _Slack, aiohttp.ClientSession]] = []
+    running: list[tuple[App, SlackBridge, aiohttp.ClientSession]] = []
 
     async def _start(
         *,
@@ -118,7 +119,7 @@ async def start(
         await app.engine.start()
         if before is not None:
             before(app)
-        bridge = await _start_slack(app, fatal=fatal)
+        bridge = await start_slack(app, fatal=fatal)
         http = aiohttp.ClientSession()
         running.append((app, bridge, http))
         return Bridge(app, bridge, fake, http)
@@ -188,7 +189,7 @@ async def test_a_slash_command_task_completes_in_its_cards_thread_after_a_restar
     [card] = await fake.wait_for(lambda: fake.find("Needs approval"), what="the approval request")
     assert card.thread_ts is None, "top level: a slash command has no message to answer"
     await bridge.slack.stop()
-    restarted = await _start_slack(bridge.app)
+    restarted = await start_slack(bridge.app)
     try:
         assert await bridge.tap(card, "approve:t1") == 200, "the restarted bridge listens on the same port"
         [done] = await fake.wait_for(lambda: fake.find("Tokens:"), what="the completion")

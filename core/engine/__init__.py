@@ -2,14 +2,42 @@
 
 ``engine`` listens and reconciles, ``dispatch`` starts tasks, ``recorder`` records how they
 ended, ``lock`` says which process is the engine, ``runners`` signals and watches the runners.
+Each name loads its module on first use: a reader that only asks the lock (``orchestra status``,
+``health``) never imports asyncio or libtmux.
 """
 
 from __future__ import annotations
 
-from core.engine.dispatch import write_agent_files
-from core.engine.engine import Engine, Listener, poke
-from core.engine.lock import engine_running, lock_holder, signal_engine
-from core.engine.runners import request_cancel, signal_runner
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.engine.dispatch import write_agent_files
+    from core.engine.engine import Engine, Listener, poke
+    from core.engine.lock import engine_running, lock_holder, signal_engine
+    from core.engine.runners import request_cancel, signal_runner
+
+_MODULES = {
+    "write_agent_files": "core.engine.dispatch",
+    "Engine": "core.engine.engine",
+    "Listener": "core.engine.engine",
+    "poke": "core.engine.engine",
+    "engine_running": "core.engine.lock",
+    "lock_holder": "core.engine.lock",
+    "signal_engine": "core.engine.lock",
+    "request_cancel": "core.engine.runners",
+    "signal_runner": "core.engine.runners",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
 
 __all__ = [
     "Engine",

@@ -7,6 +7,7 @@ it depends on. :class:`core.service.Service` puts them together.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,11 +18,11 @@ from core.errors import UnknownTask
 from core.models import Task
 from core.store import Store
 from core.text import clip
-from core.tmux import TmuxManager
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the engine (asyncio) is built and imported only for a call that needs it
     from core.engine import Engine
     from core.routing import Router
+    from core.tmux import TmuxManager
 
 AUDIT_DETAIL_CHARS = 500
 
@@ -55,7 +56,7 @@ class ServiceBase:
         clock: Clock,
         home: Path,
         *,
-        engine: Engine | None = None,
+        engine: Engine | Callable[[], Engine] | None = None,
         router: Router | None = None,
         autostart_engine: bool = True,
         config_path: Path | None = None,
@@ -65,10 +66,17 @@ class ServiceBase:
         self.tmux = tmux
         self.clock = clock
         self.home = home
-        self.engine = engine
+        self._engine = engine
         self._router = router
         self.autostart_engine = autostart_engine
         self.config_path = config_path
+
+    @property
+    def engine(self) -> Engine | None:
+        """The engine this process may run, if any; given as a function, it is built on first use."""
+        if callable(self._engine):
+            self._engine = self._engine()
+        return self._engine
 
     def get(self, task_id: str) -> Task:
         """The task (``t3`` or ``3``); ``UnknownTask`` when there is none."""

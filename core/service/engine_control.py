@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from core.agents.common import agent_env
-from core.engine import engine_running, poke
+from core.engine.lock import engine_running
 from core.launch import ENGINE_ENV, discard, write_engine_env
 from core.models import Task, TaskState
 from core.protocol import kick_message
@@ -24,6 +24,8 @@ class EngineControl(ServiceBase):
         if self.engine is not None and self.engine.owner:
             self.engine.dispatch()
             return
+        from core.engine import poke  # the engine's socket client; asyncio comes with it
+
         if poke(self.home / "engine.sock", kick_message()):
             return
         if self.autostart_engine and not engine_running(self.home):
@@ -66,6 +68,8 @@ class EngineControl(ServiceBase):
 
     def _settle_unattended(self, tasks: list[Task]) -> bool:
         """With no engine up, record the runs among ``tasks`` that ended meanwhile; True if any changed."""
+        if not any(task.state == TaskState.RUNNING for task in tasks) or engine_running(self.home):
+            return False  # nothing can have ended unseen, or the engine that runs records it: build none here
         if self.engine is None or not self.engine.settle_unattended(tasks):
             return False
         if self.store.queued_tasks():

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.audit import search as audit_search
-from core.digest import Digest, build_digest
 from core.errors import TmuxError
 from core.messages import CARD_KINDS
 from core.models import Task, TaskState
 from core.protocol import EventKind
 from core.service.engine_control import EngineControl
+
+if TYPE_CHECKING:
+    from core.digest import Digest
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,8 @@ class Queries(EngineControl):
 
     def digest(self) -> Digest:
         """The digest as it would be sent now (`/digest`); shows it without recording it as sent."""
+        from core.digest import build_digest
+
         return build_digest(self.store, self.config, self.clock)
 
 

@@ -12,8 +12,6 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-import sqlite_utils
-
 from core.errors import StoreError
 from core.redact import Redactor
 from core.store._base import RedactingConnection
@@ -83,7 +81,8 @@ class Store(TasksMixin, CostsMixin, DigestsMixin, AuditMixin, OutboxMixin, Inbou
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            self.db = sqlite_utils.Database(conn)
+            conn.execute("PRAGMA recursive_triggers = on")  # what sqlite-utils sets, whether or not it is used
+            self._db = None
             self._column_cache: dict[str, list[str]] = {}
             self._migrate()
         except sqlite3.Error as exc:

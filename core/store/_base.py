@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import sys
 from collections.abc import Iterator
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from core.redact import Redactor
+
+if TYPE_CHECKING:  # sqlite-utils (and numpy with it) costs ~140 ms to import: only writes that use it load it
+    import sqlite_utils
 
 
 class RedactingConnection(sqlite3.Connection):
@@ -36,8 +38,19 @@ class _Base:
 
     _conn: sqlite3.Connection
     redactor: Redactor
-    db: sqlite_utils.Database
+    _db: sqlite_utils.Database | None
     _column_cache: dict[str, list[str]]
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the store's connection, made on first use (a migration or an insert helper)."""
+        if self._db is None:
+            _import_sqlite_utils()
+            import sqlite_utils
+
+            # It sets PRAGMA recursive_triggers itself; ``Store`` did so already at open.
+            self._db = sqlite_utils.Database(self._conn)
+        return self._db
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
@@ -68,3 +81,15 @@ class _Base:
             names = [r[1] for r in self._conn.execute(f"PRAGMA table_info({table})").fetchall()]
             self._column_cache[table] = names
         return names
+
+
+def _import_sqlite_utils() -> None:
+    """Import sqlite-utils without numpy: it loads numpy (~100 ms), when installed, only to map numpy
+    types to columns, and the store never binds a numpy value. numpy already loaded is left as it is."""
+    if "sqlite_utils" in sys.modules or "numpy" in sys.modules:
+        return
+    sys.modules["numpy"] = None  # type: ignore[assignment]  # makes `import numpy` raise ImportError
+    try:
+        import sqlite_utils  # noqa: F401
+    finally:
+        del sys.modules["numpy"]  # whoever imports numpy later gets it as usual

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
+if TYPE_CHECKING:  # the store passes its ``db``, made only when a migration runs
+    import sqlite_utils
 
 # The columns of ``tasks``: migration 001 creates them; the task methods accept no other name.
 _TASK_COLUMNS = {

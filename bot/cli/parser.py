@@ -1,0 +1,147 @@
+"""The ``orchestra`` command line: every subcommand, its options, and the function that runs it.
+
+Each subcommand names its function with ``set_defaults(func=...)``; those called without an
+opened app (the config alone) also set ``without_app``. The command modules are cheap to import:
+what a command needs is imported inside its function.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import NoReturn
+
+from bot.cli import admin, costs, tasks
+from core.audit import ACTIONS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"orchestra: {message} (see `orchestra --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="orchestra", description="Delegate coding tasks to AI agent CLIs running in tmux.")
+    parser.add_argument("--config", type=Path, help="path to bots.yaml (default: ./bots.yaml, then $ORCHESTRA_HOME)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _task_commands(sub)
+    _cost_commands(sub)
+    _admin_commands(sub)
+    return parser
+
+
+def _task_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("delegate", help="route a task to an agent and run it in tmux")
+    p.add_argument("--task", "-t", required=True, help="what to do, in plain words ('-' reads stdin)")
+    p.add_argument("--agent", "-a", help="run on this agent, whatever the routing says")
+    p.add_argument("--cwd", help="working directory for the agent (default: here)")
+    p.add_argument("--wait", "-w", action="store_true", help="stay until the task ends and print its summary")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=tasks.delegate)
+
+    p = sub.add_parser("status", help="running, queued and recent tasks")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--recent", type=_count, default=10, help="how many finished tasks to list")
+    p.set_defaults(func=tasks.status)
+    for name, text, func in (
+        ("show", "a task's details and summary", tasks.show),
+        ("peek", "the live pane of a task (or the end of its output)", tasks.peek),
+        ("attach", "attach your terminal to the task's tmux window", tasks.attach),
+        ("cancel", "stop a task (graceful, then kill)", tasks.cancel),
+        ("approve", "approve a task waiting for approval or review", tasks.approve),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("id")
+        if name in ("show", "cancel", "approve"):
+            p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+    p = sub.add_parser("logs", help="a task's full output log")
+    p.add_argument("id")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the task ends")
+    p.set_defaults(func=tasks.logs)
+    p = sub.add_parser("retry", help="run a finished task again, optionally with feedback")
+    p.add_argument("id")
+    p.add_argument("--feedback", help="appended to the task text for the new attempt")
+    p.add_argument("--wait", "-w", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=tasks.retry)
+    p = sub.add_parser("reject", help="reject a task waiting for approval or review")
+    p.add_argument("id")
+    p.add_argument("--reason", "-r", default="")
+    p.add_argument("--retry", action="store_true", help="after a review, start a new attempt with the reason")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=tasks.reject)
+    p = sub.add_parser("route", help="show where a task would go, without running it")
+    p.add_argument("text")
+    p.add_argument("--agent", "-a")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=tasks.route)
+
+
+def _cost_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("cost", help="what the agents cost: today, week, month, budgets, breakdowns, savings")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--days", type=_days, help="break down the last N days (default: this month)")
+    p.add_argument("--all", action="store_true", help="break down all time")
+    p.add_argument("--by", choices=["agent", "category", "day", "week", "month"], help="show only this breakdown")
+    p.set_defaults(func=costs.cost)
+    p = sub.add_parser("budget", help="the budgets in force; `budget day 25` (or off, reset) changes one now")
+    p.add_argument("which", nargs="?", choices=["day", "month", "task"], help="the budget to change")
+    p.add_argument("value", nargs="?", help="dollars (25, 2.50), off (no budget) or reset (bots.yaml's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=costs.budget)
+    p = sub.add_parser("digest", help="the morning digest, now (shown only: it does not count as sent)")
+    p.add_argument("--png", type=Path, metavar="FILE", help="also write its chart of daily cost by agent")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=costs.digest)
+
+
+def _admin_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "audit", help="who did what, when, from where: e.g. `audit t42`, `audit --action cancel --since 1d`"
+    )
+    p.add_argument("filter", nargs="?", default="", help="a task id, an action, or part of a user or chat")
+    p.add_argument("--action", choices=ACTIONS)
+    p.add_argument("--since", metavar="AGE", help="only the last 30m, 12h, 1d, 2w, ...")
+    p.add_argument("--limit", type=_count, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=admin.audit)
+    sub.add_parser(
+        "doctor", help="check tmux, agent CLIs, config, the data directory, the bot, metrics, chats and outboxes"
+    ).set_defaults(func=admin.doctor)
+    sub.add_parser(
+        "health", help="exit 0 when a bot or engine runs for the data directory (container health check)"
+    ).set_defaults(func=admin.health, without_app=True)
+    p = sub.add_parser("demo", help="run one real task end to end on the stand-in agent, in a scratch git repo")
+    p.add_argument("--task", default="Create User model")
+    p.set_defaults(func=admin.demo)
+    p = sub.add_parser("config", help="validate bots.yaml and explain it")
+    p.add_argument("action", choices=["check"])
+    p.set_defaults(func=admin.config_check, without_app=True)
+    sub.add_parser("engine", help="run the engine in the foreground (started on demand in tmux)").set_defaults(
+        func=admin.engine
+    )
+    sub.add_parser("bot", help="run the bot process: engine plus the configured chat transports").set_defaults(
+        func=admin.bot
+    )
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number from 0 to a million (SQLite takes no bigger)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (0 to 1,000,000)")
+    return value
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 < value <= 100_000:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text} is out of range (more than 0, at most 100,000 days)")
+    return value

@@ -1,0 +1,265 @@
+"""The CLI's task commands: delegate, status, show, peek, logs, attach, cancel, retry, approve, reject, route.
+
+Each takes the opened app and the parsed arguments and returns the exit code. The engine, tmux
+and asyncio are imported only by the commands that run or wait for a task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from bot.cli.output import as_json
+from core.clock import iso
+from core.errors import TaskRejected
+from core.models import Task, TaskState
+from core.protocol import EventKind
+from core.summary import render_phone
+from core.text import clip, format_cost, format_duration
+
+if TYPE_CHECKING:
+    from bot.app import App
+    from core.service import Delegation
+
+
+def delegate(app: App, args: argparse.Namespace) -> int:
+    text = _read_task_stdin() if args.task == "-" else args.task
+    if not args.wait:
+        delegation = app.service.delegate(text, agent=args.agent, cwd=args.cwd)
+        _print_delegation(delegation, args.json)
+        return 0
+    return delegate_and_wait(app, args.json, lambda: app.service.delegate(text, agent=args.agent, cwd=args.cwd))
+
+
+def _read_task_stdin() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TaskRejected(
+            f"the task text on stdin is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def delegate_and_wait(app: App, json_out: bool, make: Callable[[], Delegation]) -> int:
+    """Make the task (``make``), wait until it ends, print its summary; exit 0 if it succeeded.
+
+    This process runs the engine itself when it can take the lock, else it waits for the engine that runs.
+    """
+    import asyncio
+
+    from core.service import task_json
+    from core.tmux import TmuxManager
+
+    # Without tmux no engine can start the task: it is stored and queued, and the kick says why.
+    if TmuxManager.available() and app.engine.acquire(role="cli"):
+        final = asyncio.run(_wait_as_engine(app, make, json_out))
+    else:
+        delegation = make()
+        _print_delegation(delegation, json_out)
+        final = _wait_as_client(app, delegation.task.id, json_out)
+    if not json_out:
+        from bot.console import print_task_messages
+
+        asyncio.run(print_task_messages(app.store, app.clock, final.id))
+    else:
+        print(as_json(task_json(final), ensure_ascii=False))
+    return 0 if final.state in (TaskState.SUCCEEDED, TaskState.NEEDS_REVIEW, TaskState.APPROVED) else 1
+
+
+async def _wait_as_engine(app: App, make: Callable[[], Delegation], json_out: bool) -> Task:
+    engine = app.engine
+    await engine.start()
+    try:
+        delegation = make()
+        _print_delegation(delegation, json_out)
+        task_id = delegation.task.id
+        if not json_out:
+            engine.listeners.append(lambda tid, kind, data: _progress(tid, kind, data) if tid == task_id else None)
+        if delegation.needs_approval and not json_out:
+            print(f"waiting for approval: orchestra approve {task_id}", flush=True)
+        return await engine.wait_finished(task_id)
+    finally:
+        still_active = bool(app.store.active_tasks())
+        await engine.stop()
+        if still_active:
+            app.service.start_background_engine()  # hand over the other tasks so none is stranded
+
+
+def _wait_as_client(app: App, task_id: str, json_out: bool) -> Task:
+    last = None
+    while True:
+        task = app.service.show(task_id)
+        if task.state != last and not json_out:
+            print(f"  {task.id}: {task.state.value}", flush=True)
+            last = task.state
+        if task.state.finished:
+            return task
+        time.sleep(0.2)
+
+
+def _progress(task_id: str, kind: str, data: dict[str, Any]) -> None:
+    if kind == EventKind.STARTED:
+        print(f"  {task_id}: running (agent pid {data.get('pid')})", flush=True)
+    elif kind in (EventKind.TOOL_USE, EventKind.TEXT) and data.get("display"):
+        print(f"  {task_id}: {data['display']}", flush=True)
+    elif kind == EventKind.FINISHED:
+        print(f"  {task_id}: {data.get('state')}", flush=True)
+
+
+def _print_delegation(d: Delegation, json_out: bool) -> None:
+    from core.service import task_json
+
+    task = d.task
+    if json_out:
+        print(
+            as_json(
+                {
+                    **task_json(task),
+                    "decision": d.decision.to_dict(),
+                    "needs_approval": d.needs_approval,
+                    "estimate_usd": d.estimate_usd,
+                    "estimate_basis": d.estimate_basis,
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    basis = f"median of {d.estimate_basis} similar" if d.estimate_basis else "default, no history yet"
+    route = f"{task.id} → {task.agent} ({task.category}) · rule {d.decision.rule}"
+    print(f"{route} · estimate ${d.estimate_usd:.2f} ({basis})")
+    print(f"  {d.decision.reason}")
+    if d.needs_approval:
+        print(f"  needs approval: {d.approval_reason} — orchestra approve {task.id}")
+    elif task.state == TaskState.RUNNING:
+        print(f"  running in tmux: orchestra attach {task.id} · orchestra peek {task.id}")
+    else:
+        print(f"  {task.state.value}; it starts when a slot is free")
+    sys.stdout.flush()
+
+
+def status(app: App, args: argparse.Namespace) -> int:
+    active, done = app.service.status(recent=args.recent)
+    if args.json:
+        from core.service import task_json
+
+        print(as_json({"active": [task_json(t) for t in active], "recent": [task_json(t) for t in done]}))
+        return 0
+    if not active and not done:
+        print('no tasks yet — try: orchestra delegate --task "Create User model" --wait')
+        return 0
+    now = time.time()
+    for title, listed in (("active", active), ("recent", done)):
+        if not listed:
+            continue
+        print(f"{title}:")
+        for t in listed:
+            if t.state == TaskState.RUNNING and t.started_at:
+                when = f"{format_duration(now - t.started_at)} so far"
+                cost = format_cost(t.live_cost_usd) if t.live_cost_usd is not None else ""
+            else:
+                when = format_duration(t.duration_s) if t.finished_at else iso(t.created_at)
+                cost = format_cost(t.cost_usd) if t.state.finished else ""
+            print(f"  {t.id:<6} {t.state.value:<17} {t.agent:<10} {when:<14} {cost:<14} {clip(t.text, 50)}")
+    return 0
+
+
+def show(app: App, args: argparse.Namespace) -> int:
+    task = app.service.show(args.id)
+    if args.json:
+        from core.service import task_json
+
+        agent = app.config.agents.get(task.agent)
+        model = app.store.task_model(task.id) or (agent.model if agent else None)  # reported, else configured
+        print(as_json({**task_json(task), "model": model}, ensure_ascii=False))
+        return 0
+    if task.summary:
+        print(render_phone(task.summary, state=task.state.value))
+    else:
+        print(f"{task.id} {task.state.value} · {task.agent} · {task.category}\n{task.text}")
+    print(f"\nroute: rule {task.rule} — {task.route_reason}")
+    print(f"created {iso(task.created_at)} by {task.requester} via {task.source}; cwd {task.cwd}")
+    if task.error:
+        print(f"error: {task.error}")
+    return 0
+
+
+def peek(app: App, args: argparse.Namespace) -> int:
+    print(app.service.peek(args.id))
+    return 0
+
+
+def logs(app: App, args: argparse.Namespace) -> int:
+    task_id = app.service.get(args.id).id
+    path = app.service.log_path(task_id)
+    offset = 0
+    while True:
+        if path.exists():
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+                offset += len(chunk)
+            sys.stdout.write(chunk.decode("utf-8", "replace"))
+            sys.stdout.flush()
+        if not args.follow or app.service.get(task_id).state.finished:
+            if not path.exists() and not args.follow:
+                print(f"{task_id} has no output yet")
+            return 0
+        time.sleep(0.3)
+
+
+def attach(app: App, args: argparse.Namespace) -> int:
+    task = app.service.get(args.id)
+    if task.id not in app.tmux.windows():
+        print(
+            f"orchestra: {task.id} is {task.state.value} and has no tmux window; try `orchestra logs {task.id}`",
+            file=sys.stderr,
+        )
+        return 1
+    argv = app.tmux.attach_argv(task.id)
+    env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+    os.execvpe(argv[0], argv, env)
+
+
+def cancel(app: App, args: argparse.Namespace) -> int:
+    from core.service import task_json
+
+    task = app.service.cancel(args.id, wait_s=app.config.limits.cancel_grace_s + 5)
+    print(as_json(task_json(task)) if args.json else f"{task.id} {task.state.value}")
+    return 0
+
+
+def retry(app: App, args: argparse.Namespace) -> int:
+    if args.wait:
+        return delegate_and_wait(app, args.json, lambda: app.service.retry(args.id, feedback=args.feedback))
+    _print_delegation(app.service.retry(args.id, feedback=args.feedback), args.json)
+    return 0
+
+
+def approve(app: App, args: argparse.Namespace) -> int:
+    from core.service import task_json
+
+    task = app.service.approve(args.id)
+    print(as_json(task_json(task)) if args.json else f"{task.id} {task.state.value}")
+    return 0
+
+
+def reject(app: App, args: argparse.Namespace) -> int:
+    from core.service import task_json
+
+    task = app.service.reject(args.id, reason=args.reason, retry=args.retry)
+    print(as_json(task_json(task)) if args.json else f"{task.id} {task.state.value}")
+    return 0
+
+
+def route(app: App, args: argparse.Namespace) -> int:
+    decision = app.service.route(args.text, agent=args.agent)
+    if args.json:
+        print(as_json(decision.to_dict(), ensure_ascii=False))
+    else:
+        print(f"{decision.agent} ({decision.category}) · rule {decision.rule}\n  {decision.reason}")
+    return 0
