@@ -12,15 +12,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from functools import cached_property, partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.logging_setup import configure_logging
 from core.clock import Clock, SystemClock
-from core.config import Config, load_config
+from core.config.facts import load_facts
 from core.errors import ConfigError
 from core.protocol import EventKind
 from core.redact import Redactor
@@ -28,9 +26,12 @@ from core.store import Store
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Coroutine
+    from pathlib import Path
 
     from bot.bridges import SlackBridge, TelegramBridge
     from bot.outbox import Outbox
+    from core.config import Config
     from core.engine import Engine
     from core.metrics import Metrics, MetricsServer
     from core.service import Service
@@ -43,12 +44,20 @@ _T = TypeVar("_T")
 class App:
     """One process's parts: the config and the store, open; tmux, the engine and the Service, built when asked for."""
 
-    def __init__(self, config: Config, config_path: Path, home: Path, store: Store, clock: Clock) -> None:
-        self.config = config
+    def __init__(self, config_path: Path, home: Path, store: Store, clock: Clock, config: Config | None = None) -> None:
         self.config_path = config_path
         self.home = home
         self.store = store
         self.clock = clock
+        if config is not None:
+            self.config = config
+
+    @cached_property
+    def config(self) -> Config:
+        """The validated bots.yaml, loaded on first use: ``open_app`` starts from its cached facts alone."""
+        from core.config import load_config
+
+        return load_config(self.config_path)[0]
 
     @cached_property
     def tmux(self) -> TmuxManager:
@@ -68,8 +77,8 @@ class App:
         """The one way in; it builds the engine only for a call that needs one (not a read with nothing running)."""
         from core.service import Service
 
-        return Service(self.config, self.store, self.tmux, self.clock, self.home, engine=lambda: self.engine,
-                       config_path=self.config_path)  # fmt: skip
+        return Service(lambda: self.config, self.store, lambda: self.tmux, self.clock, self.home,
+                       engine=lambda: self.engine, config_path=self.config_path)  # fmt: skip
 
     def close(self) -> None:
         if "engine" in self.__dict__:  # an engine never built holds no lock
@@ -78,15 +87,15 @@ class App:
 
 
 def open_app(config_path: Path | None = None, *, clock: Clock | None = None) -> App:
-    config, path = load_config(config_path)
-    home = config.home()
+    facts, path = load_facts(config_path)  # what opening needs, without pydantic when bots.yaml is unchanged
+    home = facts.home()
     if home.exists() and not home.is_dir():
         raise ConfigError(f"the data directory {home} is a file, not a directory (see ORCHESTRA_HOME or data_dir)")
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     with contextlib.suppress(OSError):
         os.chmod(home, 0o700)
-    store = Store(home / "orchestra.db", redactor=Redactor(config.known_secrets()))
-    return App(config, path, home, store, clock or SystemClock())
+    store = Store(home / "orchestra.db", redactor=Redactor(facts.known_secrets()))
+    return App(path, home, store, clock or SystemClock())
 
 
 async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> int:

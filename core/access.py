@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from core.clock import Clock
 from core.commands.answers import toast
 from core.messages import Inbound, Outbound
 from core.service import Actor, Service
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from core.clock import Clock
 
 log = logging.getLogger(__name__)
 

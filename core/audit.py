@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import OrchestraError
-from core.store import Store
 from core.text import stamp
+
+if TYPE_CHECKING:
+    from core.store import Store
 
 ACTIONS = ("delegate", "cancel", "retry", "approve", "reject", "kill", "budget", "command", "tap", "refused")
 _SINCE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")

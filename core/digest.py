@@ -12,15 +12,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from core.clock import Clock
-from core.config import Config
 from core.costs import BudgetStatus, CostTracker, Savings, recent, shift
 from core.models import Task, TaskState
-from core.store import Store
 from core.text import clip, format_duration, money, state_icon, state_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from core.clock import Clock
+    from core.config import Config
+    from core.store import Store
 
 CHART_DAYS = 14
 MESSAGE_LIMIT = 3800  # characters: one Telegram message (4,096) with room to spare

@@ -17,9 +17,7 @@ task's chats with ``task_id`` set and edited, in each chat, once a person has de
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.messages import (
@@ -38,6 +36,9 @@ from core.models import Task, TaskState
 from core.summary import render_phone
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from pathlib import Path
+
     from core.clock import Clock
     from core.config import Config
     from core.store import Store

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from core.clock import Clock
 from core.messages import Keyboard, card_keyboard
 from core.models import Task, TaskState
 from core.notify import Notifier
 from core.protocol import EventKind
-from core.service import Service
 from core.text import clip, format_cost, format_duration, local_time, money, state_icon, state_label, token_count
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from core.clock import Clock
+    from core.service import Service
 
 log = logging.getLogger(__name__)
 

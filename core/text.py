@@ -8,10 +8,13 @@ host's: callers pass the zone (``config.digest.zone()``), there is no global one
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
 
 from core.models import TaskState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 ELLIPSIS = "…"
 HHMM = "%H:%M"

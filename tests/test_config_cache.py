@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 import yaml
 
 from core.config import load_config
-from core.config.cache import _FORMAT, cache_dir
+from core.config.cache import _FORMAT, FileCache, cache_dir, read_file
 from core.errors import ConfigError
 from tests.conftest import ROOT, orchestra
 
@@ -46,15 +48,21 @@ def entries(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.pickle"))
 
 
+def config_entry(path: Path) -> Path:
+    """The entry of the validated config itself (the facts of the file have one of their own)."""
+    raw, info = read_file(path)
+    return FileCache(path, raw, info, kind="config").file
+
+
 def test_a_valid_config_is_cached_privately_and_read_back(tmp_path: Path, cache: Path) -> None:
     path = tmp_path / "bots.yaml"
     path.write_text(shipped_text())
     cache.mkdir(parents=True, mode=0o755)  # made by hand, readable by all
     first, _ = load_config(path)
     assert cache_dir() == cache
-    [entry] = entries(cache)
+    assert len(entries(cache)) == 2, "the config, and the facts a read command starts from"
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
-    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+    assert all(stat.S_IMODE(entry.stat().st_mode) == 0o600 for entry in entries(cache))
     again, found = load_config(path)
     assert found == path and again == first and again.agents["claude"].env_from == first.agents["claude"].env_from
 
@@ -119,8 +127,8 @@ def test_the_cache_holds_no_secret_value(tmp_path: Path, cache: Path, monkeypatc
     config, _ = load_config(path)
     assert set(config.known_secrets()) >= set(SECRETS) - {"ORCHESTRA_TEST_SECRET"}  # all of them are in use
     assert load_config(path)[0] == config
-    [entry] = entries(cache)
-    stored = entry.read_bytes()
+    stored = b"".join(entry.read_bytes() for entry in entries(cache))
+    assert len(entries(cache)) == 2
     for value in [*SECRETS.values(), "telegram-cache-secret-6"]:
         assert value.encode() not in stored, value
 
@@ -131,7 +139,7 @@ def test_an_unusable_entry_or_folder_costs_only_speed(
     path = tmp_path / "bots.yaml"
     path.write_text(shipped_text())
     expected, _ = load_config(path)
-    [entry] = entries(cache)
+    entry = config_entry(path)
     entry.write_bytes(b"not a pickle at all")
     assert load_config(path)[0] == expected
     assert entry.read_bytes() != b"not a pickle at all"  # validated again and rewritten
@@ -145,7 +153,7 @@ def test_an_entry_someone_else_could_write_is_never_unpickled(tmp_path: Path, ca
     path = tmp_path / "bots.yaml"
     path.write_text(shipped_text())
     load_config(path)
-    [entry] = entries(cache)
+    entry = config_entry(path)
     marker = tmp_path / "ran"
     head = entry.read_bytes()[: len(_FORMAT) + 32]  # the format tag and the key's digest
     entry.write_bytes(head + pickle.dumps(_Boom(str(marker))))
@@ -179,3 +187,22 @@ def test_the_default_rules_and_their_stems_come_back_the_same(cache: Path, monke
     monkeypatch.setattr(index, "_STEMS", {})
     assert load_default_rules() == fresh
     assert index._STEMS == worked_out == {rule.pattern: index._word_stems(rule.pattern) for rule in fresh}
+
+
+def test_a_read_starts_from_the_cached_facts_without_pydantic_and_a_bad_file_still_refuses_it(
+    tmp_path: Path, cache: Path
+) -> None:
+    """`orchestra status` on an unchanged bots.yaml needs only the data dir and the secrets' names."""
+    path = tmp_path / "bots.yaml"
+    path.write_text(shipped_text())
+    env = {"ORCHESTRA_HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(cache.parent)}
+    assert orchestra("status", config=path, env=env).returncode == 0  # the first run validates and caches
+    probe = "import sys, runpy; sys.argv = ['orchestra', '--config', sys.argv[1], 'status']\n"
+    probe += "try: runpy.run_module('bot', run_name='__main__')\nexcept SystemExit: pass\n"
+    probe += "print('pydantic' in sys.modules, file=sys.stderr)"
+    proc = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=False,
+                          env={**os.environ, **env}, cwd=str(ROOT), timeout=60)  # fmt: skip
+    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
+    path.write_text(shipped_text().replace("max_concurrent: 4   ", "max_concurrent: 0   ", 1))
+    bad = orchestra("status", config=path, env=env)
+    assert bad.returncode == 1 and "max_concurrent" in bad.stderr and bad.stdout == ""

@@ -10,18 +10,21 @@ commands, by noun, in ``bot.cli.tasks``, ``bot.cli.costs`` and ``bot.cli.admin``
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.cli.parser import build_parser
 from core.errors import OrchestraError
 from core.launch import take_engine_env
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 __all__ = ["build_parser", "main"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from bot.cli.output import as_json
 from bot.cli.tasks import delegate_and_wait
 
 if TYPE_CHECKING:
+    import argparse
+
     from bot.app import App
 
 

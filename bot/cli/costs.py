@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from typing import TYPE_CHECKING
 
@@ -10,6 +9,8 @@ from bot.cli.output import as_json
 from core.errors import OrchestraError
 
 if TYPE_CHECKING:
+    import argparse
+
     from bot.app import App
 
 

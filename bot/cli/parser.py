@@ -8,11 +8,24 @@ what a command needs is imported inside its function.
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from bot.cli import admin, costs, tasks
 from core.audit import ACTIONS
+
+
+def _command(module: str, name: str) -> Callable[..., int]:
+    """The command function ``bot.cli.<module>.<name>``, imported only when it runs: each command
+    pays for its own imports, and ``orchestra status`` for no other command's."""
+
+    def run(*args: object) -> int:
+        result: int = getattr(importlib.import_module(f"bot.cli.{module}"), name)(*args)
+        return result
+
+    run.__qualname__ = run.__name__ = f"{module}.{name}"
+    return run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,18 +50,18 @@ def _task_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--cwd", help="working directory for the agent (default: here)")
     p.add_argument("--wait", "-w", action="store_true", help="stay until the task ends and print its summary")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=tasks.delegate)
+    p.set_defaults(func=_command("tasks", "delegate"))
 
     p = sub.add_parser("status", help="running, queued and recent tasks")
     p.add_argument("--json", action="store_true")
     p.add_argument("--recent", type=_count, default=10, help="how many finished tasks to list")
-    p.set_defaults(func=tasks.status)
+    p.set_defaults(func=_command("tasks", "status"))
     for name, text, func in (
-        ("show", "a task's details and summary", tasks.show),
-        ("peek", "the live pane of a task (or the end of its output)", tasks.peek),
-        ("attach", "attach your terminal to the task's tmux window", tasks.attach),
-        ("cancel", "stop a task (graceful, then kill)", tasks.cancel),
-        ("approve", "approve a task waiting for approval or review", tasks.approve),
+        ("show", "a task's details and summary", _command("tasks", "show")),
+        ("peek", "the live pane of a task (or the end of its output)", _command("tasks", "peek")),
+        ("attach", "attach your terminal to the task's tmux window", _command("tasks", "attach")),
+        ("cancel", "stop a task (graceful, then kill)", _command("tasks", "cancel")),
+        ("approve", "approve a task waiting for approval or review", _command("tasks", "approve")),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("id")
@@ -58,24 +71,24 @@ def _task_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("logs", help="a task's full output log")
     p.add_argument("id")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the task ends")
-    p.set_defaults(func=tasks.logs)
+    p.set_defaults(func=_command("tasks", "logs"))
     p = sub.add_parser("retry", help="run a finished task again, optionally with feedback")
     p.add_argument("id")
     p.add_argument("--feedback", help="appended to the task text for the new attempt")
     p.add_argument("--wait", "-w", action="store_true")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=tasks.retry)
+    p.set_defaults(func=_command("tasks", "retry"))
     p = sub.add_parser("reject", help="reject a task waiting for approval or review")
     p.add_argument("id")
     p.add_argument("--reason", "-r", default="")
     p.add_argument("--retry", action="store_true", help="after a review, start a new attempt with the reason")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=tasks.reject)
+    p.set_defaults(func=_command("tasks", "reject"))
     p = sub.add_parser("route", help="show where a task would go, without running it")
     p.add_argument("text")
     p.add_argument("--agent", "-a")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=tasks.route)
+    p.set_defaults(func=_command("tasks", "route"))
 
 
 def _cost_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -84,16 +97,16 @@ def _cost_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--days", type=_days, help="break down the last N days (default: this month)")
     p.add_argument("--all", action="store_true", help="break down all time")
     p.add_argument("--by", choices=["agent", "category", "day", "week", "month"], help="show only this breakdown")
-    p.set_defaults(func=costs.cost)
+    p.set_defaults(func=_command("costs", "cost"))
     p = sub.add_parser("budget", help="the budgets in force; `budget day 25` (or off, reset) changes one now")
     p.add_argument("which", nargs="?", choices=["day", "month", "task"], help="the budget to change")
     p.add_argument("value", nargs="?", help="dollars (25, 2.50), off (no budget) or reset (bots.yaml's)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=costs.budget)
+    p.set_defaults(func=_command("costs", "budget"))
     p = sub.add_parser("digest", help="the morning digest, now (shown only: it does not count as sent)")
     p.add_argument("--png", type=Path, metavar="FILE", help="also write its chart of daily cost by agent")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=costs.digest)
+    p.set_defaults(func=_command("costs", "digest"))
 
 
 def _admin_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -105,24 +118,24 @@ def _admin_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--since", metavar="AGE", help="only the last 30m, 12h, 1d, 2w, ...")
     p.add_argument("--limit", type=_count, default=50)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=admin.audit)
+    p.set_defaults(func=_command("admin", "audit"))
     sub.add_parser(
         "doctor", help="check tmux, agent CLIs, config, the data directory, the bot, metrics, chats and outboxes"
-    ).set_defaults(func=admin.doctor)
+    ).set_defaults(func=_command("admin", "doctor"))
     sub.add_parser(
         "health", help="exit 0 when a bot or engine runs for the data directory (container health check)"
-    ).set_defaults(func=admin.health, without_app=True)
+    ).set_defaults(func=_command("admin", "health"), without_app=True)
     p = sub.add_parser("demo", help="run one real task end to end on the stand-in agent, in a scratch git repo")
     p.add_argument("--task", default="Create User model")
-    p.set_defaults(func=admin.demo)
+    p.set_defaults(func=_command("admin", "demo"))
     p = sub.add_parser("config", help="validate bots.yaml and explain it")
     p.add_argument("action", choices=["check"])
-    p.set_defaults(func=admin.config_check, without_app=True)
+    p.set_defaults(func=_command("admin", "config_check"), without_app=True)
     sub.add_parser("engine", help="run the engine in the foreground (started on demand in tmux)").set_defaults(
-        func=admin.engine
+        func=_command("admin", "engine")
     )
     sub.add_parser("bot", help="run the bot process: engine plus the configured chat transports").set_defaults(
-        func=admin.bot
+        func=_command("admin", "bot")
     )
 
 

@@ -6,11 +6,9 @@ and asyncio are imported only by the commands that run or wait for a task.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.cli.output import as_json
@@ -22,6 +20,9 @@ from core.summary import render_phone
 from core.text import clip, format_cost, format_duration
 
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+
     from bot.app import App
     from core.service import Delegation
 

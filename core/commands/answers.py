@@ -3,10 +3,9 @@ audit), task cards, and the shapes of every reply (a note, a toast, an edit)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from core.audit import audit_line
-from core.clock import Clock
 from core.commands.parsing import COMMANDS, Syntax, task_id_in
 from core.config import agent_installed
 from core.costs import render_cost_report
@@ -17,6 +16,11 @@ from core.models import Task, TaskState
 from core.progress import render_card
 from core.service import Actor, Service
 from core.text import clip, format_cost, format_duration, state_icon, state_label
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from core.clock import Clock
 
 
 def toast(text: str) -> Outbound:

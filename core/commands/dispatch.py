@@ -10,17 +10,21 @@ the transport escapes them. Everything goes through the :class:`core.service.Ser
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from core.clock import Clock
 from core.commands.parsing import ABOUT_A_TASK, NO, NO_BECAUSE, YES, Syntax, needed_role, parse_command, task_id_in
 from core.commands.taps import Taps
 from core.config import ROLE_RANK
 from core.errors import OrchestraError, UnknownTask
 from core.messages import Button, Inbound, Outbound
 from core.models import Task, TaskState
-from core.service import Service
 from core.text import state_label
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from core.clock import Clock
+    from core.service import Service
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from core.messages import Inbound, Outbound
 from core.models import parse_task_id
+
+if TYPE_CHECKING:
+    from core.messages import Inbound, Outbound
 
 
 @dataclass(frozen=True)

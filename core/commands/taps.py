@@ -3,12 +3,16 @@ what a stale or second tap says, and which buttons the tapped message keeps."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.commands.answers import Answers, toast
 from core.commands.parsing import STATE_CHANGING, TAP_ACTIONS
 from core.errors import InvalidTransition
 from core.messages import Inbound, Outbound, button_still_valid
-from core.models import Task
 from core.text import local_time, state_label
+
+if TYPE_CHECKING:
+    from core.models import Task
 
 
 class Taps(Answers):

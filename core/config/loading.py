@@ -7,18 +7,16 @@ since it was last validated comes from :mod:`core.config.cache` (no YAML, no val
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.config.cache import FileCache, read_file
+from core.config.cache import FileCache
+from core.config.facts import PACKAGED_CONFIG, config_candidates, find_config, read_config_file, store_facts
 from core.config.schema import Config
 from core.errors import ConfigError
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
-
-PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "default_bots.yaml"
 
 _FRIENDLY = {
     "greater_than_equal": "must be ≥ {ge}",
@@ -91,19 +89,6 @@ def read_yaml(path: Path, raw: bytes) -> Any:
         raise ConfigError(f"{path}: cannot read YAML ({first})") from None
 
 
-def config_candidates(path: Path | None = None) -> list[Path]:
-    """Where bots.yaml is looked for, in order (the first that is a file wins)."""
-    if path is not None:
-        return [path]
-    if os.environ.get("ORCHESTRA_CONFIG"):
-        return [Path(os.environ["ORCHESTRA_CONFIG"])]
-    candidates = [Path.cwd() / "bots.yaml"]
-    if os.environ.get("ORCHESTRA_HOME"):
-        candidates.append(Path(os.environ["ORCHESTRA_HOME"]) / "bots.yaml")
-    candidates.append(PACKAGED_CONFIG)
-    return candidates
-
-
 def load_config(path: Path | None = None) -> tuple[Config, Path]:
     """Find, read and validate bots.yaml (see the module's docstring for the search order).
 
@@ -111,22 +96,19 @@ def load_config(path: Path | None = None) -> tuple[Config, Path]:
     path) when none is found or the one found is invalid. A file that failed is never cached, so it
     fails the same way every time until it is fixed.
     """
-    candidates = config_candidates(path)
-    for candidate in candidates:
-        if candidate.is_file():
-            return _load_file(candidate), candidate
-    raise ConfigError(f"no bots.yaml found (looked at {', '.join(str(c) for c in candidates)})")
+    found = find_config(path)
+    return _load_file(found), found
 
 
 def _load_file(path: Path) -> Config:
-    try:
-        raw, info = read_file(path)
-    except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path}: cannot read YAML ({first})") from None
+    raw, info = read_config_file(path)
     cache = FileCache(path, raw, info, kind="config")
     config: Config | None = cache.get(lambda value: type(value) is Config)
     if config is None:
         config = parse_config(read_yaml(path, raw), source=str(path))
         cache.put(config)
+        store_facts(path, raw, info, config)
     return config
+
+
+__all__ = ["PACKAGED_CONFIG", "config_candidates", "describe_errors", "load_config", "parse_config", "read_yaml"]

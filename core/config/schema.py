@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from core.config.agents import AgentConfig, command_argv
+from core.config.facts import secrets_in_environment
 from core.config.fields import StrictModel, is_name
 from core.config.limits import BudgetsConfig, LimitsConfig, PolicyConfig
 from core.config.routing import RoutingConfig
@@ -113,19 +114,19 @@ class Config(StrictModel):
             channels.append("slack")
         return channels
 
-    def known_secrets(self) -> dict[str, str]:
-        """Every secret the config names, by variable: all agents' ``env_from``, chat tokens, signing
-        and webhook secrets, each read from our environment (unset ones are left out)."""
+    def secret_sources(self) -> list[str]:
+        """The names of every environment variable the config says holds a secret: all agents'
+        ``env_from`` values, the chat tokens, the signing and webhook secrets (names only, no value)."""
         sources = [source for agent in self.agents.values() for source in agent.env_from.values()]
         sources.append(self.telegram.token_env)
         sources += [self.slack.bot_token_env, self.slack.app_token_env, self.slack.signing_secret_env]
         webhook = self.telegram.webhook
         sources.append(webhook.secret_env if webhook else WEBHOOK_SECRET_ENV)
-        found = {source: os.environ[source] for source in sources if os.environ.get(source, "").strip()}
-        token = found.get(self.telegram.token_env, "")
-        if ":" in token:  # a Bot API token is <bot id>:<secret>; the secret part alone is one too
-            found[self.telegram.token_env + ":secret"] = token.split(":", 1)[1]
-        return found
+        return sources
+
+    def known_secrets(self) -> dict[str, str]:
+        """Every secret the config names, by variable, read from our environment (unset ones left out)."""
+        return secrets_in_environment(self.secret_sources(), self.telegram.token_env)
 
     def secret_values(self) -> list[str]:
         """Values of every secret the config knows of, longest first, so text can be scrubbed of them."""

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from core.config import Config
-from core.costs.budgets import BudgetStatus
-from core.costs.tracker import CostTracker
 from core.notify import Notifier
 from core.text import money
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from core.config import Config
+    from core.costs.budgets import BudgetStatus
+    from core.costs.tracker import CostTracker
 
 log = logging.getLogger(__name__)
 

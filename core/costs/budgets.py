@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from core.config import BudgetsConfig, Config
-from core.costs.periods import Period
 from core.errors import BudgetExceeded
 from core.text import money
 
 if TYPE_CHECKING:
+    from core.config import BudgetsConfig, Config
+    from core.costs.periods import Period
     from core.store import Store
 
 BudgetKind = Literal["day", "month"]

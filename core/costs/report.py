@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from core.costs.budgets import BudgetLine, BudgetStatus
 from core.costs.periods import Period, recent, shift
-from core.costs.savings import Savings
-from core.costs.tracker import CostTracker, Spend
 from core.text import local_time, money
+
+if TYPE_CHECKING:
+    from core.costs.budgets import BudgetLine, BudgetStatus
+    from core.costs.savings import Savings
+    from core.costs.tracker import CostTracker, Spend
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.agents.base import Usage
 from core.text import money
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _PRICE_PROBE = 1000  # tokens priced to find a model's per-token rates (below any long-context tier)
 

@@ -10,13 +10,13 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.clock import Clock
-from core.config import BudgetsConfig, Config
 from core.costs.budgets import BudgetKind, BudgetStatus, admission, effective_budgets
 from core.costs.periods import Period, PeriodKind, period_of
 from core.costs.savings import Savings, price_at, priciest, unit_prices
 
 if TYPE_CHECKING:
+    from core.clock import Clock
+    from core.config import BudgetsConfig, Config
     from core.store import Store
 
 log = logging.getLogger(__name__)

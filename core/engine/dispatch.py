@@ -15,20 +15,22 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.agents import adapter_for
 from core.agents.common import agent_env
-from core.clock import Clock
-from core.config import Config
-from core.engine.recorder import Recorder
-from core.engine.workers import Workers
 from core.launch import discard_launch, write_launch
 from core.models import Task, TaskState
 from core.protocol import ENGINE_SOCKET, SPEC_FILE, EventKind, TaskSpec, task_dir
-from core.store import Store
 from core.summary import git_baseline
 from core.tmux import TmuxManager, runner_argv
+
+if TYPE_CHECKING:
+    from core.clock import Clock
+    from core.config import Config
+    from core.engine.recorder import Recorder
+    from core.engine.workers import Workers
+    from core.store import Store
 
 log = logging.getLogger(__name__)
 _TASK_FILE = "{task_file}"

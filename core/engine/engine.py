@@ -19,11 +19,8 @@ import os
 import socket
 import sqlite3
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.clock import Clock
-from core.config import Config
 from core.engine.dispatch import Dispatcher
 from core.engine.lock import EngineLock, engine_running
 from core.engine.recorder import Recorder
@@ -47,8 +44,14 @@ from core.protocol import (
     read_result,
     task_dir,
 )
-from core.store import Store
-from core.tmux import TmuxManager, WindowInfo
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from core.clock import Clock
+    from core.config import Config
+    from core.store import Store
+    from core.tmux import TmuxManager, WindowInfo
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _LOCK_FILE = "engine.lock"
 

@@ -12,19 +12,22 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.agents.base import AgentResult
-from core.clock import Clock
-from core.config import Config
-from core.engine.workers import Workers
 from core.launch import discard_launch
 from core.models import Task, TaskState
 from core.notify import Notifier
 from core.protocol import EventKind, task_dir
-from core.store import Store
 from core.summary import build_summary
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from core.clock import Clock
+    from core.config import Config
+    from core.engine.workers import Workers
+    from core.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,13 @@ import contextlib
 import os
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.protocol import CANCEL_FILE, RESULT_FILE, EventKind, task_dir
-from core.store import Store
-from core.tmux import TmuxManager
+
+if TYPE_CHECKING:
+    from core.store import Store
+    from core.tmux import TmuxManager
 
 _HAS_PROC = Path("/proc/self/cmdline").exists()
 

@@ -7,21 +7,22 @@ it depends on. :class:`core.service.Service` puts them together.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.clock import Clock
-from core.config import Config
 from core.errors import UnknownTask
-from core.models import Task
-from core.store import Store
 from core.text import clip
 
 if TYPE_CHECKING:  # the engine (asyncio) is built and imported only for a call that needs it
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from core.clock import Clock
+    from core.config import Config
     from core.engine import Engine
+    from core.models import Task
     from core.routing import Router
+    from core.store import Store
     from core.tmux import TmuxManager
 
 AUDIT_DETAIL_CHARS = 500
@@ -50,9 +51,9 @@ class ServiceBase:
 
     def __init__(
         self,
-        config: Config,
+        config: Config | Callable[[], Config],
         store: Store,
-        tmux: TmuxManager,
+        tmux: TmuxManager | Callable[[], TmuxManager],
         clock: Clock,
         home: Path,
         *,
@@ -61,15 +62,30 @@ class ServiceBase:
         autostart_engine: bool = True,
         config_path: Path | None = None,
     ) -> None:
-        self.config = config
+        self._config = config
         self.store = store
-        self.tmux = tmux
+        self._tmux = tmux
         self.clock = clock
         self.home = home
         self._engine = engine
         self._router = router
         self.autostart_engine = autostart_engine
         self.config_path = config_path
+
+    @property
+    def config(self) -> Config:
+        """The validated bots.yaml; given as a function, it is loaded on first use (a read such as
+        ``orchestra status`` never needs it: it would import pydantic and every schema)."""
+        if callable(self._config):
+            self._config = self._config()
+        return self._config
+
+    @property
+    def tmux(self) -> TmuxManager:
+        """Orchestra's tmux server; given as a function, it is built on first use."""
+        if callable(self._tmux):
+            self._tmux = self._tmux()
+        return self._tmux
 
     @property
     def engine(self) -> Engine | None:

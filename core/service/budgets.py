@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from core.costs import BUDGET_NAMES, BudgetLine, CostReport, CostTracker, cost_report, render_budgets
+from typing import TYPE_CHECKING
+
 from core.errors import InvalidInput
 from core.service.base import LOCAL, Actor, ServiceBase
+
+if TYPE_CHECKING:
+    from core.costs import BudgetLine, CostReport
 
 MAX_BUDGET_USD = 1_000_000.0
 
@@ -14,6 +18,8 @@ class Budgets(ServiceBase):
 
     def budgets(self) -> list[BudgetLine]:
         """Each budget an admin can change: in force now, where it comes from, what bots.yaml says."""
+        from core.costs import BUDGET_NAMES, BudgetLine
+
         overrides = self.store.budget_overrides()
         lines = []
         for word, name in BUDGET_NAMES.items():
@@ -24,6 +30,8 @@ class Budgets(ServiceBase):
 
     def set_budget(self, word: str, value: str, *, actor: Actor = LOCAL) -> BudgetLine:
         """Change a budget at run time: a dollar amount, ``off`` (no budget) or ``reset`` (bots.yaml's)."""
+        from core.costs import BUDGET_NAMES
+
         name = BUDGET_NAMES.get(word.lower())
         if name is None:
             raise InvalidInput(f"unknown budget {word!r}: use task, day or month")
@@ -39,11 +47,16 @@ class Budgets(ServiceBase):
         return after
 
     def budget_report(self) -> str:
+        """The budgets in force and what was spent against each (`/budget`)."""
+        from core.costs import CostTracker, render_budgets
+
         tracker = CostTracker(self.store, self.config, self.clock)
         return render_budgets(self.budgets(), tracker.budgets(), tracker.tz)
 
     def cost_report(self, *, days: float | None = None, all_time: bool = False) -> CostReport:
         """Spend today, this week and month against the budgets, breakdowns and savings (`/cost`)."""
+        from core.costs import CostTracker, cost_report
+
         return cost_report(CostTracker(self.store, self.config, self.clock), days=days, all_time=all_time)
 
 

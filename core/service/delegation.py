@@ -6,16 +6,16 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.costs import CostTracker, effective_budgets
 from core.errors import AgentUnavailable, TaskRejected, TmuxError
-from core.messages import ChatRef
 from core.models import Task, TaskState
-from core.notify import Notifier
-from core.routing import RouteDecision, Router, leading_mention, parse_override
 from core.service.base import LOCAL, Actor
 from core.service.engine_control import EngineControl
 from core.text import money
+
+if TYPE_CHECKING:
+    from core.routing import RouteDecision, Router
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class Delegating(EngineControl):
 
     def route(self, text: str, *, agent: str | None = None) -> RouteDecision:
         """Where ``text`` would go, with the approval and review the policy adds to the rules'."""
+        from core.routing import leading_mention, parse_override  # the router's modules: only a command that routes
+
         _check_text(text)
         override, body = parse_override(text, self.config.agents.keys())
         known = ", ".join(sorted(self.config.agents))
@@ -79,6 +81,9 @@ class Delegating(EngineControl):
 
         A chat update handled again (after a crash) gets the task it created the first time.
         """
+        from core.costs import effective_budgets
+        from core.routing import parse_override
+
         if actor.ref and (done := self.store.task_by_source(actor.ref)) is not None:
             return self._delegation_of(done)
         body = text.strip()
@@ -150,6 +155,8 @@ class Delegating(EngineControl):
         return Delegation(self.store.get_task(task.id), decision, estimate, basis, needs, why)
 
     def _delegation_of(self, task: Task) -> Delegation:
+        from core.routing import RouteDecision
+
         decision = RouteDecision(task.agent, task.category, task.rule, task.route_reason)
         estimate = task.estimate_usd if task.estimate_usd is not None else 0.0
         waiting = task.state == TaskState.AWAITING_APPROVAL
@@ -164,6 +171,8 @@ class Delegating(EngineControl):
 
     def _needs_approval(self, decision: RouteDecision, estimate: float) -> tuple[bool, str]:
         """(needs approval, why); raises ``BudgetExceeded`` when a spent budget refuses new tasks."""
+        from core.costs import CostTracker
+
         over_budget, why = CostTracker(self.store, self.config, self.clock).admission()
         if over_budget:
             return True, why
@@ -178,6 +187,9 @@ class Delegating(EngineControl):
 
     def _request_approval(self, task: Task, actor: Actor, why: str) -> None:
         """Ask every notification channel; the chat the task came from already has the card."""
+        from core.messages import ChatRef
+        from core.notify import Notifier
+
         shown = ChatRef(actor.source, actor.chat) if actor.chat else None
         Notifier(self.config, self.store, self.clock).approval_request(task, why, shown_in=shown)
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+from typing import TYPE_CHECKING
 
-from core.config import Config, agent_installed
 from core.engine import engine_running
 from core.service.base import ServiceBase
 from core.tmux import TmuxManager
+
+if TYPE_CHECKING:
+    from core.config import Config
 
 
 class Doctor(ServiceBase):
@@ -16,6 +19,8 @@ class Doctor(ServiceBase):
 
     def doctor(self) -> list[tuple[str, bool, str]]:
         """Checks for ``orchestra doctor``: (what, ok, detail)."""
+        from core.config import agent_installed
+
         checks: list[tuple[str, bool, str]] = []
         tmux_ok = TmuxManager.available()
         version = _version(["tmux", "-V"]) if tmux_ok else "not found (apt-get install tmux)"

@@ -7,7 +7,6 @@ task shows running for ever). Results are tasks or small frozen records, never s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.audit import search as audit_search
@@ -18,6 +17,8 @@ from core.protocol import EventKind
 from core.service.engine_control import EngineControl
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from core.digest import Digest
 
 

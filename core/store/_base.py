@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import sys
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from core.redact import Redactor
 
 if TYPE_CHECKING:  # sqlite-utils (and numpy with it) costs ~140 ms to import: only writes that use it load it
+    from collections.abc import Iterator
+
     import sqlite_utils
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.agents.base import Usage
 from core.store._base import _Base
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _COST_GROUPS = ("agent", "category", "model")
 

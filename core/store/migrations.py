@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the store passes its ``db``, made only when a migration runs
+    from collections.abc import Callable
+
     import sqlite_utils
 
 # The columns of ``tasks``: migration 001 creates them; the task methods accept no other name.

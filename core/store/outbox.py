@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.messages import (
     CARD_KINDS,
@@ -20,6 +19,9 @@ from core.messages import (
 )
 from core.models import ACTIVE_STATES
 from core.store._base import _Base
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class OutboxMixin(_Base):

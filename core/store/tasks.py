@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import UnknownTask
 from core.models import ACTIVE_STATES, Task, TaskState, parse_task_id
 from core.redact import Redactor
 from core.store._base import _Base
 from core.store.migrations import _TASK_COLUMNS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 
 class TasksMixin(_Base):
