@@ -8,7 +8,6 @@ the engine process (on demand, or the bot with its chat bridges from bot/bridges
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -16,11 +15,9 @@ from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bot.logging_setup import configure_logging
 from core.clock import Clock, SystemClock
 from core.config.facts import load_facts
 from core.errors import ConfigError
-from core.protocol import EventKind
 from core.redact import Redactor
 from core.store import Store
 
@@ -37,7 +34,6 @@ if TYPE_CHECKING:
     from core.service import Service
     from core.tmux import TmuxManager
 
-log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
@@ -103,6 +99,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     import asyncio  # here, not at the top: the CLI's reads open the app without it (~30 ms)
 
     from bot.bridges import slack_health, start_progress, start_slack, start_telegram, telegram_health
+    from bot.logging_setup import configure_logging
+    from core.protocol import EventKind
 
     bot = idle_exit_s is None  # the long-lived bot process; otherwise the on-demand engine
     if not app.engine.acquire(role="bot" if bot else "engine"):
@@ -214,6 +212,7 @@ class _Metrics:
 def _start_console(app: App) -> Outbox:
     """The console's delivery loop, woken when a task finishes (its summary is queued then)."""
     from bot.console import console_outbox
+    from core.protocol import EventKind
 
     printer = console_outbox(app.store, app.clock)
     app.engine.listeners.append(lambda _t, kind, _d: printer.wake() if kind == EventKind.FINISHED else None)
@@ -238,7 +237,11 @@ def _start_metrics(app: App) -> _Metrics | None:
         print(f"orchestra: {exc}; the bot runs without metrics (see `orchestra doctor`)", file=sys.stderr, flush=True)
         return None
     if settings.listen not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("metrics: %s has no authentication: whoever reaches it reads task counts and costs", server.url)
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "metrics: %s has no authentication: whoever reaches it reads task counts and costs", server.url
+        )
     app.engine.listeners.append(metrics.on_event)
     return _Metrics(metrics, server, store)
 
@@ -268,4 +271,4 @@ async def _first(*aws: object) -> None:
             task.cancel()
 
 
-__all__ = ["EXIT_TRANSPORT_FAILED", "App", "configure_logging", "open_app", "run_engine"]
+__all__ = ["EXIT_TRANSPORT_FAILED", "App", "open_app", "run_engine"]

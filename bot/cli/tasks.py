@@ -15,8 +15,6 @@ from bot.cli.output import as_json
 from core.clock import iso
 from core.errors import TaskRejected
 from core.models import Task, TaskState
-from core.protocol import EventKind
-from core.summary import render_phone
 from core.text import clip, format_cost, format_duration
 
 if TYPE_CHECKING:
@@ -104,6 +102,8 @@ def _wait_as_client(app: App, task_id: str, json_out: bool) -> Task:
 
 
 def _progress(task_id: str, kind: str, data: dict[str, Any]) -> None:
+    from core.protocol import EventKind
+
     if kind == EventKind.STARTED:
         print(f"  {task_id}: running (agent pid {data.get('pid')})", flush=True)
     elif kind in (EventKind.TOOL_USE, EventKind.TEXT) and data.get("display"):
@@ -170,6 +170,8 @@ def status(app: App, args: argparse.Namespace) -> int:
 
 
 def show(app: App, args: argparse.Namespace) -> int:
+    from core.summary import render_phone
+
     task = app.service.show(args.id)
     if args.json:
         from core.service import task_json

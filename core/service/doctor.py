@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from core.engine import engine_running
 from core.service.base import ServiceBase
-from core.tmux import TmuxManager
 
 if TYPE_CHECKING:
     from core.config import Config
@@ -20,6 +19,7 @@ class Doctor(ServiceBase):
     def doctor(self) -> list[tuple[str, bool, str]]:
         """Checks for ``orchestra doctor``: (what, ok, detail)."""
         from core.config import agent_installed
+        from core.tmux import TmuxManager
 
         checks: list[tuple[str, bool, str]] = []
         tmux_ok = TmuxManager.available()

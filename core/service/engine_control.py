@@ -8,11 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from core.agents.common import agent_env
 from core.engine.lock import engine_running
-from core.launch import ENGINE_ENV, discard, write_engine_env
 from core.models import Task, TaskState
-from core.protocol import kick_message
 from core.service.base import ServiceBase
 
 
@@ -21,6 +18,8 @@ class EngineControl(ServiceBase):
 
     def kick(self) -> None:
         """Get queued work moving: dispatch here if we are the engine, else wake the engine."""
+        from core.protocol import kick_message
+
         if self.engine is not None and self.engine.owner:
             self.engine.dispatch()
             return
@@ -33,6 +32,8 @@ class EngineControl(ServiceBase):
 
     def start_background_engine(self) -> None:
         """Run ``orchestra engine`` in a window of Orchestra's tmux server (it exits when idle)."""
+        from core.launch import ENGINE_ENV, discard, write_engine_env
+
         argv = [sys.executable, "-m", "bot", "engine"]
         env = {k: v for k in ("PATH", "HOME", "ORCHESTRA_HOME", "ORCHESTRA_CONFIG") if (v := os.environ.get(k))}
         env["ORCHESTRA_HOME"] = str(self.home)
@@ -61,6 +62,8 @@ class EngineControl(ServiceBase):
     def _engine_environment(self) -> dict[str, str]:
         """What an engine reads of our environment: what its agents inherit (the allowlist and each
         agent's ``env_pass``) and every secret the config names (agents' ``env_from``, chat tokens)."""
+        from core.agents.common import agent_env
+
         passed = agent_env(os.environ, [name for agent in self.config.agents.values() for name in agent.env_pass])
         sources = [source for agent in self.config.agents.values() for source in agent.env_from.values()]
         sources += [name for name in self.config.known_secrets() if name in os.environ]

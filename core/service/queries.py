@@ -11,9 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.audit import search as audit_search
 from core.errors import TmuxError
-from core.messages import CARD_KINDS
 from core.models import Task, TaskState
-from core.protocol import EventKind
 from core.service.engine_control import EngineControl
 
 if TYPE_CHECKING:
@@ -43,6 +41,8 @@ class SentMessage:
     @property
     def is_card(self) -> bool:
         """A task's card (acknowledgement or approval request): it is re-rendered whole when the task changes."""
+        from core.messages import CARD_KINDS
+
         return self.kind in CARD_KINDS
 
 
@@ -76,6 +76,8 @@ class Queries(EngineControl):
 
     def peek(self, task_id: str, lines: int = 30) -> str:
         """The live pane of a running task, else the end of its log."""
+        from core.protocol import EventKind
+
         task = self.get(task_id)
         if task.state == TaskState.RUNNING and task.id in self.tmux.windows():
             return self.tmux.capture(task.id, lines)
@@ -100,6 +102,8 @@ class Queries(EngineControl):
 
     def steps(self, task_id: str) -> list[str]:
         """What the agent did so far, one line per tool call, oldest first."""
+        from core.protocol import EventKind
+
         return [e["text"] for e in self.store.events(task_id, kinds=[EventKind.TOOL_USE], limit=100_000) if e["text"]]
 
     def approvals(self, task_id: str) -> list[Approval]:

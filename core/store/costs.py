@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import statistics
 from typing import TYPE_CHECKING, Any
 
-from core.agents.base import Usage
 from core.store._base import _Base
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # usage rows are built only by the cost queries that return them
     from collections.abc import Sequence
+
+    from core.agents.base import Usage
 
 _COST_GROUPS = ("agent", "category", "model")
 
@@ -38,7 +38,10 @@ class CostsMixin(_Base):
         return None if row is None else str(row[0])
 
     def median_cost(self, agent: str, category: str) -> tuple[float | None, int]:
+        import statistics  # with fractions and decimal, ~9 ms: only an estimate needs it
+
         history = self.cost_history(agent, category)
+
         return (statistics.median(history), len(history)) if history else (None, 0)
 
     def cost_totals(self, since: float = 0.0) -> dict[str, Any]:
@@ -109,6 +112,8 @@ class CostsMixin(_Base):
 
     def cost_usage_by_model(self, start: float, end: float) -> list[tuple[str, Usage, float, int]]:
         """Tokens and known cost per model, over rows that have both (the basis of savings)."""
+        from core.agents.base import Usage
+
         rows = self._conn.execute(
             "SELECT COALESCE(model, ''), SUM(COALESCE(input_tokens, 0)), SUM(COALESCE(output_tokens, 0)), "
             "SUM(COALESCE(cache_read_tokens, 0)), SUM(COALESCE(cache_write_tokens, 0)), SUM(cost_usd), COUNT(*) "
@@ -127,6 +132,8 @@ class CostsMixin(_Base):
         (agent, dollars, runs, runs whose cost is unknown, tokens). Sums over rows that are never
         rewritten, so they only grow: fit for Prometheus counters that survive a restart.
         """
+        from core.agents.base import Usage
+
         rows = self._conn.execute(  # grouped on the bare column, so the covering index of migration 006 serves it
             "SELECT agent, TOTAL(cost_usd), COUNT(*), COUNT(*) - COUNT(cost_usd), SUM(input_tokens), "
             "SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens) FROM costs "

@@ -6,22 +6,13 @@ import json
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from core.messages import (
-    CARD_KINDS,
-    Attachment,
-    Keyboard,
-    Outbound,
-    OutboxCopy,
-    OutboxItem,
-    OutKind,
-    keyboard_from_json,
-    keyboard_to_json,
-)
 from core.models import ACTIVE_STATES
 from core.store._base import _Base
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the message types load with the first message (a CLI read never needs them)
     from collections.abc import Sequence
+
+    from core.messages import Keyboard, Outbound, OutboxCopy, OutboxItem
 
 
 class OutboxMixin(_Base):
@@ -59,6 +50,8 @@ class OutboxMixin(_Base):
         edit_of: int | None = None,
         shown_in: Sequence[str] = (),
     ) -> bool:
+        from core.messages import keyboard_to_json
+
         payload: dict[str, Any] = {}
         if message.code:
             payload["code"] = message.code
@@ -104,6 +97,8 @@ class OutboxMixin(_Base):
         A ``final`` edit is queued once per ``state``. True if an edit was queued (False when the
         card is unknown, or this final state was already queued).
         """
+        from core.messages import Outbound, OutKind
+
         card = self._conn.execute("SELECT channel, chat_id, task_id FROM outbox WHERE id = ?", (card_id,)).fetchone()
         if card is None:
             return False
@@ -207,6 +202,8 @@ class OutboxMixin(_Base):
 
     def outbox_cards(self, task_id: str) -> list[int]:
         """Outbox ids of the cards (acknowledgements, approval requests) showing this task, in any chat."""
+        from core.messages import CARD_KINDS
+
         marks = ", ".join("?" for _ in CARD_KINDS)
         rows = self._conn.execute(
             f"SELECT id FROM outbox WHERE task_id = ? AND kind IN ({marks}) AND chat_id IS NOT NULL "
@@ -221,6 +218,8 @@ class OutboxMixin(_Base):
         A task that finished while no bot listened (the bot was down, or an on-demand engine
         recorded it) leaves its cards showing it running; the bot brings them up to date at start.
         """
+        from core.messages import CARD_KINDS
+
         marks = ", ".join("?" for _ in CARD_KINDS)
         active = ", ".join("?" for _ in ACTIVE_STATES)
         rows = self._conn.execute(
@@ -234,6 +233,8 @@ class OutboxMixin(_Base):
 
     def card_thread(self, channel: str, chat_id: str, task_id: str) -> str | None:
         """The thread of this task's first card in a chat: the message it answered, or else the card itself."""
+        from core.messages import CARD_KINDS
+
         marks = ", ".join("?" for _ in CARD_KINDS)
         row = self._conn.execute(
             f"SELECT payload_json, message_id FROM outbox WHERE channel = ? AND chat_id = ? AND task_id = ? "
@@ -247,6 +248,8 @@ class OutboxMixin(_Base):
 
     def task_chats(self, channel: str, task_id: str) -> list[str]:
         """Chats of a channel where this task was acknowledged: its completion goes there too."""
+        from core.messages import CARD_KINDS
+
         marks = ", ".join("?" for _ in CARD_KINDS)
         rows = self._conn.execute(
             f"SELECT DISTINCT chat_id FROM outbox WHERE channel = ? AND task_id = ? AND kind IN ({marks}) "
@@ -266,6 +269,8 @@ class OutboxMixin(_Base):
 
     def thread_task(self, channel: str, chat_id: str, thread: str) -> str | None:
         """The task whose card was posted in this thread (Slack: the thread of the message that asked)."""
+        from core.messages import CARD_KINDS
+
         marks = ", ".join("?" for _ in CARD_KINDS)
         row = self._conn.execute(
             f"SELECT task_id FROM outbox WHERE channel = ? AND chat_id = ? AND kind IN ({marks}) "
@@ -285,6 +290,8 @@ _OUTBOX_ITEM_SQL = (
 
 
 def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
+    from core.messages import Attachment, OutboxItem, keyboard_from_json
+
     (item_id, channel, kind, chat_id, text, key, task_id, markup, payload_json, edit_of, edit_id, target, attempts,
      next_at) = row  # fmt: skip
     payload: dict[str, Any] = json.loads(payload_json) if payload_json else {}
