@@ -143,7 +143,11 @@ def main() -> int:
         raise RuntimeError("could not take the engine lock of a fresh data directory")
     info("engine: " + ("none (status and show check the runners)" if args.no_engine else "a bot holds the lock"))
     bare = [sys.executable, "-c", "pass"]
-    cli = [sys.executable, "-m", "bot", "--config", str(config)]
+    # What a person types: the `orchestra` script pip installed next to this interpreter (else `-m bot`).
+    script = Path(sys.executable).with_name("orchestra")
+    entry = [str(script)] if script.is_file() else [sys.executable, "-m", "bot"]
+    info(f"command: {' '.join(entry)}")
+    cli = [*entry, "--config", str(config)]
     try:
         for argv in COMMANDS.values():
             timed([*cli, *argv], env)  # warm the page cache and the store's WAL once
