@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:  # run as `python benchmarks/NAME.py` without an i
 import yaml  # noqa: E402
 
 from bot.app import App, open_app  # noqa: E402
+from core.protocol import EventKind  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -144,14 +145,14 @@ class Recorder:
     def __call__(self, task_id: str, kind: str, data: dict[str, Any]) -> None:
         now = time.time()
         self.counts[(task_id, kind)] += 1
-        if kind == "dispatched":
+        if kind == EventKind.DISPATCHED:
             self.dispatched_at[task_id] = now
-        elif kind == "started":
+        elif kind == EventKind.STARTED:
             self.started[task_id] = {**data, "_arrived": now}
-        elif kind == "result":
+        elif kind == EventKind.RESULT:
             self.result_at[task_id] = now
             self.result[task_id] = data
-        elif kind == "finished":
+        elif kind == EventKind.FINISHED:
             self.finished_at[task_id] = now
 
 
