@@ -24,6 +24,7 @@ from core.store import Store
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Coroutine
+    from datetime import tzinfo
     from pathlib import Path
 
     from bot.bridges import SlackBridge, TelegramBridge
@@ -40,13 +41,30 @@ _T = TypeVar("_T")
 class App:
     """One process's parts: the config and the store, open; tmux, the engine and the Service, built when asked for."""
 
-    def __init__(self, config_path: Path, home: Path, store: Store, clock: Clock, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        home: Path,
+        store: Store,
+        clock: Clock,
+        config: Config | None = None,
+        *,
+        timezone: str = "UTC",
+    ) -> None:
+        self.timezone = timezone  # digest.timezone: where the times a person reads are shown
         self.config_path = config_path
         self.home = home
         self.store = store
         self.clock = clock
         if config is not None:
             self.config = config
+
+    @cached_property
+    def zone(self) -> tzinfo:
+        """The configured time zone, for the times a person reads (from the facts: no config load)."""
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
 
     @cached_property
     def config(self) -> Config:
@@ -91,7 +109,7 @@ def open_app(config_path: Path | None = None, *, clock: Clock | None = None) -> 
     with contextlib.suppress(OSError):
         os.chmod(home, 0o700)
     store = Store(home / "orchestra.db", redactor=Redactor(facts.known_secrets()))
-    return App(path, home, store, clock or SystemClock())
+    return App(path, home, store, clock or SystemClock(), timezone=facts.timezone)
 
 
 async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> int:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC
 from typing import Protocol
-
-from core.text import stamp
 
 
 class Clock(Protocol):
@@ -18,9 +15,3 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> float:
         return time.time()
-
-
-def iso(ts: float | None) -> str:
-    """``ts`` as a UTC date and time, ``''`` for None; kept for bot/cli.py until it shows
-    ``core.text.stamp(ts, config.digest.zone())``, the configured zone."""
-    return stamp(ts, UTC)

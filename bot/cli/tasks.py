@@ -12,10 +12,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from bot.cli.output import as_json
-from core.clock import iso
 from core.errors import TaskRejected
 from core.models import Task, TaskState
-from core.text import clip, format_cost, format_duration
+from core.text import clip, format_cost, format_duration, stamp
 
 if TYPE_CHECKING:
     import argparse
@@ -163,7 +162,7 @@ def status(app: App, args: argparse.Namespace) -> int:
                 when = f"{format_duration(now - t.started_at)} so far"
                 cost = format_cost(t.live_cost_usd) if t.live_cost_usd is not None else ""
             else:
-                when = format_duration(t.duration_s) if t.finished_at else iso(t.created_at)
+                when = format_duration(t.duration_s) if t.finished_at else stamp(t.created_at, app.zone)
                 cost = format_cost(t.cost_usd) if t.state.finished else ""
             print(f"  {t.id:<6} {t.state.value:<17} {t.agent:<10} {when:<14} {cost:<14} {clip(t.text, 50)}")
     return 0
@@ -185,7 +184,7 @@ def show(app: App, args: argparse.Namespace) -> int:
     else:
         print(f"{task.id} {task.state.value} · {task.agent} · {task.category}\n{task.text}")
     print(f"\nroute: rule {task.rule} — {task.route_reason}")
-    print(f"created {iso(task.created_at)} by {task.requester} via {task.source}; cwd {task.cwd}")
+    print(f"created {stamp(task.created_at, app.zone)} by {task.requester} via {task.source}; cwd {task.cwd}")
     if task.error:
         print(f"error: {task.error}")
     return 0
