@@ -14,8 +14,9 @@ Each name loads its module on first use: a command that needs only the facts of 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from core.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from core.config.agents import AGENT_KINDS, AgentConfig, agent_installed, command_argv, expand_command
@@ -78,13 +79,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once loaded, a plain attribute
-    return value
+__getattr__ = lazy_attributes(__name__, _MODULES)
 
 
 __all__ = [

@@ -29,19 +29,24 @@ class ConfigFacts:
     timezone: str
 
     def home(self) -> Path:
-        """The data directory: $ORCHESTRA_HOME, else ``data_dir``, else the user's data dir (as ``Config.home``)."""
-        env = os.environ.get("ORCHESTRA_HOME")
-        if env:
-            return Path(env).expanduser()
-        if self.data_dir:
-            return Path(self.data_dir).expanduser()
-        from platformdirs import user_data_dir
-
-        return Path(user_data_dir("orchestra"))
+        """The data directory, as :meth:`Config.home <core.config.Config.home>` says it."""
+        return data_home(self.data_dir)
 
     def known_secrets(self) -> dict[str, str]:
         """Every secret the config names, by variable, read from our environment (as ``Config.known_secrets``)."""
         return secrets_in_environment(self.secret_sources, self.telegram_token_env)
+
+
+def data_home(data_dir: str | None) -> Path:
+    """The data directory: $ORCHESTRA_HOME, else bots.yaml's ``data_dir``, else the user's data dir."""
+    env = os.environ.get("ORCHESTRA_HOME")
+    if env:
+        return Path(env).expanduser()
+    if data_dir:
+        return Path(data_dir).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("orchestra"))
 
 
 def secrets_in_environment(sources: list[str] | tuple[str, ...], telegram_token_env: str) -> dict[str, str]:

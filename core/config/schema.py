@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from core.config.agents import AgentConfig, command_argv
-from core.config.facts import secrets_in_environment
+from core.config.facts import data_home, secrets_in_environment
 from core.config.fields import StrictModel, is_name
 from core.config.limits import BudgetsConfig, LimitsConfig, PolicyConfig
 from core.config.routing import RoutingConfig
@@ -66,14 +66,7 @@ class Config(StrictModel):
 
     def home(self) -> Path:
         """The data directory: $ORCHESTRA_HOME, else ``data_dir``, else the user's data dir."""
-        env = os.environ.get("ORCHESTRA_HOME")
-        if env:
-            return Path(env).expanduser()
-        if self.data_dir:
-            return Path(self.data_dir).expanduser()
-        from platformdirs import user_data_dir
-
-        return Path(user_data_dir("orchestra"))
+        return data_home(self.data_dir)
 
     def agent_settings(self, name: str) -> AgentSettings:
         """An agent's settings with its literal (non-secret) environment."""

@@ -8,8 +8,9 @@ Each name loads its module on first use: a reader that only asks the lock (``orc
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from core.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from core.engine.dispatch import write_agent_files
@@ -30,13 +31,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once loaded, a plain attribute
-    return value
+__getattr__ = lazy_attributes(__name__, _MODULES)
 
 
 __all__ = [
