@@ -100,10 +100,11 @@ def load_facts(path: Path | None = None) -> tuple[ConfigFacts, Path]:
     facts = FileCache(found, raw, info, kind="facts").get(lambda value: type(value) is ConfigFacts)
     if facts is not None:
         return facts, found
-    from core.config.loading import load_config
+    from core.config.loading import load_file
 
-    config, found = load_config(found)  # validates, or reads its own cache entry
-    store_facts(found, raw, info, config)
+    config, validated = load_file(found, raw, info)  # the bytes read above: one read, one key
+    if not validated:  # read from the config's own entry: its facts were not stored with it
+        store_facts(found, raw, info, config)
     return facts_of(config), found
 
 

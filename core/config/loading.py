@@ -16,6 +16,8 @@ from core.config.schema import Config
 from core.errors import ConfigError
 
 if TYPE_CHECKING:
+    import os
+
     from pydantic import ValidationError
 
 _FRIENDLY = {
@@ -97,18 +99,21 @@ def load_config(path: Path | None = None) -> tuple[Config, Path]:
     fails the same way every time until it is fixed.
     """
     found = find_config(path)
-    return _load_file(found), found
+    raw, info = read_config_file(found)
+    return load_file(found, raw, info)[0], found
 
 
-def _load_file(path: Path) -> Config:
-    raw, info = read_config_file(path)
+def load_file(path: Path, raw: bytes, info: os.stat_result) -> tuple[Config, bool]:
+    """The config these bytes of ``path`` hold, and whether it was validated now (not read from the
+    cache): a config validated now is cached together with its facts."""
     cache = FileCache(path, raw, info, kind="config")
     config: Config | None = cache.get(lambda value: type(value) is Config)
-    if config is None:
-        config = parse_config(read_yaml(path, raw), source=str(path))
-        cache.put(config)
-        store_facts(path, raw, info, config)
-    return config
+    if config is not None:
+        return config, False
+    config = parse_config(read_yaml(path, raw), source=str(path))
+    cache.put(config)
+    store_facts(path, raw, info, config)
+    return config, True
 
 
 __all__ = ["PACKAGED_CONFIG", "config_candidates", "describe_errors", "load_config", "parse_config", "read_yaml"]
