@@ -166,6 +166,11 @@ class AgentSettings:
     model: str | None = None
     prefix_args: list[str] = field(default_factory=list)  # from a multi-word ``command``; spliced in after argv[0]
     config_dir: str = ""  # this agent's own config dir under the data dir ("" when there is none)
+    # The pre-tool hook the CLI must run before every tool call (``core.permissions.hook``): a shell
+    # command line, already quoted, for the CLI's hook config; "" when the agent's hook is off (then
+    # the adapter keeps its unattended mode). ``hook_timeout_s`` is what the CLI must allow it.
+    hook: str = ""
+    hook_timeout_s: int = 0
 
     def splice(self, argv: list[str]) -> list[str]:
         """Insert ``prefix_args`` right after the executable of an adapter-built argv."""

@@ -37,6 +37,7 @@ REASONING_TOKENS = 10
 FILE_NAME = "hello.txt"
 FILE_CONTENT = "hello\n"
 FINAL_TEXT = f"DONE: created {FILE_NAME}"
+SCRIPT_DONE = "DONE: ran the script"
 ERROR_MESSAGES = {401: "invalid api key (fake server)", 500: "internal error (fake server)"}
 
 Mode = Literal["ok", "401", "500"]
@@ -65,10 +66,11 @@ class Call:
 class FakeModelServer:
     """Start with ``with FakeModelServer() as server:``; ``server.url`` is ``http://127.0.0.1:PORT``.
 
-    ``workdir`` is where the file should be written (some tools need an absolute path); ``mode``
-    can be changed between runs. With ``escape_to`` the model is hostile: it only asks the shell
-    tool to ``touch`` that path, outside the workspace, to see whether the CLI's policy binds it.
-    The server thread stops when the ``with`` block ends.
+        ``workdir`` is where the file should be written (some tools need an absolute path); ``mode``
+        can be changed between runs. With ``escape_to`` the model is hostile: it only asks the shell
+        tool to ``touch`` that path, outside the workspace, to see whether the CLI's policy binds it.
+        With ``script`` the model runs those shell commands one per turn (the permission tests: an allowed
+    ``pytest``, an asked ``curl``, a denied ``rm -rf /``). The server thread stops when the ``with`` block ends.
     """
 
     def __init__(
@@ -80,8 +82,12 @@ class FakeModelServer:
         model: str | None = None,
         escape_to: str | None = None,
         careless: bool = False,
+        script: list[str] | None = None,
     ) -> None:
         self.workdir = workdir
+        # Shell commands the model runs one per turn, in order, whatever else is offered; then it ends
+        # with SCRIPT_DONE. What each command printed is in the next request's body (``calls``).
+        self.script = list(script) if script is not None else None
         self.careless = careless  # the model leaves out arguments a tool requires (droid's riskLevel)
         self.escape_to = escape_to  # a path outside the workspace: the model only ever asks a shell to touch it
         self.mode: Mode = mode
@@ -140,8 +146,18 @@ def decide(
     workdir: str,
     escape_to: str | None = None,
     careless: bool = False,
+    script: list[str] | None = None,
+    results: int = 0,
 ) -> Decision:
-    """The scripted turn for one request, from the request alone."""
+    """The scripted turn for one request, from the request alone (``results``: tool results so far)."""
+    if script is not None:
+        shell = next((name for name in _SHELL_TOOLS if name in tools), None)
+        if shell is None or results >= len(script):
+            return Decision("final" if shell else "text", text=SCRIPT_DONE if shell else "no shell tool was offered")
+        arguments: dict[str, Any] = {"cmd" if shell == "exec_command" else "command": script[results]}
+        if shell == "Execute":
+            arguments |= {"riskLevelReason": "Runs the step the task asked for.", "riskLevel": "low"}
+        return Decision("tool", shell, arguments)
     if tool_result:
         return Decision("final", text=FINAL_TEXT)
     if escape_to is not None:
@@ -205,7 +221,16 @@ def anthropic(body: dict[str, Any], server: FakeModelServer) -> Reply:
     )
     tools = [t.get("name", "") for t in body.get("tools") or [] if isinstance(t, dict)]
     system = _text_of(body.get("system"))
+    results = sum(
+        1
+        for m in messages
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for b in m["content"]
+        if isinstance(b, dict) and b.get("type") == "tool_result"
+    )
     d = decide(
+        script=server.script,
+        results=results,
         tool_result=tool_result,
         tools=tools,
         system=system,
@@ -277,6 +302,8 @@ def chat(body: dict[str, Any], server: FakeModelServer) -> Reply:
     ]
     system = "\n".join(_text_of(m.get("content")) for m in messages if m.get("role") == "system")
     d = decide(
+        script=server.script,
+        results=sum(1 for m in messages if m.get("role") == "tool"),
         tool_result=tool_result,
         tools=tools,
         system=system,
@@ -323,6 +350,8 @@ def responses(body: dict[str, Any], server: FakeModelServer) -> Reply:
     tools = [str(t.get("name", "")) for t in body.get("tools") or [] if isinstance(t, dict)]
     system = _text_of(body.get("instructions"))
     d = decide(
+        script=server.script,
+        results=sum(1 for i in items if i.get("type") == "function_call_output"),
         tool_result=tool_result,
         tools=tools,
         system=system,
@@ -405,6 +434,10 @@ def gemini(body: dict[str, Any], server: FakeModelServer, model: str, stream: bo
     instruction = body.get("systemInstruction")
     system = _text_of(instruction.get("parts")) if isinstance(instruction, dict) else ""
     d = decide(
+        script=server.script,
+        results=sum(
+            1 for c in contents for p in c.get("parts") or [] if isinstance(p, dict) and "functionResponse" in p
+        ),
         tool_result=tool_result,
         tools=tools,
         system=system,
