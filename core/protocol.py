@@ -81,6 +81,9 @@ class TaskSpec:
     site_paths: tuple[str, ...]  # where the runner finds the optional price table's packages
     resumed_from: dict[str, Any] | None  # a resumed session's totals before this run ({} unknown)
     configured_model: str | None  # priced instead when the model the CLI names has no price
+    # The permission policy the task's hook judges tool calls by (``core.permissions.policy.Policy``
+    # as a dict); None when the agent has no hook.
+    permissions: dict[str, Any] | None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -143,6 +146,7 @@ class TaskSpec:
             site_paths=(),
             resumed_from=None,
             configured_model=None,
+            permissions=None,
         )
 
     @classmethod
@@ -198,6 +202,7 @@ _SPEC_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "site_paths": (_is_strs, "a list of strings"),
     "resumed_from": (_or_none(lambda v: isinstance(v, dict)), "an object or null"),
     "configured_model": (_or_none(_is_str), "a string or null"),
+    "permissions": (_or_none(lambda v: isinstance(v, dict)), "an object or null"),
 }
 
 
