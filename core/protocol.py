@@ -212,7 +212,8 @@ def _shown(value: Any) -> str:
 
 # -- socket lines -------------------------------------------------------------------------------
 # Every line on engine.sock is one JSON object; ``t`` says which of these it is.
-EVENT, KICK, CANCEL = "event", "kick", "cancel"
+EVENT, KICK, CANCEL, ANSWERED = "event", "kick", "cancel", "answered"
+# The permission hook's lines (``ask``, ``denied``; the engine's ``answer``) are ``core.permissions.hook``'s.
 
 
 def event_message(task_id: str, seq: int, ts: float, kind: str, text: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +229,11 @@ def kick_message() -> dict[str, Any]:
 def cancel_message(task_id: str) -> dict[str, Any]:
     """Ask the engine to stop a running task's agent."""
     return {"t": CANCEL, "task": task_id}
+
+
+def answered_message(key: str) -> dict[str, Any]:
+    """Tell the engine a person answered the permission request ``key`` (the answer is in the store)."""
+    return {"t": ANSWERED, "key": key}
 
 
 def encode(message: dict[str, Any]) -> bytes:
