@@ -45,13 +45,13 @@ def key_of(request_id: int) -> str:
 
 def span(seconds: float) -> str:
     """A wait as people say it: ``40s``, ``2m``, ``10 min`` for round minutes, ``1h05m``."""
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    if seconds < 3600:
-        minutes = int(seconds // 60)
-        return f"{minutes} min" if abs(seconds - minutes * 60) < 1 else f"{minutes}m"
-    return format_duration(seconds)
+    whole = round(max(0.0, seconds))  # a deadline read a moment after it was set is still "10 min"
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        minutes, rest = divmod(whole, 60)
+        return f"{minutes} min" if rest == 0 else f"{minutes}m"
+    return format_duration(whole)
 
 
 def call_shown(request: PermissionRequest, size: int = 60) -> str:
