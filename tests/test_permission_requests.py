@@ -24,7 +24,7 @@ from core.protocol import ENGINE_SOCKET
 from core.store.permissions import PermissionRequest
 from tests.conftest import orchestra
 from tests.fakes.slack import ALICE as SLACK_ALICE
-from tests.fakes.slack import BOT_TOKEN, CHANNEL, SIGNING_SECRET, FakeSlack, block_action, form, sign
+from tests.fakes.slack import BOT_TOKEN, CHANNEL, SIGNING_SECRET, FakeSlack, block_action, form, mention, sign
 from tests.fakes.telegram import ALICE, TOKEN, FakeTelegram
 from tests.fakes.telegram import Message as TelegramMessage
 
@@ -325,6 +325,20 @@ async def test_slack_shows_the_same_buttons_and_the_first_tap_wins(
             assert late[0]["text"].startswith("p1 was already allowed by @bob (slack) at ")
             await until(lambda: engine_socket.lines, "the poke")
             assert engine_socket.lines == [{"t": "answered", "key": "k-slack"}]
+
+            second = ask(app, task_id, "k-slack-2", {"tool": "WebFetch", "subject": "https://pypi.org/simple/"}, "")
+            bridge.outbox.wake()
+            [asked] = await fake.wait_for(lambda: fake.find("wants to fetch"), what="the second request")
+            assert asked.buttons() == ["perm_allow:p2", "perm_deny:p2", "perm_task:p2"]
+            payload = mention("deny use the local index", ts="1799999999.000950", event_id="EvDeny")
+            payload["event"]["thread_ts"] = asked.ts  # in the request's thread
+            body = json.dumps(payload)
+            headers = {"Content-Type": "application/json", **sign(body)}
+            async with http.post(url, data=body.encode(), headers=headers) as response:
+                assert response.status == 200
+            await until(lambda: state_of(app, second).state == "denied", "the reply in the thread")
+            assert state_of(app, second).reason == "use the local index"
+            await fake.wait_for(lambda: "⛔ Denied by @alice (slack): use the local index" in asked.text, what="edit")
         finally:
             await http.close()
             await bridge.stop()

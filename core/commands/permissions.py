@@ -12,6 +12,7 @@ from core.permission_text import VERDICT_OF_TAP, Verdict, decided_text, parse_re
 from core.store.permissions import PermissionRequest
 
 _TASK_FLAGS = frozenset({"--task", "-t", "task"})
+_ALLOW, _DENY = frozenset({"allow", "allowed"}), frozenset({"deny", "denied"})  # beside the approval words
 
 
 class PermissionChat(Answers):
@@ -88,10 +89,10 @@ class PermissionChat(Answers):
         model is told (``no, use the mirror`` gives ``use the mirror``)."""
         word = text.lower().strip(" .!")
         first, _, rest = text.partition(" ")
-        verdict: Verdict = "allow" if word in YES else "deny"
-        if verdict == "allow" or word in NO:
+        verdict: Verdict = "allow" if word in YES | _ALLOW else "deny"
+        if verdict == "allow" or word in NO | _DENY:
             reason = ""
-        elif first.lower().strip(" .,:!") in NO_BECAUSE and rest.strip():
+        elif first.lower().strip(" .,:!") in NO_BECAUSE | _DENY and rest.strip():
             reason = rest.strip()
         else:
             reason = text.strip()
