@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from core.messages import Button, Keyboard
 from core.permissions.call import BASH, EDIT, READ, WEB_FETCH, WEB_SEARCH
-from core.store.permissions import ALLOWED, CANCELLED, DENIED, PENDING, TIMED_OUT
+from core.store.permissions import ALLOWED, CANCELLED, DENIED, TIMED_OUT
 from core.text import clip, format_duration, local_time
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ def refusals(requests: Iterable[PermissionRequest]) -> list[dict[str, str]]:
 
 
 __all__ = [
-    "PENDING", "PERM_ALLOW", "PERM_DENY", "PERM_TASK", "VERDICT_OF_TAP", "Verdict", "already_text", "answered_text",
+    "PERM_ALLOW", "PERM_DENY", "PERM_TASK", "VERDICT_OF_TAP", "Verdict", "already_text", "answered_text",
     "asked_line", "call_shown", "decided_text", "decider", "key_of", "literal_block", "outcome_line", "parse_ref",
     "pending_line", "refusals", "request_buttons", "request_text", "span", "typed_answers", "waiting_line",
 ]  # fmt: skip

@@ -106,8 +106,9 @@ class Progress:
             self._soon(task_id)
 
     def touch(self, task_id: str) -> None:
-        """A person changed the task (approve, cancel, ...): show it now."""
+        """A person changed the task (approve, cancel, answered its agent's permission request, ...): show it now."""
         self.flush(task_id)
+        self.wake()  # what the change queued goes out now, whether or not the task has a card here
 
     def _soon(self, task_id: str) -> None:
         if task_id in self._pending:
