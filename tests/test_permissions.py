@@ -199,3 +199,23 @@ def test_home_is_the_users(monkeypatch: pytest.MonkeyPatch) -> None:
     policy = Policy(cwd=CWD, layers=(Layer.of("x", {"deny": ["Edit(~/.ssh/**)"]}),))
     assert policy.home == os.path.expanduser("~") == "/home/someone"
     assert verdict(policy, "Edit", "/home/someone/.ssh/config") == "deny"
+
+
+def test_the_cli_shows_the_policy_and_judges_one_call(tmp_path: Path) -> None:
+    from tests.conftest import orchestra
+
+    config = Path(__file__).parent.parent / "bots.yaml"
+    env = {"ORCHESTRA_HOME": str(tmp_path)}
+    shown = orchestra("permissions", "claude", config=config, env=env)
+    assert shown.returncode == 0 and "deny (" in shown.stdout and "Bash(sudo *)" in shown.stdout
+    asked = orchestra("permissions", "--check", "Bash(git push origin main)", config=config, env=env)
+    assert asked.stdout.splitlines() == [
+        "Bash(git push origin main): ask (asked by Bash(git push *))",
+        "  'Allow for this task' would add Bash(git push *)",
+    ]
+    refused = orchestra("permissions", "--check", "Bash(rm -rf /)", "--json", config=config, env=env)
+    assert '"verdict": "deny"' in refused.stdout
+    bad = orchestra("permissions", "--check", "Bash(", config=config, env=env)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "is not a rule" in bad.stderr
+    unknown = orchestra("permissions", "nosuch", config=config, env=env)
+    assert unknown.returncode == 2 and "no agent 'nosuch'" in unknown.stderr
