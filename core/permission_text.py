@@ -124,7 +124,7 @@ def outcome_line(request: PermissionRequest) -> str:
     """What the request's message says once it is answered or closed."""
     waited = span((request.decided_at or request.deadline) - request.created_at)
     reason = f": {clip(request.reason, 300)}" if request.reason else ""
-    if request.state == ALLOWED and request.via == "timeout":
+    if request.state == ALLOWED and request.decided_by == "timeout":
         return f"⏱ No answer in {waited}: allowed (permissions.on_timeout is allow)"
     if request.state == ALLOWED and request.grant_rule:
         return f"✅ Allowed for this task: {clip(request.grant_rule, 200)} — by {decider(request)}"
