@@ -6,6 +6,7 @@ the engine's socket. Real SQLite, the fake Bot API and fake Slack on 127.0.0.1, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import socket
@@ -22,7 +23,7 @@ from bot.bridges import start_slack, start_telegram
 from core.notify import Notifier
 from core.protocol import ENGINE_SOCKET
 from core.store.permissions import PermissionRequest
-from tests.conftest import orchestra
+from tests.conftest import orchestra, requires_tmux
 from tests.fakes.slack import ALICE as SLACK_ALICE
 from tests.fakes.slack import BOT_TOKEN, CHANNEL, SIGNING_SECRET, FakeSlack, block_action, form, mention, sign
 from tests.fakes.telegram import ALICE, TOKEN, FakeTelegram
@@ -422,3 +423,63 @@ def test_the_card_shows_the_wait_and_the_completion_lists_the_refusals(make_app:
         {"call": "Bash(rm -rf /)", "state": "denied", "by": "by policy", "reason": ""},
         {"call": "WebFetch(https://pypi.org/)", "state": "timed_out", "by": "no answer in 10 min", "reason": ""},
     ]  # fmt: skip
+
+
+# -- with the real engine ------------------------------------------------------------------------
+@requires_tmux
+async def test_the_engine_hears_a_tap_and_answers_the_waiting_hook(
+    make_app: Any, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole loop on the loopback fakes: a hook's ``ask`` on the real engine's socket, the request
+    in the fake Telegram, a tap, and the answer on the hook's connection; then a reply that denies."""
+    from core.permissions.call import ToolCall
+    from core.permissions.hook import ask_message
+
+    fake = FakeTelegram().start()
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    app: App = make_app(
+        workspace=str(repo), notify={"console": False}, digest={"enabled": False}, roles=ROLES,
+        agents__sleeper={"kind": "command", "command": "sleep", "args": ["30"], "max_concurrent": 1},
+        telegram={"enabled": True, "api_base_url": fake.url, "token_env": TOKEN_ENV,
+                  "allowed_user_ids": [ALICE["id"], BOB["id"]], "allowed_chat_ids": [GROUP["id"]],
+                  "notify_chat_ids": [GROUP["id"]], "poll_timeout_s": 1, "progress_interval_s": 0},
+    )  # fmt: skip
+    assert app.engine.acquire()
+    await app.engine.start()
+    bridge = await start_telegram(app, fatal=lambda reason: None)
+    try:
+        task_id = app.service.delegate("wait a while", agent="sleeper").task.id
+        await until(lambda: app.store.get_task(task_id).state == "running", "the task to run", timeout=20)
+
+        async def hook(key: str, command: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            reader, writer = await asyncio.open_unix_connection(str(app.home / ENGINE_SOCKET))
+            line = ask_message(task_id, key, ToolCall("Bash", command, cli_tool="Bash"), "Bash(curl *)", "network")
+            writer.write((json.dumps(line) + "\n").encode())
+            await writer.drain()
+            return reader, writer
+
+        reader, writer = await hook("hook-1", "curl -s https://example.com/a")
+        [message] = await until(lambda: request_message(fake, "p1"), "the request from the engine")
+        tapped = time.monotonic()
+        fake.tap(message, "perm_allow:p1", user=BOB)
+        answer = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        took_ms = (time.monotonic() - tapped) * 1000
+        print(f"tap Allow -> the hook's answer: {took_ms:.0f} ms (fake Bot API long poll included)")
+        assert answer == {"t": "answer", "key": "hook-1", "allow": True, "reason": ""}
+        writer.close()
+
+        reader, writer = await hook("hook-2", "curl -s https://example.com/b")
+        [second] = await until(lambda: request_message(fake, "p2"), "the second request")
+        fake.say("no, use the vendored copy", user=ALICE, chat=GROUP, reply_to=second.message_id)
+        answer = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        assert (answer["allow"], answer["reason"]) == (False, "use the vendored copy")
+        writer.close()
+        await until(
+            lambda: "⛔ Denied by @alice (telegram): use the vendored copy" in fake.current(second).text, "edit"
+        )
+    finally:
+        await bridge.stop()
+        with contextlib.suppress(Exception):
+            app.service.cancel(task_id)
+        await app.engine.stop()
+        fake.stop()
