@@ -23,6 +23,8 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from core.agents.common import HOME_VARS
+
 BWRAP = "bwrap"
 TASK_FD = "fd:"  # an argv word ``fd:<marker>``: the launcher opens the task file on fd 3 for bwrap to copy
 # The user's secret stores, and other CLIs' logins (an agent's own CLI's are writable instead).
@@ -31,15 +33,15 @@ SECRET_STORES = (
     ".netrc", ".git-credentials", ".pgpass", ".npmrc", ".pypirc", ".env", ".aider.conf.yml",
     ".claude", ".claude.json", ".codex", ".gemini", ".qwen", ".factory", ".local/share/opencode", ".config/opencode",
 )  # fmt: skip
-# What each CLI keeps in the user's home when no variable of the agent's env moves it (``HOME_VARS``).
+# What each CLI keeps in the user's home when no variable of the agent's env moves it (``HOME_VARS``);
+# a folder (``/``) is made if missing, as the CLI would make it.
 CLI_HOME_STATE: dict[str, tuple[str, ...]] = {
-    "claude": (".claude", ".claude.json"),
-    "droid": (".factory",),
-    "opencode": (".local/share/opencode", ".local/state/opencode", ".cache/opencode", ".config/opencode"),
-    "aider": (".aider", ".aider.conf.yml", ".env"),
+    "claude": (".claude/", ".claude.json"),
+    "droid": (".factory/",),
+    "opencode": (".local/share/opencode/", ".local/state/opencode/", ".cache/opencode/", ".config/opencode/"),
+    "aider": (".aider/",),
 }
 _MOVED_BY = {"claude": "CLAUDE_CONFIG_DIR"}  # the variable that moves a CLI's home state elsewhere
-_HOME_VARS = ("CODEX_HOME", "GEMINI_CLI_HOME", "QWEN_HOME", "OPENCODE_CONFIG", "CLAUDE_CONFIG_DIR")
 _SOCKETS = ("/run/docker.sock", "/var/run/docker.sock")  # reachable even on a read-only file system
 # Namespaces, no capabilities; no --die-with-parent: it turns the runner's SIGTERM into an
 # immediate SIGKILL of everything inside (the grace lost); the runner reaps the tree itself.
@@ -80,20 +82,21 @@ def sandboxed(
         if os.path.lexists(path):
             mounts.append((real(path), (flag, real(path))))
 
-    for directory in paths.config_dirs:
+    given = () if _MOVED_BY.get(kind, "") in env else CLI_HOME_STATE.get(kind, ())
+    state = [os.path.join(home, name.rstrip("/")) for name in given]
+    for directory in (*paths.config_dirs, *(path for path, name in zip(state, given, strict=True) if name[-1] == "/")):
         os.makedirs(directory, mode=0o700, exist_ok=True)  # a bind needs its source
-    state = () if _MOVED_BY.get(kind, "") in env else CLI_HOME_STATE.get(kind, ())
     hide(paths.data_dir)
     for name in SECRET_STORES:
-        if name not in state:
+        if os.path.join(home, name) not in state:
             hide(os.path.join(home, name))
     for name in (env.get("XDG_RUNTIME_DIR", ""), os.environ.get("TMUX_TMPDIR", ""), *_SOCKETS):
         if name:
             hide(name)
     bind(paths.cwd)
-    for directory in (*paths.config_dirs, *(os.path.join(home, name) for name in state)):
+    for directory in (*paths.config_dirs, *state):
         bind(directory)
-    for var in _HOME_VARS:
+    for var in sorted(HOME_VARS):
         if env.get(var):
             bind(os.path.expanduser(env[var]))
     if paths.hook:
@@ -108,8 +111,9 @@ def sandboxed(
     for path, flags in sorted(mounts, key=lambda m: m[0].rstrip("/").count("/")):  # stable: later wins at one depth
         words += [*flags, path]
     # Last, once the binds inside them exist: a hidden folder is read-only too (a write fails, as it would have).
+    bound = {path for path, flags in mounts if flags != ("--tmpfs",)}
     for path, flags in mounts:
-        if flags == ("--tmpfs",):
+        if flags == ("--tmpfs",) and path not in bound:  # a folder both hidden and bound is bound
             words += ["--remount-ro", path]
     return [*words, "--chdir", real(paths.cwd), "--", *inner]
 
