@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +270,9 @@ def test_argv_is_wrapped_without_a_shell_and_hides_in_depth_order(outside: Path)
     assert order.index(str(outside / "user")) < order.index(str(outside / "user" / ".ssh"))
     assert order.index(str(data)) < order.index(str(data / "agents" / "a"))
     assert (data / "agents" / "a").is_dir()  # made: a bind needs its source
+    assert argv[argv.index("--remount-ro") + 1] == str(data)  # hidden and read-only: a write fails
+    inside = sandboxed(["a"], replace(paths, cwd=str(data)), kind="command", env={"HOME": str(outside / "user")})
+    assert str(data) not in [inside[i + 1] for i, word in enumerate(inside) if word == "--remount-ro"]
 
 
 def test_config_check_and_doctor_name_a_missing_bubblewrap(tmp_path: Path, home: Path) -> None:
@@ -294,3 +298,53 @@ def test_config_check_and_doctor_name_a_missing_bubblewrap(tmp_path: Path, home:
     doctor = orchestra("doctor", config=config, env=no_bwrap)
     line = next(line for line in doctor.stdout.splitlines() if "agent boxed sandbox" in line)
     assert "bubblewrap is not installed" in line and "warning only" in line  # routing does not use it
+
+
+# -- real CLIs ------------------------------------------------------------------------------------
+def _real_cases() -> list[Any]:
+    from tests.test_real_clis import CASES
+
+    return CASES
+
+
+@pytest.fixture
+def work_repo(outside: Path) -> Path:
+    """The task's folder as a git repository (what the summary diffs against)."""
+    repo = outside / "work"
+    for cmd in (["init", "-q"], ["config", "user.email", "t@example.com"], ["config", "user.name", "t"]):
+        subprocess.run(["git", "-C", str(repo), *cmd], check=True)
+    (repo / "README.md").write_text("# project\n")
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "init"], check=True)
+    return repo
+
+
+@pytest.mark.real_cli
+@pytest.mark.parametrize("case", _real_cases(), ids=[c.name for c in _real_cases()])
+async def test_a_real_cli_does_its_task_inside_the_sandbox(
+    make_app: Any, outside: Path, work_repo: Path, monkeypatch: pytest.MonkeyPatch, case: Any
+) -> None:
+    """Each CLI, sandboxed, against the fake model: the file is written, and only in the task's folder."""
+    from tests.fakes.model_server import FakeModelServer
+    from tests.test_real_clis import AIDER_META, KEY_VAR, TASK, _agent, _binary
+
+    _binary(case)
+    user = outside / "user"
+    prices = user / ".aider" / "caches" / "model_prices_and_context_window.json"  # aider stays offline
+    prices.parent.mkdir(parents=True)
+    prices.write_text('{"orchestra-offline-placeholder": {}}')
+    monkeypatch.setenv(KEY_VAR, "sk-orchestra-fake-key")
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    (outside / "meta").mkdir()
+    (outside / "meta" / "aider-models.json").write_text(json.dumps(AIDER_META))
+    repo = work_repo
+    with FakeModelServer(workdir=str(repo), mode="ok") as server:
+        agent = _agent(case, server, outside / "meta") | {"sandbox": "bwrap"}
+        if case.kind == "codex":  # its own bubblewrap cannot nest in ours ("setting up uid map"): ours contains it
+            agent["args"] = ["-s", "danger-full-access"]
+        app = make_app(**{f"agents__{case.name}": agent})
+        task = await run_task(app, TASK, case.name, repo, timeout=240)
+    assert task.state == TaskState.SUCCEEDED, output(app, task)
+    assert (repo / "hello.txt").read_text() == "hello\n"
+    assert [f["path"] for f in task.summary["files"]] == ["hello.txt"]
