@@ -214,13 +214,20 @@ def main(argv: list[str]) -> int:
     become_subreaper()
     launch = read_launch(task_dir)
     agent_argv = launch.argv
+    task_fd = -1
     if launch.marker and any(launch.marker in arg for arg in agent_argv):
         path = _task_file(launch)
+        fd_word = b"fd:" + launch.marker  # a sandbox copies the task file in from fd 3 (core.sandbox.TASK_FD)
+        if fd_word in agent_argv:
+            task_fd = os.open(path, os.O_RDONLY)
+            agent_argv = [b"3" if arg == fd_word else arg for arg in agent_argv]
         agent_argv = [arg.replace(launch.marker, path) for arg in agent_argv]
     out_r, out_w = os.pipe()
     in_r, in_w = os.pipe() if launch.mode == "stdin" else (os.open(os.devnull, os.O_RDONLY), -1)
     err_r, err_w = os.pipe()  # the runner writes stderr.log, redacted as it arrives
     actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
+    if task_fd >= 0:
+        actions.append((os.POSIX_SPAWN_DUP2, task_fd, 3))  # dup2 clears close-on-exec: bwrap inherits it
     pid: int | None = None
     failure: OSError | None = None
     command = agent_argv[0].decode(errors="replace")
@@ -239,8 +246,9 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         failure = exc
     started = time.time()
-    for fd in (in_r, out_w, err_w):
-        os.close(fd)
+    for fd in (in_r, out_w, err_w, task_fd):
+        if fd >= 0:
+            os.close(fd)
     from core.runner import Runner
 
     stdin_text = launch.text if launch.mode == "stdin" else None

@@ -74,7 +74,10 @@ CASES = [
     ),
     Case(
         "codex", "codex", "node_modules/.bin/codex", "responses", "gpt-5", "OPENAI_API_KEY",
-        env={"OPENAI_BASE_URL": "{url}/v1"}, error_500="high demand",
+        # With bubblewrap installed Codex sandboxes through it, which needs a helper it refuses to
+        # make in a CODEX_HOME under the temp dir (the data dir is under /tmp here): another TMPDIR
+        # (not /var/tmp, where the hostile test aims: workspace-write lets Codex write its TMPDIR).
+        env={"OPENAI_BASE_URL": "{url}/v1", "TMPDIR": "/dev/shm"}, error_500="high demand",
     ),
     Case(
         "gemini", "gemini", "node_modules/.bin/gemini", "gemini", "gemini-2.0-flash", "GEMINI_API_KEY",

@@ -114,6 +114,13 @@ def config_check(args: argparse.Namespace) -> int:
     from core.text import format_cost
 
     config, path = load_config(args.config)
+    sandboxed = [name for name, agent in config.agents.items() if agent.sandbox == "bwrap" and agent.enabled]
+    if sandboxed:
+        from core.errors import ConfigError
+        from core.sandbox import sandbox_problem
+
+        if problem := sandbox_problem():
+            raise ConfigError(f"{path}: agents.{sandboxed[0]}.sandbox is bwrap, but {problem}")
     print(f"{path}: valid")
     print(f"  data dir: {config.home()}  ·  tmux: -L {config.tmux.socket_name}, session {config.tmux.session}")
     print(
@@ -125,6 +132,7 @@ def config_check(args: argparse.Namespace) -> int:
         print(
             f"  agent {name}: {agent.kind} · {agent.command} {' '.join(agent.args)} · max {agent.max_concurrent}"
             + (f" · env {env}" if env else "")
+            + (" · sandbox bwrap" if agent.sandbox == "bwrap" else "")
             + ("" if agent.enabled else " · disabled")
         )
     print(

@@ -44,6 +44,11 @@ class AgentConfig(StrictModel):
     env_pass: list[EnvVarName] = Field(
         default_factory=list, description="More of our variables the agent may see, by name."
     )
+    sandbox: Literal["none", "bwrap"] = Field(
+        default="none",
+        description="`bwrap`: run it inside bubblewrap (the task's directory writable, the rest of the file "
+        "system read-only, the data dir and ~/.ssh and other secret stores hidden, the network kept).",
+    )
     model: str | None = Field(default=None, description="The model to ask the CLI for; null: the CLI's own default.")
     max_concurrent: int = Field(default=2, ge=1, description="Tasks of this agent running at once.")
     enabled: bool = Field(default=True, description="A disabled agent is never routed to.")

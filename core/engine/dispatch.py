@@ -27,6 +27,7 @@ from core.summary import git_baseline
 from core.tmux import TmuxManager, runner_argv
 
 if TYPE_CHECKING:
+    from core.agents.base import AgentSettings
     from core.clock import Clock
     from core.config import Config
     from core.engine.recorder import Recorder
@@ -154,6 +155,12 @@ class Dispatcher:
         shield, marker = (f"{{task_file-{secrets.token_hex(8)}}}" for _ in range(2))
         invocation = adapter.build(text.replace(_TASK_FILE, shield), settings, resume=self._resume_session(task))
         argv = [a.replace(_TASK_FILE, marker).replace(shield, _TASK_FILE) for a in settings.splice(invocation.argv)]
+        passed = agent_env(os.environ, self.config.agents[task.agent].env_pass)
+        env = {**passed, **invocation.env, **self.config.secret_env(task.agent)}
+        if settings.hook:  # how the hook the CLI runs finds its task (and through it the policy and the engine)
+            env[TASK_DIR_ENV] = str(task_dir(self.home, task.id))
+        if self.config.agents[task.agent].sandbox == "bwrap":
+            argv = _sandboxed(task, settings, self.home, argv, env, marker)
         spec = TaskSpec(
             task_id=task.id,
             agent=task.agent,
@@ -175,10 +182,6 @@ class Dispatcher:
             configured_model=settings.model,  # priced instead when the model the CLI names has no price
             permissions=self.policy(task).to_dict() if settings.hook else None,
         )
-        passed = agent_env(os.environ, self.config.agents[task.agent].env_pass)
-        env = {**passed, **invocation.env, **self.config.secret_env(task.agent)}
-        if settings.hook:  # how the hook the CLI runs finds its task (and through it the policy and the engine)
-            env[TASK_DIR_ENV] = str(task_dir(self.home, task.id))
         return spec, invocation.files, env
 
     def policy(self, task: Task) -> Policy:
@@ -198,6 +201,23 @@ class Dispatcher:
             if run.id != task.id and isinstance(totals, dict):
                 return totals
         return {}
+
+
+def _sandboxed(
+    task: Task, settings: AgentSettings, home: Path, argv: list[str], env: dict[str, str], marker: str
+) -> list[str]:
+    """``argv`` inside bubblewrap (``sandbox: bwrap``): what it may reach is ``core.sandbox``'s."""
+    from core.sandbox import SandboxPaths, sandboxed
+
+    paths = SandboxPaths(
+        cwd=task.cwd,
+        data_dir=str(home),
+        task_dir=str(task_dir(home, task.id)),
+        socket=str(home / ENGINE_SOCKET),
+        config_dirs=(settings.config_dir,) if settings.config_dir else (),
+        hook=bool(settings.hook),  # its hook asks the engine over the socket and reads the task's spec.json
+    )
+    return sandboxed(argv, paths, kind=settings.kind, env=env, task_file_marker=marker)
 
 
 def _outcome(launch: Callable[[Task, str], str], task: Task, text: str) -> tuple[str | None, BaseException | None]:

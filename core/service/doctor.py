@@ -38,6 +38,12 @@ class Doctor(ServiceBase):
 
             argv = settings.splice(adapter_for(settings.kind).version_argv(settings))
             checks.append((f"agent {name}", True, f"{settings.command} · {_version(argv)}"))
+            if agent.sandbox == "bwrap":
+                from core.sandbox import sandbox_problem
+
+                problem = sandbox_problem()
+                detail = f"{problem} · {why}" if problem else "bwrap runs here (sandbox: bwrap)"
+                checks.append((f"agent {name} sandbox", problem is None or not uses, detail))
             missing = [src for src in agent.env_from.values() if src not in os.environ]
             if missing:
                 checks.append((f"agent {name} env", not uses, "not set: " + ", ".join(missing) + f" · {why}"))
