@@ -47,7 +47,8 @@ SPEC_FILE = "spec.json"  # the engine writes it before the window opens; the run
 EVENTS_FILE = "events.jsonl"  # the runner appends every event; the engine replays what it missed
 RESULT_FILE = "result.json"  # the runner writes it once, atomically, at the end
 CANCEL_FILE = "cancel"  # a cancel that may land before the runner listens for signals
-ENGINE_SOCKET = "engine.sock"  # in the data directory: runners and CLIs write lines to the engine
+ENGINE_SOCKET = "run/engine.sock"  # in the data directory: runners, hooks and CLIs write lines to the engine
+# (in a folder of its own: a sandbox binds the folder, so it sees the socket a restarted engine makes)
 
 
 def task_dir(home: Path, task_id: str) -> Path:

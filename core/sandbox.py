@@ -57,7 +57,7 @@ class SandboxPaths:
     task_dir: str
     socket: str
     config_dirs: tuple[str, ...] = ()  # writable: the agent's own config dir and the homes its env names
-    hook: bool = False  # the agent runs a permission hook: its task dir (read-only) and the socket are bound
+    hook: bool = False  # the agent runs a permission hook: its task dir and the socket's folder are bound (read-only)
 
 
 def sandboxed(
@@ -101,7 +101,9 @@ def sandboxed(
             bind(os.path.expanduser(env[var]))
     if paths.hook:
         bind(paths.task_dir, "--ro-bind")
-        bind(paths.socket, "--ro-bind")  # connect() needs no write access to the mount
+        # The socket's folder, not the socket: a restarted engine makes a new one there, which the
+        # hook must still reach (a bound file would stay the old, dead socket). connect() needs no write.
+        bind(os.path.dirname(paths.socket), "--ro-bind")
     inner = argv
     if task_file_marker and any(task_file_marker in arg for arg in argv):
         task_md = os.path.join(real(paths.task_dir), "task.md")

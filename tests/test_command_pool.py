@@ -2,7 +2,7 @@
 
 The pool is built as the bot builds it (``bot.bridges.command_pool``): worker threads, each with its
 own store connection and a Service that never dispatches itself. A real unix socket stands in
-for the engine's ``engine.sock`` and records what it is told; tmux is real, made slow where a
+for the engine's socket and records what it is told; tmux is real, made slow where a
 test needs slow tmux work.
 """
 
@@ -24,6 +24,7 @@ from bot.bridges import command_pool
 from bot.command_pool import CommandPool
 from core.messages import ChatRef, Inbound, OutKind, Tap
 from core.models import TaskState
+from core.protocol import ENGINE_SOCKET
 from tests.conftest import requires_tmux
 
 pytestmark = requires_tmux
@@ -74,7 +75,8 @@ async def test_delegate_approve_cancel_and_retry_from_a_chat_only_store_queue_an
     async def engine_socket(reader: asyncio.StreamReader, _writer: asyncio.StreamWriter) -> None:
         pokes.extend(json.loads(line) for line in (await reader.read()).splitlines())
 
-    server = await asyncio.start_unix_server(engine_socket, path=str(app.home / "engine.sock"))
+    (app.home / ENGINE_SOCKET).parent.mkdir(parents=True, exist_ok=True)
+    server = await asyncio.start_unix_server(engine_socket, path=str(app.home / ENGINE_SOCKET))
     try:
 
         async def poked(count: int) -> None:

@@ -89,6 +89,7 @@ class EngineSocket:
 @pytest.fixture
 def engine_socket(home: Path) -> Iterator[EngineSocket]:
     home.mkdir(parents=True, exist_ok=True)
+    (home / ENGINE_SOCKET).parent.mkdir(parents=True, exist_ok=True)
     server = EngineSocket(home / ENGINE_SOCKET)
     yield server
     server.close()

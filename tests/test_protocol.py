@@ -22,6 +22,7 @@ import pytest
 from core.launch import write_launch
 from core.models import TaskState
 from core.protocol import (
+    ENGINE_SOCKET,
     RUN_STATUSES,
     EventKind,
     TaskSpec,
@@ -124,17 +125,18 @@ def test_a_missing_spec_json_is_one_line(tmp_path: Path) -> None:
 
 def test_the_stand_in_for_an_unreadable_spec_names_the_task_and_the_engine_socket(tmp_path: Path) -> None:
     spec = TaskSpec.unreadable(task_dir(tmp_path, "t9"))
-    assert (spec.task_id, spec.socket) == ("t9", str(tmp_path / "engine.sock"))
+    assert (spec.task_id, spec.socket) == ("t9", str(tmp_path / ENGINE_SOCKET))
 
 
 # -- a runner given a bad spec ------------------------------------------------------------------
 class _FakeEngine:
-    """A Unix socket at ``home/engine.sock`` that keeps every line a runner sends."""
+    """A Unix socket at the engine's place in ``home`` that keeps every line a runner sends."""
 
     def __init__(self, home: Path) -> None:
         self.lines: list[dict[str, Any]] = []
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(str(home / "engine.sock"))
+        (home / ENGINE_SOCKET).parent.mkdir(parents=True, exist_ok=True)
+        self.server.bind(str(home / ENGINE_SOCKET))
         self.server.listen()
         threading.Thread(target=self._serve, daemon=True).start()
 

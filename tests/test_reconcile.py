@@ -22,6 +22,7 @@ import yaml
 
 from bot.app import App
 from core.models import Task, TaskState
+from core.protocol import ENGINE_SOCKET
 from core.store import Store
 from tests.conftest import ROOT, orchestra, requires_tmux
 
@@ -192,7 +193,7 @@ def _start_engine_process(config: Path, env: dict[str, str]) -> subprocess.Popen
     full_env.pop("TMUX", None)
     command = [sys.executable, "-m", "bot", "--config", str(config), "engine"]
     engine = subprocess.Popen(command, cwd=str(ROOT), env=full_env, stdout=subprocess.DEVNULL)
-    _wait_file(Path(env["ORCHESTRA_HOME"]) / "engine.sock")
+    _wait_file(Path(env["ORCHESTRA_HOME"]) / ENGINE_SOCKET)
     return engine
 
 

@@ -213,7 +213,8 @@ def test_a_hooked_agent_reaches_the_engine_socket_and_its_own_task_only(outside:
     for directory in (mine, other):
         directory.mkdir(parents=True)
         (directory / "spec.json").write_text(json.dumps({"task_id": directory.name}))
-    sock_path = data / "engine.sock"
+    sock_path = data / "run" / "engine.sock"
+    sock_path.parent.mkdir()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(sock_path))
     server.listen(1)
@@ -254,7 +255,7 @@ def test_argv_is_wrapped_without_a_shell_and_hides_in_depth_order(outside: Path)
         cwd=str(outside / "user"),
         data_dir=str(data),
         task_dir=str(data / "tasks" / "t1"),
-        socket=str(data / "engine.sock"),
+        socket=str(data / "run" / "engine.sock"),
         config_dirs=(str(data / "agents" / "a"),),
     )
     task = "rm -rf ~; $(id) `whoami`"

@@ -111,6 +111,7 @@ class Engine:
         assert self.owner, "acquire() the engine lock first"
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+        self.socket_path.parent.mkdir(mode=0o700, exist_ok=True)
         self._server = await asyncio.start_unix_server(self._handle, path=str(self.socket_path), limit=64 * 1024 * 1024)
         os.chmod(self.socket_path, 0o600)
         self.reconcile()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from core.engine.lock import engine_running
 from core.models import Task, TaskState
+from core.protocol import ENGINE_SOCKET
 from core.service.base import ServiceBase
 
 
@@ -25,7 +26,7 @@ class EngineControl(ServiceBase):
             return
         from core.engine import poke  # the engine's socket client; asyncio comes with it
 
-        if poke(self.home / "engine.sock", kick_message()):
+        if poke(self.home / ENGINE_SOCKET, kick_message()):
             return
         if self.autostart_engine and not engine_running(self.home):
             self.start_background_engine()
@@ -54,7 +55,7 @@ class EngineControl(ServiceBase):
             discard(str(handoff))
             raise
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not (self.home / "engine.sock").exists():
+        while time.monotonic() < deadline and not (self.home / ENGINE_SOCKET).exists():
             time.sleep(0.02)
         if handoff.exists() and "_engine" not in self.tmux.windows():
             discard(str(handoff))  # the engine died before it could read it
