@@ -36,6 +36,7 @@ class EventKind(StrEnum):
     # From the engine, to its listeners only (never in a runner's file).
     DISPATCHED = "dispatched"
     FINISHED = "finished"
+    PERMISSION = "permission"  # a permission request was opened or answered (``core.engine.asks``)
 
 
 RUN_STATUSES = frozenset({"succeeded", "failed", "cancelled", "timed_out", "over_budget"})
@@ -81,6 +82,9 @@ class TaskSpec:
     site_paths: tuple[str, ...]  # where the runner finds the optional price table's packages
     resumed_from: dict[str, Any] | None  # a resumed session's totals before this run ({} unknown)
     configured_model: str | None  # priced instead when the model the CLI names has no price
+    # The permission policy the task's hook judges tool calls by (``core.permissions.policy.Policy``
+    # as a dict); None when the agent has no hook.
+    permissions: dict[str, Any] | None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -143,6 +147,7 @@ class TaskSpec:
             site_paths=(),
             resumed_from=None,
             configured_model=None,
+            permissions=None,
         )
 
     @classmethod
@@ -198,6 +203,7 @@ _SPEC_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "site_paths": (_is_strs, "a list of strings"),
     "resumed_from": (_or_none(lambda v: isinstance(v, dict)), "an object or null"),
     "configured_model": (_or_none(_is_str), "a string or null"),
+    "permissions": (_or_none(lambda v: isinstance(v, dict)), "an object or null"),
 }
 
 
@@ -207,7 +213,8 @@ def _shown(value: Any) -> str:
 
 # -- socket lines -------------------------------------------------------------------------------
 # Every line on engine.sock is one JSON object; ``t`` says which of these it is.
-EVENT, KICK, CANCEL = "event", "kick", "cancel"
+EVENT, KICK, CANCEL, ANSWERED = "event", "kick", "cancel", "answered"
+# The permission hook's lines (``ask``, ``denied``; the engine's ``answer``) are ``core.permissions.hook``'s.
 
 
 def event_message(task_id: str, seq: int, ts: float, kind: str, text: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +230,11 @@ def kick_message() -> dict[str, Any]:
 def cancel_message(task_id: str) -> dict[str, Any]:
     """Ask the engine to stop a running task's agent."""
     return {"t": CANCEL, "task": task_id}
+
+
+def answered_message(key: str) -> dict[str, Any]:
+    """Tell the engine a person answered the permission request ``key`` (the answer is in the store)."""
+    return {"t": ANSWERED, "key": key}
 
 
 def encode(message: dict[str, Any]) -> bytes:

@@ -60,6 +60,7 @@ def a_spec(**changes: Any) -> TaskSpec:
         site_paths=("/usr/lib/python3/site-packages",),
         resumed_from={"cost_usd": 0.5},
         configured_model=None,
+        permissions={"cwd": "/work/ü", "layers": [{"name": "permissions", "allow": ["Read"], "ask": [], "deny": []}]},
     )
     return dataclasses.replace(spec, **changes)
 

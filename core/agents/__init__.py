@@ -40,6 +40,15 @@ PARSERS: dict[str, str] = {
     "command": "core.agents.command:CommandParser",
 }
 
+# Kinds whose CLI runs Orchestra's pre-tool hook (``core.permissions.hook``): their module has
+# ``hook_call`` and ``hook_reply``, and their adapter writes the hook when ``settings.hook`` is set.
+HOOKED: frozenset[str] = frozenset()
+
+
+def hooked(kind: str) -> bool:
+    """Whether an agent of ``kind`` can ask before each tool call."""
+    return kind in HOOKED
+
 
 def _load(path: str) -> Any:
     module, _, name = path.partition(":")

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from core.config.fields import EnvVarName, StrictModel
+from core.config.permissions import RuleLists
 
 AGENT_KINDS = ("claude", "codex", "gemini", "qwen", "opencode", "droid", "aider", "command")
 _SECRETISH = r"(?i)(KEY|TOKEN|SECRET|PASSWORD)"
@@ -47,6 +48,14 @@ class AgentConfig(StrictModel):
     max_concurrent: int = Field(default=2, ge=1, description="Tasks of this agent running at once.")
     enabled: bool = Field(default=True, description="A disabled agent is never routed to.")
     description: str = Field(default="", description="Free text shown after the agent in /agents.")
+    hook: bool = Field(
+        default=True,
+        description="Relay each tool call to the permission policy (and the phone) through the CLI's pre-tool "
+        "hook; false: the CLI's own unattended mode decides (README Permissions says what each does).",
+    )
+    permissions: RuleLists = Field(
+        default_factory=RuleLists, description="allow / ask / deny rules for this agent, over the global ones."
+    )
 
     @field_validator("command")
     @classmethod

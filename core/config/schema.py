@@ -12,6 +12,7 @@ from core.config.agents import AgentConfig, command_argv
 from core.config.facts import data_home, secrets_in_environment
 from core.config.fields import StrictModel, is_name
 from core.config.limits import BudgetsConfig, LimitsConfig, PolicyConfig
+from core.config.permissions import PermissionsConfig
 from core.config.routing import RoutingConfig
 from core.config.runtime import DigestConfig, MetricsConfig, NotifyConfig, RolesConfig, TmuxConfig, WatchdogConfig
 from core.config.slack import SlackConfig
@@ -19,6 +20,7 @@ from core.config.telegram import WEBHOOK_SECRET_ENV, TelegramConfig
 
 if TYPE_CHECKING:
     from core.agents.base import AgentSettings
+    from core.permissions.policy import Policy
 
 
 class Config(StrictModel):
@@ -38,6 +40,9 @@ class Config(StrictModel):
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Bounds on tasks and the engine.")
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig, description="What tasks may cost.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="What waits for a person's approval.")
+    permissions: PermissionsConfig = Field(
+        default_factory=PermissionsConfig, description="Which tool calls run, are asked on the phone, or are refused."
+    )
     agents: dict[str, AgentConfig] = Field(description="The agent CLIs, by name (used in `@name` and routing).")
     routing: RoutingConfig = Field(description="Which agent gets a task.")
     notify: NotifyConfig = Field(default_factory=NotifyConfig, description="Where notifications go besides chats.")
@@ -69,12 +74,17 @@ class Config(StrictModel):
         return data_home(self.data_dir)
 
     def agent_settings(self, name: str) -> AgentSettings:
-        """An agent's settings with its literal (non-secret) environment."""
+        """An agent's settings with its literal (non-secret) environment and its hook, if it has one."""
+        from core.agents import hooked
         from core.agents.base import AgentSettings
+        from core.permissions.hook import hook_command
 
         agent = self.agents[name]
         command, *prefix = command_argv(agent.command)
+        hook = hook_command(agent.kind) if agent.hook and hooked(agent.kind) else ""
         return AgentSettings(
+            hook=hook,
+            hook_timeout_s=int(self.permissions.ask_timeout_s) + 60 if hook else 0,
             name=name,
             kind=agent.kind,
             command=command,
@@ -84,6 +94,19 @@ class Config(StrictModel):
             model=agent.model,
             config_dir=str(self.home() / "agents" / name),
         )
+
+    def permission_policy(self, agent: str, category: str, cwd: str) -> Policy:
+        """The layers that judge a task's tool calls: its category's, its agent's, then the global lists."""
+        from core.permissions.policy import Layer, Policy
+
+        rules = self.permissions
+        layers = []
+        if category in rules.categories:
+            layers.append(Layer.of(f"category {category}", rules.categories[category].model_dump()))
+        if agent in self.agents:
+            layers.append(Layer.of(f"agent {agent}", self.agents[agent].permissions.model_dump()))
+        layers.append(Layer.of("permissions", rules.model_dump(include={"allow", "ask", "deny"})))
+        return Policy(cwd=cwd, layers=tuple(layers), ask_timeout_s=rules.ask_timeout_s, on_timeout=rules.on_timeout)
 
     def secret_env(self, name: str) -> dict[str, str]:
         """The agent's ``env_from`` variables resolved from our environment.

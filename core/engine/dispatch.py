@@ -21,6 +21,7 @@ from core.agents import adapter_for
 from core.agents.common import agent_env
 from core.launch import discard_launch, write_launch
 from core.models import Task, TaskState
+from core.permissions.hook import TASK_DIR_ENV
 from core.protocol import ENGINE_SOCKET, SPEC_FILE, EventKind, TaskSpec, task_dir
 from core.summary import git_baseline
 from core.tmux import TmuxManager, runner_argv
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from core.config import Config
     from core.engine.recorder import Recorder
     from core.engine.workers import Workers
+    from core.permissions.policy import Policy
     from core.store import Store
 
 log = logging.getLogger(__name__)
@@ -171,10 +173,17 @@ class Dispatcher:
             site_paths=tuple(p for p in sys.path if p and "site-packages" in p),
             resumed_from=self._session_totals_before(task),
             configured_model=settings.model,  # priced instead when the model the CLI names has no price
+            permissions=self.policy(task).to_dict() if settings.hook else None,
         )
         passed = agent_env(os.environ, self.config.agents[task.agent].env_pass)
         env = {**passed, **invocation.env, **self.config.secret_env(task.agent)}
+        if settings.hook:  # how the hook the CLI runs finds its task (and through it the policy and the engine)
+            env[TASK_DIR_ENV] = str(task_dir(self.home, task.id))
         return spec, invocation.files, env
+
+    def policy(self, task: Task) -> Policy:
+        """The permission policy a task's tool calls are judged by (its category's, agent's, global)."""
+        return self.config.permission_policy(task.agent, task.category, task.cwd)
 
     def _resume_session(self, task: Task) -> str | None:
         return task.session_id if task.session_id and task.parent_id else None

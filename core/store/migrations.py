@@ -259,6 +259,34 @@ def _old_buttons(value: Any, task_id: str) -> str | None:
     return json.dumps(rows, ensure_ascii=False)
 
 
+def _m010_permission_requests(db: sqlite_utils.Database) -> None:
+    """Tool calls the policy asked a person about or refused, their answers, and a task's grants."""
+    db.execute(
+        """CREATE TABLE permissions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            key TEXT NOT NULL UNIQUE,      -- the hook's, stable across its retries
+            task_id TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            tool TEXT NOT NULL,            -- neutral: Bash, Edit, Read, WebFetch, ... or the CLI's name
+            subject TEXT NOT NULL,         -- the command, path or URL, as the agent gave it
+            detail TEXT NOT NULL,          -- an edit's text or diff, clipped
+            cli_tool TEXT NOT NULL,
+            rule TEXT NOT NULL,            -- what "Allow for this task" grants
+            why TEXT NOT NULL,             -- why the policy asked (or refused)
+            state TEXT NOT NULL,           -- pending, allowed, denied, timed_out, cancelled
+            grant_rule TEXT,               -- set when it was allowed for the rest of the task
+            reason TEXT,                   -- a denial's reason, as the model reads it
+            decided_by TEXT,               -- who: a user, "policy", "timeout", "grant"
+            via TEXT,                      -- from where: telegram, slack, cli, engine
+            created_at REAL NOT NULL,
+            deadline REAL NOT NULL,
+            decided_at REAL
+        )"""
+    )
+    db.execute("CREATE INDEX permissions_task ON permissions (task_id, state)")
+    db.execute("CREATE INDEX permissions_state ON permissions (state)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
@@ -269,4 +297,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("007_budget_overrides", _m007_budget_overrides),
     ("008_task_secret_refs", _m008_task_secret_refs),
     ("009_one_button_shape", _m009_one_button_shape),
+    ("010_permission_requests", _m010_permission_requests),
 ]

@@ -154,10 +154,10 @@ def decide(
         shell = next((name for name in _SHELL_TOOLS if name in tools), None)
         if shell is None or results >= len(script):
             return Decision("final" if shell else "text", text=SCRIPT_DONE if shell else "no shell tool was offered")
-        arguments: dict[str, Any] = {"cmd" if shell == "exec_command" else "command": script[results]}
+        step: dict[str, Any] = {"cmd" if shell == "exec_command" else "command": script[results]}
         if shell == "Execute":
-            arguments |= {"riskLevelReason": "Runs the step the task asked for.", "riskLevel": "low"}
-        return Decision("tool", shell, arguments)
+            step |= {"riskLevelReason": "Runs the step the task asked for.", "riskLevel": "low"}
+        return Decision("tool", shell, step)
     if tool_result:
         return Decision("final", text=FINAL_TEXT)
     if escape_to is not None:
