@@ -37,7 +37,7 @@ _NAMES = {
 NEUTRAL = {name: neutral for neutral, names in _NAMES.items() for name in names}
 _PATH_KEYS = ("file_path", "filePath", "absolute_path", "notebook_path", "path", "dir_path", "directory_path")
 _URL = re.compile(r"https?://[^\s<>\"'`]+")
-_PATCH_FILE = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (.+)$|^\*\*\* Move to: (.+)$", re.MULTILINE)
+_PATCH_FILE = re.compile(r"^\s*\*\*\*\s*(?:(?:Add|Update|Delete) File|Move to):\s*(.+?)\s*$", re.MULTILINE)
 
 
 # -- adapter side: the line the CLI runs --------------------------------------------------------
@@ -92,7 +92,11 @@ def tool_call(name: str, tool_input: dict[str, Any], cwd: str = "") -> ToolCall:
     if neutral == BASH:
         command = _text(tool_input.get("command")) or _text(tool_input.get("cmd"))
         where = _text(tool_input.get("dir_path")) or _text(tool_input.get("workdir")) or _text(tool_input.get("cwd"))
-        return ToolCall(BASH, command, f"in {_absolute(where, cwd)}" if where else "", name)
+        where = _absolute(where, cwd)
+        if where and where != os.path.normpath(cwd or where):
+            # Run elsewhere (Gemini's dir_path, opencode's workdir): judged as the ``cd`` it amounts to.
+            command = f"cd {shlex.quote(where)} && {command}"
+        return ToolCall(BASH, command, "", name)
     if neutral == EDIT:
         return _edit(name, tool_input, cwd)
     if neutral == READ:
@@ -133,10 +137,16 @@ def claude_reply(decision: Decision, event: str = "PreToolUse") -> HookReply:
 def _edit(name: str, tool_input: dict[str, Any], cwd: str) -> ToolCall:
     patch = _text(tool_input.get("input")) or _text(tool_input.get("patchText")) or _text(tool_input.get("patch"))
     if name in ("ApplyPatch", "apply_patch") and patch:
-        paths = list(dict.fromkeys(_absolute(a or b, cwd) for a, b in _PATCH_FILE.findall(patch)))
-        # One file: that file. Several: none of them may stand for the rest (the patch shows all).
-        return ToolCall(EDIT, paths[0] if len(paths) == 1 else "", clip(patch), name)
+        paths = list(dict.fromkeys(_absolute(path, cwd) for path in _PATCH_FILE.findall(patch)))
+        if not paths:  # no file Orchestra can name: not an edit a path rule could allow
+            return ToolCall(name, "", clip(patch), name)
+        # A rule judges one path: with several, the first outside the working folder stands for
+        # the patch (the riskiest the policy can tell apart), else the first; a person sees them all.
+        outside = [path for path in paths if cwd and not _inside(path, cwd)]
+        return ToolCall(EDIT, (outside or paths)[0], clip(patch), name)
     path = _absolute(_path(tool_input), cwd)
+    if not path:  # an edit of no file Orchestra can name: judged under the CLI's own name
+        return ToolCall(name, "", clip(json.dumps(tool_input, ensure_ascii=False, default=str)), name)
     content = tool_input.get("content")
     if isinstance(content, str):
         return ToolCall(EDIT, path, clip(content), name)
@@ -156,6 +166,11 @@ def _absolute(path: str, cwd: str) -> str:
         return ""
     path = os.path.expanduser(path)
     return os.path.normpath(os.path.join(cwd, path) if cwd and not os.path.isabs(path) else path)
+
+
+def _inside(path: str, cwd: str) -> bool:
+    root = os.path.normpath(cwd)
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _text(value: Any) -> str:
