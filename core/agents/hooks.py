@@ -1,11 +1,11 @@
 """What the agent CLIs' pre-tool hooks share: the fail-closed hook line, neutral calls, replies.
 
-Measured on Gemini CLI 0.61, Qwen Code 0.24.4, Droid 0.225.2 and opencode 1.18.34 (the reference's
-Permissions addendum): every one of them lets the tool run when its hook crashes (exit 1, or any
-code but 2 for the Claude-format CLIs), hangs past the CLI's own timeout, exits 2 without a word
-(Gemini, Qwen), or prints nothing or plain text. So the CLI never runs ``settings.hook`` bare: ``guarded_command``
-gives it its own deadline and turns every failure into a deny that names itself, and the reply of
-a working hook always exits 0 with its decision in JSON (a deny through exit 2 would trip the guard).
+Measured on Gemini CLI 0.61, Qwen Code 0.24.4, Droid 0.225.2 and opencode 1.18.34: each lets
+the tool run when its hook crashes (exit 1, or any code but 2 for the Claude-format CLIs), hangs
+past the CLI's own timeout, exits 2 without a word (Gemini, Qwen), or prints nothing or plain
+text. So the CLI never runs ``settings.hook`` bare: ``guarded_command`` gives it its own deadline
+and turns every failure into a deny that names itself, and the reply of a working hook always
+exits 0 with its decision in JSON (a deny through exit 2 would trip the guard).
 
 Standard library only: the hook program imports the adapters under ``python -S`` once per call.
 """
