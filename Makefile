@@ -30,7 +30,7 @@ agents: agents-ci  ## all seven CLIs
 	ln -sf ../../aider/bin/aider $(AGENTS)/node_modules/.bin/aider
 
 real-clis: agents  ## install every CLI, then run every real-CLI test (~10 min: some CLIs retry a 500 for minutes)
-	ORCHESTRA_REAL_CLI_SLOW=1 python3 -m pytest -m real_cli -v tests/test_real_clis.py
+	ORCHESTRA_REAL_CLI_SLOW=1 python3 -m pytest -m real_cli -v tests/test_real_clis.py tests/test_permission_hooks_more.py
 
 real-clis-ci: agents-ci
 	python3 -m pytest -m real_cli -v tests/test_real_clis.py -k "claude or codex"

@@ -7,6 +7,14 @@ input history and a local analytics log (``--analytics-log``; nothing is sent an
 ``--no-analytics``) go to a fresh folder under the agent's config dir for every task, never into
 your repository. ``OPENAI_BASE_URL`` in ``env`` is passed on as aider's ``OPENAI_API_BASE``.
 
+Permissions: aider has no tool calls, so no hook; it edits the files of the repository it is
+given, and its containment is the sandbox (``sandbox: bwrap``). Two ways it could run a shell
+command are closed, measured on 0.86.2: a command the model suggests in a reply is declined by
+``--yes-always`` (those prompts need an explicit yes) and not even suggested with
+``--no-suggest-shell-commands``; and a task whose text starts with ``/`` or ``!`` would be run as
+aider's own command (``/run ...`` ran a shell command without a model call), so such a task
+travels as ``--message`` with a leading space, which aider reads as plain text.
+
 Parser (``reference/agent-clis.md`` section 7): aider prints plain text and **always exits 0**,
 even after a 401 or 500, so failure is read from the text (``litellm.*Error``, "The API provider
 ...") and from the analytics log: a ``message_send_starting`` never followed by ``message_send``
@@ -28,6 +36,7 @@ from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation,
 from core.agents.command import clean_line
 from core.agents.common import (
     MAX_DATA_CHARS,
+    argv_safe,
     as_dict,
     as_float,
     as_int,
@@ -79,9 +88,15 @@ class AiderAdapter:
         """``resume`` is ignored: aider has no sessions to resume."""
         run_dir = config_dir(settings, "runs", os.urandom(8).hex())
         analytics = os.path.join(run_dir, "analytics.jsonl")
-        argv = [settings.command, "--message-file", "{task_file}"]
+        if task_text[:1] in ("/", "!"):  # aider's command prefixes: a space keeps the text a message
+            if not argv_safe(" " + task_text):
+                raise ValueError(f"agent {settings.name}: a task for aider cannot start with {task_text[0]}")
+            argv = [settings.command, "--message", " " + task_text]
+        else:
+            argv = [settings.command, "--message-file", "{task_file}"]
         argv += [
             "--yes-always",
+            "--no-suggest-shell-commands",
             "--no-pretty",
             "--no-stream",
             "--no-fancy-input",
@@ -101,7 +116,7 @@ class AiderAdapter:
         return Invocation(
             argv=argv,
             env=merged_env(settings, env),
-            prompt_mode="file",
+            prompt_mode="file" if argv[1] == "--message-file" else "arg",
             parser=parser_ref("aider", model=settings.model, analytics=analytics),
             files={analytics: ""},  # also creates the run's folder, which aider would not
             state_paths=list(STATE_PATHS),

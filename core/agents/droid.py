@@ -8,6 +8,15 @@ that process only, never into ``~/.factory``), declaring the model with ``apiKey
 "${OPENAI_API_KEY}"`` (the name, never the value), and selects it as ``custom:<model>``. BYOK
 ``droid exec`` needs no Factory login; Factory-hosted models need ``FACTORY_API_KEY``.
 
+Permission hook (``settings.hook``): a ``PreToolUse`` hook for every tool, Claude Code's format,
+guarded (``core.agents.hooks``), in that runtime settings file (written then even without a
+custom model; ``--settings`` in ``args`` cannot be combined with it). Measured on 0.225.2: the
+hook's ``allow`` lets a call run whatever its autonomy level (a ``riskLevel: high`` command ran
+even read-only), its silence leaves the level in charge (a call above it ends the whole exec), a
+deny's reason reaches the model, and exit 3 aborts the run. So with the hook Droid runs at
+``--auto low``, the lowest level that offers the edit tools, and the hook is the gate. The hook
+runs through ``sh -c`` with the CLI's environment; its ``timeout`` is in seconds.
+
 Parser (``reference/agent-clis.md`` section 6): ``system/init``, ``message``, ``tool_call``,
 ``tool_result``, ``error`` and the final ``completion`` (``finalText``, ``session_id``,
 ``usage`` in Anthropic semantics: input excludes cache). ``-o json``'s single ``result`` object
@@ -23,6 +32,7 @@ import json
 import os
 from typing import Any
 
+from core.agents import hooks
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage, parser_ref
 from core.agents.claude import anthropic_usage
 from core.agents.common import (
@@ -44,6 +54,7 @@ from core.agents.common import (
     stderr_summary,
     usage_event,
 )
+from core.permissions.call import Decision, HookReply, ToolCall
 from core.protocol import EventKind
 
 
@@ -55,14 +66,18 @@ class DroidAdapter:
     def build(self, task_text: str, settings: AgentSettings, *, resume: str | None = None) -> Invocation:
         argv = [settings.command, "exec", "-o", "stream-json"]
         if not has_flag(settings.args, "--auto", "--skip-permissions-unsafe"):
-            argv += ["--auto", "medium"]
+            argv += ["--auto", "low" if settings.hook else "medium"]
+        if settings.hook and has_flag(settings.args, "--settings"):
+            raise ValueError(f"agent {settings.name}: the permission hook needs Orchestra's own --settings file")
         files: dict[str, str] = {}
         model = settings.model
         base_url = settings.env.get("OPENAI_BASE_URL")
-        if model and base_url and not has_flag(settings.args, "--settings"):
+        custom = bool(model and base_url and not has_flag(settings.args, "--settings"))
+        if custom or settings.hook:
             path = config_dir(settings, "settings.json")
-            files[path] = droid_settings(model, base_url)
+            files[path] = droid_settings(model if custom else None, base_url or "", settings)
             argv += ["--settings", path]
+        if custom:
             model = f"custom:{model}"
         if model and not has_flag(settings.args, "-m", "--model"):
             argv += ["-m", model]
@@ -89,16 +104,36 @@ class DroidAdapter:
         return [settings.command, "--version"]
 
 
-def droid_settings(model: str, base_url: str) -> str:
-    entry = {
-        "model": model,
-        "displayName": f"Orchestra {model}",
-        "baseUrl": base_url,
-        "apiKey": "${OPENAI_API_KEY}",
-        "provider": "generic-chat-completion-api",
-        "maxOutputTokens": 16384,
-    }
-    return json.dumps({"customModels": [entry]}, indent=2) + "\n"
+def droid_settings(model: str | None, base_url: str, settings: AgentSettings | None = None) -> str:
+    """The runtime settings: the custom model (when ``model``) and the permission hook (when set)."""
+    data: dict[str, Any] = {}
+    if model:
+        entry = {
+            "model": model,
+            "displayName": f"Orchestra {model}",
+            "baseUrl": base_url,
+            "apiKey": "${OPENAI_API_KEY}",
+            "provider": "generic-chat-completion-api",
+            "maxOutputTokens": 16384,
+        }
+        data["customModels"] = [entry]
+    if settings is not None and settings.hook:
+        hook = {
+            "type": "command",
+            "command": hooks.guarded_command(settings.hook, settings.hook_timeout_s),
+            "timeout": hooks.cli_timeout_s(settings.hook_timeout_s),
+        }
+        data["hooks"] = {"PreToolUse": [{"matcher": "*", "hooks": [hook]}]}
+    return json.dumps(data, indent=2) + "\n"
+
+
+def hook_call(payload: dict[str, Any]) -> ToolCall | None:
+    """A ``PreToolUse`` payload (``tool_name``, ``tool_input``, ``cwd``) as a neutral call."""
+    return hooks.neutral_call(payload, "PreToolUse")
+
+
+def hook_reply(decision: Decision) -> HookReply:
+    return hooks.claude_reply(decision)
 
 
 class DroidParser:

@@ -7,6 +7,17 @@ statistics and auto-update off, and ``general.maxAttempts`` from ``ORCHESTRA_MAX
 ``env`` entry ``GEMINI_CLI_HOME`` in bots.yaml uses that home instead and nothing is written.
 Without ``--yolo`` headless Gemini offers the model no write tool at all.
 
+Permission hook (``settings.hook``): a ``BeforeTool`` hook for every tool (``matcher: "*"``) in
+the same settings file, guarded (``core.agents.hooks``), its ``timeout`` in milliseconds. It
+stays ``--yolo``: measured on 0.61, the headless default mode offers no shell, edit or fetch
+tool, ``auto_edit`` no shell, and allowing the tools by policy (``tools.allowed``) still has the
+CLI refuse commands it would ask about (a ``>`` redirect) after the hook said yes; the hook
+runs before that policy and its allow cannot lift it. So every call is gated by the hook alone.
+A deny is ``{"decision": "deny", "reason": ...}``, which the model reads as ``Tool execution
+blocked: <reason>``. The hook gets the CLI's environment (``ORCHESTRA_TASK_DIR``, kept even under
+Gemini's strict redaction) through ``bash -c``. With ``env: GEMINI_CLI_HOME`` (your own home)
+there is nowhere to write the hook, so ``build`` refuses rather than run unguarded.
+
 Parser (``reference/agent-clis.md`` section 3): ``init`` (session id, model), ``message``
 (assistant text arrives as deltas), ``tool_use``/``tool_result``, ``error`` and a final
 ``result`` with ``status`` and token ``stats``. The exit code on an API error is the HTTP status
@@ -23,6 +34,7 @@ import json
 import os
 from typing import Any
 
+from core.agents import hooks
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage
 from core.agents.common import (
     MAX_ARG_BYTES,
@@ -45,6 +57,7 @@ from core.agents.common import (
     stderr_summary,
     usage_event,
 )
+from core.permissions.call import Decision, HookReply, ToolCall
 from core.protocol import EventKind
 
 _EXIT_CODES = {
@@ -76,6 +89,11 @@ class GeminiAdapter:
         argv += settings.args
         env: dict[str, str] = {}
         files: dict[str, str] = {}
+        if settings.hook and "GEMINI_CLI_HOME" in settings.env:
+            raise ValueError(
+                f"agent {settings.name}: the permission hook goes into Orchestra's own GEMINI_CLI_HOME,"
+                " so env GEMINI_CLI_HOME cannot be used with it"
+            )
         if "GEMINI_CLI_HOME" not in settings.env:
             home = config_dir(settings)
             env["GEMINI_CLI_HOME"] = home
@@ -98,7 +116,25 @@ def gemini_settings(settings: AgentSettings) -> str:
     retries = max_retries(settings)
     if retries is not None:
         data["general"]["maxAttempts"] = retries + 1
+    if settings.hook:
+        hook = {
+            "name": "orchestra-permissions",
+            "type": "command",
+            "command": hooks.guarded_command(settings.hook, settings.hook_timeout_s),
+            "timeout": hooks.cli_timeout_s(settings.hook_timeout_s) * 1000,
+        }
+        data["hooks"] = {"BeforeTool": [{"matcher": "*", "hooks": [hook]}]}
+        data["security"]["environmentVariableRedaction"] = {"allowed": ["ORCHESTRA_TASK_DIR"]}
     return json.dumps(data, indent=2) + "\n"
+
+
+def hook_call(payload: dict[str, Any]) -> ToolCall | None:
+    """A ``BeforeTool`` payload (``tool_name``, ``tool_input``, ``cwd``) as a neutral call."""
+    return hooks.neutral_call(payload, "BeforeTool")
+
+
+def hook_reply(decision: Decision) -> HookReply:
+    return hooks.decision_reply(decision)
 
 
 class GeminiParser:

@@ -6,6 +6,12 @@ off and, when ``OPENAI_BASE_URL`` is set, a provider ``orchestra`` for that Open
 endpoint whose key is ``{env:OPENAI_API_KEY}`` (the name, never the value); ``model`` is then
 ``orchestra/<model>``. An ``env`` entry ``OPENCODE_CONFIG`` in bots.yaml uses that file instead.
 
+Permission hook (``settings.hook``): opencode has no shell hooks; the config lists a plugin
+Orchestra writes beside it (``core.agents.opencode_plugin``) that puts every tool call to the
+guarded hook first, and denies every tool by itself (``permission: {"*": "deny"}``) so that only
+the loaded plugin opens them. It stays ``--auto``: ``run`` auto-rejects anything opencode would
+ask, after the plugin, and the plugin runs before opencode's own permission check either way.
+
 Parser (``reference/agent-clis.md`` section 5): JSONL ``step_start``, ``tool_use`` (with the
 finished tool state), ``text``, ``step_finish`` (tokens and ``cost`` in USD per step) and
 ``error``. There is no final record: the run ends at process exit. Cost is the sum of the step
@@ -21,9 +27,11 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
 from typing import Any
 
+from core.agents import hooks
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage, parser_ref
 from core.agents.common import (
     MAX_ARG_BYTES,
@@ -46,9 +54,12 @@ from core.agents.common import (
     stderr_summary,
     usage_event,
 )
+from core.agents.opencode_plugin import plugin_source
+from core.permissions.call import Decision, HookReply, ToolCall
 from core.protocol import EventKind
 
 PROVIDER = "orchestra"
+PLUGIN = "orchestra-permissions.js"
 _REJECTED = "rejected permission"
 _STDERR_DENIAL = re.compile(r"permission requested: (?P<what>.*?); auto-rejecting")
 
@@ -77,10 +88,19 @@ class OpencodeAdapter:
             argv += ["--", task_text]
         env: dict[str, str] = {}
         files: dict[str, str] = {}
+        if settings.hook and "OPENCODE_CONFIG" in settings.env:
+            raise ValueError(
+                f"agent {settings.name}: the permission hook goes into Orchestra's own opencode config,"
+                " so env OPENCODE_CONFIG cannot be used with it"
+            )
         if "OPENCODE_CONFIG" not in settings.env:
             path = config_dir(settings, "opencode.json")
             env["OPENCODE_CONFIG"] = path
             files[path] = opencode_config(settings)
+            if settings.hook:
+                timeout_ms = hooks.cli_timeout_s(settings.hook_timeout_s) * 1000
+                command = hooks.guarded_command(settings.hook, settings.hook_timeout_s)
+                files[config_dir(settings, PLUGIN)] = plugin_source(command, timeout_ms, hooks.FAILED)
         prompt_mode: PromptMode = "stdin" if use_stdin else "arg"
         return Invocation(
             argv=argv,
@@ -107,7 +127,19 @@ def opencode_config(settings: AgentSettings) -> str:
                 "models": models,
             }
         }
+    if settings.hook:
+        config["plugin"] = [pathlib.PurePosixPath(os.path.abspath(config_dir(settings, PLUGIN))).as_uri()]
+        config["permission"] = {"*": "deny"}  # the plugin opens them once it is loaded
     return json.dumps(config, indent=2) + "\n"
+
+
+def hook_call(payload: dict[str, Any]) -> ToolCall | None:
+    """The plugin's payload (``tool_name``, ``tool_input`` as opencode's ``args``, ``cwd``) as a neutral call."""
+    return hooks.neutral_call(payload, "tool.execute.before")
+
+
+def hook_reply(decision: Decision) -> HookReply:
+    return hooks.decision_reply(decision)
 
 
 class OpencodeParser:

@@ -7,6 +7,14 @@ written. The endpoint comes from ``OPENAI_BASE_URL``/``OPENAI_API_KEY``/``OPENAI
 ``model``); ``--auth-type`` in ``args`` replaces the default ``openai``. Without ``--yolo`` the
 headless mode offers the model no write or shell tool.
 
+Permission hook (``settings.hook``): a ``PreToolUse`` hook for every tool, Claude Code's format,
+guarded (``core.agents.hooks``), in the same ``settings.json`` (in a system settings file,
+``QWEN_CODE_SYSTEM_SETTINGS_PATH``, when ``QWEN_HOME`` is yours). Its ``timeout`` is in seconds,
+but 0.24.4 reads any value of 1000 or more as milliseconds. It stays ``--yolo``, measured: the
+headless default and ``auto-edit`` modes offer no shell tool, and ``permissions.allow`` still has
+the CLI decline the commands it would ask about (a redirect, ``curl``) before the hook runs. A
+deferred tool called through ``tool_call`` reaches the hook under its own name (``web_fetch``).
+
 Parser: Qwen's stream is Claude Code's SDK shape (``reference/agent-clis.md`` section 4), so
 ``ClaudeParser`` reads it, with three differences: ``usage.input_tokens`` already includes
 cached tokens (OpenAI semantics), an API error is an assistant text ``[API Error: 401 ...]``
@@ -24,6 +32,7 @@ import json
 import os
 from typing import Any
 
+from core.agents import hooks
 from core.agents.base import AgentResult, AgentSettings, Invocation, PromptMode, Usage
 from core.agents.claude import ClaudeParser
 from core.agents.claude_result import result_errors
@@ -38,6 +47,9 @@ from core.agents.common import (
     key_hint,
     merged_env,
 )
+from core.permissions.call import Decision, HookReply, ToolCall
+
+SYSTEM_SETTINGS = "QWEN_CODE_SYSTEM_SETTINGS_PATH"
 
 
 class QwenAdapter:
@@ -65,12 +77,39 @@ class QwenAdapter:
             home = config_dir(settings)
             env["QWEN_HOME"] = home
             settings_json = {"privacy": {"usageStatisticsEnabled": False}, "general": {"enableAutoUpdate": False}}
-            files[os.path.join(home, "settings.json")] = json.dumps(settings_json, indent=2) + "\n"
+            files[os.path.join(home, "settings.json")] = json.dumps(settings_json | _hooks(settings), indent=2) + "\n"
+        elif settings.hook:
+            if SYSTEM_SETTINGS in settings.env:
+                raise ValueError(f"agent {settings.name}: the permission hook needs {SYSTEM_SETTINGS} of its own")
+            path = config_dir(settings, "system-settings.json")
+            env[SYSTEM_SETTINGS] = path
+            files[path] = json.dumps(_hooks(settings), indent=2) + "\n"
         prompt_mode: PromptMode = "stdin" if use_stdin else "arg"
         return Invocation(argv=argv, env=merged_env(settings, env), prompt_mode=prompt_mode, parser="qwen", files=files)
 
     def version_argv(self, settings: AgentSettings) -> list[str]:
         return [settings.command, "--version"]
+
+
+def _hooks(settings: AgentSettings) -> dict[str, Any]:
+    if not settings.hook:
+        return {}
+    timeout = hooks.cli_timeout_s(settings.hook_timeout_s)
+    hook = {
+        "type": "command",
+        "command": hooks.guarded_command(settings.hook, settings.hook_timeout_s),
+        "timeout": timeout if timeout < 1000 else timeout * 1000,  # 1000 and up are taken as milliseconds
+    }
+    return {"disableAllHooks": False, "hooks": {"PreToolUse": [{"matcher": "*", "hooks": [hook]}]}}
+
+
+def hook_call(payload: dict[str, Any]) -> ToolCall | None:
+    """A ``PreToolUse`` payload (``tool_name``, ``tool_input``, ``cwd``) as a neutral call."""
+    return hooks.neutral_call(payload, "PreToolUse")
+
+
+def hook_reply(decision: Decision) -> HookReply:
+    return hooks.claude_reply(decision)
 
 
 def qwen_usage(raw: Any) -> Usage:
