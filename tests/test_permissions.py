@@ -64,6 +64,7 @@ def verdict(policy: Policy, tool: str, subject: str = "") -> str:
         ("Edit", "~/.bashrc", "deny"),
         ("Read", "/work/project/README.md", "allow"),
         ("Read", "", "allow"),
+        ("Edit", "", "ask"),
         ("Read", "/home/u/.ssh/id_rsa", "deny"),
         ("Read", "/etc/shadow", "ask"),
         ("WebFetch", "https://example.org/a", "ask"),

@@ -36,7 +36,12 @@ DEFAULT_ALLOW = [
         "sed -n *", "awk *", "which *", "command -v *", "type *", "file *", "stat *", "du *", "date *",
         "mkdir *", "touch *", "cp *", "mv *",
     )),
-    "TodoWrite", "Task", "Agent", "ExitPlanMode", "write_todos", "todowrite", "todoread", "task",
+    # Planning, subagents (their own calls are judged one by one), skills and tool lookup, per CLI.
+    "TodoWrite", "Task", "Agent", "ExitPlanMode", "TaskOutput", "TaskStop", "ToolSearch", "Skill",
+    "write_todos", "update_topic", "enter_plan_mode", "activate_skill", "invoke_agent",
+    "list_background_processes", "read_background_output",
+    "agent", "skill", "tool_search", "get_goal", "update_goal", "create_goal", "list_agents",
+    "todowrite", "todoread", "task",
 ]
 # Network, installing packages, publishing, rewriting history, and finds that run or delete.
 DEFAULT_ASK = [

@@ -72,8 +72,10 @@ def answer_message(key: str, allow: bool, reason: str = "") -> dict[str, object]
 def decide(payload: object, kind: str, environ: dict[str, str] | None = None) -> Decision:
     """The decision on one hook payload of a CLI of ``kind`` (blocks while a person is asked)."""
     env = os.environ if environ is None else environ
-    call = _adapter(kind).hook_call(payload) if isinstance(payload, dict) else None
-    if call is None:
+    if not isinstance(payload, dict):
+        return Decision(False, "Orchestra's permission hook got no tool call it could read, so it is denied")
+    call = _adapter(kind).hook_call(payload)
+    if call is None:  # not a tool call (another hook event)
         return Decision(True)
     directory = env.get(TASK_DIR_ENV, "")
     if not directory:

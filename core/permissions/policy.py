@@ -192,10 +192,12 @@ class Policy:
         if rule.pattern is None:
             return True
         if tool in _PATH_TOOLS:
-            return self._path_matches(rule.pattern, subject)
+            return self._path_matches(rule.pattern, subject, tool)
         return _text_glob(rule.pattern).fullmatch(subject) is not None
 
-    def _path_matches(self, pattern: str, subject: str) -> bool:
+    def _path_matches(self, pattern: str, subject: str, tool: str) -> bool:
+        if not subject and tool == EDIT:  # an edit that names no file is not "inside" anything
+            return False
         path = self.resolve(subject or ".")
         if pattern.startswith("~"):
             pattern = self.home + pattern[1:]
