@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from core.clock import Clock
     from core.config import Config
     from core.store import Store
+    from core.store.permissions import PermissionRequest
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,15 @@ class Notifier:
             task_id=task.id,
             buttons=(row,),
         )
+
+    def permission_request(self, request: PermissionRequest) -> int:
+        """An agent asks to run a tool call the policy does not allow (minimal: replaced by the chat work)."""
+        text = f"🔐 {request.task_id} · {request.agent} wants to run: {request.shown()[:500]}\nWhy: {request.why}"
+        return self.post(OutKind.REPLY, f"perm:{request.id}", text, task_id=request.task_id)
+
+    def permission_decided(self, request: PermissionRequest) -> int:
+        """The permission request was answered (minimal: replaced by the chat work)."""
+        return 0
 
     def digest(self, period: str, text: str, waiting: Iterable[tuple[str, str]], chart: Path | None) -> int:
         """The digest of ``period``, with Approve / Reject for what waits (task id, state) and its chart."""

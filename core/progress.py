@@ -66,7 +66,9 @@ def _status_line(service: Service, task: Task, now: float, why: str) -> str:
     return f"{state_icon(task.state)} " + " · ".join(p for p in parts if p and p != "—")
 
 
-_PROGRESS_KINDS = (EventKind.DISPATCHED, EventKind.STARTED, EventKind.COST, EventKind.USAGE, EventKind.TOOL_USE)
+_PROGRESS_KINDS = (
+    EventKind.DISPATCHED, EventKind.STARTED, EventKind.COST, EventKind.USAGE, EventKind.TOOL_USE, EventKind.PERMISSION,
+)  # fmt: skip
 
 
 class Progress:

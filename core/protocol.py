@@ -36,6 +36,7 @@ class EventKind(StrEnum):
     # From the engine, to its listeners only (never in a runner's file).
     DISPATCHED = "dispatched"
     FINISHED = "finished"
+    PERMISSION = "permission"  # a permission request was opened or answered (``core.engine.asks``)
 
 
 RUN_STATUSES = frozenset({"succeeded", "failed", "cancelled", "timed_out", "over_budget"})

@@ -14,15 +14,15 @@ from core.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from core.engine.dispatch import write_agent_files
-    from core.engine.engine import Engine, Listener, poke
-    from core.engine.lock import engine_running, lock_holder, signal_engine
+    from core.engine.engine import Engine, Listener
+    from core.engine.lock import engine_running, lock_holder, poke, signal_engine
     from core.engine.runners import request_cancel, signal_runner
 
 _MODULES = {
     "write_agent_files": "core.engine.dispatch",
     "Engine": "core.engine.engine",
     "Listener": "core.engine.engine",
-    "poke": "core.engine.engine",
+    "poke": "core.engine.lock",
     "engine_running": "core.engine.lock",
     "lock_holder": "core.engine.lock",
     "signal_engine": "core.engine.lock",

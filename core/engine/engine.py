@@ -16,11 +16,11 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import sqlite3
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from core.engine.asks import Asks
 from core.engine.dispatch import Dispatcher
 from core.engine.lock import EngineLock, engine_running
 from core.engine.recorder import Recorder
@@ -28,7 +28,9 @@ from core.engine.runners import kill_agent, request_cancel, runner_alive, signal
 from core.engine.workers import Workers
 from core.launch import discard_launch
 from core.models import Task, TaskState
+from core.permissions.hook import ASK, DENIED
 from core.protocol import (
+    ANSWERED,
     CANCEL,
     CANCEL_FILE,
     ENGINE_SOCKET,
@@ -37,7 +39,6 @@ from core.protocol import (
     KICK,
     RESULT_FILE,
     EventKind,
-    encode,
     event_record,
     failed_result,
     message_type,
@@ -83,6 +84,7 @@ class Engine:
         self.dispatcher = Dispatcher(
             config, store, tmux, clock, home, workers=self._workers, recorder=self.recorder, notify=self._notify
         )
+        self.asks = Asks(config, store, clock, home, self._notify)
 
     # -- ownership --------------------------------------------------------------------------
     def acquire(self, role: str = "engine") -> bool:
@@ -147,6 +149,12 @@ class Engine:
                     self.dispatch()
                 elif kind == CANCEL:
                     self.cancel_running(str(record.get("task", "")))
+                elif kind == ASK:  # a hook waits on this connection for the answer
+                    await self.asks.ask(record, writer)
+                elif kind == DENIED:
+                    self.asks.denied(record)
+                elif kind == ANSWERED:
+                    self.asks.answered(str(record.get("key", "")))
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
         except asyncio.CancelledError:
@@ -214,7 +222,8 @@ class Engine:
         return self.recorder.channels()
 
     def _finished_run(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:
-        """After a run's ending is committed: listeners (progress cards, metrics) and anyone waiting."""
+        """After a run's ending is committed: its open questions closed, listeners told, waiters woken."""
+        self.asks.close_task(task_id, f"The task ended ({state.value}).")
         self._notify(task_id, EventKind.FINISHED, {"state": state.value, "summary": summary})
         self.mark_finished(task_id)
 
@@ -398,17 +407,5 @@ class Engine:
         task = self.store.find_task(task_id)
         if task is None or task.state != TaskState.RUNNING:
             return False
+        self.asks.close_task(task_id, "The task was cancelled.")  # a hook waiting on a person stops waiting
         return request_cancel(self.store, self.tmux, self.home, task_id)
-
-
-def poke(socket_path: Path, record: dict[str, Any]) -> bool:
-    """Send one line (``core.protocol``'s ``kick_message`` or ``cancel_message``) to a running engine;
-    False when none is listening."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(2)
-            sock.connect(str(socket_path))
-            sock.sendall(encode(record))
-        return True
-    except OSError:
-        return False

@@ -1,4 +1,4 @@
-"""The engine lock: which one process is the engine, and asking it to stop.
+"""The engine lock: which one process is the engine, asking it to stop, and poking it over its socket.
 
 Exactly one process at a time is the engine: the one holding ``engine.lock`` in the data
 directory (the bot process, ``orchestra engine``, or a CLI that waits for its task). The file says
@@ -10,7 +10,10 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-from typing import TYPE_CHECKING
+import socket
+from typing import TYPE_CHECKING, Any
+
+from core.protocol import encode
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -100,3 +103,16 @@ def signal_engine(home: Path, sig: int = signal.SIGTERM) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def poke(socket_path: Path, record: dict[str, Any]) -> bool:
+    """Send one line (``core.protocol``'s ``kick_message``, ``cancel_message``, ``answered_message``) to a
+    running engine; False when none is listening."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(str(socket_path))
+            sock.sendall(encode(record))
+        return True
+    except OSError:
+        return False

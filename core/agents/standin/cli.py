@@ -37,6 +37,7 @@ _VALUE_FLAGS = {
     "--resume": "sessionId",
     "-r": "sessionId",
     "--max-turns": "turns",
+    "--settings": "file-or-json",
 }
 _NO_INPUT = "Error: Input must be provided either through stdin or as a prompt argument when using --print"
 
@@ -53,6 +54,7 @@ class Options:
         self.model = DEFAULT_MODEL
         self.resume: str | None = None
         self.max_turns: int | None = None
+        self.settings: str | None = None  # --settings: JSON text or a file (its PreToolUse hooks are run)
         self.prompt: bytes | None = None
 
 
@@ -111,6 +113,8 @@ def _set_value(opts: Options, name: str, value: str) -> None:
         opts.permission_mode = value
     elif name == "--model":
         opts.model = value
+    elif name == "--settings":
+        opts.settings = value
     elif name == "--max-turns":
         try:
             opts.max_turns = int(value)

@@ -44,6 +44,7 @@ class Run:
         self.started = time.monotonic()
         self.totals = dict.fromkeys(USAGE_KEYS, 0)
         self.calls = 0
+        self.denials: list[dict[str, Any]] = []
 
     # -- output ----------------------------------------------------------------------------
 
@@ -208,10 +209,11 @@ class Run:
             sys.stderr.flush()
             return 3
         self.pause()
-        denied = self.mode == "permission_denied"
+        allowed, why = self.permitted("Write", tool_id, {"file_path": path, "content": content})
+        denied = self.mode == "permission_denied" or not allowed
         error = None if denied else _write_file(path, content)
         if denied:
-            message = f"Claude requested permissions to write to {path}, but you haven't granted it yet."
+            message = why or f"Claude requested permissions to write to {path}, but you haven't granted it yet."
             self.tool_result(tool_id, message, is_error=True, extra=f"Error: {message}")
         elif error:
             self.tool_result(tool_id, error, is_error=True, extra=f"Error: {error}")
@@ -219,6 +221,7 @@ class Run:
             created = {"type": "create", "filePath": path, "content": content, "structuredPatch": []}
             self.tool_result(tool_id, f"File created successfully at: {path}", is_error=False, extra=created)
         self.pause()
+        self._run_commands()
         if self.mode == "max_turns" or (self.opts.max_turns is not None and self.opts.max_turns < 2):
             turns = self.opts.max_turns or 1
             self.result(
@@ -239,9 +242,46 @@ class Run:
             )
         self.api_call(text_block(summary))
         self.pause()
-        denials = [{"tool_name": "Write", "tool_use_id": tool_id, "tool_input": write["input"]}] if denied else []
-        self.result("success", summary, permission_denials=denials)
+        if self.mode == "permission_denied" and not self.denials:
+            self.denials.append({"tool_name": "Write", "tool_use_id": tool_id, "tool_input": write["input"]})
+        self.result("success", summary, permission_denials=self.denials)
         return 0
+
+    def permitted(self, tool: str, tool_id: str, tool_input: dict[str, Any]) -> tuple[bool, str]:
+        """Ask the ``PreToolUse`` hooks (``--settings``) and the permission mode about one call."""
+        from core.agents.standin.hooks import decide, load_settings
+
+        if self.opts.settings is None and tool == "Write":
+            return True, ""  # no hooks: the stand-in writes, as it always did
+        payload = {
+            "session_id": self.session_id, "transcript_path": "", "cwd": self.cwd,
+            "permission_mode": self.opts.permission_mode, "hook_event_name": "PreToolUse", "tool_name": tool,
+            "tool_input": tool_input, "tool_use_id": tool_id,
+        }  # fmt: skip
+        allowed, why = decide(load_settings(self.opts.settings), self.opts.permission_mode, payload)
+        if not allowed:
+            self.denials.append({"tool_name": tool, "tool_use_id": tool_id, "tool_input": tool_input})
+        return allowed, why
+
+    def _run_commands(self) -> None:
+        """``ORCHESTRA_STANDIN_COMMANDS`` (a JSON list): Bash tool calls, each through the hooks first."""
+        from core.agents.standin.hooks import run_command
+
+        for command in json.loads(os.environ.get("ORCHESTRA_STANDIN_COMMANDS") or "[]"):
+            tool_id = "toolu_01" + os.urandom(11).hex()
+            call = {"command": str(command), "description": "a step of the task"}
+            self.api_call(
+                text_block(f"Running {command}"), {"type": "tool_use", "id": tool_id, "name": "Bash", "input": call}
+            )
+            allowed, why = self.permitted("Bash", tool_id, call)
+            if allowed:
+                output, failed = run_command(str(command), self.cwd)
+            else:
+                output, failed = why or "Permission to use Bash has been denied.", True
+            self.tool_result(
+                tool_id, output, is_error=failed, extra={"stdout": output} if not failed else f"Error: {output}"
+            )
+            self.pause()
 
     def _api_error(self) -> int:
         body = '{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}'
