@@ -212,7 +212,8 @@ def _card_tracker(
             wake=outbox.wake,
         )
         app.engine.listeners.append(progress.on_event)
-    app.engine.listeners.append(lambda _t, kind, _d: outbox.wake() if kind == EventKind.FINISHED else None)
+    wakes = (EventKind.FINISHED, EventKind.PERMISSION)  # a completion, a permission request or its outcome
+    app.engine.listeners.append(lambda _t, kind, _d: outbox.wake() if kind in wakes else None)
     return progress
 
 

@@ -9,7 +9,8 @@ catch-up after a restart and a second process never send the same thing twice:
   with a warning, and the next digest covers everything since the last one sent, so no task is
   left out of the digests;
 - each budget threshold alerts once per period (``core.costs.check_budget_alerts``);
-- each running task that goes silent for ``watchdog.silent_after_s`` alerts once.
+- each running task that goes silent for ``watchdog.silent_after_s`` alerts once (not while its
+  agent waits for a person's permission; silence counts from the last answer).
 
 The composition root calls ``start(SchedulerDeps(...))`` inside the running loop and
 ``shutdown()`` on the way down.
@@ -223,11 +224,16 @@ class Scheduler:
             return []
         store, now = self.deps.store, self.deps.clock.now()
         alerted = []
-        for task in store.silent_tasks(now - silent_after):
+        silent = store.silent_tasks(now - silent_after)
+        asking = store.waiting_since([task.id for task in silent])  # a person is being asked: not silent
+        for task in silent:
             key = f"watchdog:{task.id}"
-            if store.alert_recorded(key):
+            if task.id in asking or store.alert_recorded(key):
                 continue
-            quiet = now - (task.last_event_at or task.started_at or task.created_at)
+            answered = store.last_permission_answer(task.id)  # the agent waited for that: count from the answer
+            quiet = now - max(task.last_event_at or task.started_at or task.created_at, answered or 0.0)
+            if quiet < silent_after:
+                continue
             live = f"{money(task.live_cost_usd)} so far" if task.live_cost_usd is not None else "no cost yet"
             text = (
                 f"⏳ {task.id} has been silent for {format_duration(quiet)} · {task.agent} · {task.category} · {live}\n"

@@ -34,7 +34,7 @@ from core.text import clip
 MAX_CHARS = 3000  # a section block's text
 ACTION_PREFIX = "orchestra:"
 _NAMES = {c.name for c in COMMANDS}
-_TASK_ID = re.compile(r"#?t?\d+\Z", re.IGNORECASE)
+_TASK_ID = re.compile(r"(#?t?|p)\d+\Z", re.IGNORECASE)  # a task (t3, 3) or a permission request (p12)
 _LEADING_MENTION = re.compile(r"^\s*(<@[A-Z0-9]+(\|[^>]*)?>[\s,:]*)+")
 _TRANSIENT = {"internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited"}
 

@@ -92,6 +92,7 @@ class OutKind(StrEnum):
     REVIEW = "review"  # a run finished and waits for a person's review
     BUDGET_ALERT = "budget_alert"  # a budget threshold crossed
     WATCHDOG = "watchdog"  # a running task has been silent for long
+    PERMISSION = "permission"  # an agent asks to run a tool call: a new message, edited once answered
     DIGEST = "digest"  # the scheduled digest, with its chart
 
 

@@ -33,6 +33,7 @@ from core.messages import (
     waiting_keyboard,
 )
 from core.models import Task, TaskState
+from core.permission_text import decided_text, key_of, literal_block, request_buttons, request_text, typed_answers
 from core.summary import render_phone
 
 if TYPE_CHECKING:
@@ -101,11 +102,13 @@ class Notifier:
         commands: Keyboard = (),
         attachment: Attachment | None = None,
         shown_in: ChatRef | None = None,
+        code: str = "",
     ) -> int:
         """A new message for every chat of every channel; ``text`` may be written per channel.
 
         ``commands`` are the buttons a channel without buttons prints as commands (none when the
         text already says how). ``shown_in`` is a chat that already shows it (the task's card).
+        ``code`` is shown below the text in a monospace block, as it is.
         """
         now, added = self.clock.now(), 0
         for ch in self.channels:
@@ -113,6 +116,7 @@ class Notifier:
                 text(ch) if callable(text) else text,
                 kind=kind,
                 buttons=buttons if ch.taps else commands,
+                code=code,
                 task_id=task_id,
                 attachment=attachment,
             )
@@ -169,13 +173,37 @@ class Notifier:
         )
 
     def permission_request(self, request: PermissionRequest) -> int:
-        """An agent asks to run a tool call the policy does not allow (minimal: replaced by the chat work)."""
-        text = f"🔐 {request.task_id} · {request.agent} wants to run: {request.shown()[:500]}\nWhy: {request.why}"
-        return self.post(OutKind.REPLY, f"perm:{request.id}", text, task_id=request.task_id)
+        """Ask every chat about an agent's tool call: a new message (the phone buzzes) in the task's
+        thread, with Allow / Deny / Allow for this task; the console prints the commands to type.
+
+        Queued once per request (``perm:<id>``), however often the hook asks again after a restart.
+        """
+        tz, on_timeout, now = self.config.digest.zone(), self.config.permissions.on_timeout, self.clock.now()
+        return self.post(
+            OutKind.PERMISSION,
+            key_of(request.id),
+            lambda ch: request_text(request, now, tz, on_timeout, "" if ch.taps else typed_answers(request, ch.prefix)),
+            task_id=request.task_id,
+            buttons=request_buttons(request),
+            code=literal_block(request),
+        )
 
     def permission_decided(self, request: PermissionRequest) -> int:
-        """The permission request was answered (minimal: replaced by the chat work)."""
-        return 0
+        """Show a request's outcome (answered, timed out, closed) on every copy of its message, buttons removed.
+
+        A copy not sent yet is rewritten (the chat gets the outcome, not a question already answered);
+        a sent one is edited, once per outcome. Returns how many rows changed or were queued.
+        """
+        text, changed, key = decided_text(request), 0, key_of(request.id)
+        for ch in self.channels:
+            for row_id, chat_id, sent in self.store.notification_rows(ch.name, request.task_id, key):
+                if not sent and self.store.rewrite_unsent(row_id, text, ()):
+                    changed += 1
+                    if chat_id is None:
+                        continue  # the row for every chat: its copies, still to come, carry the outcome
+                if chat_id is not None or not ch.taps:  # a chat's copy, or the console's one row
+                    changed += self.edit([row_id], text, (), final_state=request.state)
+        return changed
 
     def digest(self, period: str, text: str, waiting: Iterable[tuple[str, str]], chart: Path | None) -> int:
         """The digest of ``period``, with Approve / Reject for what waits (task id, state) and its chart."""

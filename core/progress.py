@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from core.messages import Keyboard, card_keyboard
 from core.models import Task, TaskState
 from core.notify import Notifier
+from core.permission_text import waiting_line
 from core.protocol import EventKind
 from core.text import clip, format_cost, format_duration, local_time, money, state_icon, state_label, token_count
 
@@ -60,7 +61,9 @@ def _status_line(service: Service, task: Task, now: float, why: str) -> str:
             cost += f" · {token_count(task.input_tokens)} in / {token_count(task.output_tokens)} out"
         steps = service.steps(task.id)
         last = f"\nLast step ({len(steps)}): {clip(steps[-1], 120)}" if steps else ""
-        return f"🏃 Running · {format_duration(now - task.started_at)}{cost}{last}"
+        wait = service.permission_waits([task.id]).get(task.id)
+        asking = f"\n{waiting_line(*wait, now)}" if wait else ""
+        return f"🏃 Running · {format_duration(now - task.started_at)}{cost}{last}{asking}"
     cost = format_cost(task.cost_usd) if task.state not in (TaskState.CANCELLED, TaskState.REJECTED) else ""
     parts = [state_label(task.state), format_duration(task.duration_s) if task.started_at else "", cost]
     return f"{state_icon(task.state)} " + " · ".join(p for p in parts if p and p != "—")
@@ -105,8 +108,9 @@ class Progress:
             self._soon(task_id)
 
     def touch(self, task_id: str) -> None:
-        """A person changed the task (approve, cancel, ...): show it now."""
+        """A person changed the task (approve, cancel, answered its agent's permission request, ...): show it now."""
         self.flush(task_id)
+        self.wake()  # what the change queued goes out now, whether or not the task has a card here
 
     def _soon(self, task_id: str) -> None:
         if task_id in self._pending:

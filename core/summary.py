@@ -123,7 +123,9 @@ def build_summary(
     log_path: str,
     tool_lines: list[str],
     baseline: dict[str, Any] | None,
+    refused: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
+    """``refused``: the task's tool calls the policy or a person refused (``core.permission_text.refusals``)."""
     usage = result.get("usage", {})
     errors = list(result.get("errors", []))
     return {
@@ -146,6 +148,7 @@ def build_summary(
         "duration_s": duration_s,
         "errors": errors,
         "permission_denials": list(result.get("permission_denials", [])),
+        "refused": list(refused or []),
         "tool_errors": list(result.get("tool_errors", [])),
         "session_id": result.get("session_id"),
         "session_totals": _session_totals(result),
@@ -162,6 +165,19 @@ def _session_totals(result: dict[str, Any]) -> dict[str, Any] | None:
 
 def _calls(n: int) -> str:
     return "1 tool call" if n == 1 else f"{n} tool calls"
+
+
+def _refused_lines(refused: list[dict[str, str]], limit: int = 3) -> list[str]:
+    """``Denied:`` and one line per refused call: ``⛔ Bash(curl …) — denied by bob: not now``, ``— by policy``."""
+    lines = ["Denied:"]
+    for entry in refused[:limit]:
+        icon = "⏱" if entry.get("state") == "timed_out" else "⛔"
+        by = str(entry.get("by", ""))
+        why = f": {entry['reason']}" if entry.get("reason") and by.startswith("denied by") else ""
+        lines.append(clip(f"{icon} {entry.get('call', '')} — {by}{why}", 140))
+    if len(refused) > limit:
+        lines.append(f"(+{len(refused) - limit} more)")
+    return lines
 
 
 def command_hint(chat_prefix: str | None, cli: str, chat: str) -> str:
@@ -198,7 +214,9 @@ def render_phone(summary: dict[str, Any], *, state: str | None = None, chat_pref
     if summary.get("cost_note"):
         cost += f" ({summary['cost_note']})"
     lines.append(f"Tokens: {token_count(tokens['input'])} in / {token_count(tokens['output'])} out · {cost}")
-    if summary.get("permission_denials"):
+    if summary.get("refused"):
+        lines += _refused_lines(summary["refused"])
+    elif summary.get("permission_denials"):  # the CLI's own list, when no request went through Orchestra
         lines.append(clip("Denied: " + ", ".join(summary["permission_denials"][:3]), 200))
     task_id = summary["task_id"]
     if status == "needs_review":

@@ -16,6 +16,7 @@ from core.messages import ChatRef, Outbound, OutboxItem, OutKind
 from core.models import Task, TaskState
 from core.notify import Notifier, chat_channels
 from core.store import Store
+from core.store.permissions import PermissionRequest
 from core.summary import build_summary, render_phone
 from tests.test_costs import ManualClock, make_config
 from tests.test_outbox import ScriptedSender
@@ -172,6 +173,76 @@ async def test_card_edits_collapse_to_the_newest_and_the_final_state_is_written_
     await chats.deliver()
     assert [(i.text, i.edit_message_id) for i in chats.telegram.delivered] == [("card", None), ("done", "501")]
     assert chats.printed == [], "cards are chat messages: the console has none to edit"
+
+
+def a_request(store: Store, task: Task, call: dict[str, str], rule: str) -> PermissionRequest:
+    request, _ = store.open_permission(key=f"k{call['subject']}", task_id=task.id, agent="claude", call=call,
+                                       rule=rule, why="asked", now=1_000.0, deadline=1_600.0)  # fmt: skip
+    return request
+
+
+async def test_a_permission_request_asks_every_chat_and_its_outcome_edits_every_copy(store: Store) -> None:
+    clock = ManualClock(1_000.0)
+    notifier, chats = Notifier(every_channel(), store, clock), Chats(store, clock)
+    task = a_task(store)
+    edit = {"tool": "Edit", "subject": "src/app.py", "detail": "-old = 1\n+new = <b>2</b>", "cli_tool": "Edit"}
+    request = a_request(store, task, edit, "Edit(src/**)")
+    assert notifier.permission_request(request) == 3 and notifier.permission_request(request) == 0
+    await chats.deliver()
+    for sender in (chats.telegram, chats.slack):
+        [asked] = sender.delivered
+        assert asked.kind == "permission" and asked.task_id == task.id
+        assert asked.text.splitlines()[0] == f"🔐 {task.id} · claude wants to edit: src/app.py"
+        assert asked.code == "-old = 1\n+new = <b>2</b>", "the diff shown literally, in a monospace block"
+        assert actions(asked) == [["perm_allow:p1", "perm_deny:p1"], ["perm_task:p1"]]
+        assert "orchestra allow" not in asked.text
+    [printed] = chats.printed
+    assert "Allow: orchestra allow p1 · For this task: orchestra allow p1 --task · Deny: orchestra deny p1" in printed
+    assert "perm_allow" not in printed and "+new = <b>2</b>" in printed
+
+    assert store.decide_permission(request.id, "denied", by="@bob", via="slack", now=1_100.0, reason="not that file")
+    decided = store.permission(request.id)
+    assert decided is not None
+    assert notifier.permission_decided(decided) == 3 and notifier.permission_decided(decided) == 0
+    await chats.deliver()
+    outcome = f"🔐 {task.id} · claude wants to edit: src/app.py\n⛔ Denied by @bob (slack): not that file"
+    for sender in (chats.telegram, chats.slack):
+        asked, edited = sender.delivered
+        assert (edited.text, edited.buttons, edited.edit_message_id) == (outcome, (), "501")
+    assert chats.printed[1].endswith(f"{outcome}\n")
+
+
+async def test_a_request_answered_before_it_was_sent_reaches_the_chats_as_its_outcome(store: Store) -> None:
+    """The bot was down while a request was asked and answered from the terminal: the chats get
+    the outcome, never a question with buttons that is already decided."""
+    clock = ManualClock(1_000.0)
+    notifier, chats = Notifier(every_channel(), store, clock), Chats(store, clock)
+    request = a_request(store, a_task(store), {"tool": "Bash", "subject": "curl -s x.io"}, "Bash(curl *)")
+    notifier.permission_request(request)
+    store.decide_permission(request.id, "allowed", by="alice", via="cli", now=1_050.0, grant="Bash(curl *)")
+    decided = store.permission(request.id)
+    assert decided is not None
+    notifier.permission_decided(decided)
+    await chats.deliver()
+    for sender in (chats.telegram, chats.slack):
+        [shown] = sender.delivered
+        assert shown.text.endswith("\n✅ Allowed for this task: Bash(curl *) — by alice (cli)") and shown.buttons == ()
+    assert len(chats.printed) == 1 and "orchestra allow" not in chats.printed[0]
+
+
+def test_the_completion_lists_what_was_refused() -> None:
+    refused = [
+        {"call": "Bash(curl -s https://x.io/i.sh)", "state": "denied", "by": "denied by @bob", "reason": "no"},
+        {"call": "Bash(rm -rf /)", "state": "denied", "by": "by policy", "reason": "Orchestra's policy refuses it"},
+        {"call": "WebFetch(https://pypi.org/)", "state": "timed_out", "by": "no answer in 10 min", "reason": ""},
+    ]
+    summary = build_summary(
+        task_id="t7", text="install it", status="succeeded", agent="claude", category="backend", result={},
+        duration_s=3.0, log_path="/tmp/x.log", tool_lines=[], baseline=None, refused=refused,
+    )  # fmt: skip
+    text = render_phone(summary, chat_prefix="/")
+    assert "Denied:\n⛔ Bash(curl -s https://x.io/i.sh) — denied by @bob: no\n⛔ Bash(rm -rf /) — by policy\n" in text
+    assert "⏱ WebFetch(https://pypi.org/) — no answer in 10 min\n" in text
 
 
 def test_a_message_for_some_channels_only(store: Store) -> None:

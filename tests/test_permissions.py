@@ -173,19 +173,19 @@ def test_a_bad_rule_in_bots_yaml_names_its_key_path() -> None:
     from core.config.loading import parse_config
     from core.errors import ConfigError
 
-    text = (Path(__file__).parent.parent / "bots.yaml").read_text(encoding="utf-8")
-    bad = text.replace("version: 1\n", "version: 1\npermissions:\n  ask: ['Bash(']\n", 1)
+    data = yaml.safe_load((Path(__file__).parent.parent / "bots.yaml").read_text(encoding="utf-8"))
+    data["permissions"]["ask"] = ["Bash("]
     with pytest.raises(ConfigError, match=r"permissions\.ask") as raised:
-        parse_config(yaml.safe_load(bad))
+        parse_config(data)
     assert "is not a rule" in str(raised.value)
 
 
 def test_a_category_and_an_agent_layer_come_before_the_global_lists() -> None:
     from core.config.loading import parse_config
 
-    text = (Path(__file__).parent.parent / "bots.yaml").read_text(encoding="utf-8")
-    extra = "permissions:\n  categories:\n    devops:\n      allow: ['Bash(docker *)']\n"
-    config = parse_config(yaml.safe_load(text.replace("version: 1\n", "version: 1\n" + extra, 1)))
+    data = yaml.safe_load((Path(__file__).parent.parent / "bots.yaml").read_text(encoding="utf-8"))
+    data["permissions"]["categories"] = {"devops": {"allow": ["Bash(docker *)"]}}
+    config = parse_config(data)
     devops = config.permission_policy("claude", "devops", CWD)
     code = config.permission_policy("claude", "code", CWD)
     assert [layer.name for layer in devops.layers] == ["category devops", "agent claude", "permissions"]

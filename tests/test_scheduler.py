@@ -203,6 +203,25 @@ def test_watchdog_alerts_once_per_silent_task(store: Store, tmp_path: Path) -> N
     assert off.check_watchdog() == []
 
 
+def test_the_watchdog_is_quiet_while_a_person_is_asked_and_counts_from_the_answer(store: Store, tmp_path: Path) -> None:
+    """An agent blocked on a permission request is not silent: it waits for a person. Once answered,
+    its silence counts from the answer, not from its last event before the question."""
+    now = at("2026-11-25 12:00")
+    asking = _running(store, "Install the deps", started=now - 3600, last_event=now - 40 * 60, live=None)
+    call = {"tool": "Bash", "subject": "pip install requests"}
+    request, _ = store.open_permission(key="k", task_id=asking, agent="claude", call=call, rule="Bash(pip install *)",
+                                       why="installs a package", now=now - 39 * 60, deadline=now + 600)  # fmt: skip
+    clock = ManualClock(now)
+    jobs = scheduler(store, clock, tmp_path, make_config(watchdog={"silent_after_s": 900}))
+    assert jobs.check_watchdog() == [], "waiting for a person is not silence"
+    store.decide_permission(request.id, "allowed", by="@alice", via="telegram", now=now - 5 * 60)
+    assert jobs.check_watchdog() == [], "answered 5 minutes ago: 5 minutes of silence"
+    clock.ts = now + 11 * 60
+    assert jobs.check_watchdog() == [asking]
+    [note] = [n for n in store.outbox_queue("telegram") if n.kind == "watchdog"]
+    assert note.text.startswith(f"⏳ {asking} has been silent for 16m00s")
+
+
 def _running(store: Store, text: str, *, started: float | None, last_event: float | None, live: Any,
              at: float | None = None) -> str:  # fmt: skip
     task = store.create_task({"text": text, "agent": "claude", "category": "backend", "state": "running", "cwd": "/",

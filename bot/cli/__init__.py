@@ -5,7 +5,7 @@ command imports only what it needs, inside its function: ``orchestra status`` mu
 so nothing here loads the engine, tmux or a chat SDK before a command asks for it.
 
 ``main`` is the error boundary and the dispatcher; the parser lives in ``bot.cli.parser`` and the
-commands, by noun, in ``bot.cli.tasks``, ``bot.cli.costs`` and ``bot.cli.admin``.
+commands, by noun, in ``bot.cli.tasks``, ``bot.cli.permissions``, ``bot.cli.costs`` and ``bot.cli.admin``.
 """
 
 from __future__ import annotations

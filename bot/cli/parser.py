@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="path to bots.yaml (default: ./bots.yaml, then $ORCHESTRA_HOME)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _task_commands(sub)
+    _permission_commands(sub)
     _cost_commands(sub)
     _admin_commands(sub)
     return parser
@@ -89,6 +90,21 @@ def _task_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--agent", "-a")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command("tasks", "route"))
+
+
+def _permission_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("pending", help="what agents asked to run and wait for a person's answer on")
+    p.add_argument("task", nargs="?", help="only this task's requests")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_command("permissions", "pending"))
+    p = sub.add_parser("allow", help="let an agent run what it asked: a request (p12) or a task's oldest (t7)")
+    p.add_argument("id")
+    p.add_argument("--task", action="store_true", help="and the same rule for the rest of the task")
+    p.set_defaults(func=_command("permissions", "allow"))
+    p = sub.add_parser("deny", help="refuse what an agent asked: a request (p12) or a task's oldest (t7)")
+    p.add_argument("id")
+    p.add_argument("--reason", "-r", default="", help="what the agent is told")
+    p.set_defaults(func=_command("permissions", "deny"))
 
 
 def _cost_commands(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -1,4 +1,5 @@
-"""The CLI's task commands: delegate, status, show, peek, logs, attach, cancel, retry, approve, reject, route.
+"""The CLI's task commands: delegate, status, show, peek, logs, attach, cancel, retry, approve, reject, route
+(the answers to an agent's permission requests are ``bot.cli.permissions``').
 
 Each takes the opened app and the parsed arguments and returns the exit code. The engine, tmux
 and asyncio are imported only by the commands that run or wait for a task.
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
     from bot.app import App
     from core.service import Delegation
+    from core.store.permissions import PermissionRequest
 
 
 def delegate(app: App, args: argparse.Namespace) -> int:
@@ -144,10 +146,12 @@ def _print_delegation(d: Delegation, json_out: bool) -> None:
 
 def status(app: App, args: argparse.Namespace) -> int:
     active, done = app.service.status(recent=args.recent)
+    waits = app.service.permission_waits([t.id for t in active])
     if args.json:
         from core.service import task_json
 
-        print(as_json({"active": [task_json(t) for t in active], "recent": [task_json(t) for t in done]}))
+        shown = [{**task_json(t), **_wait_json(waits.get(t.id))} for t in active]
+        print(as_json({"active": shown, "recent": [task_json(t) for t in done]}))
         return 0
     if not active and not done:
         print('no tasks yet — try: orchestra delegate --task "Create User model" --wait')
@@ -165,7 +169,20 @@ def status(app: App, args: argparse.Namespace) -> int:
                 when = format_duration(t.duration_s) if t.finished_at else stamp(t.created_at, app.zone)
                 cost = format_cost(t.cost_usd) if t.state.finished else ""
             print(f"  {t.id:<6} {t.state.value:<17} {t.agent:<10} {when:<14} {cost:<14} {clip(t.text, 50)}")
+            if t.id in waits:
+                print(f"         {_waiting(waits[t.id], now)} · orchestra pending")
     return 0
+
+
+def _waiting(wait: tuple[PermissionRequest, float], now: float) -> str:
+    from core.permission_text import waiting_line
+
+    return waiting_line(*wait, now)
+
+
+def _wait_json(wait: tuple[PermissionRequest, float] | None) -> dict[str, Any]:
+    """``--json``: the request a task waits on (its ref) and since when; nothing for a task not waiting."""
+    return {} if wait is None else {"waiting_for_permission": {"ref": wait[0].ref, "since": wait[1]}}
 
 
 def show(app: App, args: argparse.Namespace) -> int:
@@ -183,6 +200,9 @@ def show(app: App, args: argparse.Namespace) -> int:
         print(render_phone(task.summary, state=task.state.value))
     else:
         print(f"{task.id} {task.state.value} · {task.agent} · {task.category}\n{task.text}")
+    wait = app.service.permission_waits([task.id]).get(task.id)
+    if wait is not None:
+        print(f"{_waiting(wait, time.time())} — orchestra allow {wait[0].ref} [--task] · orchestra deny {wait[0].ref}")
     print(f"\nroute: rule {task.rule} — {task.route_reason}")
     print(f"created {stamp(task.created_at, app.zone)} by {task.requester} via {task.source}; cwd {task.cwd}")
     if task.error:

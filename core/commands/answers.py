@@ -13,6 +13,7 @@ from core.digest import render_chart_png
 from core.errors import OrchestraError
 from core.messages import Attachment, Button, Inbound, Keyboard, Outbound, OutKind, waiting_keyboard
 from core.models import Task, TaskState
+from core.permission_text import waiting_line
 from core.progress import render_card
 from core.service import Actor, Service
 from core.text import clip, format_cost, format_duration, state_icon, state_label
@@ -77,7 +78,8 @@ class Answers:
             + (f" Not installed here: {', '.join(missing)} (/agents)." if missing and runnable else ""),
             (
                 "Buttons: Cancel / Peek on a new task; Approve / Reject / Peek on an approval request; "
-                "Log / Retry on a finished task (plus Approve / Reject when it needs review)."
+                "Log / Retry on a finished task (plus Approve / Reject when it needs review); Allow / Deny / "
+                "Allow for this task on what an agent asks to run (or reply: yes allows, any other text denies)."
             ),
             "IDs look like t3; “3” works too.",
         ]
@@ -88,8 +90,12 @@ class Answers:
         if not active and not recent:
             return [self._note(inbound, "No tasks yet. Send one, e.g. “Create User model”.")]
         now = self.clock.now()
+        waits = self.service.permission_waits([t.id for t in active])
         lines = [f"Active ({len(active)}):" if active else "Nothing running."]
-        lines += [self._task_line(t, now) for t in active]
+        for task in active:
+            lines.append(self._task_line(task, now))
+            if task.id in waits:
+                lines.append("   " + waiting_line(*waits[task.id], now))
         if recent:
             lines += ["", "Recent:"] + [self._task_line(t, now) for t in recent]
         return [self._note(inbound, "\n".join(lines))]

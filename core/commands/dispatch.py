@@ -12,7 +12,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from core.commands.parsing import ABOUT_A_TASK, NO, NO_BECAUSE, YES, Syntax, needed_role, parse_command, task_id_in
+from core.commands.parsing import (
+    ABOUT_A_TASK,
+    NO,
+    NO_BECAUSE,
+    YES,
+    Syntax,
+    button_name,
+    needed_role,
+    parse_command,
+    task_id_in,
+)
 from core.commands.taps import Taps
 from core.config import ROLE_RANK
 from core.errors import OrchestraError, UnknownTask
@@ -64,6 +74,9 @@ class Commands(Taps):
             "agents": self._agents,
             "kill": self._kill,
             "audit": self._audit_command,
+            "pending": self._pending,
+            "allow": self._allow,
+            "deny": self._deny,
         }
 
     async def handle_async(self, inbound: Inbound) -> list[Outbound]:
@@ -82,6 +95,9 @@ class Commands(Taps):
             if not text:
                 return [self._note(inbound, f"Send a task as text, or {self.syntax.command('help')} for the commands.")]
             if not text.startswith("/"):
+                request = self._replied_request(inbound)
+                if request is not None:
+                    return self._reply_to_request(inbound, request, text)
                 about = self._replied_task(inbound)
                 if about is not None:
                     return self._reply_to_task(inbound, about, text)
@@ -118,9 +134,8 @@ class Commands(Taps):
         actor = self._actor(inbound)
         if ROLE_RANK[role] < ROLE_RANK[needed]:
             self.service.audit(actor, "refused", inbound.tap.task_id if inbound.tap else None, f"role {role}: {what}")
-            verb = (
-                f"the {action} button" if inbound.tap is not None else self.syntax.command(action.replace(" set", ""))
-            )
+            command = self.syntax.command(action.replace(" set", ""))
+            verb = f"the {button_name(action)} button" if inbound.tap is not None else command
             article = "an" if role[:1] in "aeiou" else "a"
             who = f"{inbound.chat.platform}:{inbound.user_id}"
             fix = f"bots.yaml's roles.{needed}s lists who has it (you are {who})."
@@ -205,7 +220,8 @@ class Commands(Taps):
 
     def _reply_to_task(self, inbound: Inbound, task: Task, text: str) -> list[Outbound]:
         """A reply acts on the task it answers, never starts an unrelated one: yes/no decide an
-        approval; to a finished task it is a follow-up in the same agent session (``/retry ID TEXT``)."""
+        approval or the task's oldest permission request (see ``_reply_to_request``); to a finished task it
+        is a follow-up in the same agent session (``/retry ID TEXT``)."""
         word = text.lower().strip(" .!")
         first, _, reason = text.partition(" ")
         if first.lower().strip(" .,:!") not in NO_BECAUSE or not reason.strip():
@@ -221,6 +237,8 @@ class Commands(Taps):
                     inbound, f"{task.id} {reason.strip()}".strip()
                 )
             return [self._answer(inbound, f"{task.id} waits for approval: reply yes or no, or tap a button.")]
+        if task.state == TaskState.RUNNING and (waiting := self.service.pending_permissions(task.id)):
+            return self._reply_to_request(inbound, waiting[0], text)  # Slack: a reply in the task's thread
         if task.state.finished:
             what = f"follow-up of {task.id}: {self.service.quote(text, 180)}"
             return self._authorize(inbound, "retry", what) or self._retry(inbound, f"{task.id} {text}")

@@ -49,6 +49,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("retry", "ID", "run a finished task again"),
     CommandSpec("approve", "ID", "approve a task waiting for approval or review"),
     CommandSpec("reject", "ID REASON", "reject a task, saying why"),
+    CommandSpec("pending", "", "what agents asked to run and wait for an answer on"),
+    CommandSpec("allow", "ID [--task]", "let the agent run what it asked (--task: the same for the rest of the task)"),
+    CommandSpec("deny", "ID [REASON]", "refuse what the agent asked; the reason is what it is told"),
     CommandSpec("cost", "", "spend today, this week and this month against the budgets"),
     CommandSpec("budget", "[day|month|task AMOUNT]", "the budgets; admins change one: /budget day 25, off or reset"),
     CommandSpec("digest", "", "the morning digest, now: what ran, what waits for you, what it cost"),
@@ -62,7 +65,8 @@ STATE_CHANGING = ("approve", "reject", "cancel", "retry")
 TAP_ACTIONS = (*STATE_CHANGING, "peek", "log", "screen")
 # The least role each command or tap needs; anything else is for viewers too.
 _NEEDS: dict[str, str] = {
-    **dict.fromkeys(("delegate", "cancel", "retry", "approve", "reject", "audit"), "operator"),
+    **dict.fromkeys(("delegate", "cancel", "retry", "approve", "reject", "audit", "allow", "deny"), "operator"),
+    **dict.fromkeys(("perm_allow", "perm_task", "perm_deny"), "operator"),
     **dict.fromkeys(("kill", "keep", "budget set"), "admin"),
 }
 
@@ -70,6 +74,7 @@ _NEEDS: dict[str, str] = {
 YES = frozenset({"yes", "y", "ok", "okay", "approve", "approved", "go", "go ahead", "lgtm", "sure", "👍", "✅"})
 NO = frozenset({"no", "n", "reject", "rejected", "nope", "stop", "don't", "👎", "❌", "✖"})
 NO_BECAUSE = frozenset({"no", "reject", "rejected", "nope"})  # these may be followed by the reason
+_BUTTON_NAMES = {"perm_allow": "Allow", "perm_task": "Allow for this task", "perm_deny": "Deny"}
 # Commands whose task id, when missing in a reply to a task's message, is that task.
 ABOUT_A_TASK = frozenset({"peek", "screen", "log", "cancel", "retry", "approve", "reject"})
 
@@ -94,6 +99,11 @@ def needed_role(action: str) -> str:
     return _NEEDS.get(action, "viewer")
 
 
+def button_name(action: str) -> str:
+    """What a refusal calls the button a tap came from (its action, unless that is not the button's word)."""
+    return _BUTTON_NAMES.get(action, action)
+
+
 def task_id_in(args: str) -> str | None:
     """The task id the args start with (``t3`` or ``3``), if they start with one."""
     word = args.strip().split(maxsplit=1)[0] if args.strip() else ""
@@ -101,6 +111,6 @@ def task_id_in(args: str) -> str | None:
 
 
 __all__ = [
-    "ABOUT_A_TASK", "COMMANDS", "NO", "NO_BECAUSE", "STATE_CHANGING", "TAP_ACTIONS", "YES", "CommandHandler",
-    "CommandSpec", "Syntax", "needed_role", "parse_command", "task_id_in",
+    "ABOUT_A_TASK", "COMMANDS", "NO", "NO_BECAUSE", "STATE_CHANGING", "TAP_ACTIONS", "YES",
+    "CommandHandler", "CommandSpec", "Syntax", "button_name", "needed_role", "parse_command", "task_id_in",
 ]  # fmt: skip

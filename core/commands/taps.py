@@ -1,21 +1,24 @@
 """Buttons: what a tap on Approve, Reject, Cancel, Retry, Peek, Screen, Log or the kill switch does,
-what a stale or second tap says, and which buttons the tapped message keeps."""
+what a stale or second tap says, and which buttons the tapped message keeps (a permission request's
+buttons are ``core.commands.permissions``')."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.commands.answers import Answers, toast
+from core.commands.answers import toast
 from core.commands.parsing import STATE_CHANGING, TAP_ACTIONS
+from core.commands.permissions import PermissionChat
 from core.errors import InvalidTransition
 from core.messages import Inbound, Outbound, button_still_valid
+from core.permission_text import VERDICT_OF_TAP
 from core.text import local_time, state_label
 
 if TYPE_CHECKING:
     from core.models import Task
 
 
-class Taps(Answers):
+class Taps(PermissionChat):
     """Answers a tap (already authorized by the dispatcher) with a toast and the edits it causes."""
 
     def _tap(self, inbound: Inbound) -> list[Outbound]:
@@ -23,6 +26,8 @@ class Taps(Answers):
         assert tap is not None
         if tap.action in ("kill", "keep"):
             return self._kill_tap(inbound)
+        if tap.action in VERDICT_OF_TAP:
+            return self._permission_tap(inbound)
         if tap.action not in TAP_ACTIONS:
             return [toast("This button no longer works."), self._edit_buttons(tap.message_id, ())]
         task = self.service.find(tap.task_id)

@@ -123,11 +123,12 @@ class RolesConfig(StrictModel):
         default_factory=list, description="Who may do everything, /kill and changing budgets included."
     )
     operators: list[str] = Field(
-        default_factory=list, description="Who may delegate, cancel, retry, approve, reject and read /audit."
+        default_factory=list,
+        description="Who may delegate, cancel, retry, approve, reject, answer permission requests and read /audit.",
     )
     viewers: list[str] = Field(
         default_factory=list,
-        description="Who may only look: /status, /peek, /screen, /log, /cost, /budget, /digest, /agents.",
+        description="Who may only look: /status, /peek, /screen, /log, /cost, /budget, /digest, /agents, /pending.",
     )
 
     @field_validator("admins", "operators", "viewers")

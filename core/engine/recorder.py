@@ -18,6 +18,7 @@ from core.agents.base import AgentResult
 from core.launch import discard_launch
 from core.models import Task, TaskState
 from core.notify import Notifier
+from core.permission_text import refusals
 from core.protocol import EventKind, task_dir
 from core.summary import build_summary
 
@@ -184,6 +185,7 @@ class Recorder:
             with contextlib.suppress(OSError, ValueError):
                 baseline = json.loads(baseline_file.read_text(encoding="utf-8"))
         tools = [e["text"] for e in self.store.events(task.id, kinds=[EventKind.TOOL_USE], limit=20) if e["text"]]
+        refused = refusals(self.store.task_permissions(task.id))
         return partial(
             build_summary,
             task_id=task.id,
@@ -196,6 +198,7 @@ class Recorder:
             log_path=str(self.task_dir(task.id) / "output.log"),
             tool_lines=tools,
             baseline=baseline,
+            refused=refused,
         )
 
     def _queue_notices(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:

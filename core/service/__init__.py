@@ -4,9 +4,9 @@ Surfaces translate text and buttons into these calls and render what comes back;
 business logic and never reach past it into the store or tmux. Every call that changes
 something is audited with who, what and from where. The Service is put together from one class
 per noun, each in its own module: ``delegation`` (route, estimate, approval policy, queue),
-``actions`` (cancel, retry, approve, reject), ``queries`` (show, status, peek, logs, approvals,
-the messages about a task, the audit log), ``budgets``, ``engine_control`` (kick, the background
-engine) and ``doctor``.
+``actions`` (cancel, retry, approve, reject), ``permissions`` (answer an agent's permission
+requests), ``queries`` (show, status, peek, logs, approvals, the messages about a task, the audit
+log), ``budgets``, ``engine_control`` (kick, the background engine) and ``doctor``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from core.service.base import LOCAL, Actor
 from core.service.budgets import Budgets
 from core.service.delegation import Delegation
 from core.service.doctor import Doctor
+from core.service.permissions import PermissionAnswers
 from core.service.queries import Approval, SentMessage
 
 
-class Service(TaskActions, Budgets, Doctor):
+class Service(TaskActions, PermissionAnswers, Budgets, Doctor):
     """Business operations over the store, the router, tmux and (when it owns it) the engine."""
 
 

@@ -212,6 +212,30 @@ class OutboxMixin(_Base):
         ).fetchall()
         return [int(r[0]) for r in rows]
 
+    def notification_rows(self, channel: str, task_id: str, key: str) -> list[tuple[int, str | None, bool]]:
+        """The rows a notification about a task queued under ``key`` (``Notifier.post``) became in a channel: the
+        row for every chat and its per-chat copies, never their edits or given-up ones, oldest first,
+        as (outbox id, chat id or None, sent). A row for every chat that is "sent" was fanned out."""
+        own = f"{channel}:{key}"
+        rows = self._conn.execute(
+            "SELECT id, chat_id, sent_at IS NOT NULL FROM outbox WHERE task_id = ? AND channel = ? AND edit_of IS NULL "
+            "AND failed_at IS NULL AND (dedupe_key = ? OR substr(dedupe_key, 1, ?) = ?) ORDER BY id",
+            (task_id, channel, own, len(own) + 1, own + "|"),
+        ).fetchall()
+        return [(int(row[0]), None if row[1] is None else str(row[1]), bool(row[2])) for row in rows]
+
+    def rewrite_unsent(self, item_id: int, text: str, buttons: Keyboard) -> bool:
+        """Change a message not sent yet (its text, its buttons; its code block goes): the chats get
+        the new one instead. False when it went out meanwhile (edit it then)."""
+        from core.messages import keyboard_to_json
+
+        cursor = self._conn.execute(
+            "UPDATE outbox SET text = ?, markup_json = ?, payload_json = json_remove(COALESCE(payload_json, '{}'), "
+            "'$.code') WHERE id = ? AND sent_at IS NULL AND failed_at IS NULL",
+            (text, keyboard_to_json(buttons) if buttons else None, item_id),
+        )
+        return cursor.rowcount == 1
+
     def tasks_with_stale_cards(self) -> list[str]:
         """Finished tasks with a card that never got the edit to that final state (oldest first).
 
