@@ -1,7 +1,8 @@
 """Claude Code (``claude -p ... --output-format stream-json --verbose``).
 
-The adapter half builds the headless command line; the parser half reads the NDJSON stream
-(schema and gotchas: ``reference/agent-clis.md`` section 1). Facts the parser leans on:
+The adapter half builds the headless command line (with Orchestra's permission hook on, in
+``dontAsk`` mode with the hook in ``--settings``: ``core.agents.claude_hooks``); the parser half reads
+the NDJSON stream (schema and gotchas: ``reference/agent-clis.md`` section 1). Facts the parser leans on:
 
 * every content block of one API response comes as its own ``assistant`` line carrying the same
   ``message.id`` and the same usage, so usage is counted once per message id;

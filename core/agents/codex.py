@@ -6,7 +6,8 @@ off, and a model provider ``orchestra`` at ``OPENAI_BASE_URL`` or the OpenAI API
 ``$OPENAI_API_KEY``: the key's *name*, never its value). An ``env`` entry ``CODEX_HOME`` in
 bots.yaml uses that home instead (e.g. ``~/.codex`` for a ChatGPT login) and nothing is written.
 ``--full-auto`` was removed in 0.147: ``-s workspace-write`` works on every version, and a
-``--full-auto`` in ``args`` is translated to it.
+``--full-auto`` in ``args`` is translated to it. With Orchestra's permission hook on, every tool call
+waits for it instead and runs unsandboxed when allowed (``core.agents.codex_hooks``).
 
 Parser (``reference/agent-clis.md`` section 2): JSONL events ``thread.started`` (session id),
 ``item.*`` (``command_execution``, ``file_change``, ``agent_message``, ...), ``turn.completed``
