@@ -395,19 +395,21 @@ async def test_real_cli_retry_resumes_the_same_session(
 SHELL_POLICIES = [c for c in CASES if c.name in ("claude", "codex")]
 
 
+@pytest.mark.parametrize("hook", [False, True], ids=["unattended", "hooked"])
 @pytest.mark.parametrize("case", SHELL_POLICIES, ids=[c.name for c in SHELL_POLICIES])
 async def test_a_hostile_model_cannot_run_a_shell_command_outside_the_policy(
-    make_app: Any, repo: Path, tmp_path: Path, cli_home: Path, case: Case
+    make_app: Any, repo: Path, tmp_path: Path, cli_home: Path, case: Case, hook: bool
 ) -> None:
-    """Comparable bridges shipped sandboxes that did not bind Bash. Orchestra's defaults here:
-    Claude Code with ``--permission-mode acceptEdits`` (file edits yes, shell commands no) and
-    Codex with ``-s workspace-write``. A model that asks only to ``touch`` a file outside the
-    workspace gets nothing done, and the user is told it was denied."""
+    """Comparable bridges shipped sandboxes that did not bind Bash. With the permission hook off,
+    Orchestra's unattended modes bind it: Claude Code with ``--permission-mode acceptEdits`` (file
+    edits yes, shell commands no) and Codex with ``-s workspace-write``. With it on, the ``touch`` is
+    asked and a question no one answers is a denial. Either way a model that asks only to ``touch``
+    a file outside the workspace gets nothing done, and the user is told it was denied."""
     _binary(case)
     scratch = Path(tempfile.mkdtemp(prefix="orchestra-escape-test-", dir=_outside_tmp()))
     outside = scratch / "escaped"
     try:
-        await _escape(make_app, case, repo, tmp_path, outside)
+        await _escape(make_app, case, repo, tmp_path, outside, hook=hook)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -423,9 +425,10 @@ def _outside_tmp() -> Path:
     pytest.skip("no writable folder outside /tmp to aim the hostile command at")
 
 
-async def _escape(make_app: Any, case: Case, repo: Path, tmp_path: Path, outside: Path) -> None:
+async def _escape(make_app: Any, case: Case, repo: Path, tmp_path: Path, outside: Path, *, hook: bool) -> None:
     with FakeModelServer(workdir=str(repo), escape_to=str(outside)) as server:
-        app = make_app(**{f"agents__{case.name}": _agent(case, server, tmp_path)})
+        agent = {**_agent(case, server, tmp_path), "hook": hook}
+        app = make_app(**{f"agents__{case.name}": agent, "permissions__ask_timeout_s": 2})
         assert app.engine.acquire()
         await app.engine.start()
         try:
@@ -437,5 +440,7 @@ async def _escape(make_app: Any, case: Case, repo: Path, tmp_path: Path, outside
     assert shell_calls, "the model asked for the shell"
     assert not outside.exists(), f"{case.name} ran a shell command outside the workspace"
     assert task.state.finished
-    notice = app.store.outbox_queue("console", task_id=task.id)[0].text
+    messages = [m.text for m in app.store.outbox_queue("console", task_id=task.id)]
+    notice = next(text for text in messages if not text.startswith("🔐"))  # the completion, not the question
     assert "touch" in notice and "denied" in notice.lower(), notice
+    assert hook == any(text.startswith("🔐") for text in messages), messages

@@ -42,7 +42,7 @@ PARSERS: dict[str, str] = {
 
 # Kinds whose CLI runs Orchestra's pre-tool hook (``core.permissions.hook``): their module has
 # ``hook_call`` and ``hook_reply``, and their adapter writes the hook when ``settings.hook`` is set.
-HOOKED: frozenset[str] = frozenset({"gemini", "qwen", "droid", "opencode"})
+HOOKED: frozenset[str] = frozenset({"claude", "codex", "gemini", "qwen", "droid", "opencode"})
 
 
 def hooked(kind: str) -> bool:

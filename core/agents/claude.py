@@ -1,7 +1,8 @@
 """Claude Code (``claude -p ... --output-format stream-json --verbose``).
 
-The adapter half builds the headless command line; the parser half reads the NDJSON stream
-(schema and gotchas: ``reference/agent-clis.md`` section 1). Facts the parser leans on:
+The adapter half builds the headless command line (with Orchestra's permission hook on, in
+``dontAsk`` mode with the hook in ``--settings``: ``core.agents.claude_hooks``); the parser half reads
+the NDJSON stream (schema and gotchas: ``reference/agent-clis.md`` section 1). Facts the parser leans on:
 
 * every content block of one API response comes as its own ``assistant`` line carrying the same
   ``message.id`` and the same usage, so usage is counted once per message id;
@@ -21,6 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, SessionStart, Usage
+from core.agents.claude_hooks import ASKING_MODE, hook_call, hook_reply, hook_settings, split_settings
 from core.agents.claude_result import denials, main_model, result_errors
 from core.agents.common import (
     MAX_DATA_CHARS,
@@ -43,6 +45,8 @@ from core.agents.common import (
 )
 from core.protocol import EventKind
 
+# ``hook_call`` and ``hook_reply`` are what ``core.permissions.hook`` looks up in ``core.agents.claude``.
+__all__ = ["ClaudeAdapter", "ClaudeParser", "anthropic_usage", "hook_call", "hook_reply"]
 _SYNTHETIC_MODEL = "<synthetic>"
 
 
@@ -56,18 +60,27 @@ class ClaudeAdapter:
 
         Stdin is used for text over ``MAX_ARG_BYTES`` (UTF-8), text with a NUL byte (execve
         cannot pass it) and text starting with ``-`` (the CLI would parse it as an option).
+
+        With ``settings.hook`` the run asks before each tool call: ``--permission-mode dontAsk``
+        and the hook in a last ``--settings`` (a user's own ``--settings`` is merged into it, since
+        only the last one counts). Without it, ``acceptEdits`` as before.
         """
         use_stdin = not argv_safe(task_text)
         prompt_mode: PromptMode = "stdin" if use_stdin else "arg"
         argv = [settings.command, "-p"]
         if not use_stdin:
             argv.append(task_text)
-        argv += ["--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits"]
+        mode = ASKING_MODE if settings.hook else "acceptEdits"
+        argv += ["--output-format", "stream-json", "--verbose", "--permission-mode", mode]
         if settings.model:
             argv += ["--model", settings.model]
         if resume:
             argv += ["--resume", resume]
-        argv += settings.args
+        if settings.hook:
+            args, base = split_settings(settings.args)
+            argv += [*args, "--settings", hook_settings(settings.hook, settings.hook_timeout_s, base)]
+        else:
+            argv += settings.args
         env = {}
         retries = max_retries(settings)
         if retries is not None:

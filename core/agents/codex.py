@@ -6,7 +6,8 @@ off, and a model provider ``orchestra`` at ``OPENAI_BASE_URL`` or the OpenAI API
 ``$OPENAI_API_KEY``: the key's *name*, never its value). An ``env`` entry ``CODEX_HOME`` in
 bots.yaml uses that home instead (e.g. ``~/.codex`` for a ChatGPT login) and nothing is written.
 ``--full-auto`` was removed in 0.147: ``-s workspace-write`` works on every version, and a
-``--full-auto`` in ``args`` is translated to it.
+``--full-auto`` in ``args`` is translated to it. With Orchestra's permission hook on, every tool call
+waits for it instead and runs unsandboxed when allowed (``core.agents.codex_hooks``).
 
 Parser (``reference/agent-clis.md`` section 2): JSONL events ``thread.started`` (session id),
 ``item.*`` (``command_execution``, ``file_change``, ``agent_message``, ...), ``turn.completed``
@@ -29,10 +30,12 @@ import re
 from typing import Any
 
 from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, Usage, parser_ref
+from core.agents.codex_hooks import hook_call, hook_overrides, hook_reply
 from core.agents.codex_transcript import (
     SANDBOX_HINTS,
     find_transcript,
     first_model,
+    hook_denials,
     last_token_usage,
     line_count,
     sandbox_denials,
@@ -61,8 +64,11 @@ from core.agents.common import (
 )
 from core.protocol import EventKind
 
+# ``hook_call`` and ``hook_reply`` are what ``core.permissions.hook`` looks up in ``core.agents.codex``.
+__all__ = ["CodexAdapter", "CodexParser", "codex_config", "codex_usage", "hook_call", "hook_reply"]
 PROVIDER = "orchestra"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_TRUST_WARNING = "`--dangerously-bypass-hook-trust` is enabled"
 _SANDBOX_FLAGS = ("-s", "--sandbox", "--dangerously-bypass-approvals-and-sandbox", "--approve-for-me")
 
 
@@ -72,12 +78,20 @@ class CodexAdapter:
     kind = "codex"
 
     def build(self, task_text: str, settings: AgentSettings, *, resume: str | None = None) -> Invocation:
-        """``codex exec --json ... [resume ID] PROMPT``; the prompt is ``-`` (stdin) when argv can't carry it."""
+        """``codex exec --json ... [resume ID] PROMPT``; the prompt is ``-`` (stdin) when argv can't carry it.
+
+        With ``settings.hook`` every tool call waits for the hook, and what it allows runs as asked:
+        ``-s danger-full-access`` (an allowed ``npm install`` or ``curl`` needs the network and the
+        home folder, which ``workspace-write`` refuses whatever the hook says), the hook in ``-c``
+        flags and its trust bypassed for this run. Without it, ``workspace-write`` as before.
+        """
         # ``--full-auto`` (gone since 0.147, exit 2) meant workspace-write, which is the default here.
         args = [arg for arg in settings.args if arg != "--full-auto"]
         argv = [settings.command, "exec", "--json", "--skip-git-repo-check"]
         if not has_flag(args, *_SANDBOX_FLAGS):
-            argv += ["-s", "workspace-write"]
+            argv += ["-s", "danger-full-access" if settings.hook else "workspace-write"]
+        if settings.hook:
+            argv += ["--dangerously-bypass-hook-trust", *hook_overrides(settings.hook, settings.hook_timeout_s)]
         if settings.model and not has_flag(args, "-m", "--model"):
             argv += ["-m", settings.model]
         env: dict[str, str] = {}
@@ -242,6 +256,8 @@ class CodexParser:
             ]
         if item_type == "error":
             message = as_str(item.get("message")) or ""
+            if message.startswith(_TRUST_WARNING):  # Orchestra's own choice, made for the permission hook
+                return []
             self._warnings.append(message)
             return [raw_event(line, f"warning: {message}")]
         return [raw_event(line)]
@@ -265,7 +281,8 @@ class CodexParser:
 
     def finish(self, exit_code: int, stderr_tail: str) -> AgentResult:
         model = self._model or self._model_from_transcript()
-        for denial in sandbox_denials(self._transcript(), self._transcript_from):
+        transcript, start = self._transcript(), self._transcript_from
+        for denial in sandbox_denials(transcript, start) + hook_denials(transcript, start):
             if denial not in self._denials:
                 self._denials.append(denial)
         errors = list(self._failed)

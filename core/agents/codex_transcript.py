@@ -1,6 +1,6 @@
 """Codex's session transcript (the rollout file in ``CODEX_HOME``): what ``codex exec --json``
-leaves out of its stream, namely the model, a resumed thread's earlier token totals, and the shell
-calls the sandbox refused.
+leaves out of its stream, namely the model, a resumed thread's earlier token totals, and the calls
+the sandbox or the permission hook refused.
 
 Runner side: imports only the standard library and ``core.agents``.
 """
@@ -11,6 +11,7 @@ import os
 import re
 from typing import Any
 
+from core.agents.codex_hooks import BLOCKED, patch_files
 from core.agents.common import as_dict, as_str, load_json
 
 _SHELL_WRAPPER = re.compile(r"^(?:/bin/)?(?:ba|z)?sh -l?c (?P<q>['\"])(?P<cmd>.*)(?P=q)$", re.DOTALL)
@@ -63,31 +64,48 @@ def sandbox_denials(path: str | None, skip: int = 0) -> list[str]:
     only the transcript shows the call and its output (``Process exited with code 1 ...
     Read-only file system``), so a blocked command would otherwise go unmentioned.
     """
+    denials: list[str] = []
+    for call, output in _calls(path, skip):
+        code = _EXIT_CODE.search(output)
+        if call.startswith("shell ") and code and code.group(1) != "0" and any(h in output for h in SANDBOX_HINTS):
+            denials.append(f"{call} (blocked by the sandbox)")
+    return denials
+
+
+def hook_denials(path: str | None, skip: int = 0) -> list[str]:
+    """Tool calls the permission hook refused (their output is Codex's ``Command blocked by ...``)."""
+    refused = [call for call, output in _calls(path, skip) if output.startswith(BLOCKED)]
+    return [f"{call} (refused by the permission hook)" for call in refused]
+
+
+def _calls(path: str | None, skip: int) -> list[tuple[str, str]]:
+    """``(call, output)`` for each shell command (``shell CMD``) and patch (``patch FILES``) answered."""
     if not path:
         return []
-    commands: dict[str, str] = {}
-    denials: list[str] = []
+    calls: dict[str, str] = {}
+    answered: list[tuple[str, str]] = []
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             for number, line in enumerate(fh):
-                if number < skip or '"function_call' not in line:
+                if number < skip or not ('"function_call' in line or '"custom_tool_call' in line):
                     continue
                 obj = load_json(line)
                 payload = as_dict(obj.get("payload")) if obj else {}
                 call_id = as_str(payload.get("call_id")) or ""
-                if payload.get("type") == "function_call":
+                kind = payload.get("type")
+                if kind == "function_call":
                     arguments = load_json(as_str(payload.get("arguments")) or "") or {}
                     command = as_str(arguments.get("cmd")) or as_str(arguments.get("command"))
                     if command:
-                        commands[call_id] = unwrap_shell(command)
-                elif payload.get("type") == "function_call_output" and call_id in commands:
-                    output = as_str(payload.get("output")) or ""
-                    code = _EXIT_CODE.search(output)
-                    if code and code.group(1) != "0" and any(hint in output for hint in SANDBOX_HINTS):
-                        denials.append(f"shell {commands[call_id]} (blocked by the sandbox)")
+                        calls[call_id] = f"shell {unwrap_shell(command)}"
+                elif kind == "custom_tool_call" and payload.get("name") == "apply_patch":
+                    files = patch_files(as_str(payload.get("input")) or "")
+                    calls[call_id] = f"patch {', '.join(files) or '?'}"
+                elif kind in ("function_call_output", "custom_tool_call_output") and call_id in calls:
+                    answered.append((calls[call_id], as_str(payload.get("output")) or ""))
     except OSError:
-        return denials
-    return denials
+        return answered
+    return answered
 
 
 def line_count(path: str | None) -> int:
