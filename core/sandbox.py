@@ -100,6 +100,7 @@ def sandboxed(
         if env.get(var):
             bind(os.path.expanduser(env[var]))
     if paths.hook:
+        os.makedirs(paths.task_dir, mode=0o700, exist_ok=True)  # the engine writes spec.json there next
         bind(paths.task_dir, "--ro-bind")
         # The socket's folder, not the socket: a restarted engine makes a new one there, which the
         # hook must still reach (a bound file would stay the old, dead socket). connect() needs no write.

@@ -347,5 +347,6 @@ async def test_a_real_cli_does_its_task_inside_the_sandbox(
         app = make_app(**{f"agents__{case.name}": agent})
         task = await run_task(app, TASK, case.name, repo, timeout=240)
     assert task.state == TaskState.SUCCEEDED, output(app, task)
+    assert (repo / "hello.txt").exists(), output(app, task) + json.dumps(task.summary)[:3000]
     assert (repo / "hello.txt").read_text() == "hello\n"
     assert [f["path"] for f in task.summary["files"]] == ["hello.txt"]
