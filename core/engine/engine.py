@@ -79,6 +79,7 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self._finished: dict[str, asyncio.Event] = {}
         self._unrecorded: dict[str, dict[str, Any]] = {}  # results heard live that the store refused
+        self._connections: set[asyncio.Task[Any]] = set()  # the handlers of open runner and hook connections
         self._workers = Workers()  # launches and summaries in flight: the sweep leaves their tasks alone
         self.recorder = Recorder(config, store, clock, home, self._workers, self._finished_run)
         self.dispatcher = Dispatcher(
@@ -124,6 +125,9 @@ class Engine:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        # Hang up on runners and hooks: they reconnect to the next engine (questions are in the store).
+        for connection in list(self._connections):
+            connection.cancel()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -132,6 +136,9 @@ class Engine:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         runner_of: str | None = None
+        handler = asyncio.current_task()
+        assert handler is not None  # the server runs each connection in a task of its own
+        self._connections.add(handler)
         try:
             while line := await reader.readline():
                 try:
@@ -162,6 +169,7 @@ class Engine:
             runner_of = None  # the engine is stopping; the runner reconnects to the next one
         finally:
             writer.close()
+            self._connections.discard(handler)
         if runner_of is not None:
             # A runner hung up: normally after its result; if not, it died and must not hang the task.
             asyncio.get_running_loop().call_later(0.5, self._check_hung_up, runner_of)

@@ -43,7 +43,7 @@ from core.permissions.policy import Policy, grant_rule
 TASK_DIR_ENV = "ORCHESTRA_TASK_DIR"
 ASK, ANSWER, DENIED = "ask", "answer", "denied"
 _MAX_PAYLOAD = 8 * 1024 * 1024
-_MARGIN_S = 15.0  # the engine decides a timeout; the hook's own deadline is a backstop after it
+_MARGIN_S = 15.0  # the engine decides a timeout; the hook's own deadline is a backstop after it (at most this)
 _RETRY_S = 0.5
 
 
@@ -82,7 +82,9 @@ def decide(payload: object, kind: str, environ: dict[str, str] | None = None) ->
         return Decision(False, f"Orchestra's permission hook ran outside an Orchestra task ({TASK_DIR_ENV} unset)")
     with open(os.path.join(directory, "spec.json"), encoding="utf-8") as fh:
         spec = json.load(fh)
-    policy = Policy.from_dict(spec.get("permissions") or {"cwd": spec.get("cwd") or os.getcwd()})
+    if not isinstance(spec.get("permissions"), dict):
+        return Decision(False, "this task has no permission policy (its agent was not started with a hook)")
+    policy = Policy.from_dict(spec["permissions"])
     judgement = policy.judge(call)
     task_id, socket_path = str(spec.get("task_id", "")), str(spec.get("socket", ""))
     key = os.urandom(8).hex()
@@ -93,7 +95,7 @@ def decide(payload: object, kind: str, environ: dict[str, str] | None = None) ->
         _send(socket_path, denied_message(task_id, key, call, reason))
         return Decision(False, reason)
     message = ask_message(task_id, key, call, grant_rule(call, policy), judgement.why)
-    return _ask(socket_path, message, policy.ask_timeout_s + _MARGIN_S)
+    return _ask(socket_path, message, policy.ask_timeout_s + min(_MARGIN_S, policy.ask_timeout_s))
 
 
 def _ask(socket_path: str, message: dict[str, object], wait_s: float) -> Decision:
