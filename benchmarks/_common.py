@@ -187,17 +187,22 @@ def command_agent(command: str, args: Iterable[str] = (), *, max_concurrent: int
     return {"kind": "command", "command": command, "args": list(args), "max_concurrent": max_concurrent}
 
 
-def make_config(socket_name: str, agents: dict[str, dict[str, Any]], limits: dict[str, Any]) -> dict[str, Any]:
-    """bots.yaml as shipped, on a private tmux socket, with the benchmark's agents and limits."""
+def make_config(
+    socket_name: str, agents: dict[str, dict[str, Any]], limits: dict[str, Any], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """bots.yaml as shipped, on a private tmux socket, with the benchmark's agents, limits and other sections."""
     data: dict[str, Any] = yaml.safe_load((ROOT / "bots.yaml").read_text(encoding="utf-8"))
     data["tmux"] = {"socket_name": socket_name, "session": "bench", "config_file": "/dev/null"}
     data["agents"].update(agents)
     data["limits"].update(limits)
+    data.update(extra or {})
     return data
 
 
 @contextlib.asynccontextmanager
-async def bench_app(agents: dict[str, dict[str, Any]], limits: dict[str, Any]) -> AsyncIterator[Bench]:
+async def bench_app(
+    agents: dict[str, dict[str, Any]], limits: dict[str, Any], extra: dict[str, Any] | None = None
+) -> AsyncIterator[Bench]:
     """Open the app on a fresh home and tmux server, run the engine in this process, clean up."""
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-"))
     socket_name = f"orch-bench-{uuid.uuid4().hex[:10]}"
@@ -209,7 +214,7 @@ async def bench_app(agents: dict[str, dict[str, Any]], limits: dict[str, Any]) -
     os.environ.pop("ORCHESTRA_CONFIG", None)
     os.environ.pop("TMUX", None)
     config_path = tmp / "bots.yaml"
-    config_path.write_text(yaml.safe_dump(make_config(socket_name, agents, limits)), encoding="utf-8")
+    config_path.write_text(yaml.safe_dump(make_config(socket_name, agents, limits, extra)), encoding="utf-8")
     app = open_app(config_path)
     recorder = Recorder()
     info(f"machine: {os.cpu_count()} cores, load average {machine_load()} at start; tmux -L {socket_name}")
