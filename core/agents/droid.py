@@ -129,11 +129,11 @@ def droid_settings(model: str | None, base_url: str, settings: AgentSettings | N
 
 def hook_call(payload: dict[str, Any]) -> ToolCall | None:
     """A ``PreToolUse`` payload (``tool_name``, ``tool_input``, ``cwd``) as a neutral call."""
-    return hooks.neutral_call(payload, "PreToolUse")
+    return hooks.generic_call("droid", payload)
 
 
 def hook_reply(decision: Decision) -> HookReply:
-    return hooks.claude_reply(decision)
+    return hooks.generic_reply("droid", decision)
 
 
 class DroidParser:

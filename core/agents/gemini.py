@@ -130,11 +130,11 @@ def gemini_settings(settings: AgentSettings) -> str:
 
 def hook_call(payload: dict[str, Any]) -> ToolCall | None:
     """A ``BeforeTool`` payload (``tool_name``, ``tool_input``, ``cwd``) as a neutral call."""
-    return hooks.neutral_call(payload, "BeforeTool")
+    return hooks.generic_call("gemini", payload)
 
 
 def hook_reply(decision: Decision) -> HookReply:
-    return hooks.decision_reply(decision)
+    return hooks.generic_reply("gemini", decision)
 
 
 class GeminiParser:

@@ -179,3 +179,23 @@ def _text(value: Any) -> str:
 
 def _reason(decision: Decision) -> str:
     return decision.reason.strip() or DENIED
+
+
+# The CLIs whose hook speaks this module's generic format: the payload's event name, and whether
+# the answer is Claude's ``hookSpecificOutput`` form or a bare ``{"decision": ...}``.
+GENERIC: dict[str, tuple[str, bool]] = {
+    "gemini": ("BeforeTool", False),
+    "qwen": ("PreToolUse", True),
+    "droid": ("PreToolUse", True),
+    "opencode": ("tool.execute.before", False),
+}
+
+
+def generic_call(kind: str, payload: dict[str, Any]) -> ToolCall | None:
+    """``hook_call`` of a CLI in ``GENERIC``."""
+    return neutral_call(payload, GENERIC[kind][0])
+
+
+def generic_reply(kind: str, decision: Decision) -> HookReply:
+    """``hook_reply`` of a CLI in ``GENERIC``."""
+    return claude_reply(decision) if GENERIC[kind][1] else decision_reply(decision)

@@ -135,11 +135,11 @@ def opencode_config(settings: AgentSettings) -> str:
 
 def hook_call(payload: dict[str, Any]) -> ToolCall | None:
     """The plugin's payload (``tool_name``, ``tool_input`` as opencode's ``args``, ``cwd``) as a neutral call."""
-    return hooks.neutral_call(payload, "tool.execute.before")
+    return hooks.generic_call("opencode", payload)
 
 
 def hook_reply(decision: Decision) -> HookReply:
-    return hooks.decision_reply(decision)
+    return hooks.generic_reply("opencode", decision)
 
 
 class OpencodeParser:

@@ -105,11 +105,11 @@ def _hooks(settings: AgentSettings) -> dict[str, Any]:
 
 def hook_call(payload: dict[str, Any]) -> ToolCall | None:
     """A ``PreToolUse`` payload (``tool_name``, ``tool_input``, ``cwd``) as a neutral call."""
-    return hooks.neutral_call(payload, "PreToolUse")
+    return hooks.generic_call("qwen", payload)
 
 
 def hook_reply(decision: Decision) -> HookReply:
-    return hooks.claude_reply(decision)
+    return hooks.generic_reply("qwen", decision)
 
 
 def qwen_usage(raw: Any) -> Usage:

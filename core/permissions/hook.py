@@ -159,9 +159,27 @@ def _send(socket_path: str, message: dict[str, object]) -> None:
 
 
 def _adapter(kind: str) -> Any:
+    """Where a CLI's ``hook_call`` and ``hook_reply`` live: a light module, never the whole adapter
+    (the hook runs on every tool call: an adapter's imports would cost ~25 ms each time)."""
     import importlib
 
-    return importlib.import_module(f"core.agents.{kind}")
+    generic = importlib.import_module("core.agents.hooks")
+    if kind in generic.GENERIC:
+        return _Generic(generic, kind)
+    return importlib.import_module(f"core.agents.{kind}_hooks")
+
+
+class _Generic:
+    """The hook functions of a CLI in ``core.agents.hooks.GENERIC``."""
+
+    def __init__(self, module: Any, kind: str) -> None:
+        self.module, self.kind = module, kind
+
+    def hook_call(self, payload: dict[str, Any]) -> ToolCall | None:
+        return self.module.generic_call(self.kind, payload)  # type: ignore[no-any-return]
+
+    def hook_reply(self, decision: Decision) -> HookReply:
+        return self.module.generic_reply(self.kind, decision)  # type: ignore[no-any-return]
 
 
 def main(argv: list[str]) -> int:
