@@ -131,7 +131,9 @@ def command_text(text: str, *, explicit: bool) -> str:
     if name not in _NAMES:
         return stripped
     first = rest.split(maxsplit=1)[0] if rest else ""
-    budget = name == "budget" and first.lower() in ("day", "month", "task")
+    budget = (name == "budget" and first.lower() in ("day", "month", "task")) or (
+        name == "permissions" and first.lower() in ("allow", "ask", "deny", "remove")
+    )
     if explicit or not rest or name == "delegate" or budget or (name != "kill" and _TASK_ID.match(first)):
         return f"/{name} {rest}".strip()
     return stripped

@@ -264,6 +264,33 @@ async def test_a_viewer_cannot_answer_and_pending_lists_what_waits(
     )
 
 
+async def test_run_time_rules_are_admin_only_and_judge_the_next_question(
+    telegram: tuple[App, FakeTelegram, Any], repo: Path
+) -> None:
+    """``/permissions allow RULE``: an operator is refused; an admin's rule is audited and, over
+    bots.yaml's lists, decides what a running task's hook asks next (the engine judges asks with it)."""
+    app, fake, _bridge = telegram
+    fake.say("/permissions allow Bash(curl *)", user=BOB, chat=GROUP)
+    await until(lambda: [m for m in fake.sent if "/permissions needs the admin role" in m.text], "the refusal")
+    assert app.store.permission_rules()["allow"] == []
+    fake.say("/permissions allow Bash(curl *)", user=ALICE, chat=GROUP)
+    await until(lambda: [m for m in fake.sent if "is now in the run-time allow list" in m.text], "the admin's rule")
+    assert app.store.permission_rules()["allow"] == ["Bash(curl *)"]
+    assert [r["detail"] for r in audit_rows(app, "permissions")] == ["allow Bash(curl *)"]
+    fake.say("/permissions", user=VIEWER, chat=GROUP)
+    await until(lambda: [m for m in fake.sent if "allow: Bash(curl *)" in m.text], "the list, for anyone")
+    policy = app.config.permission_policy("claude", "backend", str(repo), app.store.permission_rules())
+    from core.permissions.call import ToolCall
+
+    assert policy.judge(ToolCall("Bash", "curl -s https://example.com")).verdict == "allow"
+    assert policy.judge(ToolCall("Bash", "sudo curl x")).verdict == "deny", "a deny of bots.yaml still wins"
+    fake.say("/permissions allow Bash(", user=ALICE, chat=GROUP)
+    await until(lambda: [m for m in fake.sent if "is not a rule" in m.text], "a bad rule in one line")
+    fake.say("/permissions remove Bash(curl *)", user=ALICE, chat=GROUP)
+    await until(lambda: [m for m in fake.sent if "is no longer a run-time rule" in m.text], "removed")
+    assert app.store.permission_rules()["allow"] == []
+
+
 # -- Slack ---------------------------------------------------------------------------------------
 SLACK_ENV = {"ORCH_TEST_SLACK_BOT": BOT_TOKEN, "ORCH_TEST_SLACK_SECRET": SIGNING_SECRET}
 

@@ -220,3 +220,22 @@ def test_the_cli_shows_the_policy_and_judges_one_call(tmp_path: Path) -> None:
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "is not a rule" in bad.stderr
     unknown = orchestra("permissions", "nosuch", config=config, env=env)
     assert unknown.returncode == 2 and "no agent 'nosuch'" in unknown.stderr
+
+
+def test_run_time_rules_from_the_cli_are_checked_audited_and_in_force(tmp_path: Path) -> None:
+    from tests.conftest import orchestra
+
+    config = Path(__file__).parent.parent / "bots.yaml"
+    env = {"ORCHESTRA_HOME": str(tmp_path)}
+    added = orchestra("permissions", "--add", "allow", "Bash(npm ci *)", config=config, env=env)
+    assert added.returncode == 0 and "is now in the run-time allow list" in added.stdout
+    checked = orchestra("permissions", "--check", "Bash(npm ci)", config=config, env=env)
+    assert checked.stdout.startswith("Bash(npm ci): allow (allowed by Bash(npm ci *))")
+    bad = orchestra("permissions", "--add", "maybe", "Bash(x)", config=config, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip() == "orchestra: 'maybe' is not a list: use allow, ask or deny"
+    removed = orchestra("permissions", "--remove", "Bash(npm ci *)", config=config, env=env)
+    assert removed.returncode == 0
+    again = orchestra("permissions", "--remove", "Bash(npm ci *)", config=config, env=env)
+    assert again.returncode == 2 and "is not a run-time rule" in again.stderr
+    audit = orchestra("audit", "--action", "permissions", config=config, env=env)
+    assert "allow Bash(npm ci *)" in audit.stdout and "remove Bash(npm ci *)" in audit.stdout

@@ -12,18 +12,29 @@ from bot.cli.output import as_json
 if TYPE_CHECKING:
     import argparse
 
+    from bot.app import App
     from core.config import Config
 
 
-def permissions(args: argparse.Namespace) -> int:
-    from core.config import load_config
+def permissions(app: App, args: argparse.Namespace) -> int:
+    from core.errors import OrchestraError
 
-    config, _path = load_config(args.config)
+    config = app.config
+    if args.add or args.remove:
+        try:
+            if args.add:
+                print(app.service.set_permission_rule(args.add[0], args.add[1], actor=_login()))
+            else:
+                print(app.service.remove_permission_rule(args.remove, actor=_login()))
+        except OrchestraError as exc:
+            print(f"orchestra: {exc}", file=sys.stderr)
+            return 2
+        return 0
     agent = args.agent or config.routing.default_agent
     if agent not in config.agents:
         print(f"orchestra: no agent {agent!r} in bots.yaml (agents: {', '.join(config.agents)})", file=sys.stderr)
         return 2
-    policy = config.permission_policy(agent, args.category or "", os.getcwd())
+    policy = config.permission_policy(agent, args.category or "", os.getcwd(), app.store.permission_rules())
     if args.check:
         return _check(policy, args.check, args.json)
     if args.json:
@@ -65,6 +76,15 @@ def _check(policy: object, text: str, json_out: bool) -> int:
     if grant:
         print(f"  'Allow for this task' would add {grant}")
     return 0
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "local"
 
 
 def _asking(config: Config, agent: str) -> str:

@@ -77,6 +77,7 @@ class Commands(Taps):
             "pending": self._pending,
             "allow": self._allow,
             "deny": self._deny,
+            "permissions": self._permissions,
         }
 
     async def handle_async(self, inbound: Inbound) -> list[Outbound]:
@@ -113,7 +114,8 @@ class Commands(Taps):
             name, args = parsed
             if name in ABOUT_A_TASK and task_id_in(args) is None and (about := self._replied_task(inbound)):
                 args = f"{about.id} {args}".strip()  # "/approve" in reply to a task's message: that task
-            action = "budget set" if name == "budget" and args else name  # reading budgets is for everyone
+            changes = name in ("budget", "permissions") and args  # reading budgets and rules is for everyone
+            action = f"{name} set" if changes else name
             return self._authorize(inbound, action, self.service.quote(text, 200)) or command(inbound, args)
         except UnknownTask as exc:
             return [

@@ -52,6 +52,11 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("pending", "", "what agents asked to run and wait for an answer on"),
     CommandSpec("allow", "ID [--task]", "let the agent run what it asked (--task: the same for the rest of the task)"),
     CommandSpec("deny", "ID [REASON]", "refuse what the agent asked; the reason is what it is told"),
+    CommandSpec(
+        "permissions",
+        "[allow|ask|deny|remove RULE]",
+        "rules set at run time; admins add one: /permissions allow Bash(npm ci *)",
+    ),
     CommandSpec("cost", "", "spend today, this week and this month against the budgets"),
     CommandSpec("budget", "[day|month|task AMOUNT]", "the budgets; admins change one: /budget day 25, off or reset"),
     CommandSpec("digest", "", "the morning digest, now: what ran, what waits for you, what it cost"),
@@ -67,7 +72,7 @@ TAP_ACTIONS = (*STATE_CHANGING, "peek", "log", "screen")
 _NEEDS: dict[str, str] = {
     **dict.fromkeys(("delegate", "cancel", "retry", "approve", "reject", "audit", "allow", "deny"), "operator"),
     **dict.fromkeys(("perm_allow", "perm_task", "perm_deny"), "operator"),
-    **dict.fromkeys(("kill", "keep", "budget set"), "admin"),
+    **dict.fromkeys(("kill", "keep", "budget set", "permissions set"), "admin"),
 }
 
 # Replies that decide an approval (anything else sent in reply to an approval request is not a task).

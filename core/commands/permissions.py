@@ -50,6 +50,19 @@ class PermissionChat(Answers):
             return [self._note(inbound, f"Usage: {self.syntax.command('deny', 'ID [REASON]')} (ID: t7, or p12)")]
         return self._answer_request(inbound, target, "deny", reason)
 
+    def _permissions(self, inbound: Inbound, args: str) -> list[Outbound]:
+        """The rules set at run time; with ``allow|ask|deny RULE`` or ``remove RULE`` (admins) change them."""
+        kind, _, rule = args.strip().partition(" ")
+        if not kind:
+            usage = self.syntax.command("permissions", "allow|ask|deny|remove RULE")
+            return [self._note(inbound, f"{self.service.permission_rules_report()}\nAdmins change them: {usage}")]
+        if not rule.strip():
+            return [self._note(inbound, f"Usage: {self.syntax.command('permissions', f'{kind} RULE')}")]
+        actor = self._actor(inbound)
+        if kind.lower() == "remove":
+            return [self._reply(inbound, self.service.remove_permission_rule(rule, actor=actor))]
+        return [self._reply(inbound, self.service.set_permission_rule(kind.lower(), rule.strip(), actor=actor))]
+
     # -- buttons -------------------------------------------------------------------------------
     def _permission_tap(self, inbound: Inbound) -> list[Outbound]:
         tap = inbound.tap

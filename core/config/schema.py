@@ -95,12 +95,17 @@ class Config(StrictModel):
             config_dir=str(self.home() / "agents" / name),
         )
 
-    def permission_policy(self, agent: str, category: str, cwd: str) -> Policy:
-        """The layers that judge a task's tool calls: its category's, its agent's, then the global lists."""
-        from core.permissions.policy import Layer, Policy
+    def permission_policy(
+        self, agent: str, category: str, cwd: str, run_time: dict[str, list[str]] | None = None
+    ) -> Policy:
+        """The layers that judge a task's tool calls: the rules an admin set at run time (``run_time``,
+        from the store), the task's category's, its agent's, then the global lists."""
+        from core.permissions.policy import RUN_TIME, Layer, Policy
 
         rules = self.permissions
         layers = []
+        if run_time and any(run_time.values()):
+            layers.append(Layer.of(RUN_TIME, run_time))
         if category in rules.categories:
             layers.append(Layer.of(f"category {category}", rules.categories[category].model_dump()))
         if agent in self.agents:

@@ -23,7 +23,7 @@ from core.models import TaskState
 from core.notify import Notifier
 from core.permissions.call import Decision, ToolCall
 from core.permissions.hook import answer_message
-from core.permissions.policy import Policy
+from core.permissions.policy import RUN_TIME, Policy
 from core.protocol import SPEC_FILE, EventKind, encode, task_dir
 from core.store.permissions import ALLOWED, CANCELLED, DENIED, TIMED_OUT, PermissionRequest
 from core.text import format_duration
@@ -71,7 +71,8 @@ class Asks:
         if task is None or task.state != TaskState.RUNNING:
             return Decision(False, f"task {task_id or '?'} is not running: nothing may run for it")
         policy = self.policy(task_id, task.agent, task.category, task.cwd)
-        judgement = policy.with_grants(self.store.task_grants(task_id)).judge(call)
+        current = policy.with_rules(RUN_TIME, self.store.permission_rules())  # as an admin set them since
+        judgement = current.with_grants(self.store.task_grants(task_id)).judge(call)
         now = self.clock.now()
         rule, why = str(record.get("rule") or call.tool), str(record.get("why") or judgement.why)
         if judgement.verdict != "ask":  # granted for this task (or refused) since the hook judged it
@@ -172,7 +173,7 @@ class Asks:
                 return Policy.from_dict(spec["permissions"])
         except (OSError, ValueError, AttributeError):
             pass
-        return self.config.permission_policy(agent, category, cwd)
+        return self.config.permission_policy(agent, category, cwd, self.store.permission_rules())
 
 
 def _decision(request: PermissionRequest) -> Decision:

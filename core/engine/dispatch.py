@@ -186,7 +186,7 @@ class Dispatcher:
 
     def policy(self, task: Task) -> Policy:
         """The permission policy a task's tool calls are judged by (its category's, agent's, global)."""
-        return self.config.permission_policy(task.agent, task.category, task.cwd)
+        return self.config.permission_policy(task.agent, task.category, task.cwd, self.store.permission_rules())
 
     def _resume_session(self, task: Task) -> str | None:
         return task.session_id if task.session_id and task.parent_id else None

@@ -35,6 +35,7 @@ from core.permissions.call import BASH, EDIT, READ, ToolCall
 
 Verdict = Literal["allow", "ask", "deny"]
 VERDICTS: tuple[Verdict, ...] = ("deny", "ask", "allow")
+RUN_TIME = "set at run time"  # the layer of the rules an admin added from a chat or the terminal
 
 _RULE = re.compile(r"^\s*([A-Za-z0-9_*.:-]+)\s*(?:\((.*)\))?\s*$", re.DOTALL)
 _PATH_TOOLS = frozenset({EDIT, READ})
@@ -134,10 +135,13 @@ class Policy:
 
     def with_grants(self, grants: list[str]) -> Policy:
         """This policy with a task's "allow for this task" rules on top (a deny still wins)."""
-        if not grants:
+        return self.with_rules("this task", {"allow": grants})
+
+    def with_rules(self, name: str, lists: dict[str, list[str]]) -> Policy:
+        """This policy with one more layer on top (``allow`` / ``ask`` / ``deny`` lists; none: unchanged)."""
+        if not any(lists.values()):
             return self
-        layer = Layer("this task", allow=tuple(parse_rule(g) for g in grants))
-        return Policy(self.cwd, (layer, *self.layers), self.ask_timeout_s, self.on_timeout, self.home)
+        return Policy(self.cwd, (Layer.of(name, lists), *self.layers), self.ask_timeout_s, self.on_timeout, self.home)
 
     # -- judging -----------------------------------------------------------------------------------
     def judge(self, call: ToolCall) -> Judgement:

@@ -131,5 +131,39 @@ class PermissionAnswers(Queries):
 
         poke(self.home / ENGINE_SOCKET, answered_message(request.key))
 
+    # -- rules set at run time ------------------------------------------------------------------------
+    def set_permission_rule(self, kind: str, rule: str, *, actor: Actor | str) -> str:
+        """Add ``rule`` to the run-time ``allow``, ``ask`` or ``deny`` list (over bots.yaml's; admins only in
+        chats); tasks started from now on are judged by it, and running tasks' questions too."""
+        from core.permissions.policy import parse_rule
+
+        if kind not in ("allow", "ask", "deny"):
+            raise InvalidInput(f"{kind!r} is not a list: use allow, ask or deny")
+        try:
+            text = parse_rule(rule).text
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        who = actor if isinstance(actor, Actor) else Actor(actor, "cli")
+        with self.store.atomic():
+            self.store.set_permission_rule(kind, text, who.name, self.clock.now())
+            self.audit(who, "permissions", None, f"{kind} {text}")
+        return f"🔐 {text} is now in the run-time {kind} list (set by {who.name})."
+
+    def remove_permission_rule(self, rule: str, *, actor: Actor | str) -> str:
+        """Take ``rule`` out of the run-time lists (bots.yaml's lists are bots.yaml's)."""
+        who = actor if isinstance(actor, Actor) else Actor(actor, "cli")
+        with self.store.atomic():
+            if not self.store.remove_permission_rule(rule.strip()):
+                raise InvalidInput(f"{rule.strip()!r} is not a run-time rule (bots.yaml's rules are changed there)")
+            self.audit(who, "permissions", None, f"remove {rule.strip()}")
+        return f"🔐 {rule.strip()} is no longer a run-time rule (removed by {who.name})."
+
+    def permission_rules_report(self) -> str:
+        """The run-time lists, for ``/permissions``."""
+        lists = self.store.permission_rules()
+        lines = [f"  {kind}: {', '.join(rules)}" for kind, rules in lists.items() if rules]
+        head = "🔐 Rules set at run time (over bots.yaml's lists; a deny anywhere wins):"
+        return "\n".join([head, *lines]) if lines else "🔐 No rules set at run time: bots.yaml's lists decide."
+
 
 __all__ = ["PermissionAnswers"]

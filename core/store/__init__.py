@@ -21,7 +21,7 @@ from core.store.digests import DigestsMixin
 from core.store.inbound import INBOUND_ATTEMPTS, InboundMixin
 from core.store.migrations import MIGRATIONS
 from core.store.outbox import OutboxMixin
-from core.store.permissions import PermissionsMixin
+from core.store.permissions import PermissionRulesMixin, PermissionsMixin
 from core.store.tasks import TasksMixin
 
 __all__ = ["BUSY_TIMEOUT_S", "INBOUND_ATTEMPTS", "MIGRATIONS", "Store", "store_error"]
@@ -60,7 +60,9 @@ def _disk_full(folder: Path) -> bool:
         return False
 
 
-class Store(TasksMixin, CostsMixin, DigestsMixin, AuditMixin, OutboxMixin, InboundMixin, PermissionsMixin):
+class Store(
+    TasksMixin, CostsMixin, DigestsMixin, AuditMixin, OutboxMixin, InboundMixin, PermissionsMixin, PermissionRulesMixin
+):
     """Owns the SQLite database file. Safe to open from several processes at once.
 
     ``redactor`` holds the secrets the config knows of: no value of theirs is ever written, in

@@ -287,6 +287,14 @@ def _m010_permission_requests(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX permissions_state ON permissions (state)")
 
 
+def _m011_permission_rules(db: sqlite_utils.Database) -> None:
+    """Rules an admin added at run time (``/permissions allow RULE``), over bots.yaml's lists."""
+    db.execute(
+        "CREATE TABLE permission_rules (rule TEXT PRIMARY KEY, kind TEXT NOT NULL, set_by TEXT NOT NULL,"
+        " set_at REAL NOT NULL)"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
@@ -298,4 +306,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("008_task_secret_refs", _m008_task_secret_refs),
     ("009_one_button_shape", _m009_one_button_shape),
     ("010_permission_requests", _m010_permission_requests),
+    ("011_permission_rules", _m011_permission_rules),
 ]

@@ -156,6 +156,27 @@ class PermissionsMixin(_Base):
         return float(row[0]) if row and row[0] is not None else None
 
 
+class PermissionRulesMixin(_Base):
+    """The ``permission_rules`` table: one kind (allow, ask, deny) per rule; a rule set again moves."""
+
+    def set_permission_rule(self, kind: str, rule: str, set_by: str, ts: float) -> None:
+        self._conn.execute(
+            "INSERT INTO permission_rules (rule, kind, set_by, set_at) VALUES (?, ?, ?, ?) ON CONFLICT (rule)"
+            " DO UPDATE SET kind = excluded.kind, set_by = excluded.set_by, set_at = excluded.set_at",
+            (rule, kind, set_by, ts),
+        )
+
+    def remove_permission_rule(self, rule: str) -> bool:
+        return self._conn.execute("DELETE FROM permission_rules WHERE rule = ?", (rule,)).rowcount == 1
+
+    def permission_rules(self) -> dict[str, list[str]]:
+        """The run-time lists, oldest rule first: ``{"allow": [...], "ask": [...], "deny": [...]}``."""
+        lists: dict[str, list[str]] = {"allow": [], "ask": [], "deny": []}
+        for rule, kind in self._conn.execute("SELECT rule, kind FROM permission_rules ORDER BY set_at, rule"):
+            lists.setdefault(kind, []).append(rule)
+        return lists
+
+
 def permission_row(request: PermissionRequest) -> dict[str, Any]:
     """A request as JSON for ``--json`` output."""
     return {
