@@ -37,7 +37,8 @@ class Doctor(ServiceBase):
             from core.agents import adapter_for
 
             argv = settings.splice(adapter_for(settings.kind).version_argv(settings))
-            checks.append((f"agent {name}", True, f"{settings.command} · {_version(argv)}"))
+            asks = "asks before each tool call" if settings.hook else _unasked(agent.kind, agent.hook, agent.sandbox)
+            checks.append((f"agent {name}", True, f"{settings.command} · {_version(argv)} · {asks}"))
             if agent.sandbox == "bwrap":
                 from core.sandbox import sandbox_problem
 
@@ -54,6 +55,16 @@ class Doctor(ServiceBase):
         checks.append(("store", True, f"{self.store.path} · migrations {', '.join(self.store.applied_migrations())}"))
         checks.append(("engine", True, "running" if engine_running(self.home) else "not running (starts on demand)"))
         return checks
+
+
+def _unasked(kind: str, hook: bool, sandbox: str) -> str:
+    """How an agent with no permission hook is bound (README Permissions)."""
+    contained = "in its bwrap sandbox" if sandbox == "bwrap" else "contain it with sandbox: bwrap"
+    if kind == "aider":
+        return f"no tool calls to ask about, never runs suggested commands ({contained})"
+    if not hook:
+        return f"hook: false: its CLI's unattended mode decides ({contained})"
+    return f"no pre-tool hook: nothing is asked ({contained})"
 
 
 def _routed_agents(config: Config) -> dict[str, list[str]]:
