@@ -58,6 +58,8 @@ def verdict(policy: Policy, tool: str, subject: str = "") -> str:
         ("Bash", "echo $(sudo id)", "deny"),
         ("Edit", "/work/project/src/app.py", "allow"),
         ("Edit", "src/app.py", "allow"),
+        ("Edit", "/work/project/.git/hooks/pre-commit", "ask"),
+        ("Bash", "cp evil.sh .git/hooks/pre-commit", "ask"),
         ("Edit", "/work/project/../other/app.py", "ask"),
         ("Edit", "/etc/hosts", "ask"),
         ("Edit", "/home/u/.ssh/authorized_keys", "deny"),

@@ -37,7 +37,8 @@ DEFAULT_ALLOW = [
         "mkdir *", "touch *", "cp *", "mv *",
     )),
     # Planning, subagents (their own calls are judged one by one), skills and tool lookup, per CLI.
-    "TodoWrite", "Task", "Agent", "ExitPlanMode", "TaskOutput", "TaskStop", "ToolSearch", "Skill",
+    "TodoWrite", "Task", "Agent", "ExitPlanMode", "TaskOutput", "TaskStop", "ToolSearch", "Skill", "ListAgents",
+    "ReportFindings",
     "write_todos", "update_topic", "enter_plan_mode", "activate_skill", "invoke_agent",
     "list_background_processes", "read_background_output",
     "agent", "skill", "tool_search", "get_goal", "update_goal", "create_goal", "list_agents",
@@ -54,7 +55,10 @@ DEFAULT_ASK = [
         "git push *", "git pull *", "git fetch *", "git clone *", "git remote *", "git reset --hard *",
         "git clean *", "git checkout *", "git rebase *",
         "find * -delete*", "find * -exec *", "find * -execdir *", "rm *",
+        "* .git/hooks*", "* .git/config*",
     )),
+    # Git runs these on an allowed commit or fetch: an edit there is code that runs later, unasked.
+    "Edit(./.git/**)",
     "WebFetch",
     "WebSearch",
 ]
