@@ -22,6 +22,7 @@ SCRIPTS = [
     "bench_idle.py",
     "bench_telegram.py",
     "bench_chat.py",
+    "bench_permissions.py",
     "bench_digest.py",
     "bench_metrics.py",
     "bench_parse.py",
