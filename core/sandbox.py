@@ -99,6 +99,8 @@ def sandboxed(
     for var in sorted(HOME_VARS):
         if env.get(var):
             bind(os.path.expanduser(env[var]))
+    for program in _programs(argv, env):  # the agent's program and Orchestra's hook, under the private /tmp
+        mounts.append((program, ("--ro-bind", program)))
     if paths.hook:
         os.makedirs(paths.task_dir, mode=0o700, exist_ok=True)  # the engine writes spec.json there next
         bind(paths.task_dir, "--ro-bind")
@@ -119,6 +121,25 @@ def sandboxed(
         if flags == ("--tmpfs",) and path not in bound:  # a folder both hidden and bound is bound
             words += ["--remount-ro", path]
     return [*words, "--chdir", real(paths.cwd), "--", *inner]
+
+
+def _programs(argv: list[str], env: Mapping[str, str]) -> list[str]:
+    """The folders under ``/tmp`` the agent needs to start at all: where its program (and what that
+    links to) and Orchestra's own files (the hook) live, when they live there; read-only inside."""
+    import sys
+
+    found = shutil.which(argv[0], path=env.get("PATH")) if argv else None
+    places = [os.path.realpath(p) for p in (found, sys.executable, __file__) if p]
+    if found:
+        places.append(os.path.abspath(found))  # a symlink's own folder (node_modules/.bin)
+    tops = []
+    for place in places:
+        parts = place.split("/")
+        if len(parts) > 3 and parts[1] == "tmp":  # /tmp/<top>/...: the private /tmp would hide it
+            top = "/".join(parts[:3])
+            if top not in tops:
+                tops.append(top)
+    return tops
 
 
 def sandbox_problem() -> str | None:

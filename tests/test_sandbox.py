@@ -249,6 +249,33 @@ def test_a_hooked_agent_reaches_the_engine_socket_and_its_own_task_only(outside:
     assert "other No such file or directory" in out
 
 
+def test_an_agent_installed_under_tmp_still_starts_and_tmp_stays_private(outside: Path) -> None:
+    """A private /tmp would hide a CLI (or Orchestra itself) installed there (a checkout in /tmp):
+    that one folder is bound back, read-only; the rest of /tmp stays the sandbox's own."""
+    install = Path(tempfile.mkdtemp(prefix="orch-sbx-bin-", dir="/tmp"))
+    try:
+        program = install / "bin" / "agent"
+        program.parent.mkdir()
+        program.write_text('#!/bin/sh\necho started; ls /tmp; touch "$0.written" 2>/dev/null || echo read-only\n')
+        program.chmod(0o755)
+        (Path("/tmp") / f"{install.name}-neighbour").write_text("not for the agent")
+        paths = SandboxPaths(
+            cwd=str(outside / "work"), data_dir=str(outside / "data"), task_dir=str(outside / "data" / "tasks" / "t1"),
+            socket=str(outside / "data" / "run" / "engine.sock"),
+        )  # fmt: skip
+        (outside / "work").mkdir(exist_ok=True)
+        env = {"PATH": f"{program.parent}:/usr/bin:/bin", "HOME": str(outside / "user")}
+        done = subprocess.run(sandboxed(["agent"], paths, kind="command", env=env), env=env, capture_output=True,
+                              text=True, timeout=30, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.split()
+        assert lines[0] == "started" and lines[-1] == "read-only"
+        assert f"{install.name}-neighbour" not in lines and install.name in lines
+    finally:
+        shutil.rmtree(install, ignore_errors=True)
+        (Path("/tmp") / f"{install.name}-neighbour").unlink(missing_ok=True)
+
+
 def test_argv_is_wrapped_without_a_shell_and_hides_in_depth_order(outside: Path) -> None:
     data = outside / "data"
     paths = SandboxPaths(
