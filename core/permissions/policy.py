@@ -197,7 +197,7 @@ class Policy:
             return True
         if tool in _PATH_TOOLS:
             return self._path_matches(rule.pattern, subject, tool)
-        return _text_glob(rule.pattern).fullmatch(subject) is not None
+        return _text_matches(rule.pattern, subject)
 
     def _path_matches(self, pattern: str, subject: str, tool: str) -> bool:
         if not subject and tool == EDIT:  # an edit that names no file is not "inside" anything
@@ -316,6 +316,18 @@ def _exact(rule_text: str, part: str) -> bool:
         return False
     rule = parse_rule(rule_text)
     return rule.pattern is not None and "*" not in rule.pattern and rule.pattern in (part, canonical(part))
+
+
+def _text_matches(pattern: str, subject: str) -> bool:
+    """``subject`` matches a text glob; the common shapes (``cmd``, ``cmd *``) without a regex, since
+    the hook judges on every tool call in a fresh process (~80 compiled patterns cost ~10 ms)."""
+    star = pattern.find("*")
+    if star == -1:
+        return subject == pattern
+    if star == len(pattern) - 1 and pattern.endswith(" *"):
+        head = pattern[:-2]
+        return subject == head or subject.startswith(head + " ")
+    return _text_glob(pattern).fullmatch(subject) is not None
 
 
 @lru_cache(maxsize=1024)
