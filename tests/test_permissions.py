@@ -241,3 +241,14 @@ def test_run_time_rules_from_the_cli_are_checked_audited_and_in_force(tmp_path: 
     assert again.returncode == 2 and "is not a run-time rule" in again.stderr
     audit = orchestra("audit", "--action", "permissions", config=config, env=env)
     assert "allow Bash(npm ci *)" in audit.stdout and "remove Bash(npm ci *)" in audit.stdout
+
+
+def test_a_call_too_long_to_judge_is_asked_quickly() -> None:
+    import time
+
+    policy = defaults()
+    started = time.monotonic()
+    judged = policy.judge(ToolCall("Bash", "pytest " + "a" * 2_000_000))
+    assert judged.verdict == "ask" and "too long to judge" in judged.why
+    assert verdict(policy, "Bash", "pytest -q " + "x" * 90_000) == "allow"
+    assert time.monotonic() - started < 2

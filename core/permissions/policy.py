@@ -35,6 +35,7 @@ from core.permissions.call import BASH, EDIT, READ, ToolCall
 
 Verdict = Literal["allow", "ask", "deny"]
 VERDICTS: tuple[Verdict, ...] = ("deny", "ask", "allow")
+MAX_SUBJECT = 100_000  # a longer command or path is asked, never matched
 RUN_TIME = "set at run time"  # the layer of the rules an admin added from a chat or the terminal
 
 _RULE = re.compile(r"^\s*([A-Za-z0-9_*.:-]+)\s*(?:\((.*)\))?\s*$", re.DOTALL)
@@ -146,6 +147,8 @@ class Policy:
     # -- judging -----------------------------------------------------------------------------------
     def judge(self, call: ToolCall) -> Judgement:
         """allow, ask or deny ``call``, with the rule that decided."""
+        if len(call.subject) > MAX_SUBJECT:  # past any rule's intent, and a person sees it clipped anyway
+            return Judgement("ask", "", f"it is too long to judge ({len(call.subject):,} characters)")
         if call.tool == BASH:
             return self._judge_command(call.subject)
         return self._judge_one(call.tool, call.subject)
