@@ -331,14 +331,17 @@ class Outbox:
             item.text, item.attachment, max_chars=self.sender.max_chars, max_caption=self.sender.max_caption
         )
         last_text = len(pieces) - 2 if len(pieces) > 1 else 0  # the buttons go with the text, not the file
+        about_card = item.kind == OutKind.PERMISSION and item.task_id  # a question answers the task's card
         for chat in chats:
             key = f"{item.dedupe_key}|{chat}"
+            thread = self.store.card_thread(self.channel, chat, item.task_id) if about_card and item.task_id else None
             for n, (text, file) in enumerate(pieces):
                 part = Outbound(
                     text,
                     buttons=item.buttons if n == last_text else (),
                     code=item.code if n == 0 else "",
                     attachment=file,
+                    reply_to=thread if n == 0 else None,
                 )
                 part_key = key if n == 0 else f"{key}|file" if file is not None else f"{key}|{n}"
                 copies.append(OutboxCopy(chat, part_key, part))

@@ -264,6 +264,26 @@ async def test_a_viewer_cannot_answer_and_pending_lists_what_waits(
     )
 
 
+async def test_in_telegram_the_request_answers_the_task_s_card(
+    telegram: tuple[App, FakeTelegram, Any], repo: Path
+) -> None:
+    """The phone shows the question under the task it is about (a reply to the task's card)."""
+    from core.messages import Outbound, OutKind
+
+    app, fake, bridge = telegram
+    task_id = running_task(app, repo)
+    app.store.enqueue(
+        "telegram", Outbound(f"⏳ {task_id} running", kind=OutKind.ACK, task_id=task_id),
+        chat_id=str(GROUP["id"]), dedupe_key="card-1", ts=app.clock.now(),
+    )  # fmt: skip
+    bridge.outbox.wake()
+    [card] = await until(lambda: [m for m in fake.sent if m.text.startswith(f"⏳ {task_id} running")], "the card")
+    request = ask(app, task_id, "k-thread")
+    bridge.outbox.wake()
+    [message] = await until(lambda: request_message(fake, request.ref), "the request")
+    assert message.reply_to == card.message_id
+
+
 async def test_run_time_rules_are_admin_only_and_judge_the_next_question(
     telegram: tuple[App, FakeTelegram, Any], repo: Path
 ) -> None:
