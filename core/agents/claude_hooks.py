@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from core.permissions.call import BASH, EDIT, READ, WEB_FETCH, WEB_SEARCH, Decision, HookReply, ToolCall, clip
+
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the hook imports this on every tool call
+if TYPE_CHECKING:
+    from typing import Any
 
 ASKING_MODE = "dontAsk"  # with the hook on: whatever the hook did not allow is refused, never run
 _EDITS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})

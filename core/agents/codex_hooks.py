@@ -25,9 +25,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from typing import Any
 
 from core.permissions.call import BASH, EDIT, READ, Decision, HookReply, ToolCall, clip
+
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the hook imports this on every tool call
+if TYPE_CHECKING:
+    from typing import Any
 
 SHELL_TOOLS = frozenset({"Bash", "exec_command", "shell", "local_shell", "container.exec"})
 _PATCH_MARKS = ("*** Add File:", "*** Update File:", "*** Delete File:", "*** Move to:")

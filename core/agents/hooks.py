@@ -16,9 +16,12 @@ import json
 import os
 import re
 import shlex
-from typing import Any
 
 from core.permissions.call import BASH, EDIT, READ, WEB_FETCH, WEB_SEARCH, Decision, HookReply, ToolCall, clip
+
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the hook imports this on every tool call
+if TYPE_CHECKING:
+    from typing import Any
 
 FAILED = "the permission hook failed, so this tool call is denied"
 DENIED = "denied by Orchestra's permission policy"

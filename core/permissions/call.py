@@ -1,21 +1,41 @@
 """The neutral tool call every CLI's hook payload is turned into, and the answer it gets back.
 
-Standard library only: the hook program (``core.permissions.hook``) imports this under
-``python -S`` inside the agent's process tree, once per tool call.
+Standard library only, and not even ``dataclasses`` or ``typing`` at run time: the hook program
+(``core.permissions.hook``) imports this under ``python -S`` in a fresh process on every tool call,
+where those two cost ~18 ms. ``Record`` gives the small value classes equality, a hash and a repr.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 BASH, EDIT, READ, WEB_FETCH, WEB_SEARCH = "Bash", "Edit", "Read", "WebFetch", "WebSearch"
 NEUTRAL_TOOLS = (BASH, EDIT, READ, WEB_FETCH, WEB_SEARCH)
 DETAIL_CHARS = 1500  # what a person is shown of an edit's content or diff
 
 
-@dataclass(frozen=True)
-class ToolCall:
+class Record:
+    """A value: its ``__slots__`` are its fields (equality, hash and repr come from them)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and isinstance(other, Record) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({shown})"
+
+
+class ToolCall(Record):
     """One tool call in Orchestra's words, whatever CLI made it.
 
     ``tool`` is a neutral name (``Bash``, ``Edit``, ``Read``, ``WebFetch``, ``WebSearch``) or, for
@@ -24,13 +44,16 @@ class ToolCall:
     ``detail`` is what a person is shown besides it (an edit's new text or diff, clipped).
     """
 
-    tool: str
-    subject: str = ""
-    detail: str = ""
-    cli_tool: str = ""  # the name the CLI itself used (Write, run_shell_command, Execute, ...)
+    __slots__ = ("cli_tool", "detail", "subject", "tool")
+
+    def __init__(self, tool: str, subject: str = "", detail: str = "", cli_tool: str = "") -> None:
+        self.tool = tool
+        self.subject = subject
+        self.detail = detail
+        self.cli_tool = cli_tool  # the name the CLI itself used (Write, run_shell_command, Execute, ...)
 
     def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+        return {"tool": self.tool, "subject": self.subject, "detail": self.detail, "cli_tool": self.cli_tool}
 
     @classmethod
     def from_dict(cls, data: Any) -> ToolCall:
@@ -47,21 +70,25 @@ class ToolCall:
         return f"{self.tool}({self.subject})" if self.subject else self.tool
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(Record):
     """What the CLI is told: run the tool, or not and why (the model reads ``reason``)."""
 
-    allow: bool
-    reason: str = ""
+    __slots__ = ("allow", "reason")
+
+    def __init__(self, allow: bool, reason: str = "") -> None:
+        self.allow = allow
+        self.reason = reason
 
 
-@dataclass(frozen=True)
-class HookReply:
+class HookReply(Record):
     """How a CLI's hook answers: what it prints, on which stream, and its exit code."""
 
-    stdout: str = ""
-    stderr: str = ""
-    exit_code: int = 0
+    __slots__ = ("exit_code", "stderr", "stdout")
+
+    def __init__(self, stdout: str = "", stderr: str = "", exit_code: int = 0) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        self.exit_code = exit_code
 
 
 def clip(text: str, limit: int = DETAIL_CHARS) -> str:

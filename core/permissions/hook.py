@@ -32,13 +32,16 @@ import json
 import os
 import sys
 import time
-from typing import Any
 
 if __name__ == "__main__":  # run as a script: the package root, not this folder, goes first on the path
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from core.permissions.call import Decision, HookReply, ToolCall, clip
 from core.permissions.policy import Policy, grant_rule
+
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the hook imports this on every tool call
+if TYPE_CHECKING:
+    from typing import Any
 
 TASK_DIR_ENV = "ORCHESTRA_TASK_DIR"
 ASK, ANSWER, DENIED = "ask", "answer", "denied"

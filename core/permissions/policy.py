@@ -27,13 +27,17 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
 
-from core.permissions.call import BASH, EDIT, READ, ToolCall
+from core.permissions.call import BASH, EDIT, READ, Record, ToolCall
 
-Verdict = Literal["allow", "ask", "deny"]
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the hook imports this on every tool call
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    Verdict = Literal["allow", "ask", "deny"]
+    Expiry = Literal["deny", "allow"]
+
 VERDICTS: tuple[Verdict, ...] = ("deny", "ask", "allow")
 MAX_SUBJECT = 100_000  # a longer command or path is asked, never matched
 RUN_TIME = "set at run time"  # the layer of the rules an admin added from a chat or the terminal
@@ -51,13 +55,15 @@ _TWO_WORD = frozenset({
 })  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Record):
     """One parsed rule; ``text`` is how it was written."""
 
-    tool: str
-    pattern: str | None
-    text: str
+    __slots__ = ("pattern", "text", "tool")
+
+    def __init__(self, tool: str, pattern: str | None, text: str) -> None:
+        self.tool = tool
+        self.pattern = pattern
+        self.text = text
 
     def names(self, tool: str) -> bool:
         return self.tool == tool or ("*" in self.tool and _text_glob(self.tool, plain=True).fullmatch(tool) is not None)
@@ -74,14 +80,18 @@ def parse_rule(text: str) -> Rule:
     return Rule(tool=tool, pattern=pattern.strip() if pattern is not None else None, text=text.strip())
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(Record):
     """One level of rules: a task's grants, a category's, an agent's, or the global lists."""
 
-    name: str
-    allow: tuple[Rule, ...] = ()
-    ask: tuple[Rule, ...] = ()
-    deny: tuple[Rule, ...] = ()
+    __slots__ = ("allow", "ask", "deny", "name")
+
+    def __init__(
+        self, name: str, allow: tuple[Rule, ...] = (), ask: tuple[Rule, ...] = (), deny: tuple[Rule, ...] = ()
+    ) -> None:
+        self.name = name
+        self.allow = allow
+        self.ask = ask
+        self.deny = deny
 
     @classmethod
     def of(cls, name: str, lists: dict[str, Any]) -> Layer:
@@ -96,24 +106,35 @@ class Layer:
         }
 
 
-@dataclass(frozen=True)
-class Judgement:
+class Judgement(Record):
     """A verdict, the rule that gave it ("" when no rule matched) and why, in a few words."""
 
-    verdict: Verdict
-    rule: str = ""
-    why: str = ""
+    __slots__ = ("rule", "verdict", "why")
+
+    def __init__(self, verdict: Verdict, rule: str = "", why: str = "") -> None:
+        self.verdict: Verdict = verdict
+        self.rule = rule
+        self.why = why
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Record):
     """The layers that apply to one task, most specific first, and the folder it works in."""
 
-    cwd: str
-    layers: tuple[Layer, ...] = ()
-    ask_timeout_s: float = 600.0
-    on_timeout: Literal["deny", "allow"] = "deny"
-    home: str = field(default_factory=lambda: os.path.expanduser("~"))
+    __slots__ = ("ask_timeout_s", "cwd", "home", "layers", "on_timeout")
+
+    def __init__(
+        self,
+        cwd: str,
+        layers: tuple[Layer, ...] = (),
+        ask_timeout_s: float = 600.0,
+        on_timeout: Expiry = "deny",
+        home: str | None = None,
+    ) -> None:
+        self.cwd = cwd
+        self.layers = layers
+        self.ask_timeout_s = ask_timeout_s
+        self.on_timeout: Expiry = on_timeout
+        self.home = os.path.expanduser("~") if home is None else home
 
     # -- (de)serialising: the policy travels in spec.json ----------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -126,7 +147,7 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Policy:
-        on_timeout: Literal["deny", "allow"] = "allow" if data.get("on_timeout") == "allow" else "deny"
+        on_timeout: Expiry = "allow" if data.get("on_timeout") == "allow" else "deny"
         return cls(
             cwd=str(data.get("cwd") or os.getcwd()),
             layers=tuple(Layer.of(str(layer.get("name", "")), layer) for layer in data.get("layers") or ()),
