@@ -108,7 +108,7 @@ def prepare(
             if existed:  # the task's branch outlived its worktree: continue it
                 _git(root, "worktree", "add", "-q", str(path), wanted, what="git worktree add failed")
             elif (spare := _take_spare(root, folder, path)) is not None:
-                _git(spare, "switch", "-q", "--no-guess", "-c", wanted, commit, what="git switch failed")
+                _onto(spare, wanted, commit)
             else:
                 _git(root, "worktree", "add", "-q", "-b", wanted, str(path), commit, what="git worktree add failed")
             tree = Worktree(root, path, wanted, name, commit)
@@ -119,14 +119,17 @@ def prepare(
     return tree
 
 
-def add_spare(repo: Path, home: Path, base: str | None = None) -> Path:
+def add_spare(repo: Path, home: Path, base: str | None = None, *, unless_one: bool = False) -> Path | None:
     """Make one spare worktree (detached at ``base``, default the current branch) for a later
-    :func:`prepare` to take. Costs a full checkout: call it off the dispatch path."""
+    :func:`prepare` to take; with ``unless_one``, only when the repository has none (None then).
+    Costs a full checkout: call it off the dispatch path."""
     root = Path(_git(repo, "rev-parse", "--show-toplevel", what=f"{repo} is not a git repository")).resolve()
     folder = worktrees_dir(home, root)
     name = base or _current_branch(root)
     path = folder / f"{_SPARE}{secrets.token_hex(4)}"
     with _locked(folder):
+        if unless_one and any(folder.glob(f"{_SPARE}*")):
+            return None
         try:
             _git(root, "worktree", "add", "-q", "--detach", str(path), name, what="git worktree add failed")
         except BaseException:
@@ -209,12 +212,23 @@ def _reused(root: Path, path: Path) -> Worktree:
 
 
 def _take_spare(root: Path, folder: Path, path: Path) -> Path | None:
-    """Move a spare worktree to ``path`` (the caller holds the lock); None when there is none."""
+    """Move a spare worktree to ``path`` (the caller holds the lock); None when there is none.
+    Nobody works in a spare, so it is not checked for changes (that would read every file)."""
     for spare in sorted(folder.glob(f"{_SPARE}*")):
-        if _ok(spare, "diff", "--quiet", "HEAD") and _ok(root, "worktree", "move", str(spare), str(path)):
+        if _ok(root, "worktree", "move", str(spare), str(path)):
             return path
-        _undo(root, spare, None)  # changed or broken: not to be handed to a task
+        _undo(root, spare, None)  # broken: not to be handed to a task
     return None
+
+
+def _onto(path: Path, branch: str, commit: str) -> None:
+    """Put the worktree at ``path`` (clean, detached) on a new ``branch`` at ``commit``. At its own
+    commit that is two ref writes, the index untouched; elsewhere a checkout of the difference."""
+    if _git(path, "rev-parse", "HEAD", what="git rev-parse failed") == commit:
+        _git(path, "branch", branch, commit, what="git branch failed")
+        _git(path, "symbolic-ref", "HEAD", f"refs/heads/{branch}", what="git symbolic-ref failed")
+    else:
+        _git(path, "switch", "-q", "--no-guess", "-c", branch, commit, what="git switch failed")
 
 
 def _current_branch(root: Path) -> str:

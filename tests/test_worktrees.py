@@ -103,7 +103,8 @@ async def test_a_directory_outside_git_runs_in_place_as_before(make_app: Any, tm
     app = make_app(agents__writer=WRITER, limits__isolation="worktree")
     await _running(app)
     try:
-        task = await app.engine.wait_finished(app.service.delegate("plain text", agent="writer", cwd=str(plain)).task.id)
+        delegation = app.service.delegate("plain text", agent="writer", cwd=str(plain))
+        task = await app.engine.wait_finished(delegation.task.id)
     finally:
         await app.engine.stop()
     assert task.state == TaskState.SUCCEEDED and task.worktree is None and task.branch is None
@@ -137,17 +138,18 @@ async def test_a_worktree_that_cannot_be_made_fails_the_task_in_one_line(make_ap
     assert task.error.startswith("could not start: git worktree add failed: ") and "\n" not in task.error
     folder = worktrees.worktrees_dir(home, repo.resolve())
     assert [p.name for p in folder.iterdir()] == [".lock"]
-    assert len(git(repo, "worktree", "list").splitlines()) == 1 and (repo / "README.md").read_text() == "# project\nline two\n"
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
+    assert (repo / "README.md").read_text() == "# project\nline two\n"
 
 
 def test_failures_are_one_line_and_leave_nothing(repo: Path, tmp_path: Path) -> None:
     home = tmp_path / "data"
-    with pytest.raises(WorktreeError, match="^the repository .*gone does not exist$"):
+    with pytest.raises(WorktreeError, match=r"^the repository .*gone does not exist$"):
         worktrees.prepare(tmp_path / "gone", "t1", "x", None, home)
     (tmp_path / "plain").mkdir()
     with pytest.raises(WorktreeError, match="is not a git repository"):
         worktrees.prepare(tmp_path / "plain", "t1", "x", None, home)
-    with pytest.raises(WorktreeError, match="^'nope' names no commit$"):
+    with pytest.raises(WorktreeError, match=r"^'nope' names no commit$"):
         worktrees.prepare(repo, "t1", "x", "nope", home)
     git(repo, "branch", "orchestra")
     with pytest.raises(WorktreeError) as failed:
@@ -193,9 +195,10 @@ def test_prepare_reuses_diffs_commits_and_removes(repo: Path, tmp_path: Path) ->
     (tree.path / ".cache" / "state").write_text("agent state\n")
     assert worktrees.diff_stat(tree) == "3 files vs " + main
     again = worktrees.prepare(repo, "t42", "other words", None, home)
-    assert (again.path, again.branch, again.base_commit, again.reused) == (tree.path, tree.branch, tree.base_commit, True)
+    assert again.reused and (again.path, again.branch, again.base_commit) == (tree.path, tree.branch, tree.base_commit)
     assert worktrees.commit_run(tree.baseline(state_paths=[".cache/"]), "t42", tree_text := "Add login\nwith a form")
-    assert git(repo, "log", "--format=%s", f"{main}..{tree.branch}").splitlines() == ["t42: Add login", "the agent's own commit"]
+    subjects = git(repo, "log", "--format=%s", f"{main}..{tree.branch}").splitlines()
+    assert subjects == ["t42: Add login", "the agent's own commit"]
     assert git(tree.path, "status", "--porcelain") == "?? .cache/"
     assert tree_text in git(repo, "log", "-1", "--format=%B", tree.branch)
     assert worktrees.commit_pending(tree, "nothing left", skip=[".cache/"]) is None
@@ -208,7 +211,8 @@ def test_prepare_reuses_diffs_commits_and_removes(repo: Path, tmp_path: Path) ->
 def test_a_spare_worktree_is_taken_and_cut_from_the_current_base(repo: Path, tmp_path: Path) -> None:
     home = tmp_path / "data"
     spare = worktrees.add_spare(repo, home)
-    assert worktrees.spares(repo, home) == [spare]
+    assert spare is not None and worktrees.spares(repo, home) == [spare]
+    assert worktrees.add_spare(repo, home, unless_one=True) is None
     (repo / "new.txt").write_text("after the spare\n")
     git(repo, "add", "new.txt")
     git(repo, "commit", "-qm", "moved on")

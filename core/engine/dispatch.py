@@ -57,6 +57,7 @@ class _Launched:
     window_id: str
     worktree: str | None = None
     branch: str | None = None
+    repo: Path | None = None  # the repository a new worktree was cut from: its spare is to be made again
 
 
 class Dispatcher:
@@ -169,7 +170,9 @@ class Dispatcher:
         # Only what the launcher itself needs: the agent's environment travels in launch.bin.
         window_env = {k: v for k in ("PATH", "HOME") if (v := os.environ.get(k))}
         window_id = self.tmux.start_window(task.id, runner_argv(directory), env=window_env)
-        return _Launched(window_id, str(tree.path) if tree else None, tree.branch if tree else None)
+        if tree is None:
+            return _Launched(window_id)
+        return _Launched(window_id, str(tree.path), tree.branch, None if tree.reused else tree.repo)
 
     def _launched(self, task: Task, launched: _Launched | None, error: BaseException | None) -> bool:
         """Back on the engine's thread: record the window, or end a task that could not start."""
@@ -181,6 +184,8 @@ class Dispatcher:
         self.store.update_task(task.id, window_id=launched.window_id)
         if launched.worktree:
             self.store.update_task(task.id, worktree=launched.worktree, branch=launched.branch)
+        if launched.repo is not None:  # the next task on this repository takes a ready checkout
+            self.workers.submit(f"spare-{task.id}", partial(_make_spare, launched.repo, self.home), lambda _: None)
         return True
 
     def spec(self, task: Task, text: str) -> tuple[TaskSpec, dict[str, str], dict[str, str]]:
@@ -269,6 +274,16 @@ def _outcome(
         return launch(task, text), None
     except Exception as exc:  # noqa: BLE001
         return None, exc
+
+
+def _make_spare(repo: Path, home: Path) -> None:
+    """Make the repository's spare worktree if it has none (``core.worktrees``); never raises."""
+    from core import worktrees
+
+    try:
+        worktrees.add_spare(repo, home, unless_one=True)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not make a spare worktree for %s: %s", repo, exc)
 
 
 def write_agent_files(files: dict[str, str]) -> None:
