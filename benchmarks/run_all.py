@@ -28,6 +28,7 @@ SCRIPTS = [
     "bench_parse.py",
     "bench_cli.py",
     "bench_startup.py",
+    "bench_worktree.py",
 ]
 LIMIT_S = 600
 

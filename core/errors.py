@@ -88,6 +88,11 @@ class TmuxError(OrchestraError):
     calling it for a window name or target that is not a plain name (tmux would expand it)."""
 
 
+class WorktreeError(OrchestraError):
+    """A task's git worktree could not be made or used (``core.worktrees``): the repository is
+    gone or not git, the base names no commit, or git failed; nothing half-made is left."""
+
+
 class MetricsUnavailable(OrchestraError):
     """The metrics endpoint could not listen (the port is taken, the address is not this host's)."""
 

@@ -76,6 +76,8 @@ class Task:
     exit_code: int | None = None
     last_event_at: float | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    worktree: str | None = None  # the git worktree it ran in (limits.isolation: worktree); None: in cwd
+    branch: str | None = None
 
     @property
     def duration_s(self) -> float | None:

@@ -153,7 +153,14 @@ def build_summary(
         "session_id": result.get("session_id"),
         "session_totals": _session_totals(result),
         "log": log_path,
-    }
+    } | _branch(baseline)
+
+
+def _branch(baseline: dict[str, Any] | None) -> dict[str, Any]:
+    """The branch a task in its own worktree ran on, and what it counts against (``core.worktrees``)."""
+    if not baseline or not baseline.get("branch"):
+        return {}
+    return {"branch": str(baseline["branch"]), "base": str(baseline.get("base_name") or "")}
 
 
 def _session_totals(result: dict[str, Any]) -> dict[str, Any] | None:
@@ -209,6 +216,9 @@ def render_phone(summary: dict[str, Any], *, state: str | None = None, chat_pref
         shown = ", ".join(f"{f['path']} +{f['added']} −{f['removed']}" for f in files[:4])
         more = f" (+{len(files) - 4} more)" if len(files) > 4 else ""
         lines.append(clip(f"Files: {shown}{more}", 300))
+    if summary.get("branch"):
+        count = len(files)
+        lines.append(f"Branch: {summary['branch']} · {count} file{'' if count == 1 else 's'} vs {summary['base']}")
     tokens = summary["tokens"]
     cost = format_cost(summary.get("cost_usd"))
     if summary.get("cost_note"):

@@ -205,6 +205,8 @@ def show(app: App, args: argparse.Namespace) -> int:
         print(f"{_waiting(wait, time.time())} — orchestra allow {wait[0].ref} [--task] · orchestra deny {wait[0].ref}")
     print(f"\nroute: rule {task.rule} — {task.route_reason}")
     print(f"created {stamp(task.created_at, app.zone)} by {task.requester} via {task.source}; cwd {task.cwd}")
+    if task.branch:
+        print(f"branch {task.branch} in {task.worktree}")
     if task.error:
         print(f"error: {task.error}")
     return 0

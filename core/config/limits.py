@@ -33,6 +33,11 @@ class LimitsConfig(StrictModel):
     engine_idle_exit_s: Seconds = Field(
         default=300, ge=0, description="The on-demand background engine exits after this long with nothing to do."
     )
+    isolation: Literal["worktree", "none"] = Field(
+        default="none",
+        description="worktree: a task in a git repository runs in its own worktree on a new branch"
+        " orchestra/<id>-<slug>, cut from the current branch; none: in the directory itself.",
+    )
 
 
 class BudgetsConfig(StrictModel):

@@ -1,18 +1,21 @@
 """The dispatcher: starts queued tasks within the limits, each in its own tmux window.
 
 Claiming a task is a compare-and-set from ``queued`` in the store; its launch (the task's files,
-the git baseline, the window: subprocesses) runs in a worker thread inside a running loop, so the
-loop never waits for it. A launch that fails ends the task as failed; it never hangs it.
+its git worktree with ``limits.isolation: worktree``, the git baseline, the window: subprocesses)
+runs in a worker thread inside a running loop, so the loop never waits for it. A launch that fails
+ends the task as failed; it never hangs it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import secrets
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +26,7 @@ from core.launch import discard_launch, write_launch
 from core.models import Task, TaskState
 from core.permissions.hook import TASK_DIR_ENV
 from core.protocol import ENGINE_SOCKET, SPEC_FILE, EventKind, TaskSpec, task_dir
-from core.summary import git_baseline
+from core.summary import git_baseline, git_root
 from core.tmux import TmuxManager, runner_argv
 
 if TYPE_CHECKING:
@@ -39,6 +42,22 @@ log = logging.getLogger(__name__)
 _TASK_FILE = "{task_file}"
 
 Notify = Callable[[str, str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class _Isolation:
+    """Where a launch's worktree comes from: the task's own id, or the first task of a retry chain's."""
+
+    owner: str
+    branch: str | None = None  # the branch to continue (a retry's), None: a new one
+
+
+@dataclass(frozen=True)
+class _Launched:
+    window_id: str
+    worktree: str | None = None
+    branch: str | None = None
+    repo: Path | None = None  # the repository a new worktree was cut from: its spare is to be made again
 
 
 class Dispatcher:
@@ -97,16 +116,35 @@ class Dispatcher:
         # When the engine took it from the queue: metrics measure queue wait and dispatch latency from it.
         self.notify(task.id, EventKind.DISPATCHED, {"dispatched_at": now, "created_at": task.created_at})
         # As it was sent: known secrets put back for the agent (read here: the worker has no store).
-        launch = partial(_outcome, self._launch, task, self.store.task_text(task.id))
+        launch = partial(
+            _outcome, partial(self._launch, isolation=self._isolation(task)), task, self.store.task_text(task.id)
+        )
         if self.workers.submit(task.id, launch, lambda outcome: self._launched(task, *outcome)):
             return True
         return self._launched(task, *launch())
 
-    def _launch(self, task: Task, text: str) -> str:
-        """Write the task's files, take the git baseline and open its tmux window; the window id.
+    def _isolation(self, task: Task) -> _Isolation | None:
+        """Whether the task gets a worktree, and whose: a retry or follow-up continues its parent's."""
+        if self.config.limits.isolation != "worktree":
+            return None
+        parent = self.store.find_task(task.parent_id) if task.parent_id else None
+        if parent is not None and parent.worktree:
+            return _Isolation(Path(parent.worktree).name, parent.branch)
+        return _Isolation(task.id)
+
+    def _launch(self, task: Task, text: str, *, isolation: _Isolation | None = None) -> _Launched:
+        """Make or reuse the task's worktree (with ``isolation``), write the task's files, take the git
+        baseline and open its tmux window.
 
         Runs off the loop: it touches no store (another thread's connection is not ours to share).
+        A task outside a git repository runs in its ``cwd`` as without isolation.
         """
+        from core import worktrees
+
+        tree = None
+        if isolation is not None and (root := git_root(task.cwd)) is not None:
+            tree = worktrees.prepare(root, isolation.owner, task.text, None, self.home, branch=isolation.branch)
+            task = dataclasses.replace(task, cwd=tree.cwd_for(task.cwd))  # the agent, its policy and sandbox
         directory = task_dir(self.home, task.id)
         spec, files, env = self.spec(task, text)
         write_agent_files(files)
@@ -125,21 +163,29 @@ class Dispatcher:
             text=text,
         )
         (directory / "cwd").write_bytes(os.fsencode(task.cwd))  # the launcher enters it: tmux never sees it
-        baseline = git_baseline(task.cwd, state_paths=list(spec.state_paths))
+        state = list(spec.state_paths)
+        baseline = git_baseline(task.cwd, state_paths=state) if tree is None else tree.baseline(state_paths=state)
         (directory / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
         self.recorder.baselines[task.id] = baseline
         # Only what the launcher itself needs: the agent's environment travels in launch.bin.
         window_env = {k: v for k in ("PATH", "HOME") if (v := os.environ.get(k))}
-        return self.tmux.start_window(task.id, runner_argv(directory), env=window_env)
+        window_id = self.tmux.start_window(task.id, runner_argv(directory), env=window_env)
+        if tree is None:
+            return _Launched(window_id)
+        return _Launched(window_id, str(tree.path), tree.branch, None if tree.reused else tree.repo)
 
-    def _launched(self, task: Task, window_id: str | None, error: BaseException | None) -> bool:
+    def _launched(self, task: Task, launched: _Launched | None, error: BaseException | None) -> bool:
         """Back on the engine's thread: record the window, or end a task that could not start."""
-        if error is not None or window_id is None:
+        if error is not None or launched is None:
             discard_launch(str(task_dir(self.home, task.id)))  # no launcher will read its secrets
             log.warning("could not start %s: %s", task.id, self.redactor.text(str(error)))
             self.recorder.fail_unstarted(task, f"could not start: {error}")
             return False
-        self.store.update_task(task.id, window_id=window_id)
+        self.store.update_task(task.id, window_id=launched.window_id)
+        if launched.worktree:
+            self.store.update_task(task.id, worktree=launched.worktree, branch=launched.branch)
+        if launched.repo is not None:  # the next task on this repository takes a ready checkout
+            self.workers.submit(f"spare-{task.id}", partial(_make_spare, launched.repo, self.home), lambda _: None)
         return True
 
     def spec(self, task: Task, text: str) -> tuple[TaskSpec, dict[str, str], dict[str, str]]:
@@ -220,12 +266,24 @@ def _sandboxed(
     return sandboxed(argv, paths, kind=settings.kind, env=env, task_file_marker=marker)
 
 
-def _outcome(launch: Callable[[Task, str], str], task: Task, text: str) -> tuple[str | None, BaseException | None]:
+def _outcome(
+    launch: Callable[[Task, str], _Launched], task: Task, text: str
+) -> tuple[_Launched | None, BaseException | None]:
     """``launch(task, text)`` as a value: a start that fails ends the task, it never hangs it."""
     try:
         return launch(task, text), None
     except Exception as exc:  # noqa: BLE001
         return None, exc
+
+
+def _make_spare(repo: Path, home: Path) -> None:
+    """Make the repository's spare worktree if it has none (``core.worktrees``); never raises."""
+    from core import worktrees
+
+    try:
+        worktrees.add_spare(repo, home, unless_one=True)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not make a spare worktree for %s: %s", repo, exc)
 
 
 def write_agent_files(files: dict[str, str]) -> None:

@@ -21,6 +21,7 @@ from core.notify import Notifier
 from core.permission_text import refusals
 from core.protocol import EventKind, task_dir
 from core.summary import build_summary
+from core.worktrees import commit_run
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -47,7 +48,9 @@ class _Ending:
     make_summary: partial[dict[str, Any]]
 
     def summarize(self) -> dict[str, Any]:
+        """The summary, after committing what the agent left uncommitted in its worktree (if it had one)."""
         try:
+            commit_run(self.make_summary.keywords.get("baseline"), self.task.id, self.task.text)
             return self.make_summary()
         except Exception:
             log.exception("could not summarise %s; it is recorded without its files", self.task.id)

@@ -51,6 +51,8 @@ _TASK_COLUMNS = {
     "last_seq": int,
     "last_event_at": float,
 }
+# Columns later migrations add that the task methods may set too.
+_LATER_TASK_COLUMNS = {"worktree": str, "branch": str}
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -295,6 +297,12 @@ def _m011_permission_rules(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m012_task_worktrees(db: sqlite_utils.Database) -> None:
+    """Where an isolated task ran: its worktree and branch (``core.worktrees``); null when it ran in ``cwd``."""
+    db.table("tasks").add_column("worktree", str)
+    db.table("tasks").add_column("branch", str)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
@@ -307,4 +315,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("009_one_button_shape", _m009_one_button_shape),
     ("010_permission_requests", _m010_permission_requests),
     ("011_permission_rules", _m011_permission_rules),
+    ("012_task_worktrees", _m012_task_worktrees),
 ]

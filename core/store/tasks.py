@@ -10,10 +10,12 @@ from core.errors import UnknownTask
 from core.models import ACTIVE_STATES, Task, TaskState, parse_task_id
 from core.redact import Redactor
 from core.store._base import _Base
-from core.store.migrations import _TASK_COLUMNS
+from core.store.migrations import _LATER_TASK_COLUMNS, _TASK_COLUMNS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
+
+_COLUMNS = {**_TASK_COLUMNS, **_LATER_TASK_COLUMNS}
 
 
 class TasksMixin(_Base):
@@ -67,7 +69,7 @@ class TasksMixin(_Base):
             return None
 
     def task_field(self, task_id: str, name: str) -> Any:
-        if name not in _TASK_COLUMNS:
+        if name not in _COLUMNS:
             raise KeyError(name)
         row = self._conn.execute(f"SELECT {name} FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return None if row is None else row[0]
@@ -77,7 +79,7 @@ class TasksMixin(_Base):
         if not fields:
             return
         for name in fields:
-            if name not in _TASK_COLUMNS:
+            if name not in _COLUMNS:
                 raise KeyError(name)
         sets = ", ".join(f"{name} = ?" for name in fields)
         self._conn.execute(f"UPDATE tasks SET {sets} WHERE id = ?", [*fields.values(), task_id])
@@ -90,7 +92,7 @@ class TasksMixin(_Base):
         """
         allowed = list(from_states)
         for name in fields:
-            if name not in _TASK_COLUMNS:
+            if name not in _COLUMNS:
                 raise KeyError(name)
         sets = ", ".join(["state = ?", *(f"{name} = ?" for name in fields)])
         marks = ", ".join("?" for _ in allowed)
@@ -228,4 +230,6 @@ def _task_from_row(row: dict[str, Any]) -> Task:
         exit_code=row["exit_code"],
         last_event_at=row["last_event_at"],
         summary=summary,
+        worktree=row.get("worktree"),
+        branch=row.get("branch"),
     )
