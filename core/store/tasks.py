@@ -228,4 +228,5 @@ def _task_from_row(row: dict[str, Any]) -> Task:
         exit_code=row["exit_code"],
         last_event_at=row["last_event_at"],
         summary=summary,
+        project=row.get("project"),
     )
