@@ -74,9 +74,4 @@ class ProjectConfig(StrictModel):
         return Path(self.path).expanduser()
 
 
-def chat_key(platform: str, chat_id: str, topic: str = "") -> str:
-    """How a chat (and a Telegram forum topic in it) is named in ``chats`` and in the per-chat default."""
-    return f"{platform}:{chat_id}" + (f"/{topic}" if topic else "")
-
-
-__all__ = ["ProjectConfig", "PullRequestsConfig", "chat_key"]
+__all__ = ["ProjectConfig", "PullRequestsConfig"]

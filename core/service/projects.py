@@ -8,7 +8,6 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.config.projects import chat_key
 from core.errors import OrchestraError, TaskRejected
 from core.models import TaskState
 from core.service.base import Actor, ServiceBase
@@ -168,4 +167,9 @@ def _current_branch(project: ProjectConfig) -> str | None:
     return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
-__all__ = ["ProjectChoice", "ProjectStatus", "UnknownProject"]
+def chat_key(platform: str, chat_id: str, topic: str = "") -> str:
+    """How a chat (and a Telegram forum topic in it) is named in a project's ``chats`` and the store."""
+    return f"{platform}:{chat_id}" + (f"/{topic}" if topic else "")
+
+
+__all__ = ["ProjectChoice", "ProjectStatus", "UnknownProject", "chat_key"]
