@@ -77,6 +77,7 @@ def to_inbound(update: Update, bot_username: str = "", bot_id: int | None = None
         replied_to=str(replied.message_id) if to_us and replied is not None else None,
         replied_keyboard=from_markup(replied.reply_markup) if to_us and replied is not None else (),
         sent_at=msg.date.timestamp() if msg.date else None,
+        topic=str(msg.message_thread_id) if msg.is_topic_message and msg.message_thread_id else "",
         raw=update,
     )
 

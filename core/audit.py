@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from core.store import Store
 
 ACTIONS = (
-    "delegate", "cancel", "retry", "approve", "reject", "allow", "deny", "kill", "budget", "permissions", "command",
-    "tap", "refused",
+    "delegate", "cancel", "retry", "approve", "reject", "allow", "deny", "kill", "budget", "permissions", "project",
+    "command", "tap", "refused",
 )  # fmt: skip
 _SINCE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -72,6 +72,7 @@ class Inbound:
     replied_to: str | None = None  # what this answers: a bot message (Telegram reply) or a thread (Slack)
     replied_keyboard: Keyboard = ()  # that message's buttons, as the platform showed them
     sent_at: float | None = None  # when the person sent it (platform time), if the platform says
+    topic: str = ""  # the Telegram forum topic it was sent in, if any
     raw: Any = field(default=None, compare=False, repr=False)
 
 

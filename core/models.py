@@ -78,6 +78,12 @@ class Task:
     summary: dict[str, Any] = field(default_factory=dict)
     worktree: str | None = None  # the git worktree it ran in (limits.isolation: worktree); None: in cwd
     branch: str | None = None
+    project: str | None = None  # the bots.yaml project it runs in; None: none (workspace or the CLI's cwd)
+
+    @property
+    def where(self) -> str:
+        """``api · `` for a task in a project, else empty: it goes before the agent in a task's headline."""
+        return f"{self.project} · " if self.project else ""
 
     @property
     def duration_s(self) -> float | None:

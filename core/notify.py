@@ -139,7 +139,9 @@ class Notifier:
     # -- the messages -----------------------------------------------------------------------------
     def approval_request(self, task: Task, why: str, *, shown_in: ChatRef | None = None) -> int:
         """Ask every chat to approve a task before it starts; the chat showing its card is not asked again."""
-        text = f"🔐 {task.id} needs approval · {task.agent} · {task.category}\n{task.text[:300]}\nWhy: {why}"
+        text = (
+            f"🔐 {task.id} needs approval · {task.where}{task.agent} · {task.category}\n{task.text[:300]}\nWhy: {why}"
+        )
         buttons = card_keyboard(task.id, TaskState.AWAITING_APPROVAL)
         return self.post(
             OutKind.APPROVAL, f"{task.id}:approval:start", text, task_id=task.id, buttons=buttons,

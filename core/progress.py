@@ -34,7 +34,7 @@ def render_card(service: Service, task: Task, now: float, *, why: str = "") -> t
     basis = f"median of {task.estimate_basis}" if task.estimate_basis else "no history yet"
     estimate = f"{money(task.estimate_usd)} ({basis})" if task.estimate_usd is not None else "no estimate"
     lines = [
-        f"{state_icon(task.state)} {task.id} · {task.agent} · {task.category}",
+        f"{state_icon(task.state)} {task.id} · {task.where}{task.agent} · {task.category}",
         clip(task.text, 300),
         f"Route: {task.rule or 'override'} · estimate {estimate}",
     ]

@@ -124,6 +124,7 @@ def build_summary(
     tool_lines: list[str],
     baseline: dict[str, Any] | None,
     refused: list[dict[str, str]] | None = None,
+    project: str | None = None,
 ) -> dict[str, Any]:
     """``refused``: the task's tool calls the policy or a person refused (``core.permission_text.refusals``)."""
     usage = result.get("usage", {})
@@ -134,6 +135,7 @@ def build_summary(
         "status": status,
         "agent": agent,
         "category": category,
+        "project": project,
         "digest": digest_lines(str(result.get("final_text", "")), tool_lines, errors),
         "files": files_changed(baseline),
         "tokens": {
@@ -204,8 +206,9 @@ def render_phone(summary: dict[str, Any], *, state: str | None = None, chat_pref
     tool_errors = summary.get("tool_errors") or []
     if tool_errors and not files and status == "succeeded":  # the agent's word, next to what changed
         icon, said = "⚠️", f"succeeded, but {_calls(len(tool_errors))} failed and no file changed"
+    where = f"{summary['project']} · " if summary.get("project") else ""
     head = (
-        f"{icon} {summary['task_id']} {said} · {summary['agent']} · "
+        f"{icon} {summary['task_id']} {said} · {where}{summary['agent']} · "
         f"{summary['category']} · {format_duration(summary.get('duration_s'))}"
     )
     lines = [head, clip(summary["task"], 160)]

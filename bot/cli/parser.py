@@ -49,6 +49,7 @@ def _task_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--task", "-t", required=True, help="what to do, in plain words ('-' reads stdin)")
     p.add_argument("--agent", "-a", help="run on this agent, whatever the routing says")
     p.add_argument("--cwd", help="working directory for the agent (default: here)")
+    p.add_argument("--project", "-p", help="run in this project of bots.yaml (as `#name` at the start of the task)")
     p.add_argument("--wait", "-w", action="store_true", help="stay until the task ends and print its summary")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command("tasks", "delegate"))
@@ -88,8 +89,12 @@ def _task_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("route", help="show where a task would go, without running it")
     p.add_argument("text")
     p.add_argument("--agent", "-a")
+    p.add_argument("--project", "-p")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command("tasks", "route"))
+    p = sub.add_parser("projects", help="the projects of bots.yaml: folder, base branch, what runs in each")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_command("projects", "projects"))
 
 
 def _permission_commands(sub: argparse._SubParsersAction[_Parser]) -> None:

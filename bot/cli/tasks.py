@@ -29,10 +29,12 @@ if TYPE_CHECKING:
 def delegate(app: App, args: argparse.Namespace) -> int:
     text = _read_task_stdin() if args.task == "-" else args.task
     if not args.wait:
-        delegation = app.service.delegate(text, agent=args.agent, cwd=args.cwd)
+        delegation = app.service.delegate(text, agent=args.agent, cwd=args.cwd, project=args.project)
         _print_delegation(delegation, args.json)
         return 0
-    return delegate_and_wait(app, args.json, lambda: app.service.delegate(text, agent=args.agent, cwd=args.cwd))
+    return delegate_and_wait(
+        app, args.json, lambda: app.service.delegate(text, agent=args.agent, cwd=args.cwd, project=args.project)
+    )
 
 
 def _read_task_stdin() -> str:
@@ -132,7 +134,7 @@ def _print_delegation(d: Delegation, json_out: bool) -> None:
         )
         return
     basis = f"median of {d.estimate_basis} similar" if d.estimate_basis else "default, no history yet"
-    route = f"{task.id} → {task.agent} ({task.category}) · rule {d.decision.rule}"
+    route = f"{task.id} → {task.where}{task.agent} ({task.category}) · rule {d.decision.rule}"
     print(f"{route} · estimate ${d.estimate_usd:.2f} ({basis})")
     print(f"  {d.decision.reason}")
     if d.needs_approval:
@@ -168,7 +170,8 @@ def status(app: App, args: argparse.Namespace) -> int:
             else:
                 when = format_duration(t.duration_s) if t.finished_at else stamp(t.created_at, app.zone)
                 cost = format_cost(t.cost_usd) if t.state.finished else ""
-            print(f"  {t.id:<6} {t.state.value:<17} {t.agent:<10} {when:<14} {cost:<14} {clip(t.text, 50)}")
+            text = f"#{t.project} {t.text}" if t.project else t.text
+            print(f"  {t.id:<6} {t.state.value:<17} {t.agent:<10} {when:<14} {cost:<14} {clip(text, 50)}")
             if t.id in waits:
                 print(f"         {_waiting(waits[t.id], now)} · orchestra pending")
     return 0
@@ -199,12 +202,13 @@ def show(app: App, args: argparse.Namespace) -> int:
     if task.summary:
         print(render_phone(task.summary, state=task.state.value))
     else:
-        print(f"{task.id} {task.state.value} · {task.agent} · {task.category}\n{task.text}")
+        print(f"{task.id} {task.state.value} · {task.where}{task.agent} · {task.category}\n{task.text}")
     wait = app.service.permission_waits([task.id]).get(task.id)
     if wait is not None:
         print(f"{_waiting(wait, time.time())} — orchestra allow {wait[0].ref} [--task] · orchestra deny {wait[0].ref}")
     print(f"\nroute: rule {task.rule} — {task.route_reason}")
-    print(f"created {stamp(task.created_at, app.zone)} by {task.requester} via {task.source}; cwd {task.cwd}")
+    project = f"project {task.project}, " if task.project else ""
+    print(f"created {stamp(task.created_at, app.zone)} by {task.requester} via {task.source}; {project}cwd {task.cwd}")
     if task.branch:
         print(f"branch {task.branch} in {task.worktree}")
     if task.error:
@@ -281,7 +285,7 @@ def reject(app: App, args: argparse.Namespace) -> int:
 
 
 def route(app: App, args: argparse.Namespace) -> int:
-    decision = app.service.route(args.text, agent=args.agent)
+    decision = app.service.route(args.text, agent=args.agent, project=args.project)
     if args.json:
         print(as_json(decision.to_dict(), ensure_ascii=False))
     else:

@@ -216,7 +216,7 @@ class Answers:
             cost = format_cost(task.cost_usd) if task.state.finished and task.started_at else ""
         parts = [
             f"{state_icon(task.state)} {task.id} {state_label(task.state)}",
-            task.agent,
+            task.where + task.agent,
             when,
             cost,
         ]
@@ -227,7 +227,7 @@ class Answers:
         where = f"chat {inbound.chat.chat_id} user {inbound.user_id}"
         return Actor(
             name=inbound.user_name, source=inbound.chat.platform, where=where, ref=inbound.event_id,
-            chat=inbound.chat.chat_id,
+            chat=inbound.chat.chat_id, topic=inbound.topic,
         )  # fmt: skip
 
     def _reply(self, inbound: Inbound, text: str, *, buttons: Keyboard = ()) -> Outbound:

@@ -23,6 +23,7 @@ from core.commands.parsing import (
     parse_command,
     task_id_in,
 )
+from core.commands.projects import ProjectChat
 from core.commands.taps import Taps
 from core.config import ROLE_RANK
 from core.errors import OrchestraError, UnknownTask
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Commands(Taps):
+class Commands(Taps, ProjectChat):
     """Turns one inbound chat message or button tap into service calls and the answers to send.
 
     ``changed(task_id)`` is called after a command changed a task, so the acknowledgement cards
@@ -78,6 +79,8 @@ class Commands(Taps):
             "allow": self._allow,
             "deny": self._deny,
             "permissions": self._permissions,
+            "project": self._project,
+            "projects": self._projects,
         }
 
     async def handle_async(self, inbound: Inbound) -> list[Outbound]:
@@ -114,7 +117,7 @@ class Commands(Taps):
             name, args = parsed
             if name in ABOUT_A_TASK and task_id_in(args) is None and (about := self._replied_task(inbound)):
                 args = f"{about.id} {args}".strip()  # "/approve" in reply to a task's message: that task
-            changes = name in ("budget", "permissions") and args  # reading budgets and rules is for everyone
+            changes = name in ("budget", "permissions", "project") and args  # reading budgets and rules is for everyone
             action = f"{name} set" if changes else name
             return self._authorize(inbound, action, self.service.quote(text, 200)) or command(inbound, args)
         except UnknownTask as exc:

@@ -40,7 +40,7 @@ class CommandSpec:
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("start", "", "what this bot does"),
     CommandSpec("help", "", "commands and buttons"),
-    CommandSpec("delegate", "TEXT", "run a task (plain text works too; start with @agent to pick the agent)"),
+    CommandSpec("delegate", "TEXT", "run a task (plain text works too; start with #project or @agent to pick one)"),
     CommandSpec("status", "", "running, queued and recent tasks"),
     CommandSpec("peek", "ID", "the live pane of a task as text"),
     CommandSpec("screen", "ID", "the pane as an image, with its colours"),
@@ -61,6 +61,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("budget", "[day|month|task AMOUNT]", "the budgets; admins change one: /budget day 25, off or reset"),
     CommandSpec("digest", "", "the morning digest, now: what ran, what waits for you, what it cost"),
     CommandSpec("agents", "", "the agents and whether their CLI is installed"),
+    CommandSpec("projects", "", "the projects, their folders and what runs or waits in each"),
+    CommandSpec("project", "[NAME|none]", "this chat's default project (tasks without #name go there)"),
     CommandSpec("kill", "", "cancel everything that is running or queued (asks first)"),
     CommandSpec("audit", "[FILTER]", "who did what: a task id, an action (approve, cancel, …) or a user"),
 )
@@ -73,6 +75,7 @@ _NEEDS: dict[str, str] = {
     **dict.fromkeys(("delegate", "cancel", "retry", "approve", "reject", "audit", "allow", "deny"), "operator"),
     **dict.fromkeys(("perm_allow", "perm_task", "perm_deny"), "operator"),
     **dict.fromkeys(("kill", "keep", "budget set", "permissions set"), "admin"),
+    "project set": "operator",
 }
 
 # Replies that decide an approval (anything else sent in reply to an approval request is not a task).

@@ -13,6 +13,7 @@ from core.config.facts import data_home, secrets_in_environment
 from core.config.fields import StrictModel, is_name
 from core.config.limits import BudgetsConfig, LimitsConfig, PolicyConfig
 from core.config.permissions import PermissionsConfig
+from core.config.projects import ProjectConfig
 from core.config.routing import RoutingConfig
 from core.config.runtime import DigestConfig, MetricsConfig, NotifyConfig, RolesConfig, TmuxConfig, WatchdogConfig
 from core.config.slack import SlackConfig
@@ -35,6 +36,12 @@ class Config(StrictModel):
     workspace: str | None = Field(
         default=None,
         description="The working directory of tasks from chat (the CLI uses the current directory).",
+    )
+    projects: dict[str, ProjectConfig] = Field(
+        default_factory=dict, description="The repositories tasks run in, by name (used in `#name` and --project)."
+    )
+    default_project: str | None = Field(
+        default=None, description="The project of a task that names none; null: `workspace` (chat) or the cwd (CLI)."
     )
     tmux: TmuxConfig = Field(default_factory=TmuxConfig, description="Orchestra's own tmux server.")
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Bounds on tasks and the engine.")
@@ -67,7 +74,26 @@ class Config(StrictModel):
         for i, rule in enumerate(self.routing.rules):
             if rule.agent is not None and rule.agent not in known:
                 raise ValueError(f"routing.rules.{i}.agent: {rule.agent!r} is not a configured agent")
+        self._project_refs(known)
         return self
+
+    def _project_refs(self, agents: set[str]) -> None:
+        bound: dict[str, str] = {}
+        for name, project in self.projects.items():
+            if not is_name(name):
+                raise ValueError(f"projects.{name}: project names are lowercase letters, digits, '-' or '_'")
+            if project.agent is not None and project.agent not in agents:
+                raise ValueError(f"projects.{name}.agent: {project.agent!r} is not a configured agent")
+            for category, agent in project.categories.items():
+                if agent not in agents:
+                    raise ValueError(f"projects.{name}.categories.{category}: {agent!r} is not a configured agent")
+            for chat in project.chats:
+                if chat in bound:
+                    raise ValueError(f"projects.{name}.chats: {chat} is already bound to project {bound[chat]}")
+                bound[chat] = name
+        if self.default_project is not None and self.default_project not in self.projects:
+            known = ", ".join(sorted(self.projects)) or "none"
+            raise ValueError(f"default_project: {self.default_project!r} is not a project (projects: {known})")
 
     def home(self) -> Path:
         """The data directory: $ORCHESTRA_HOME, else ``data_dir``, else the user's data dir."""
@@ -143,6 +169,7 @@ class Config(StrictModel):
         sources += [self.slack.bot_token_env, self.slack.app_token_env, self.slack.signing_secret_env]
         webhook = self.telegram.webhook
         sources.append(webhook.secret_env if webhook else WEBHOOK_SECRET_ENV)
+        sources += [p.pull_requests.token_env for p in self.projects.values() if p.pull_requests]
         return sources
 
     def known_secrets(self) -> dict[str, str]:

@@ -202,6 +202,7 @@ class Recorder:
             tool_lines=tools,
             baseline=baseline,
             refused=refused,
+            project=task.project,
         )
 
     def _queue_notices(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ agents were skipped. Matching itself is :class:`core.routing.index.StemIndex`'s.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -91,6 +92,12 @@ class Router:
         self.default_category = default_category
         self.is_available = is_available
         self.index = StemIndex(self.rules)
+
+    def with_agents(self, category_agents: Mapping[str, str], default_agent: str) -> Router:
+        """The same rules (compiled once, shared) with other agents: a project's ``agent`` and ``categories``."""
+        routed = copy.copy(self)
+        routed.category_agents, routed.default_agent = dict(category_agents), default_agent
+        return routed
 
     # -- classification ------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ class Actor:
     where: str = ""  # for the audit: the chat and user it came from (``chat 111 user 111``)
     ref: str = ""  # the chat update that asked: a task it created is found again, never created twice
     chat: str = ""  # the chat it came from, which gets the task's card (notices need not go there again)
+    topic: str = ""  # the Telegram forum topic in that chat, if any (a project may be bound to it)
 
 
 LOCAL = Actor()

@@ -12,6 +12,7 @@ from core.errors import AgentUnavailable, TaskRejected, TmuxError
 from core.models import Task, TaskState
 from core.service.base import LOCAL, Actor
 from core.service.engine_control import EngineControl
+from core.service.projects import ProjectChoice
 from core.text import money
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class Delegation:
     approval_reason: str
 
 
-class Delegating(EngineControl):
+class Delegating(ProjectChoice, EngineControl):
     """Turns text into a queued task; only stores, queues and wakes the engine (it never runs the task)."""
 
     @property
@@ -42,8 +43,14 @@ class Delegating(EngineControl):
             self._router = build_router(self.config)
         return self._router
 
-    def route(self, text: str, *, agent: str | None = None) -> RouteDecision:
-        """Where ``text`` would go, with the approval and review the policy adds to the rules'."""
+    def route(self, text: str, *, agent: str | None = None, project: str | None = None) -> RouteDecision:
+        """Where ``text`` would go (a leading ``#project`` and ``project`` apply that project's routing),
+        with the approval and review the policy adds to the rules'."""
+        _check_text(text)
+        named, body = self.split_project(text)
+        return self._route(body, agent=agent, project=named or (self.check_project(project) if project else None))
+
+    def _route(self, text: str, *, agent: str | None, project: str | None) -> RouteDecision:
         from core.routing import leading_mention, parse_override  # the router's modules: only a command that routes
 
         _check_text(text)
@@ -54,7 +61,8 @@ class Delegating(EngineControl):
         chosen = agent or override
         if chosen is not None and chosen not in self.config.agents:
             raise AgentUnavailable(chosen, message=f"unknown agent {chosen!r} (configured: {known})")
-        decision = self.router.route(body, override=chosen)
+        router = self.project_router(self.router, project) if project else self.router
+        decision = router.route(body, override=chosen)
         policy = self.config.policy
         approval = decision.category in policy.approval_for and not decision.require_approval
         review = decision.category in policy.review_for and not decision.require_review
@@ -74,12 +82,15 @@ class Delegating(EngineControl):
         *,
         agent: str | None = None,
         cwd: str | None = None,
+        project: str | None = None,
         actor: Actor = LOCAL,
         parent: Task | None = None,
     ) -> Delegation:
         """Route, estimate, apply the approval policy and queue a task; start it if a slot is free.
 
-        A chat update handled again (after a crash) gets the task it created the first time.
+        The task runs in its project's directory (see :meth:`choose_project`); a project whose
+        directory is missing is one line and nothing is stored. A chat update handled again (after
+        a crash) gets the task it created the first time.
         """
         from core.costs import effective_budgets
         from core.routing import parse_override
@@ -92,13 +103,15 @@ class Delegating(EngineControl):
         limit = self.config.limits.max_task_chars
         if len(body) > limit:
             raise TaskRejected(f"the task text has {len(body):,} characters; the limit is {limit:,}")
-        decision = self.route(body, agent=agent)
+        _check_text(body)
+        chosen, body = self.choose_project(body, project=project, cwd=cwd, actor=actor, parent=parent)
+        workdir = self.project_workdir(chosen) if chosen and cwd is None else self._workdir(cwd)
+        decision = self._route(body, agent=agent, project=chosen)
         override, stripped = parse_override(body, self.config.agents.keys())
         if override is not None:
             body = stripped
             if not body:
                 raise TaskRejected(f"nothing to do: say what @{override} should do after its name")
-        workdir = self._workdir(cwd)
         estimate, basis = self.estimate(decision.agent, decision.category)
         needs, why = self._needs_approval(decision, estimate)
         review = decision.require_review or decision.category in self.config.policy.review_for
@@ -114,6 +127,7 @@ class Delegating(EngineControl):
                     "route_reason": decision.reason,
                     "state": TaskState.AWAITING_APPROVAL if needs else TaskState.QUEUED,
                     "cwd": workdir,
+                    "project": chosen,
                     "requester": actor.name,
                     "source": actor.source,
                     "created_at": now,
@@ -140,6 +154,7 @@ class Delegating(EngineControl):
                 }
             )
             routed = f"{decision.agent}/{decision.category} rule={decision.rule}"
+            routed += f" project={chosen}" if chosen else ""
             self.audit(
                 actor, "delegate", task.id, routed + (f" override=@{agent or override}" if agent or override else "")
             )

@@ -22,6 +22,7 @@ from core.store.inbound import INBOUND_ATTEMPTS, InboundMixin
 from core.store.migrations import MIGRATIONS
 from core.store.outbox import OutboxMixin
 from core.store.permissions import PermissionRulesMixin, PermissionsMixin
+from core.store.projects import ProjectsMixin
 from core.store.tasks import TasksMixin
 
 __all__ = ["BUSY_TIMEOUT_S", "INBOUND_ATTEMPTS", "MIGRATIONS", "Store", "store_error"]
@@ -61,7 +62,15 @@ def _disk_full(folder: Path) -> bool:
 
 
 class Store(
-    TasksMixin, CostsMixin, DigestsMixin, AuditMixin, OutboxMixin, InboundMixin, PermissionsMixin, PermissionRulesMixin
+    TasksMixin,
+    CostsMixin,
+    DigestsMixin,
+    AuditMixin,
+    OutboxMixin,
+    InboundMixin,
+    PermissionsMixin,
+    PermissionRulesMixin,
+    ProjectsMixin,
 ):
     """Owns the SQLite database file. Safe to open from several processes at once.
 

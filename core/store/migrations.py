@@ -303,6 +303,16 @@ def _m012_task_worktrees(db: sqlite_utils.Database) -> None:
     db.table("tasks").add_column("branch", str)
 
 
+def _m013_task_projects(db: sqlite_utils.Database) -> None:
+    """The project a task runs in (``#api``, ``--project``, a chat's default), and each chat's default
+    set by ``/project NAME`` (a chat is ``platform:chat_id``, ``/topic`` for a Telegram forum topic)."""
+    db.table("tasks").add_column("project", str)
+    db.execute(
+        "CREATE TABLE chat_projects (chat TEXT PRIMARY KEY, project TEXT NOT NULL, set_by TEXT NOT NULL,"
+        " set_at REAL NOT NULL)"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
@@ -316,4 +326,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("010_permission_requests", _m010_permission_requests),
     ("011_permission_rules", _m011_permission_rules),
     ("012_task_worktrees", _m012_task_worktrees),
+    ("013_task_projects", _m013_task_projects),
 ]

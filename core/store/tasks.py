@@ -232,4 +232,5 @@ def _task_from_row(row: dict[str, Any]) -> Task:
         summary=summary,
         worktree=row.get("worktree"),
         branch=row.get("branch"),
+        project=row.get("project"),
     )
