@@ -138,7 +138,9 @@ async def test_hash_project_runs_in_its_folder_with_the_prefix_stripped(projects
     assert task.text == "Create User model"
     assert ack.text.split(" ", 1)[1].startswith("t1 · api · standin · backend\nCreate User model")
     done = await projects_app.engine.wait_finished("t1", timeout=30)
-    assert (api_repo / "user_model.py").exists()
+    # A project's tasks run in their own worktree and branch (isolation: worktree, the default).
+    assert done.worktree and (Path(done.worktree) / "user_model.py").exists()
+    assert done.branch and done.branch.startswith("orchestra/t1-") and not (api_repo / "user_model.py").exists()
     assert done.summary["project"] == "api"
     # A reply to the result (a follow-up) stays in the project.
     follow = projects_app.service.retry("t1", feedback="also add a test")
@@ -291,7 +293,9 @@ def test_hash_project_from_the_fake_telegram(
     fake.say("#api Create User model")
     [done] = fake.wait_for(lambda: fake.find(111, "Tokens:"), what="the completion")
     assert done.text.startswith("✅ t1 succeeded · api · standin · backend"), done.text
-    assert (api_repo / "user_model.py").exists() and not (repo / "user_model.py").exists()
+    # In its own worktree and branch: neither the project's checkout nor the workspace is touched.
+    assert "Branch: orchestra/t1-" in done.text, done.text
+    assert not (api_repo / "user_model.py").exists() and not (repo / "user_model.py").exists()
     fake.say("#nope Create User model")
     [refused] = fake.wait_for(lambda: fake.find(111, "unknown project"), what="the refusal")
     assert refused.text == "⚠️ unknown project #nope; projects: #api, #web"
@@ -299,3 +303,19 @@ def test_hash_project_from_the_fake_telegram(
     [listing] = fake.wait_for(lambda: fake.find(111, "Projects (2)"), what="the projects")
     assert f"#api · {api_repo} · branch trunk · idle" in listing.text
     assert bot.stop() == 0
+
+
+async def test_a_project_s_isolation_and_base_decide_its_tasks_worktree(projects_app: App) -> None:
+    """``api`` (isolation: worktree, the default) gets a worktree cut from its base; ``web``
+    (isolation: none) runs in its folder; a task of no project goes by ``limits.isolation`` (none)."""
+    dispatcher = projects_app.engine.dispatcher
+    store = projects_app.store
+    now = projects_app.clock.now()
+    done = {"text": "x", "agent": "standin", "category": "backend", "state": "succeeded", "created_at": now}
+    api = store.create_task({**done, "cwd": "/r", "project": "api"})
+    web = store.create_task({**done, "cwd": "/w", "project": "web"})
+    plain = store.create_task({**done, "cwd": "/p"})
+    isolation = dispatcher._isolation(api)
+    assert isolation is not None and (isolation.owner, isolation.base) == (api.id, None)
+    assert dispatcher._isolation(web) is None
+    assert dispatcher._isolation(plain) is None

@@ -47,7 +47,8 @@ class ProjectConfig(StrictModel):
         default_factory=dict, description="Category -> agent for its tasks, over routing.categories and `agent`."
     )
     isolation: Literal["worktree", "none"] = Field(
-        default="worktree", description="worktree: a git worktree per task (coming); none: tasks share the checkout."
+        default="worktree",
+        description="worktree: a git worktree and branch per task, cut from base; none: tasks share the checkout.",
     )
     chats: list[str] = Field(
         default_factory=list,

@@ -50,6 +50,7 @@ class _Isolation:
 
     owner: str
     branch: str | None = None  # the branch to continue (a retry's), None: a new one
+    base: str | None = None  # the branch to cut from (the project's ``base``), None: the checkout's current
 
 
 @dataclass(frozen=True)
@@ -124,13 +125,18 @@ class Dispatcher:
         return self._launched(task, *launch())
 
     def _isolation(self, task: Task) -> _Isolation | None:
-        """Whether the task gets a worktree, and whose: a retry or follow-up continues its parent's."""
-        if self.config.limits.isolation != "worktree":
+        """Whether the task gets a worktree, and whose: a retry or follow-up continues its parent's.
+
+        A task of a project goes by the project's ``isolation`` and ``base``; any other by ``limits.isolation``.
+        """
+        project = self.config.projects.get(task.project) if task.project else None
+        if (project.isolation if project is not None else self.config.limits.isolation) != "worktree":
             return None
+        base = project.base if project is not None else None
         parent = self.store.find_task(task.parent_id) if task.parent_id else None
         if parent is not None and parent.worktree:
-            return _Isolation(Path(parent.worktree).name, parent.branch)
-        return _Isolation(task.id)
+            return _Isolation(Path(parent.worktree).name, parent.branch, base)
+        return _Isolation(task.id, None, base)
 
     def _launch(self, task: Task, text: str, *, isolation: _Isolation | None = None) -> _Launched:
         """Make or reuse the task's worktree (with ``isolation``), write the task's files, take the git
@@ -143,7 +149,9 @@ class Dispatcher:
 
         tree = None
         if isolation is not None and (root := git_root(task.cwd)) is not None:
-            tree = worktrees.prepare(root, isolation.owner, task.text, None, self.home, branch=isolation.branch)
+            tree = worktrees.prepare(
+                root, isolation.owner, task.text, isolation.base, self.home, branch=isolation.branch
+            )
             task = dataclasses.replace(task, cwd=tree.cwd_for(task.cwd))  # the agent, its policy and sandbox
         directory = task_dir(self.home, task.id)
         spec, files, env = self.spec(task, text)
