@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,7 +34,7 @@ from core.messages import Outbound, OutKind
 from core.metrics import Metrics, MetricsServer
 from core.models import TaskState
 from core.store import Store
-from tests.conftest import ROOT, requires_tmux
+from tests.conftest import ROOT, free_port, requires_tmux
 from tests.fakes.telegram import ALICE, TOKEN, FakeTelegram
 
 pytestmark = requires_tmux
@@ -58,12 +57,6 @@ def scrape(url: str) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, frozenset(labels.items()))]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def listening_ports(pid: int) -> set[int]:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import socket
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +28,10 @@ from core.agents.codex_hooks import patch_files
 from core.agents.codex_transcript import hook_denials, sandbox_denials
 from core.config.permissions import PermissionsConfig
 from core.permissions.call import Decision, ToolCall
-from core.permissions.hook import answer_message, hook_command
+from core.permissions.hook import hook_command
 from core.permissions.policy import Layer, Policy
 from tests.conftest import ROOT
+from tests.fakes.engine_socket import FakeEngineSocket
 from tests.fakes.model_server import FakeModelServer
 
 DATA = ROOT / "tests" / "data" / "hooks"
@@ -333,51 +332,13 @@ CLIS = {"claude": "node_modules/.bin/claude", "codex": "node_modules/.bin/codex"
 REFUSAL = "the curl stays off: use the cached copy"
 
 
-class StandInEngine:
-    """The engine's side of the task socket: records ``ask`` and ``denied`` lines, answers asks."""
-
-    def __init__(self, path: Path, allow: bool) -> None:
-        self.path, self.allow = path, allow
-        self.asks: list[dict[str, Any]] = []
-        self.denied: list[dict[str, Any]] = []
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.bind(str(path))
-        self._sock.listen(8)
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            with conn, conn.makefile("rwb") as stream:
-                line = stream.readline()
-                message = json.loads(line) if line.strip() else {}
-                if message.get("t") == "ask":
-                    self.asks.append(message)
-                    reply = answer_message(message["key"], self.allow, "" if self.allow else REFUSAL)
-                    stream.write((json.dumps(reply) + "\n").encode())
-                    stream.flush()
-                elif message.get("t") == "denied":
-                    self.denied.append(message)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
-
-
 @dataclass
 class Run:
     results: list[str]  # what each tool call gave back to the model, in order
     script: list[str]  # the commands the model ran, the fake server's URL filled in
     denials: list[str]
     server: FakeModelServer
-    engine: StandInEngine
+    engine: FakeEngineSocket
     work: Path
 
 
@@ -413,7 +374,7 @@ def _run(kind: str, tmp_path: Path, script: list[str], *, allow: bool = True, sp
     (work / "test_ok.py").write_text("def test_ok():\n    pass\n")
     # Codex runs commands in a login shell (``bash -lc``), whose PATH is the profile's: keep ours.
     (home / ".bash_profile").write_text(f"export PATH={shlex.quote(os.environ['PATH'])}\n")
-    engine = StandInEngine(tmp_path / "engine.sock", allow)
+    engine = FakeEngineSocket(tmp_path / "engine.sock", allow=allow, reason="" if allow else REFUSAL)
     try:
         with FakeModelServer(workdir=str(work)) as server:
             server.script = [line.replace("{url}", server.url) for line in script]

@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,8 +29,9 @@ from core.agents.hooks import FAILED, GRACE_S, guarded_command, tool_call
 from core.config.permissions import PermissionsConfig
 from core.engine import write_agent_files
 from core.permissions.call import Decision, ToolCall
-from core.permissions.hook import answer_message, hook_command
+from core.permissions.hook import hook_command
 from core.permissions.policy import Layer, Policy
+from tests.fakes.engine_socket import FakeEngineSocket
 from tests.fakes.model_server import FakeModelServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,41 +266,6 @@ def test_aider_never_runs_a_shell_command_and_a_slash_task_stays_a_message(tmp_p
 # -- the real CLIs through the real hook --------------------------------------------------------------
 
 
-class FakeEngine:
-    """The engine's socket as the hook sees it: records each line, answers ``ask`` with ``allow``."""
-
-    def __init__(self, path: Path, *, allow: bool, reason: str = "") -> None:
-        self.path, self.allow, self.reason = path, allow, reason
-        self.lines: list[dict[str, Any]] = []
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._server.bind(str(path))
-        self._server.listen(8)
-        self._server.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                line = conn.makefile("rb").readline()
-                message = json.loads(line)
-                self.lines.append(message)
-                if message.get("t") == "ask":
-                    answer = answer_message(message["key"], self.allow, self.reason)
-                    conn.sendall((json.dumps(answer) + "\n").encode())
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._server.close()
-
-
 REAL = {
     "gemini": ("gemini-2.0-flash", {"GOOGLE_GEMINI_BASE_URL": "{url}"}, "GEMINI_API_KEY"),
     "qwen": ("gpt-4.1-mini", {"OPENAI_BASE_URL": "{url}/v1"}, "OPENAI_API_KEY"),
@@ -337,7 +301,7 @@ def test_real_cli_runs_the_allowed_asks_the_network_and_never_runs_the_denied(
     for folder in (repo, home, task_dir):
         folder.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    engine = FakeEngine(tmp_path / "engine.sock", allow=allow, reason="not from this machine")
+    engine = FakeEngineSocket(tmp_path / "engine.sock", allow=allow, reason="not from this machine")
     model, env_template, key = REAL[kind]
     try:
         with FakeModelServer(workdir=str(repo), script=[]) as server:

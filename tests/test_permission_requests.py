@@ -9,8 +9,6 @@ import asyncio
 import contextlib
 import copy
 import json
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,7 +21,8 @@ from bot.bridges import start_slack, start_telegram
 from core.notify import Notifier
 from core.protocol import ENGINE_SOCKET
 from core.store.permissions import PermissionRequest
-from tests.conftest import orchestra, requires_tmux
+from tests.conftest import free_port, orchestra, requires_tmux
+from tests.fakes.engine_socket import FakeEngineSocket
 from tests.fakes.slack import ALICE as SLACK_ALICE
 from tests.fakes.slack import BOT_TOKEN, CHANNEL, SIGNING_SECRET, FakeSlack, block_action, form, mention, sign
 from tests.fakes.telegram import ALICE, TOKEN, FakeTelegram
@@ -53,44 +52,11 @@ async def until(probe: Callable[[], T], what: str, timeout: float = 15.0) -> T:
     return value
 
 
-class EngineSocket:
-    """A stand-in for the engine's socket: records every line written to it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lines: list[dict[str, Any]] = []
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._server.bind(str(path))
-        self._server.listen()
-        self._server.settimeout(0.2)
-        self._stop = False
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop:
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                data = b""
-                while chunk := conn.recv(65536):
-                    data += chunk
-            self.lines += [json.loads(line) for line in data.splitlines() if line.strip()]
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(5)
-        self._server.close()
-        self.path.unlink(missing_ok=True)
-
-
 @pytest.fixture
-def engine_socket(home: Path) -> Iterator[EngineSocket]:
+def engine_socket(home: Path) -> Iterator[FakeEngineSocket]:
     home.mkdir(parents=True, exist_ok=True)
     (home / ENGINE_SOCKET).parent.mkdir(parents=True, exist_ok=True)
-    server = EngineSocket(home / ENGINE_SOCKET)
+    server = FakeEngineSocket(home / ENGINE_SOCKET)
     yield server
     server.close()
 
@@ -155,7 +121,7 @@ def callback_data(message: TelegramMessage) -> list[str]:
 
 
 async def test_a_request_reaches_telegram_with_three_buttons_and_the_first_tap_wins(
-    telegram: tuple[App, FakeTelegram, Any], repo: Path, engine_socket: EngineSocket
+    telegram: tuple[App, FakeTelegram, Any], repo: Path, engine_socket: FakeEngineSocket
 ) -> None:
     app, fake, bridge = telegram
     task_id = running_task(app, repo)
@@ -194,7 +160,7 @@ async def test_a_request_reaches_telegram_with_three_buttons_and_the_first_tap_w
 
 
 async def test_allow_for_this_task_grants_the_rule_and_a_reply_denies_with_its_text(
-    telegram: tuple[App, FakeTelegram, Any], repo: Path, engine_socket: EngineSocket
+    telegram: tuple[App, FakeTelegram, Any], repo: Path, engine_socket: FakeEngineSocket
 ) -> None:
     app, fake, bridge = telegram
     task_id = running_task(app, repo)
@@ -315,14 +281,8 @@ async def test_run_time_rules_are_admin_only_and_judge_the_next_question(
 SLACK_ENV = {"ORCH_TEST_SLACK_BOT": BOT_TOKEN, "ORCH_TEST_SLACK_SECRET": SIGNING_SECRET}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_slack_shows_the_same_buttons_and_the_first_tap_wins(
-    make_app: Any, repo: Path, monkeypatch: pytest.MonkeyPatch, engine_socket: EngineSocket
+    make_app: Any, repo: Path, monkeypatch: pytest.MonkeyPatch, engine_socket: FakeEngineSocket
 ) -> None:
     import aiohttp
 
@@ -395,7 +355,7 @@ async def test_slack_shows_the_same_buttons_and_the_first_tap_wins(
 
 # -- the terminal --------------------------------------------------------------------------------
 def test_the_cli_lists_allows_and_denies_with_one_line_errors(
-    make_app: Any, repo: Path, tmp_path: Path, home: Path, engine_socket: EngineSocket
+    make_app: Any, repo: Path, tmp_path: Path, home: Path, engine_socket: FakeEngineSocket
 ) -> None:
     app: App = make_app(workspace=str(repo), notify={"console": True})
     task_id = running_task(app, repo)

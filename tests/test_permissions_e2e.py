@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import sys
 import threading
 import time
@@ -31,7 +30,7 @@ import pytest
 from bot.app import App
 from bot.bridges import start_slack, start_telegram
 from core.models import TaskState
-from tests.conftest import orchestra, requires_tmux
+from tests.conftest import free_port, orchestra, requires_tmux
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack import ALICE as SLACK_ALICE
 from tests.fakes.slack import BOT_TOKEN, CHANNEL, SIGNING_SECRET, FakeSlack, block_action, form, sign
@@ -138,12 +137,6 @@ async def started(make_app: Any, project: Path) -> AsyncIterator[Callable[..., A
         result = undo()
         if asyncio.iscoroutine(result):
             await result
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _assert_policy_parts(run: Run) -> None:

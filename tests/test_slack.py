@@ -9,7 +9,6 @@ import copy
 import json
 import logging
 import operator
-import socket
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +24,7 @@ from bot.app import App
 from bot.bridges import SlackBridge, start_slack
 from bot.slack import journal_payload
 from core.models import TaskState
-from tests.conftest import requires_tmux
+from tests.conftest import free_port, requires_tmux
 from tests.fakes.slack import (
     ALICE,
     APP_TOKEN,
@@ -46,12 +45,6 @@ from tests.fakes.slack import (
 pytestmark = requires_tmux
 
 ENV = {"ORCH_TEST_SLACK_BOT": BOT_TOKEN, "ORCH_TEST_SLACK_APP": APP_TOKEN, "ORCH_TEST_SLACK_SECRET": SIGNING_SECRET}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
