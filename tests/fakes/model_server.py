@@ -121,6 +121,13 @@ class FakeModelServer:
             calls = list(self.calls)
         return [c for c in calls if c.protocol and c.status == 200 and (protocol is None or c.protocol == protocol)]
 
+    def decide(self, *, tool_result: bool, tools: list[str], system: str, results: int) -> Decision:
+        """This server's turn for one request (``decide`` with the server's workdir, script and moods)."""
+        return decide(
+            tool_result=tool_result, tools=tools, system=system, workdir=self.workdir, escape_to=self.escape_to,
+            careless=self.careless, script=self.script, results=results,
+        )  # fmt: skip
+
     def record(self, call: Call) -> None:
         with self._lock:
             if len(self.calls) < _MAX_LOG:
@@ -228,16 +235,7 @@ def anthropic(body: dict[str, Any], server: FakeModelServer) -> Reply:
         for b in m["content"]
         if isinstance(b, dict) and b.get("type") == "tool_result"
     )
-    d = decide(
-        script=server.script,
-        results=results,
-        tool_result=tool_result,
-        tools=tools,
-        system=system,
-        workdir=server.workdir,
-        escape_to=server.escape_to,
-        careless=server.careless,
-    )
+    d = server.decide(tool_result=tool_result, tools=tools, system=system, results=results)
     model = server.model or str(body.get("model") or "claude-fake")
     usage = {
         "input_tokens": PROMPT_TOKENS - CACHED_TOKENS,
@@ -301,15 +299,8 @@ def chat(body: dict[str, Any], server: FakeModelServer) -> Reply:
         if isinstance(t, dict)
     ]
     system = "\n".join(_text_of(m.get("content")) for m in messages if m.get("role") == "system")
-    d = decide(
-        script=server.script,
-        results=sum(1 for m in messages if m.get("role") == "tool"),
-        tool_result=tool_result,
-        tools=tools,
-        system=system,
-        workdir=server.workdir,
-        escape_to=server.escape_to,
-        careless=server.careless,
+    d = server.decide(
+        tool_result=tool_result, tools=tools, system=system, results=sum(1 for m in messages if m.get("role") == "tool")
     )
     model = server.model or str(body.get("model") or "fake-model")
     reply = f"tool:{d.tool}" if d.kind == "tool" else d.kind
@@ -349,15 +340,11 @@ def responses(body: dict[str, Any], server: FakeModelServer) -> Reply:
     tool_result = bool(items) and items[-1].get("type") == "function_call_output"
     tools = [str(t.get("name", "")) for t in body.get("tools") or [] if isinstance(t, dict)]
     system = _text_of(body.get("instructions"))
-    d = decide(
-        script=server.script,
-        results=sum(1 for i in items if i.get("type") == "function_call_output"),
+    d = server.decide(
         tool_result=tool_result,
         tools=tools,
         system=system,
-        workdir=server.workdir,
-        escape_to=server.escape_to,
-        careless=server.careless,
+        results=sum(1 for i in items if i.get("type") == "function_call_output"),
     )
     model = server.model or str(body.get("model") or "fake-model")
     reply = f"tool:{d.tool}" if d.kind == "tool" else d.kind
@@ -433,17 +420,13 @@ def gemini(body: dict[str, Any], server: FakeModelServer, model: str, stream: bo
     ]
     instruction = body.get("systemInstruction")
     system = _text_of(instruction.get("parts")) if isinstance(instruction, dict) else ""
-    d = decide(
-        script=server.script,
-        results=sum(
-            1 for c in contents for p in c.get("parts") or [] if isinstance(p, dict) and "functionResponse" in p
-        ),
+    d = server.decide(
         tool_result=tool_result,
         tools=tools,
         system=system,
-        workdir=server.workdir,
-        escape_to=server.escape_to,
-        careless=server.careless,
+        results=sum(
+            1 for c in contents for p in c.get("parts") or [] if isinstance(p, dict) and "functionResponse" in p
+        ),
     )
     reply = f"tool:{d.tool}" if d.kind == "tool" else d.kind
     part: dict[str, Any] = (
