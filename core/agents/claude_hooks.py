@@ -25,7 +25,18 @@ from __future__ import annotations
 import json
 import os
 
-from core.permissions.call import BASH, EDIT, READ, WEB_FETCH, WEB_SEARCH, Decision, HookReply, ToolCall, clip
+from core.permissions.call import (
+    BASH,
+    EDIT,
+    READ,
+    WEB_FETCH,
+    WEB_SEARCH,
+    Decision,
+    HookReply,
+    ToolCall,
+    clip,
+    pre_tool_use,
+)
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the hook imports this on every tool call
 if TYPE_CHECKING:
@@ -39,12 +50,10 @@ _GLOB = "*?[{"
 
 def hook_call(payload: dict[str, Any]) -> ToolCall | None:
     """The tool call a ``PreToolUse`` payload announces; None for any other event."""
-    name = payload.get("tool_name")
-    if payload.get("hook_event_name", "PreToolUse") != "PreToolUse" and not isinstance(name, str):
+    announced = pre_tool_use(payload)
+    if announced is None:
         return None
-    name = name if isinstance(name, str) and name else "unknown tool"
-    raw = payload.get("tool_input")
-    tool_input: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    name, tool_input = announced
     if name == "Bash":
         return ToolCall(BASH, _text(tool_input, "command"), cli_tool=name)
     if name in _EDITS:

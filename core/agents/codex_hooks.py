@@ -26,7 +26,7 @@ import json
 import os
 import shlex
 
-from core.permissions.call import BASH, EDIT, READ, Decision, HookReply, ToolCall, clip
+from core.permissions.call import BASH, EDIT, READ, Decision, HookReply, ToolCall, clip, pre_tool_use
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the hook imports this on every tool call
 if TYPE_CHECKING:
@@ -44,12 +44,10 @@ def hook_call(payload: dict[str, Any], here: str | None = None) -> ToolCall | No
     call whose ``cwd`` is elsewhere (the model gave ``workdir``) is shown as ``cd DIR && command``
     so the policy and the person see where it runs.
     """
-    name = payload.get("tool_name")
-    if payload.get("hook_event_name", "PreToolUse") != "PreToolUse" and not isinstance(name, str):
+    announced = pre_tool_use(payload)
+    if announced is None:
         return None
-    name = name if isinstance(name, str) and name else "unknown tool"
-    raw = payload.get("tool_input")
-    tool_input: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    name, tool_input = announced
     cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else ""
     here = os.getcwd() if here is None else here
     if name in SHELL_TOOLS:

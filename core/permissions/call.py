@@ -91,5 +91,15 @@ class HookReply(Record):
         self.exit_code = exit_code
 
 
+def pre_tool_use(payload: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The tool's name and input of a Claude-format ``PreToolUse`` payload (Claude Code, Codex);
+    None for another event. A call that names no tool is ``unknown tool``: the policy decides it."""
+    name = payload.get("tool_name")
+    if payload.get("hook_event_name", "PreToolUse") != "PreToolUse" and not isinstance(name, str):
+        return None
+    raw = payload.get("tool_input")
+    return (name if isinstance(name, str) and name else "unknown tool"), (raw if isinstance(raw, dict) else {})
+
+
 def clip(text: str, limit: int = DETAIL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
