@@ -207,7 +207,7 @@ def button_still_valid(button: Button, state: str) -> bool:
         return state in (TaskState.AWAITING_APPROVAL, TaskState.NEEDS_REVIEW)
     if button.action == "cancel":
         return state in (TaskState.QUEUED, TaskState.AWAITING_APPROVAL, TaskState.RUNNING)
-    if button.action == "retry":
+    if button.action in ("retry", "merge", "pr", "discard", "discard_yes"):
         return TaskState(state).finished
     return True
 
@@ -241,13 +241,31 @@ def typed_commands(row: Iterable[Button], prefix: str | None) -> str:
     return " · ".join(typed)
 
 
-def finished_keyboard(task_id: str, state: str) -> Keyboard:
-    """Buttons under a finished task's summary: Log / Retry, plus Approve / Reject while in review."""
+def finished_keyboard(task_id: str, state: str, *, branch: bool = False, pull_request: bool = False) -> Keyboard:
+    """Buttons under a finished task's summary: Log / Retry; for a task on its own branch, Diff /
+    Merge / Open PR (when the project can open one) / Discard, which also decide a review; else
+    Approve / Reject while in review."""
     rows: list[tuple[Button, ...]] = []
+    if branch:
+        pr = (Button("🔗 Open PR", "pr", task_id),) if pull_request else ()
+        rows.append((Button("🔀 Merge", "merge", task_id), *pr, Button("🧾 Diff", "diff", task_id)))
+        rows.append(
+            (
+                Button("🗑 Discard", "discard", task_id),
+                Button("📄 Log", "log", task_id),
+                Button("🔁 Retry", "retry", task_id),
+            )
+        )
+        return tuple(rows)
     if state == TaskState.NEEDS_REVIEW:
         rows.append((Button("✅ Approve", "approve", task_id), Button("↩ Reject", "reject", task_id)))
     rows.append((Button("📄 Log", "log", task_id), Button("🔁 Retry", "retry", task_id)))
     return tuple(rows)
+
+
+def discard_keyboard(task_id: str) -> Keyboard:
+    """The confirmation a Discard tap asks for: nothing is removed until the second tap."""
+    return ((Button(f"🗑 Yes, discard {task_id}", "discard_yes", task_id), Button("Keep it", "discard_no", task_id)),)
 
 
 def card_keyboard(task_id: str, state: str) -> Keyboard:
@@ -276,6 +294,7 @@ __all__ = [
     "Tap",
     "button_still_valid",
     "card_keyboard",
+    "discard_keyboard",
     "finished_keyboard",
     "keyboard_from_json",
     "keyboard_to_json",

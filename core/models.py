@@ -79,6 +79,10 @@ class Task:
     worktree: str | None = None  # the git worktree it ran in (limits.isolation: worktree); None: in cwd
     branch: str | None = None
     project: str | None = None  # the bots.yaml project it runs in; None: none (workspace or the CLI's cwd)
+    landed: str | None = None  # what became of its branch: merged, discarded (None: still open, or none)
+    landed_by: str | None = None
+    landed_at: float | None = None
+    pr_url: str | None = None  # the pull request opened for its branch
 
     @property
     def where(self) -> str:

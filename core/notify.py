@@ -148,15 +148,24 @@ class Notifier:
             commands=buttons[:1], shown_in=shown_in,
         )  # fmt: skip
 
-    def finished(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> int:
-        """A run's summary (a completion, or a review when a person must look first) for every chat."""
+    def finished(
+        self, task_id: str, state: TaskState, summary: dict[str, Any], *, pull_request: bool = False, no_pr: str = ""
+    ) -> int:
+        """A run's summary (a completion, or a review when a person must look first) for every chat.
+
+        A task on its own branch gets Merge / Diff / Discard, and Open PR with ``pull_request``;
+        ``no_pr`` says why there is none when its project has pull requests set up (no token, say)."""
         kind = OutKind.REVIEW if state == TaskState.NEEDS_REVIEW else OutKind.COMPLETION
+        branch = bool(summary.get("branch"))
+        buttons = finished_keyboard(task_id, state, branch=branch, pull_request=branch and pull_request)
+        why = f"\nNo Open PR: {no_pr}" if branch and no_pr else ""
         return self.post(
             kind,
             f"{task_id}:{kind}:{state}",
-            lambda ch: render_phone(summary, state=state.value, chat_prefix=ch.prefix),
+            lambda ch: render_phone(summary, state=state.value, chat_prefix=ch.prefix) + why,
             task_id=task_id,
-            buttons=finished_keyboard(task_id, state),
+            buttons=buttons,
+            commands=((*buttons[0], buttons[1][0]),) if branch else (),  # Merge … Discard, typed
         )
 
     def budget_alert(self, key: str, text: str) -> int:

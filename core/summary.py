@@ -232,7 +232,10 @@ def render_phone(summary: dict[str, Any], *, state: str | None = None, chat_pref
     elif summary.get("permission_denials"):  # the CLI's own list, when no request went through Orchestra
         lines.append(clip("Denied: " + ", ".join(summary["permission_denials"][:3]), 200))
     task_id = summary["task_id"]
-    if status == "needs_review":
+    if status == "needs_review" and summary.get("branch"):
+        merge = command_hint(chat_prefix, f"merge {task_id}", f"merge {task_id}")
+        lines.append(f"Review: {merge} | {command_hint(chat_prefix, f'discard {task_id}', f'discard {task_id}')}")
+    elif status == "needs_review":
         approve = command_hint(chat_prefix, f"approve {task_id}", f"approve {task_id}")
         lines.append(f"Review: {approve} | {command_hint(chat_prefix, f'reject {task_id}', f'reject {task_id}')}")
     lines.append(f"Log: {command_hint(chat_prefix, f'logs {task_id}', f'log {task_id}')}")

@@ -296,16 +296,26 @@ def _git(cwd: Path, *args: str, what: str, env: dict[str, str] | None = None) ->
     return done.stdout.strip()
 
 
+# For core.branches, which works on the same repositories under the same lock.
+IDENTITY = _IDENTITY
+locked = _locked
+run_git = _run
+git = _git
+
 __all__ = [
+    "IDENTITY",
     "Worktree",
     "add_spare",
     "changed_files",
     "commit_pending",
     "commit_run",
     "diff_stat",
+    "git",
     "load",
+    "locked",
     "prepare",
     "remove",
+    "run_git",
     "slug",
     "spares",
     "worktrees_dir",

@@ -92,9 +92,30 @@ def _task_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--project", "-p")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command("tasks", "route"))
+    _branch_commands(sub)
     p = sub.add_parser("projects", help="the projects of bots.yaml: folder, base branch, what runs in each")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command("projects", "projects"))
+
+
+def _branch_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("diff", help="what a task's branch changed against its base (the stat; --patch: the patch)")
+    p.add_argument("id")
+    p.add_argument("--patch", action="store_true", help="print the whole patch instead of the stat")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_command("branches", "diff"))
+    p = sub.add_parser("merge", help="merge a task's branch into its base branch; a conflict changes nothing")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_command("branches", "merge"))
+    p = sub.add_parser("pr", help="push a task's branch to the project's remote and open a pull request")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_command("branches", "pr"))
+    p = sub.add_parser("discard", help="delete a task's worktree and branch (asks first)")
+    p.add_argument("id")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    p.set_defaults(func=_command("branches", "discard"))
 
 
 def _permission_commands(sub: argparse._SubParsersAction[_Parser]) -> None:

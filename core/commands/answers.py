@@ -78,7 +78,8 @@ class Answers:
             + (f" Not installed here: {', '.join(missing)} (/agents)." if missing and runnable else ""),
             (
                 "Buttons: Cancel / Peek on a new task; Approve / Reject / Peek on an approval request; "
-                "Log / Retry on a finished task (plus Approve / Reject when it needs review); Allow / Deny / "
+                "Log / Retry on a finished task (plus Approve / Reject when it needs review, or Merge / Open PR / "
+                "Diff / Discard when it ran on its own branch); Allow / Deny / "
                 "Allow for this task on what an agent asks to run (or reply: yes allows, any other text denies)."
             ),
             "IDs look like t3; “3” works too.",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from core.commands.branches import BranchChat
 from core.commands.parsing import (
     ABOUT_A_TASK,
     NO,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Commands(Taps, ProjectChat):
+class Commands(Taps, ProjectChat, BranchChat):
     """Turns one inbound chat message or button tap into service calls and the answers to send.
 
     ``changed(task_id)`` is called after a command changed a task, so the acknowledgement cards
@@ -81,6 +82,10 @@ class Commands(Taps, ProjectChat):
             "permissions": self._permissions,
             "project": self._project,
             "projects": self._projects,
+            "diff": self._diff,
+            "merge": self._merge,
+            "pr": self._pr,
+            "discard": self._discard,
         }
 
     async def handle_async(self, inbound: Inbound) -> list[Outbound]:

@@ -49,6 +49,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("retry", "ID", "run a finished task again"),
     CommandSpec("approve", "ID", "approve a task waiting for approval or review"),
     CommandSpec("reject", "ID REASON", "reject a task, saying why"),
+    CommandSpec("diff", "ID", "what a task's branch changed against its base: the stat, and the patch as a file"),
+    CommandSpec("merge", "ID", "merge a task's branch into its base branch (a conflict changes nothing)"),
+    CommandSpec("pr", "ID", "push a task's branch and open a pull request; the link comes back here"),
+    CommandSpec("discard", "ID", "delete a task's worktree and branch (asks first)"),
     CommandSpec("pending", "", "what agents asked to run and wait for an answer on"),
     CommandSpec("allow", "ID [--task]", "let the agent run what it asked (--task: the same for the rest of the task)"),
     CommandSpec("deny", "ID [REASON]", "refuse what the agent asked; the reason is what it is told"),
@@ -74,6 +78,7 @@ TAP_ACTIONS = (*STATE_CHANGING, "peek", "log", "screen")
 _NEEDS: dict[str, str] = {
     **dict.fromkeys(("delegate", "cancel", "retry", "approve", "reject", "audit", "allow", "deny"), "operator"),
     **dict.fromkeys(("perm_allow", "perm_task", "perm_deny"), "operator"),
+    **dict.fromkeys(("merge", "pr", "discard", "discard_yes", "discard_no"), "operator"),
     **dict.fromkeys(("kill", "keep", "budget set", "permissions set"), "admin"),
     "project set": "operator",
 }
@@ -84,7 +89,9 @@ NO = frozenset({"no", "n", "reject", "rejected", "nope", "stop", "don't", "👎"
 NO_BECAUSE = frozenset({"no", "reject", "rejected", "nope"})  # these may be followed by the reason
 _BUTTON_NAMES = {"perm_allow": "Allow", "perm_task": "Allow for this task", "perm_deny": "Deny"}
 # Commands whose task id, when missing in a reply to a task's message, is that task.
-ABOUT_A_TASK = frozenset({"peek", "screen", "log", "cancel", "retry", "approve", "reject"})
+ABOUT_A_TASK = frozenset(
+    {"peek", "screen", "log", "cancel", "retry", "approve", "reject", "diff", "merge", "pr", "discard"}
+)
 
 
 class CommandHandler(Protocol):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from core.commands.answers import toast
+from core.commands.branches import BRANCH_TAPS, BranchChat
 from core.commands.parsing import STATE_CHANGING, TAP_ACTIONS
 from core.commands.permissions import PermissionChat
 from core.errors import InvalidTransition
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from core.models import Task
 
 
-class Taps(PermissionChat):
+class Taps(PermissionChat, BranchChat):
     """Answers a tap (already authorized by the dispatcher) with a toast and the edits it causes."""
 
     def _tap(self, inbound: Inbound) -> list[Outbound]:
@@ -28,6 +29,8 @@ class Taps(PermissionChat):
             return self._kill_tap(inbound)
         if tap.action in VERDICT_OF_TAP:
             return self._permission_tap(inbound)
+        if tap.action in BRANCH_TAPS:
+            return self._branch_tap(inbound)
         if tap.action not in TAP_ACTIONS:
             return [toast("This button no longer works."), self._edit_buttons(tap.message_id, ())]
         task = self.service.find(tap.task_id)

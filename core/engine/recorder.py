@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -207,7 +208,21 @@ class Recorder:
 
     def _queue_notices(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:
         """The completion (or review) message for every channel, in the caller's transaction."""
-        Notifier(self.config, self.store, self.clock).finished(task_id, state, summary)
+        pull_request, no_pr = self._pull_requests(summary)
+        Notifier(self.config, self.store, self.clock).finished(
+            task_id, state, summary, pull_request=pull_request, no_pr=no_pr
+        )
+
+    def _pull_requests(self, summary: dict[str, Any]) -> tuple[bool, str]:
+        """Whether a task on a branch of its project can open a pull request, and if not, why (empty:
+        the project has none set up, which needs no saying)."""
+        project = self.config.projects.get(summary.get("project") or "")
+        if not summary.get("branch") or project is None or project.pull_requests is None:
+            return False, ""
+        from core import pulls
+
+        why = pulls.unavailable(project, os.environ)
+        return why is None, why or ""
 
     def channels(self) -> list[str]:
         return self.config.channels()

@@ -4,7 +4,8 @@ Surfaces translate text and buttons into these calls and render what comes back;
 business logic and never reach past it into the store or tmux. Every call that changes
 something is audited with who, what and from where. The Service is put together from one class
 per noun, each in its own module: ``delegation`` (route, estimate, approval policy, queue),
-``actions`` (cancel, retry, approve, reject), ``permissions`` (answer an agent's permission
+``actions`` (cancel, retry, approve, reject), ``branches`` (a task's diff, merge, pull
+request, discard), ``permissions`` (answer an agent's permission
 requests), ``queries`` (show, status, peek, logs, approvals, the messages about a task, the audit
 log), ``budgets``, ``engine_control`` (kick, the background engine) and ``doctor``.
 """
@@ -15,8 +16,8 @@ import json
 from typing import Any
 
 from core.models import ACTIVE_STATES, Task
-from core.service.actions import TaskActions
 from core.service.base import LOCAL, Actor
+from core.service.branches import Branches
 from core.service.budgets import Budgets
 from core.service.delegation import Delegation
 from core.service.doctor import Doctor
@@ -24,7 +25,7 @@ from core.service.permissions import PermissionAnswers
 from core.service.queries import Approval, SentMessage
 
 
-class Service(TaskActions, PermissionAnswers, Budgets, Doctor):
+class Service(Branches, PermissionAnswers, Budgets, Doctor):
     """Business operations over the store, the router, tmux and (when it owns it) the engine."""
 
 

@@ -52,7 +52,14 @@ _TASK_COLUMNS = {
     "last_event_at": float,
 }
 # Columns later migrations add that the task methods may set too.
-_LATER_TASK_COLUMNS = {"worktree": str, "branch": str}
+_LATER_TASK_COLUMNS = {
+    "worktree": str,
+    "branch": str,
+    "landed": str,
+    "landed_by": str,
+    "landed_at": float,
+    "pr_url": str,
+}
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -313,6 +320,13 @@ def _m013_task_projects(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m014_task_landing(db: sqlite_utils.Database) -> None:
+    """What became of a task's branch (``merged`` or ``discarded``), who did it and when, and the pull
+    request opened for it: every task of a retry chain shares the branch, so each row says it."""
+    for name, kind in (("landed", str), ("landed_by", str), ("landed_at", float), ("pr_url", str)):
+        db.table("tasks").add_column(name, kind)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
@@ -327,4 +341,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("011_permission_rules", _m011_permission_rules),
     ("012_task_worktrees", _m012_task_worktrees),
     ("013_task_projects", _m013_task_projects),
+    ("014_task_landing", _m014_task_landing),
 ]

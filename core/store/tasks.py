@@ -116,6 +116,24 @@ class TasksMixin(_Base):
             rows = self._conn.execute(f"SELECT * FROM tasks ORDER BY num {order} LIMIT ?", (limit,))
         return [_task_from_row(self._row_dict(row)) for row in rows.fetchall()]
 
+    def branch_tasks(self, worktree: str, branch: str) -> list[Task]:
+        """The tasks that ran on ``branch`` in ``worktree`` (a retry chain shares both), oldest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM tasks WHERE worktree = ? AND branch = ? ORDER BY num", (worktree, branch)
+        ).fetchall()
+        return [_task_from_row(self._row_dict(row)) for row in rows]
+
+    def mark_branch(self, worktree: str, branch: str, **fields: Any) -> int:
+        """Set ``landed``/``pr_url``/... on every task of a branch; how many rows changed."""
+        for name in fields:
+            if name not in _COLUMNS:
+                raise KeyError(name)
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        cursor = self._conn.execute(
+            f"UPDATE tasks SET {sets} WHERE worktree = ? AND branch = ?", [*fields.values(), worktree, branch]
+        )
+        return cursor.rowcount
+
     def queued_tasks(self) -> list[Task]:
         """Queued tasks, oldest first (the FIFO order of the dispatcher)."""
         return self.list_tasks(states=[TaskState.QUEUED], limit=1_000_000, newest_first=False)
@@ -233,4 +251,8 @@ def _task_from_row(row: dict[str, Any]) -> Task:
         worktree=row.get("worktree"),
         branch=row.get("branch"),
         project=row.get("project"),
+        landed=row.get("landed"),
+        landed_by=row.get("landed_by"),
+        landed_at=row.get("landed_at"),
+        pr_url=row.get("pr_url"),
     )
