@@ -93,6 +93,11 @@ class WorktreeError(OrchestraError):
     gone or not git, the base names no commit, or git failed; nothing half-made is left."""
 
 
+class PullRequestError(OrchestraError):
+    """A task's branch could not be pushed or its pull request opened (``core.pulls``): git or the
+    forge refused, or could not be reached. One line, naming what to fix; never the token."""
+
+
 class MetricsUnavailable(OrchestraError):
     """The metrics endpoint could not listen (the port is taken, the address is not this host's)."""
 
