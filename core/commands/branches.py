@@ -25,10 +25,12 @@ class BranchChat(Answers):
         return [self._diff_answer(inbound, self._task_or_latest(args).id)]
 
     def _merge(self, inbound: Inbound, args: str) -> list[Outbound]:
-        return [self._merge_answer(inbound, self._task_or_latest(args).id)[1]]
+        ok, said = self._merge_answer(inbound, self._task_or_latest(args).id)
+        return [] if ok else [said]  # a merge is said to every chat
 
     def _pr(self, inbound: Inbound, args: str) -> list[Outbound]:
-        return [self._pr_answer(inbound, self._task_or_latest(args).id)[1]]
+        ok, said = self._pr_answer(inbound, self._task_or_latest(args).id)
+        return [said] if not ok or "already open" in said.text else []  # a new one is said to every chat
 
     def _discard(self, inbound: Inbound, args: str) -> list[Outbound]:
         return [self._discard_question(inbound, self._task_or_latest(args).id)]
@@ -59,8 +61,9 @@ class BranchChat(Answers):
         self.changed(task.id)
         if not ok:
             return [toast(said.text.splitlines()[0]), said]
-        keep = ("pr", "merge", "diff") if tap.action == "pr" else ()  # after a PR one may still merge
-        return [toast(said.text.splitlines()[0]), self._edit_buttons(tap.message_id, _without(tap.keyboard, keep))]
+        if tap.action == "pr":  # after a PR one may still merge; a second tap is answered here alone
+            return [toast(said.text.splitlines()[0]), *([said] if "already open" in said.text else [])]
+        return [toast(said.text.splitlines()[0]), self._edit_buttons(tap.message_id, _without(tap.keyboard, ()))]
 
     # -- answers ----------------------------------------------------------------------------------
     def _diff_answer(self, inbound: Inbound, task_id: str) -> Outbound:
@@ -101,8 +104,11 @@ class BranchChat(Answers):
             _tb, pr = self.service.pull_request(task_id, actor=self._actor(inbound))
         except OrchestraError as exc:
             return False, self._about(task_id, inbound, f"⚠️ {exc}")
-        said = "already open" if pr.existed else "opened"
-        return True, self._about(task_id, inbound, f"🔗 PR #{pr.number} {said}: {pr.url}")
+        if pr.existed:
+            return True, self._about(
+                task_id, inbound, f"🔗 {task_id}: pull request #{pr.number} was already open\n{pr.url}"
+            )
+        return True, self._about(task_id, inbound, f"🔗 {task_id}: pull request #{pr.number} opened")
 
     def _discard_question(self, inbound: Inbound, task_id: str) -> Outbound:
         try:

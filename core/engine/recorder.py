@@ -221,7 +221,7 @@ class Recorder:
             return False, ""
         from core import pulls
 
-        why = pulls.unavailable(project, os.environ)
+        why = pulls.unavailable(project, os.environ, project_name=summary.get("project"))
         return why is None, why or ""
 
     def channels(self) -> list[str]:

@@ -121,7 +121,11 @@ class Branches(TaskActions):
         from core import pulls
 
         tb = self.task_branch(task_id, action="open a pull request for")
-        why = pulls.unavailable(tb.project, os.environ) if tb.project is not None else "the task is in no project"
+        why = (
+            pulls.unavailable(tb.project, os.environ, project_name=tb.task.project)
+            if tb.project is not None
+            else "the task is in no project"
+        )
         if why or tb.project is None or tb.project.pull_requests is None or tb.project.remote is None:
             raise InvalidTransition(f"No pull request for {tb.task.id}: {why}")
         self._commit_left(tb)
@@ -135,8 +139,9 @@ class Branches(TaskActions):
             self.store.mark_branch(*tb.key, pr_url=pr.url)
             self._review(tb, "approve", actor)
             self.audit(actor, "pr", tb.task.id, f"{tb.branch} → {tb.base}: {pr.url}")
-        said = "was already open" if pr.existed else f"opened by {actor.name}"
-        self._say(tb, f"pr-{pr.number}", f"🔗 {tb.task.id}: pull request #{pr.number} {said}\n{pr.url}")
+        if not pr.existed:  # a second tap is answered to the tapper alone
+            said = f"🔗 {tb.task.id}: pull request #{pr.number} opened by {actor.name}\n{pr.url}"
+            self._say(tb, f"pr-{pr.number}", said)
         return tb, pr
 
     def discard_branch(self, task_id: str, *, actor: Actor = LOCAL) -> TaskBranch:
@@ -158,7 +163,7 @@ class Branches(TaskActions):
             return None
         from core import pulls
 
-        return pulls.unavailable(project, os.environ)
+        return pulls.unavailable(project, os.environ, project_name=task.project)
 
     # -- the parts --------------------------------------------------------------------------------
     def _commit_left(self, tb: TaskBranch) -> None:
