@@ -1,5 +1,5 @@
 # Agent CLIs at the versions Orchestra is tested with, installed under .agents/ (ignored by git).
-# `make real-clis` installs all seven and runs their real-CLI tests against the fake model server.
+# `make real-clis` installs all eight and runs their real-CLI tests against the fake model server.
 
 AGENTS ?= .agents
 NPM_INSTALL = npm install --prefix $(AGENTS) --no-audit --no-fund --save-exact --loglevel=error
@@ -14,17 +14,19 @@ OPENCODE = opencode-linux-x64@1.18.34
 # @factory/cli 0.225.1 asks for a linux-x64 payload of its own version that was never published.
 DROID = @factory/cli@0.225.1 @factory/cli-linux-x64@0.225.2
 AIDER = aider-chat==0.86.2
+# A 24 kB wrapper and its linux-x64 payload (189 MB, one binary that unpacks ~235 MB into ~/.cache/copilot).
+COPILOT = @github/copilot@1.0.102
 
 .PHONY: agents agents-ci real-clis real-clis-ci
 
 agents-ci:  ## Claude Code and Codex only: what .ci/run installs
 	$(NPM_INSTALL) $(CLAUDE_CODE) $(CODEX)
 
-agents: agents-ci  ## all seven CLIs
-	$(NPM_INSTALL) $(GEMINI) $(QWEN) $(OPENCODE) $(DROID)
+agents: agents-ci  ## all eight CLIs
+	$(NPM_INSTALL) $(GEMINI) $(QWEN) $(OPENCODE) $(DROID) $(COPILOT)
 	test -x $(AGENTS)/aider/bin/python || python3 -m venv $(AGENTS)/aider
 	$(AGENTS)/aider/bin/pip install -q --disable-pip-version-check $(AIDER)
-	# One directory for PATH holds all seven: opencode-linux-x64 is the bare binary (its wrapper,
+	# One directory for PATH holds all eight: opencode-linux-x64 is the bare binary (its wrapper,
 	# which would link it, stops at an older version) and aider lives in its own venv.
 	ln -sf ../opencode-linux-x64/bin/opencode $(AGENTS)/node_modules/.bin/opencode
 	ln -sf ../../aider/bin/aider $(AGENTS)/node_modules/.bin/aider

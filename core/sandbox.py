@@ -32,6 +32,7 @@ SECRET_STORES = (
     ".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".config/gh", ".password-store",
     ".netrc", ".git-credentials", ".pgpass", ".npmrc", ".pypirc", ".env", ".aider.conf.yml",
     ".claude", ".claude.json", ".codex", ".gemini", ".qwen", ".factory", ".local/share/opencode", ".config/opencode",
+    ".copilot",
 )  # fmt: skip
 # What each CLI keeps in the user's home when no variable of the agent's env moves it (``HOME_VARS``);
 # a folder (``/``) is made if missing, as the CLI would make it.
@@ -40,6 +41,7 @@ CLI_HOME_STATE: dict[str, tuple[str, ...]] = {
     "droid": (".factory/",),
     "opencode": (".local/share/opencode/", ".local/state/opencode/", ".cache/opencode/", ".config/opencode/"),
     "aider": (".aider/",),
+    "copilot": (".cache/copilot/",),  # it unpacks its own runtime there (~235 MB) on first start
 }
 _MOVED_BY = {"claude": "CLAUDE_CONFIG_DIR"}  # the variable that moves a CLI's home state elsewhere
 _SOCKETS = ("/run/docker.sock", "/var/run/docker.sock")  # reachable even on a read-only file system

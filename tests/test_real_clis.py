@@ -97,6 +97,11 @@ CASES = [
         env={"OPENAI_BASE_URL": "{url}/v1"}, slow_500_s=400,
     ),
     Case(
+        "copilot", "copilot", "node_modules/.bin/copilot", "chat", "gpt-4.1-mini", "COPILOT_PROVIDER_API_KEY",
+        env={"COPILOT_OFFLINE": "true", "COPILOT_PROVIDER_BASE_URL": "{url}/v1", "COPILOT_PROVIDER_TYPE": "openai",
+             "COPILOT_PROVIDER_WIRE_API": "completions"},
+    ),
+    Case(
         "aider", "aider", "aider/bin/aider", "chat", "openai/fake-coder", "OPENAI_API_KEY",
         env={"OPENAI_BASE_URL": "{url}/v1"}, args=["--model-metadata-file", "{meta}"],
         cli_cost=(1000 * 2e-6 + 50 * 8e-6), counts_cache=False, slow_500_s=150,
@@ -196,6 +201,10 @@ def _record(app: App, case: Case, task: Any, label: str) -> None:
     spec = json.loads((task_dir / "spec.json").read_text())
     result = json.loads((task_dir / "result.json").read_text())
     meta = {"exit_code": result["result"]["exit_code"], "cwd": task.cwd, "parser": spec["parser"].split(" ")[0]}
+    if case.kind == "copilot":  # its tokens are only in the session's events file
+        home = json.loads(spec["parser"].split(" ", 1)[1])["home"]
+        events = Path(home) / "session-state" / str(result["result"]["session_id"]) / "events.jsonl"
+        shutil.copyfile(events, folder / f"{label}.events.jsonl")
     if case.kind == "aider":
         analytics = json.loads(spec["parser"].split(" ", 1)[1])["analytics"]
         shutil.copyfile(analytics, folder / f"{label}.analytics.jsonl")
@@ -392,7 +401,7 @@ async def test_real_cli_retry_resumes_the_same_session(
     assert recorded == pytest.approx((first.cost_usd or 0) + (second.cost_usd or 0), rel=1e-6)
 
 
-SHELL_POLICIES = [c for c in CASES if c.name in ("claude", "codex")]
+SHELL_POLICIES = [c for c in CASES if c.name in ("claude", "codex", "copilot")]
 
 
 @pytest.mark.parametrize("hook", [False, True], ids=["unattended", "hooked"])
@@ -402,9 +411,10 @@ async def test_a_hostile_model_cannot_run_a_shell_command_outside_the_policy(
 ) -> None:
     """Comparable bridges shipped sandboxes that did not bind Bash. With the permission hook off,
     Orchestra's unattended modes bind it: Claude Code with ``--permission-mode acceptEdits`` (file
-    edits yes, shell commands no) and Codex with ``-s workspace-write``. With it on, the ``touch`` is
-    asked and a question no one answers is a denial. Either way a model that asks only to ``touch``
-    a file outside the workspace gets nothing done, and the user is told it was denied."""
+    edits yes, shell commands no), Codex with ``-s workspace-write`` and Copilot with ``--allow-tool
+    write``. With it on, the ``touch`` is asked and a question no one answers is a denial. Either
+    way a model that asks only to ``touch`` a file outside the workspace gets nothing done, and the
+    user is told it was denied."""
     _binary(case)
     scratch = Path(tempfile.mkdtemp(prefix="orchestra-escape-test-", dir=_outside_tmp()))
     outside = scratch / "escaped"

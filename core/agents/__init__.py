@@ -25,6 +25,7 @@ ADAPTERS: dict[str, str] = {
     "opencode": "core.agents.opencode:OpencodeAdapter",
     "droid": "core.agents.droid:DroidAdapter",
     "aider": "core.agents.aider:AiderAdapter",
+    "copilot": "core.agents.copilot:CopilotAdapter",
     "command": "core.agents.command:CommandAdapter",
 }
 
@@ -37,12 +38,13 @@ PARSERS: dict[str, str] = {
     "opencode": "core.agents.opencode:OpencodeParser",
     "droid": "core.agents.droid:DroidParser",
     "aider": "core.agents.aider:AiderParser",
+    "copilot": "core.agents.copilot:CopilotParser",
     "command": "core.agents.command:CommandParser",
 }
 
 # Kinds whose CLI runs Orchestra's pre-tool hook (``core.permissions.hook``): their module has
 # ``hook_call`` and ``hook_reply``, and their adapter writes the hook when ``settings.hook`` is set.
-HOOKED: frozenset[str] = frozenset({"claude", "codex", "gemini", "qwen", "droid", "opencode"})
+HOOKED: frozenset[str] = frozenset({"claude", "codex", "gemini", "qwen", "droid", "opencode", "copilot"})
 
 
 def hooked(kind: str) -> bool:

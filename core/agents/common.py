@@ -22,7 +22,9 @@ MAX_ARG_BYTES = 100_000  # Linux caps one argv element at 128 KiB; stay well bel
 SHORT = 200
 MAX_DATA_CHARS = 4_000
 RETRIES_ENV = "ORCHESTRA_MAX_RETRIES"  # optional, per agent: how often the CLI retries a failed model call
-HOME_VARS = frozenset({"CODEX_HOME", "GEMINI_CLI_HOME", "QWEN_HOME", "OPENCODE_CONFIG", "CLAUDE_CONFIG_DIR"})
+HOME_VARS = frozenset(
+    {"CODEX_HOME", "GEMINI_CLI_HOME", "QWEN_HOME", "OPENCODE_CONFIG", "CLAUDE_CONFIG_DIR", "COPILOT_HOME"}
+)
 
 # What of our environment every agent gets: what a CLI needs to run (paths, user, locale, terminal,
 # time zone), proxies and CA bundles (node CLIs behind a corporate proxy). Nothing else: no tokens.

@@ -45,7 +45,7 @@ Protocol = Literal["anthropic", "responses", "chat", "gemini"]
 
 _MAX_BODY = 32 * 1024 * 1024
 _MAX_LOG = 500
-_WRITE_TOOLS = ("Write", "write_file", "write", "Create")
+_WRITE_TOOLS = ("Write", "write_file", "write", "Create", "create")  # create: Copilot CLI's
 _SHELL_TOOLS = ("exec_command", "Bash", "run_shell_command", "bash", "Execute", "shell")
 
 
@@ -175,6 +175,8 @@ def decide(
     path = f"{workdir.rstrip('/')}/{FILE_NAME}"
     for name in _WRITE_TOOLS:
         if name in tools:
+            if name == "create":
+                return Decision("tool", name, {"path": path, "file_text": FILE_CONTENT})
             key = "filePath" if name == "write" else "file_path"
             return Decision("tool", name, {key: path, "content": FILE_CONTENT})
     for name in _SHELL_TOOLS:
