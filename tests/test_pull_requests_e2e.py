@@ -71,12 +71,13 @@ async def bot(
             )  # fmt: skip
             assert app.engine.acquire()
             await app.engine.start()
-            bridges = [await start_telegram(app, fatal=lambda reason: None), await start_slack(app)]
+            telegram_bridge = await start_telegram(app, fatal=lambda reason: None)
+            slack_bridge = await start_slack(app)
             try:
                 yield app, telegram, slack, forge
             finally:
-                for bridge in bridges:
-                    await bridge.stop()
+                await telegram_bridge.stop()
+                await slack_bridge.stop()
                 await app.engine.stop()
                 telegram.stop()
 
