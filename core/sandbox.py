@@ -60,6 +60,36 @@ class SandboxPaths:
     socket: str
     config_dirs: tuple[str, ...] = ()  # writable: the agent's own config dir and the homes its env names
     hook: bool = False  # the agent runs a permission hook: its task dir and the socket's folder are bound (read-only)
+    git_dirs: tuple[str, ...] = ()  # writable: what git in a linked worktree writes (see :func:`worktree_git_dirs`)
+
+
+def worktree_git_dirs(cwd: str) -> tuple[str, ...]:
+    """For a ``cwd`` in a linked git worktree (a task's own), what git there must write: the
+    worktree's private git dir (HEAD, index) and the repository's objects, refs and logs. The
+    repository's config and hooks stay read-only: code git would run later is not the agent's to
+    change. Empty outside a linked worktree."""
+    top = cwd
+    while True:
+        pointer = os.path.join(top, ".git")
+        if os.path.isfile(pointer):
+            break
+        if os.path.isdir(pointer) or os.path.dirname(top) == top:
+            return ()
+        top = os.path.dirname(top)
+    try:
+        with open(pointer, encoding="utf-8") as handle:
+            line = handle.read().strip()
+    except OSError:
+        return ()
+    if not line.startswith("gitdir:"):
+        return ()
+    private = os.path.realpath(os.path.join(top, line.removeprefix("gitdir:").strip()))
+    try:
+        with open(os.path.join(private, "commondir"), encoding="utf-8") as handle:
+            common = os.path.realpath(os.path.join(private, handle.read().strip()))
+    except OSError:
+        return ()
+    return (private, *(os.path.join(common, name) for name in ("objects", "refs", "logs")))
 
 
 def sandboxed(
@@ -96,6 +126,8 @@ def sandboxed(
         if name:
             hide(name)
     bind(paths.cwd)
+    for directory in paths.git_dirs:
+        bind(directory)
     for directory in (*paths.config_dirs, *state):
         bind(directory)
     for var in sorted(HOME_VARS):

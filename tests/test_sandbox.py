@@ -377,3 +377,30 @@ async def test_a_real_cli_does_its_task_inside_the_sandbox(
     assert (repo / "hello.txt").exists(), output(app, task) + json.dumps(task.summary)[:3000]
     assert (repo / "hello.txt").read_text() == "hello\n"
     assert [f["path"] for f in task.summary["files"]] == ["hello.txt"]
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+async def test_in_its_worktree_a_sandboxed_agent_commits_but_cannot_touch_the_repository_config(
+    make_app: Any, outside: Path
+) -> None:
+    work = outside / "work"
+    for cmd in (["init", "-q"], ["config", "user.email", "t@example.com"], ["config", "user.name", "t"]):
+        _git(work, *cmd)
+    (work / "README.md").write_text("hello\n")
+    _git(work, "add", ".")
+    _git(work, "commit", "-qm", "init")
+    script = (
+        "echo new > agent.txt && git add agent.txt && git commit -qm 'the agent commits' && echo committed; "
+        f"if (echo '[core]' >> {work}/.git/config) 2>/dev/null; then echo 'wrote config'; "
+        "else echo 'config refused'; fi"
+    )
+    agent = {"kind": "command", "command": "sh", "args": ["-c", script], "sandbox": "bwrap"}
+    app = make_app(agents__committer=agent, limits__isolation="worktree")
+    task = await run_task(app, "commit something", "committer", work)
+    log = output(app, task)
+    assert task.state == TaskState.SUCCEEDED, log
+    assert "committed" in log and "config refused" in log
+    assert _git(work, "log", "-1", "--format=%s", str(task.branch)) == "the agent commits"  # kept on its branch

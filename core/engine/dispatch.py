@@ -261,7 +261,7 @@ def _sandboxed(
     task: Task, settings: AgentSettings, home: Path, argv: list[str], env: dict[str, str], marker: str
 ) -> list[str]:
     """``argv`` inside bubblewrap (``sandbox: bwrap``): what it may reach is ``core.sandbox``'s."""
-    from core.sandbox import SandboxPaths, sandboxed
+    from core.sandbox import SandboxPaths, sandboxed, worktree_git_dirs
 
     paths = SandboxPaths(
         cwd=task.cwd,
@@ -270,6 +270,7 @@ def _sandboxed(
         socket=str(home / ENGINE_SOCKET),
         config_dirs=(settings.config_dir,) if settings.config_dir else (),
         hook=bool(settings.hook),  # its hook asks the engine over the socket and reads the task's spec.json
+        git_dirs=worktree_git_dirs(task.cwd),  # its own worktree: git commit works inside
     )
     return sandboxed(argv, paths, kind=settings.kind, env=env, task_file_marker=marker)
 
