@@ -13,7 +13,9 @@ times, each ``--repeat`` times in this process:
 - ``prepare()`` with no spare: a plain ``git worktree add -b`` (the first task on a repository);
 - the same ``git worktree add`` with ``-c checkout.workers=0`` (parallel checkout, one worker per core);
 - the git baseline dispatch takes of the main checkout without isolation (``git stash create`` and
-  the untracked files): a worktree's baseline is its base commit, so isolation saves this.
+  the untracked files): a worktree's baseline is its base commit, so isolation saves this;
+- housekeeping's disk use of one worktree (``core.housekeeping.disk_use``: an ``os.scandir`` walk),
+  and ``usage()`` of all the worktrees made (what ``orchestra worktrees`` and doctor read).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python benchmarks/bench_worktree.py` without an installed package
     sys.path.insert(0, str(ROOT))
 
-from core import worktrees  # noqa: E402
+from core import housekeeping, worktrees  # noqa: E402
 from core.summary import git_baseline  # noqa: E402
 
 TARGET_MS = 50.0
@@ -95,6 +97,16 @@ def main() -> int:
         report("prepare(), no spare (git worktree add)", plain_ms)
         report("git -c checkout.workers=0 worktree add", workers_ms)
         report("git baseline of the main checkout (saved)", baseline_ms)
+        disk_ms = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            used = housekeeping.disk_use(tree.path)
+            disk_ms.append((time.perf_counter() - t0) * 1000)
+        report(f"disk_use() of one worktree ({used / 1e6:.0f} MB)", disk_ms)
+        t0 = time.perf_counter()
+        rows = housekeeping.usage(home)
+        count = sum(len(row.worktrees) + len(row.spares) for row in rows)
+        print(f"usage() of {count} worktrees: {(time.perf_counter() - t0) * 1000:.0f} ms", flush=True)
         print(f"spread of the spare path: stdev {statistics.pstdev(spare_ms):.1f} ms", flush=True)
         ok = median <= TARGET_MS
         print(f"prepare() p50 {median:.1f} ms <= {TARGET_MS:.0f} ms: {'PASS' if ok else 'FAIL'}", flush=True)

@@ -157,12 +157,13 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
         progress.catch_up()  # and cards of tasks another engine finished, or still running
     scheduler = None
     if idle_exit_s is None:
-        # The long-lived bot process also runs the digest, budget alerts and the watchdog
+        # The long-lived bot process also runs the digest, budget alerts, the watchdog and worktree housekeeping
         # (imported here: APScheduler is not worth its import time in every CLI command).
         from bot.scheduler import SchedulerDeps, preload_prices
         from bot.scheduler import start as start_scheduler
 
-        scheduler = start_scheduler(SchedulerDeps(app.config, app.store, app.clock, app.home, app.engine.channels))
+        deps = SchedulerDeps(app.config, app.store, app.clock, app.home, app.engine.channels, housekeeping=app.service)
+        scheduler = start_scheduler(deps)
     print(f"orchestra engine: pid {os.getpid()}, data {app.home}, tmux -L {app.config.tmux.socket_name}", flush=True)
     if metrics is not None:
         print(f"metrics: {metrics.server.url}", flush=True)

@@ -1,4 +1,4 @@
-"""The bot process's clock-driven jobs: the morning digest, budget alerts and the stale-task watchdog.
+"""The bot process's clock-driven jobs: the digest, budget alerts, the stale-task watchdog, worktree housekeeping.
 
 APScheduler 3.x's ``AsyncIOScheduler`` runs them in the bot's event loop; every message goes to
 the store's outbox, once per channel. Each job is keyed in the store, so a regular run, a
@@ -10,7 +10,9 @@ catch-up after a restart and a second process never send the same thing twice:
   left out of the digests;
 - each budget threshold alerts once per period (``core.costs.check_budget_alerts``);
 - each running task that goes silent for ``watchdog.silent_after_s`` alerts once (not while its
-  agent waits for a person's permission; silence counts from the last answer).
+  agent waits for a person's permission; silence counts from the last answer);
+- every hour, and at start, task worktrees are pruned by ``worktrees:`` (the service's
+  ``prune_worktrees``: the store is read on the loop, the git work done in a thread).
 
 The composition root calls ``start(SchedulerDeps(...))`` inside the running loop and
 ``shutdown()`` on the way down.
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -39,18 +41,24 @@ from core.notify import Notifier
 from core.store import Store
 from core.text import clip, format_duration, money
 
+if TYPE_CHECKING:
+    from core.service.worktrees import WorktreeHousekeeping
+
 log = logging.getLogger(__name__)
+HOUSEKEEPING_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
 class SchedulerDeps:
-    """What the jobs need; ``channels`` names the chat channels live now (the engine's list)."""
+    """What the jobs need; ``channels`` names the chat channels live now (the engine's list);
+    ``housekeeping`` (the service) prunes the task worktrees, none when it is None."""
 
     config: Config
     store: Store
     clock: Clock
     home: Path
     channels: Callable[[], list[str]]
+    housekeeping: WorktreeHousekeeping | None = None
 
 
 class DigestTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
@@ -104,6 +112,9 @@ class Scheduler:
         if self.config.watchdog.silent_after_s is not None:
             every = IntervalTrigger(seconds=self.config.watchdog.check_every_s)
             aps.add_job(self._job(self.check_watchdog), every, id="watchdog", next_run_time=now, **late_ok)
+        if self.deps.housekeeping is not None:
+            every = IntervalTrigger(seconds=HOUSEKEEPING_EVERY_S)
+            aps.add_job(self._job(self.prune_worktrees), every, id="worktrees", next_run_time=now, **late_ok)
         aps.start()
         self._aps = aps
         log.info("scheduler started; next digest %s", self.next_digest_at())
@@ -244,6 +255,18 @@ class Scheduler:
             alerted.append(task.id)
         return alerted
 
+    # -- worktrees ------------------------------------------------------------------------------
+    async def prune_worktrees(self) -> list[str]:
+        """Prune every repository's task worktrees (``worktrees:`` in bots.yaml); each line is logged."""
+        service = self.deps.housekeeping
+        if service is None:
+            return []
+        owners = service.worktree_owners()  # the store, on its own thread
+        lines = await asyncio.to_thread(service.prune_worktrees, None, owners)
+        for line in lines:
+            log.info("worktrees: %s", line)
+        return lines
+
 
 def preload_prices() -> None:
     """Import the price table (~150 ms) so costs and digests never pay it; the bot calls it off the
@@ -261,4 +284,4 @@ def start(deps: SchedulerDeps) -> Scheduler:
     return scheduler
 
 
-__all__ = ["DigestTrigger", "Scheduler", "SchedulerDeps", "digest_trigger", "start"]
+__all__ = ["HOUSEKEEPING_EVERY_S", "DigestTrigger", "Scheduler", "SchedulerDeps", "digest_trigger", "start"]

@@ -97,6 +97,16 @@ def token_count(n: int) -> str:
     return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
+def disk_size(n: int) -> str:
+    """Bytes for people: ``512 B``, ``12.0 KB``, ``3.4 MB``, ``1.2 GB``."""
+    size, unit = float(n), "B"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            break
+        size /= 1024
+    return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
 def local_time(ts: float, tz: tzinfo, fmt: str = HHMM) -> str:
     """The instant ``ts`` on the wall clock of ``tz`` (the configured zone), as ``fmt`` (``08:05``)."""
     return datetime.fromtimestamp(ts, tz).strftime(fmt)
@@ -112,6 +122,7 @@ __all__ = [
     "ICONS",
     "STAMP",
     "clip",
+    "disk_size",
     "format_cost",
     "format_duration",
     "local_time",

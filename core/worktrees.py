@@ -10,6 +10,7 @@ place and switched to the new branch instead when there is one: a few millisecon
 Everything that changes a repository's worktrees holds its lock file, so two tasks starting at
 once on one repository never race; a failure raises :class:`WorktreeError` (one line) and
 leaves no half-made worktree or branch behind. Standard library only; every git call is an argv.
+Housekeeping (pruning old worktrees, their disk use) is :mod:`core.housekeeping`.
 """
 
 from __future__ import annotations

@@ -96,6 +96,10 @@ def _task_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("projects", help="the projects of bots.yaml: folder, base branch, what runs in each")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command("projects", "projects"))
+    p = sub.add_parser("worktrees", help="task worktrees: disk use, spares, stale branches; --prune removes old ones")
+    p.add_argument("--prune", action="store_true", help="prune now by `worktrees:` in bots.yaml (the bot: hourly)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_command("worktrees", "worktrees"))
 
 
 def _branch_commands(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -5,7 +5,7 @@ Secrets never live in the file: an agent's ``env_from`` maps a variable the agen
 name of an environment variable of ours that holds the value.
 
 A module per part of the file (``agents``, ``routing``, ``telegram``, ``slack``, ``limits``,
-``runtime``; ``schema`` holds the whole), the shared field types in ``fields``; ``loading``
+``worktrees``, ``runtime``; ``schema`` holds the whole), the shared field types in ``fields``; ``loading``
 finds, reads and validates it, and ``cache`` keeps the result for the next command.
 
 Each name loads its module on first use: a command that needs only the facts of the file
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from core.config.schema import Config
     from core.config.slack import SlackConfig, SlackHttpConfig
     from core.config.telegram import TelegramConfig, TelegramWebhookConfig
+    from core.config.worktrees import WorktreesConfig
 
 _MODULES = {
     "AGENT_KINDS": "core.config.agents",
@@ -74,6 +75,7 @@ _MODULES = {
     "SlackHttpConfig": "core.config.slack",
     "TelegramConfig": "core.config.telegram",
     "TelegramWebhookConfig": "core.config.telegram",
+    "WorktreesConfig": "core.config.worktrees",
     "ConfigFacts": "core.config.facts",
     "load_facts": "core.config.facts",
 }
@@ -111,6 +113,7 @@ __all__ = [
     "Url",
     "WatchdogConfig",
     "WeightedRuleConfig",
+    "WorktreesConfig",
     "agent_installed",
     "command_argv",
     "config_candidates",

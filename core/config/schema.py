@@ -18,6 +18,7 @@ from core.config.routing import RoutingConfig
 from core.config.runtime import DigestConfig, MetricsConfig, NotifyConfig, RolesConfig, TmuxConfig, WatchdogConfig
 from core.config.slack import SlackConfig
 from core.config.telegram import WEBHOOK_SECRET_ENV, TelegramConfig
+from core.config.worktrees import WorktreesConfig
 
 if TYPE_CHECKING:
     from core.agents.base import AgentSettings
@@ -45,6 +46,9 @@ class Config(StrictModel):
     )
     tmux: TmuxConfig = Field(default_factory=TmuxConfig, description="Orchestra's own tmux server.")
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Bounds on tasks and the engine.")
+    worktrees: WorktreesConfig = Field(
+        default_factory=WorktreesConfig, description="How long finished tasks' worktrees stay; spare checkouts."
+    )
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig, description="What tasks may cost.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="What waits for a person's approval.")
     permissions: PermissionsConfig = Field(

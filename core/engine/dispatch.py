@@ -192,7 +192,7 @@ class Dispatcher:
         self.store.update_task(task.id, window_id=launched.window_id)
         if launched.worktree:
             self.store.update_task(task.id, worktree=launched.worktree, branch=launched.branch)
-        if launched.repo is not None:  # the next task on this repository takes a ready checkout
+        if launched.repo is not None and self.config.worktrees.spares:  # the next task takes a ready checkout
             self.workers.submit(f"spare-{task.id}", partial(_make_spare, launched.repo, self.home), lambda _: None)
         return True
 

@@ -1,4 +1,5 @@
-"""The checks ``orchestra doctor`` runs here: tmux, each agent's CLI and keys, the data directory, the store."""
+"""The checks ``orchestra doctor`` runs here: tmux, each agent's CLI and keys, the data directory, the store,
+the task worktrees."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import subprocess
 from typing import TYPE_CHECKING
 
 from core.engine import engine_running
-from core.service.base import ServiceBase
+from core.service.worktrees import WorktreeHousekeeping
 
 if TYPE_CHECKING:
     from core.config import Config
 
 
-class Doctor(ServiceBase):
+class Doctor(WorktreeHousekeeping):
     """Read-only checks; each is (what, ok, detail), and only what routing really uses can fail."""
 
     def doctor(self) -> list[tuple[str, bool, str]]:
@@ -54,7 +55,7 @@ class Doctor(ServiceBase):
         checks.append(("data dir permissions", mode & 0o077 == 0, f"{mode:o} (want 700: other users cannot read)"))
         checks.append(("store", True, f"{self.store.path} · migrations {', '.join(self.store.applied_migrations())}"))
         checks.append(("engine", True, "running" if engine_running(self.home) else "not running (starts on demand)"))
-        return checks
+        return checks + self.worktree_checks()
 
 
 def _unasked(kind: str, hook: bool, sandbox: str) -> str:

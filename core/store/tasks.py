@@ -138,6 +138,11 @@ class TasksMixin(_Base):
         """Queued tasks, oldest first (the FIFO order of the dispatcher)."""
         return self.list_tasks(states=[TaskState.QUEUED], limit=1_000_000, newest_first=False)
 
+    def worktree_tasks(self) -> list[Task]:
+        """Tasks that ran in a worktree (or on a branch), oldest first: housekeeping's owners."""
+        rows = self._conn.execute("SELECT * FROM tasks WHERE worktree IS NOT NULL OR branch IS NOT NULL ORDER BY num")
+        return [_task_from_row(self._row_dict(row)) for row in rows.fetchall()]
+
     def active_tasks(self) -> list[Task]:
         return self.list_tasks(states=ACTIVE_STATES, limit=1_000_000, newest_first=False)
 
