@@ -9,6 +9,7 @@ from typing import Any
 
 class TaskState(StrEnum):
     QUEUED = "queued"
+    WAITING = "waiting"  # a plan's step whose earlier steps are not done yet
     AWAITING_APPROVAL = "awaiting_approval"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -25,7 +26,7 @@ class TaskState(StrEnum):
         return self not in _ACTIVE
 
 
-_ACTIVE = {TaskState.QUEUED, TaskState.AWAITING_APPROVAL, TaskState.RUNNING}
+_ACTIVE = {TaskState.QUEUED, TaskState.WAITING, TaskState.AWAITING_APPROVAL, TaskState.RUNNING}
 ACTIVE_STATES = tuple(sorted(_ACTIVE))
 
 
@@ -83,6 +84,10 @@ class Task:
     landed_by: str | None = None
     landed_at: float | None = None
     pr_url: str | None = None  # the pull request opened for its branch
+    plan_id: str | None = None  # the plan it is a step of (``p3``), and which step (from 1)
+    plan_step: int | None = None
+    step_title: str | None = None
+    step_after: tuple[int, ...] = ()  # the steps it waits for
 
     @property
     def where(self) -> str:

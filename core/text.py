@@ -23,6 +23,7 @@ _MAX_DECIMALS = 8  # below a millionth of a cent, a cost reads as $0.00
 
 ICONS: dict[str, str] = {
     TaskState.QUEUED: "⏳",
+    TaskState.WAITING: "⏸",
     TaskState.AWAITING_APPROVAL: "🔐",
     TaskState.RUNNING: "🏃",
     TaskState.SUCCEEDED: "✅",

@@ -300,6 +300,7 @@ def _git(cwd: Path, *args: str, what: str, env: dict[str, str] | None = None) ->
 # For core.branches, which works on the same repositories under the same lock.
 IDENTITY = _IDENTITY
 locked = _locked
+current_branch = _current_branch
 run_git = _run
 git = _git
 
@@ -310,6 +311,7 @@ __all__ = [
     "changed_files",
     "commit_pending",
     "commit_run",
+    "current_branch",
     "diff_stat",
     "git",
     "load",

@@ -27,7 +27,14 @@ if TYPE_CHECKING:
 
 
 def delegate(app: App, args: argparse.Namespace) -> int:
-    text = _read_task_stdin() if args.task == "-" else args.task
+    text = _read_task_stdin() if args.task == "-" else (args.task or "")
+    from bot.cli import plans
+
+    spec = plans.spec_for(app, args, text)
+    if spec is not None:
+        return plans.delegate(app, args, spec, text)
+    if not text.strip():
+        raise TaskRejected("the task text is empty: give --task TEXT (or --plan FILE)")
     if not args.wait:
         delegation = app.service.delegate(text, agent=args.agent, cwd=args.cwd, project=args.project)
         _print_delegation(delegation, args.json)
@@ -158,6 +165,11 @@ def status(app: App, args: argparse.Namespace) -> int:
     if not active and not done:
         print('no tasks yet — try: orchestra delegate --task "Create User model" --wait')
         return 0
+    from bot.cli import plans
+
+    if lines := plans.tree(app):
+        print("plans:")
+        print("\n".join(f"  {line}" for line in lines))
     now = time.time()
     for title, listed in (("active", active), ("recent", done)):
         if not listed:
@@ -189,8 +201,13 @@ def _wait_json(wait: tuple[PermissionRequest, float] | None) -> dict[str, Any]:
 
 
 def show(app: App, args: argparse.Namespace) -> int:
+    from core.plans import parse_plan_ref
     from core.summary import render_phone
 
+    if parse_plan_ref(args.id) is not None:
+        from bot.cli import plans
+
+        return plans.show(app, args.id, args.json)
     task = app.service.show(args.id)
     if args.json:
         from core.service import task_json
@@ -254,14 +271,25 @@ def attach(app: App, args: argparse.Namespace) -> int:
 
 
 def cancel(app: App, args: argparse.Namespace) -> int:
+    from core.plans import parse_plan_ref
     from core.service import task_json
 
+    if parse_plan_ref(args.id) is not None:
+        plan = app.service.cancel_plan(args.id)
+        print(f"{plan.id} {plan.state}")
+        return 0
     task = app.service.cancel(args.id, wait_s=app.config.limits.cancel_grace_s + 5)
     print(as_json(task_json(task)) if args.json else f"{task.id} {task.state.value}")
     return 0
 
 
 def retry(app: App, args: argparse.Namespace) -> int:
+    from core.plans import parse_plan_ref
+
+    if parse_plan_ref(args.id) is not None:
+        again = app.service.retry_step(args.id)
+        print(f"{args.id} runs again as {again.id}")
+        return 0
     if args.wait:
         return delegate_and_wait(app, args.json, lambda: app.service.retry(args.id, feedback=args.feedback))
     _print_delegation(app.service.retry(args.id, feedback=args.feedback), args.json)
@@ -269,8 +297,13 @@ def retry(app: App, args: argparse.Namespace) -> int:
 
 
 def approve(app: App, args: argparse.Namespace) -> int:
+    from core.plans import parse_plan_ref
     from core.service import task_json
 
+    if parse_plan_ref(args.id) is not None:
+        plan = app.service.approve_plan(args.id)
+        print(f"{plan.id} {plan.state}")
+        return 0
     task = app.service.approve(args.id)
     print(as_json(task_json(task)) if args.json else f"{task.id} {task.state.value}")
     return 0

@@ -8,12 +8,15 @@ is said to every chat by :meth:`core.service.Branches` itself; the tapper also g
 
 from __future__ import annotations
 
+import dataclasses
+
 from core.branches import MergeConflict
 from core.commands.answers import Answers, toast
 from core.errors import OrchestraError
 from core.messages import Attachment, Inbound, Keyboard, Outbound, discard_keyboard
 
 BRANCH_TAPS = ("diff", "merge", "pr", "discard", "discard_yes", "discard_no")
+PLAN_TAPS = ("plan_approve", "plan_cancel", "plan_retry", "plan_skip")
 BRANCH_COMMANDS = ("diff", "merge", "pr", "discard")
 
 
@@ -39,7 +42,14 @@ class BranchChat(Answers):
     def _branch_tap(self, inbound: Inbound) -> list[Outbound]:
         tap = inbound.tap
         assert tap is not None
+        from core.plans import parse_plan_ref
+
+        if tap.action in PLAN_TAPS:
+            return self._plan_tap(inbound)
         task = self.service.find(tap.task_id)
+        if parse_plan_ref(tap.task_id) is not None:
+            task = self.service.plan_steps(tap.task_id)[-1]
+            task = dataclasses.replace(task, id=tap.task_id)  # the branch is the plan's: named by it
         if task is None:
             return [toast(f"There is no task {tap.task_id!r}."), self._edit_buttons(tap.message_id, ())]
         if tap.action == "diff":
@@ -64,6 +74,27 @@ class BranchChat(Answers):
         if tap.action == "pr":  # after a PR one may still merge; a second tap is answered here alone
             return [toast(said.text.splitlines()[0]), *([said] if "already open" in said.text else [])]
         return [toast(said.text.splitlines()[0]), self._edit_buttons(tap.message_id, _without(tap.keyboard, ()))]
+
+    def _plan_tap(self, inbound: Inbound) -> list[Outbound]:
+        tap = inbound.tap
+        assert tap is not None
+        actor = self._actor(inbound)
+        try:
+            if tap.action == "plan_approve":
+                plan = self.service.approve_plan(tap.task_id, actor=actor)
+                said = f"✅ {plan.id} approved by {inbound.user_name}; its first steps start"
+            elif tap.action == "plan_cancel":
+                plan = self.service.cancel_plan(tap.task_id, actor=actor)
+                said = f"⏹ {plan.id} cancelled by {inbound.user_name}"
+            elif tap.action == "plan_retry":
+                again = self.service.retry_step(tap.task_id, actor=actor)
+                said = f"🔁 {tap.task_id} runs again as {again.id}"
+            else:
+                plan = self.service.skip_step(tap.task_id, actor=actor)
+                said = f"⏭ {tap.task_id} skipped by {inbound.user_name}; {plan.id} goes on"
+        except OrchestraError as exc:
+            return [toast(str(exc)), self._edit_buttons(tap.message_id, ())]
+        return [toast(said), self._edit_buttons(tap.message_id, ())]
 
     # -- answers ----------------------------------------------------------------------------------
     def _diff_answer(self, inbound: Inbound, task_id: str) -> Outbound:
@@ -132,4 +163,4 @@ def _without(keyboard: Keyboard, keep: tuple[str, ...]) -> Keyboard:
     return tuple(row for row in rows if row)
 
 
-__all__ = ["BRANCH_COMMANDS", "BRANCH_TAPS", "BranchChat"]
+__all__ = ["BRANCH_COMMANDS", "BRANCH_TAPS", "PLAN_TAPS", "BranchChat"]

@@ -163,6 +163,13 @@ class Commands(Taps, ProjectChat, BranchChat):
                     inbound, f"Usage: {self.syntax.command('delegate', 'TEXT')} — or just send the task as a message."
                 )
             ]
+        spec = self.service.plan_for(text)
+        if spec is not None:  # a numbered list, a template: a plan, its card sent to every chat
+            from core.service.plans import describe
+
+            made = self.service.delegate_plan(spec, text, actor=self._actor(inbound))
+            held = f"\n🔐 {made.approval_reason}" if made.needs_approval else ""
+            return [self._reply(inbound, f"🗺 {made.plan.id}: {len(made.steps)} steps\n{describe(made)}{held}")]
         delegation = self.service.delegate(text, actor=self._actor(inbound))
         return [self._card(inbound, delegation.task, why=delegation.approval_reason)]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from core.commands.answers import toast
-from core.commands.branches import BRANCH_TAPS, BranchChat
+from core.commands.branches import BRANCH_TAPS, PLAN_TAPS, BranchChat
 from core.commands.parsing import STATE_CHANGING, TAP_ACTIONS
 from core.commands.permissions import PermissionChat
 from core.errors import InvalidTransition
@@ -29,7 +29,7 @@ class Taps(PermissionChat, BranchChat):
             return self._kill_tap(inbound)
         if tap.action in VERDICT_OF_TAP:
             return self._permission_tap(inbound)
-        if tap.action in BRANCH_TAPS:
+        if tap.action in BRANCH_TAPS or tap.action in PLAN_TAPS:
             return self._branch_tap(inbound)
         if tap.action not in TAP_ACTIONS:
             return [toast("This button no longer works."), self._edit_buttons(tap.message_id, ())]

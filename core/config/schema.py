@@ -13,6 +13,7 @@ from core.config.facts import data_home, secrets_in_environment
 from core.config.fields import StrictModel, is_name
 from core.config.limits import BudgetsConfig, LimitsConfig, PolicyConfig
 from core.config.permissions import PermissionsConfig
+from core.config.plans import PlansConfig
 from core.config.projects import ProjectConfig
 from core.config.routing import RoutingConfig
 from core.config.runtime import DigestConfig, MetricsConfig, NotifyConfig, RolesConfig, TmuxConfig, WatchdogConfig
@@ -49,6 +50,7 @@ class Config(StrictModel):
     worktrees: WorktreesConfig = Field(
         default_factory=WorktreesConfig, description="How long finished tasks' worktrees stay; spare checkouts."
     )
+    plans: PlansConfig = Field(default_factory=PlansConfig, description="Multi-step plans: templates, planner.")
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig, description="What tasks may cost.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="What waits for a person's approval.")
     permissions: PermissionsConfig = Field(
@@ -79,6 +81,17 @@ class Config(StrictModel):
             if rule.agent is not None and rule.agent not in known:
                 raise ValueError(f"routing.rules.{i}.agent: {rule.agent!r} is not a configured agent")
         self._project_refs(known)
+        if self.plans.planner is not None and self.plans.planner not in known:
+            raise ValueError(f"plans.planner: {self.plans.planner!r} is not a configured agent")
+        for category, agent in self.plans.fallback.items():
+            if agent not in known:
+                raise ValueError(f"plans.fallback.{category}: {agent!r} is not a configured agent")
+        for name, template in self.plans.templates.items():
+            for i, step in enumerate(template.steps):
+                if step.agent is not None and step.agent not in known:
+                    raise ValueError(
+                        f"plans.templates.{name}.steps.{i}.agent: {step.agent!r} is not a configured agent"
+                    )
         return self
 
     def _project_refs(self, agents: set[str]) -> None:

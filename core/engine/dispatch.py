@@ -87,7 +87,11 @@ class Dispatcher:
         self.redactor = store.redactor  # the store's: one set of known secrets for the files and the tables
 
     def dispatch(self) -> list[str]:
-        """Start queued tasks, oldest first, within the global and per-agent limits."""
+        """Move plans on (``core.engine.plans``), then start queued tasks, oldest first, within the
+        global and per-agent limits."""
+        from core.engine.plans import advance_all
+
+        advance_all(self.config, self.store, self.clock, self.home)
         running = self.store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000)
         per_agent: dict[str, int] = {}
         for task in running:
@@ -117,12 +121,19 @@ class Dispatcher:
         # When the engine took it from the queue: metrics measure queue wait and dispatch latency from it.
         self.notify(task.id, EventKind.DISPATCHED, {"dispatched_at": now, "created_at": task.created_at})
         # As it was sent: known secrets put back for the agent (read here: the worker has no store).
-        launch = partial(
-            _outcome, partial(self._launch, isolation=self._isolation(task)), task, self.store.task_text(task.id)
-        )
+        launch = partial(_outcome, partial(self._launch, isolation=self._isolation(task)), task, self._text(task))
         if self.workers.submit(task.id, launch, lambda outcome: self._launched(task, *outcome)):
             return True
         return self._launched(task, *launch())
+
+    def _text(self, task: Task) -> str:
+        """What the agent is told: the task, and for a plan's step what the steps it waits for did."""
+        text = self.store.task_text(task.id)
+        if not task.plan_id or not task.step_after:
+            return text
+        from core.engine.handoff import handoff
+
+        return text + handoff(self.store, task)
 
     def _isolation(self, task: Task) -> _Isolation | None:
         """Whether the task gets a worktree, and whose: a retry or follow-up continues its parent's.
@@ -133,6 +144,9 @@ class Dispatcher:
         if (project.isolation if project is not None else self.config.limits.isolation) != "worktree":
             return None
         base = project.base if project is not None else None
+        plan = self.store.find_plan(task.plan_id) if task.plan_id else None
+        if plan is not None and plan.branch:
+            base = plan.branch  # a step is cut from its plan's branch: it sees the steps merged before it
         parent = self.store.find_task(task.parent_id) if task.parent_id else None
         if parent is not None and parent.worktree:
             return _Isolation(Path(parent.worktree).name, parent.branch, base)

@@ -207,7 +207,10 @@ class Recorder:
         )
 
     def _queue_notices(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:
-        """The completion (or review) message for every channel, in the caller's transaction."""
+        """The completion (or review) message for every channel, in the caller's transaction; none for a
+        plan's step (its plan's card shows it, and the plan ends in one completion)."""
+        if self.store.task_field(task_id, "plan_id"):
+            return
         pull_request, no_pr = self._pull_requests(summary)
         Notifier(self.config, self.store, self.clock).finished(
             task_id, state, summary, pull_request=pull_request, no_pr=no_pr

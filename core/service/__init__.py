@@ -18,16 +18,16 @@ from typing import Any
 
 from core.models import ACTIVE_STATES, Task
 from core.service.base import LOCAL, Actor
-from core.service.branches import Branches
 from core.service.budgets import Budgets
 from core.service.delegation import Delegation
 from core.service.doctor import Doctor
 from core.service.permissions import PermissionAnswers
+from core.service.plans import PlanActions
 from core.service.queries import Approval, SentMessage
 from core.service.worktrees import WorktreeHousekeeping
 
 
-class Service(Branches, PermissionAnswers, Budgets, Doctor, WorktreeHousekeeping):
+class Service(PlanActions, PermissionAnswers, Budgets, Doctor, WorktreeHousekeeping):
     """Business operations over the store, the router, tmux and (when it owns it) the engine."""
 
 

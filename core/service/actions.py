@@ -34,11 +34,11 @@ class TaskActions(Delegating, Queries):
     def _cancel(self, task_id: str, actor: Actor) -> Task:
         task = self.get(task_id)
         now = self.clock.now()
-        if task.state in (TaskState.QUEUED, TaskState.AWAITING_APPROVAL):
+        if task.state in (TaskState.QUEUED, TaskState.WAITING, TaskState.AWAITING_APPROVAL):
             with self.store.atomic():
                 moved = self.store.transition(
                     task.id,
-                    [TaskState.QUEUED, TaskState.AWAITING_APPROVAL],
+                    [TaskState.QUEUED, TaskState.WAITING, TaskState.AWAITING_APPROVAL],
                     TaskState.CANCELLED,
                     finished_at=now,
                     updated_at=now,

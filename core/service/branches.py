@@ -27,6 +27,7 @@ from core.text import clip, format_cost, format_duration, local_time
 if TYPE_CHECKING:
     from core.config.projects import ProjectConfig
     from core.pulls import PullRequest
+    from core.store.plans import Plan
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,16 @@ class TaskBranch:
     base: str
     worktree: Path
     project: ProjectConfig | None
+    plan: Plan | None = None  # the branch is a plan's (every step merged into it), not one task's
+
+    @property
+    def name(self) -> str:
+        """What a person calls it: the plan (``p3``) or the task (``t42``)."""
+        return self.plan.id if self.plan is not None else self.task.id
+
+    @property
+    def text(self) -> str:
+        return self.plan.text if self.plan is not None else self.task.text
 
     @property
     def key(self) -> tuple[str, str]:
@@ -58,6 +69,10 @@ class Branches(TaskActions):
     def task_branch(self, task_id: str, *, action: str = "merge") -> TaskBranch:
         """The branch of ``task_id``; :class:`InvalidTransition` (one line) when it has none, when
         its branch was merged or discarded already, or while a task of it is still active."""
+        from core.plans import parse_plan_ref
+
+        if (ref := parse_plan_ref(task_id)) is not None:
+            return self._plan_branch_of(ref[0], action)
         task = self.get(task_id)
         if not task.branch or not task.worktree:
             raise InvalidTransition(
@@ -86,12 +101,31 @@ class Branches(TaskActions):
             raise InvalidTransition(f"{task.id}'s base branch {base or '?'} is not a branch of {repo}")
         return TaskBranch(newest, repo, task.branch, base, Path(task.worktree), project)
 
+    def _plan_branch_of(self, plan_id: str, action: str) -> TaskBranch:
+        plan = self.store.find_plan(plan_id)
+        if plan is None:
+            raise InvalidTransition(f"There is no plan {plan_id!r}")
+        if not plan.branch or not plan.repo:
+            raise InvalidTransition(f"{plan.id}'s steps ran without worktrees: there is no branch to {action}")
+        if plan.landed:
+            when = local_time(plan.landed_at or 0, self.config.digest.zone())
+            raise InvalidTransition(f"{plan.id}'s branch was already {plan.landed} by {plan.landed_by} at {when}")
+        if plan.state != "succeeded" and action != "diff":
+            raise InvalidTransition(f"{plan.id} is {plan.state}; its branch is merged once every step is done")
+        steps = self.store.plan_tasks(plan.id)
+        if not steps or not branches.branch_exists(Path(plan.repo), plan.branch):
+            raise InvalidTransition(f"{plan.id}'s branch {plan.branch} is gone from {plan.repo}")
+        project = self.config.projects.get(plan.project) if plan.project else None
+        repo = Path(plan.repo)
+        return TaskBranch(steps[-1], repo, plan.branch, plan.base or "", repo / ".git" / "no-worktree", project, plan)
+
     def branch_diff(self, task_id: str) -> BranchDiff:
         """The branch's change against its base: a stat and the patch, written to the task's folder."""
         tb = self.task_branch(task_id, action="diff")
         self._commit_left(tb)
         diff = branches.diff(tb.repo, tb.branch, tb.base)
-        path = task_dir(self.home, tb.task.id) / f"{tb.task.id}.patch"
+        name = tb.plan.id if tb.plan else tb.task.id
+        path = task_dir(self.home, tb.task.id) / f"{name}.patch"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(diff.patch)
         return BranchDiff(tb, diff, path)
@@ -102,15 +136,15 @@ class Branches(TaskActions):
         checkout raises, changing nothing; the branch and its buttons stay."""
         tb = self.task_branch(task_id)
         self._commit_left(tb)
-        first = next((line.strip() for line in tb.task.text.splitlines() if line.strip()), tb.task.id)
-        message = f"Merge {tb.task.id}: {clip(first, 60)}\n\nBranch {tb.branch}, by Orchestra."
+        first = next((line.strip() for line in tb.text.splitlines() if line.strip()), tb.name)
+        message = f"Merge {tb.name}: {clip(first, 60)}\n\nBranch {tb.branch}, by Orchestra."
         merged = branches.merge(tb.repo, tb.branch, tb.base, message, home=self.home)
         self._remove(tb)
         self._landed(tb, "merged", actor, review="approve")
         how = "already in it" if merged.already else "fast-forward" if merged.fast_forward else "merge commit"
         files = f"{merged.files} file{'' if merged.files == 1 else 's'}"
         self.audit(actor, "merge", tb.task.id, f"{tb.branch} into {tb.base} ({how}) {merged.commit[:12]}")
-        self._say(tb, "merged", f"🔀 {tb.task.id} merged into {tb.base} ({how}, {files}) by {actor.name}")
+        self._say(tb, "merged", f"🔀 {tb.name} merged into {tb.base} ({how}, {files}) by {actor.name}")
         return tb, merged
 
     def pull_request(self, task_id: str, *, actor: Actor = LOCAL) -> tuple[TaskBranch, PullRequest]:
@@ -127,20 +161,22 @@ class Branches(TaskActions):
             else "the task is in no project"
         )
         if why or tb.project is None or tb.project.pull_requests is None or tb.project.remote is None:
-            raise InvalidTransition(f"No pull request for {tb.task.id}: {why}")
+            raise InvalidTransition(f"No pull request for {tb.name}: {why}")
         self._commit_left(tb)
         pulls.push(tb.repo, tb.project.remote, tb.branch)
-        title = clip(next((ln.strip() for ln in tb.task.text.splitlines() if ln.strip()), tb.task.id), 120)
+        title = clip(next((ln.strip() for ln in tb.text.splitlines() if ln.strip()), tb.name), 120)
         pr = pulls.open_pull_request(
             str(tb.task.project), tb.project.pull_requests, head=tb.branch, base=tb.base,
             title=title, body=self._pr_body(tb), env=os.environ,
         )  # fmt: skip
         with self.store.atomic():
+            if tb.plan is not None:
+                self.store.update_plan(tb.plan.id, pr_url=pr.url)
             self.store.mark_branch(*tb.key, pr_url=pr.url)
             self._review(tb, "approve", actor)
             self.audit(actor, "pr", tb.task.id, f"{tb.branch} → {tb.base}: {pr.url}")
         if not pr.existed:  # a second tap is answered to the tapper alone
-            said = f"🔗 {tb.task.id}: pull request #{pr.number} opened by {actor.name}\n{pr.url}"
+            said = f"🔗 {tb.name}: pull request #{pr.number} opened by {actor.name}\n{pr.url}"
             self._say(tb, f"pr-{pr.number}", said)
         return tb, pr
 
@@ -150,9 +186,7 @@ class Branches(TaskActions):
         self._remove(tb)
         self._landed(tb, "discarded", actor, review="reject")
         self.audit(actor, "discard", tb.task.id, tb.branch)
-        self._say(
-            tb, "discarded", f"🗑 {tb.task.id}'s branch {tb.branch} and its worktree were discarded by {actor.name}"
-        )
+        self._say(tb, "discarded", f"🗑 {tb.name}'s branch {tb.branch} and its worktree were discarded by {actor.name}")
         return tb
 
     def pull_request_unavailable(self, task: Task) -> str | None:
@@ -168,7 +202,7 @@ class Branches(TaskActions):
     # -- the parts --------------------------------------------------------------------------------
     def _commit_left(self, tb: TaskBranch) -> None:
         """Commit what someone left uncommitted in the worktree since the run (the run's own was)."""
-        if not tb.worktree.is_dir():
+        if tb.plan is not None or not tb.worktree.is_dir():
             return
         try:
             baseline = json.loads((task_dir(self.home, tb.task.id) / "baseline.json").read_text(encoding="utf-8"))
@@ -177,7 +211,7 @@ class Branches(TaskActions):
         worktrees.commit_run(baseline, tb.task.id, tb.task.text)
 
     def _remove(self, tb: TaskBranch) -> None:
-        tree = worktrees.load(tb.repo, tb.worktree)
+        tree = None if tb.plan is not None else worktrees.load(tb.repo, tb.worktree)
         if tree is not None:
             worktrees.remove(tree, delete_branch=True)
         else:
@@ -187,6 +221,9 @@ class Branches(TaskActions):
             raise WorktreeError(f"could not delete {tb.branch} in {tb.repo}")
 
     def _landed(self, tb: TaskBranch, outcome: str, actor: Actor, *, review: str) -> None:
+        if tb.plan is not None:
+            self.store.update_plan(tb.plan.id, landed=outcome, landed_by=actor.name, landed_at=self.clock.now())
+            return
         with self.store.atomic():
             self.store.mark_branch(*tb.key, landed=outcome, landed_by=actor.name, landed_at=self.clock.now())
             self._review(tb, review, actor)
@@ -209,7 +246,7 @@ class Branches(TaskActions):
         from core.notify import Notifier
 
         Notifier(self.config, self.store, self.clock).post(
-            OutKind.COMPLETION, f"{tb.task.id}:branch:{what}", text, task_id=tb.task.id
+            OutKind.COMPLETION, f"{tb.name}:branch:{what}", text, task_id=tb.name
         )
 
     def _pr_body(self, tb: TaskBranch) -> str:

@@ -22,6 +22,7 @@ from core.store.inbound import INBOUND_ATTEMPTS, InboundMixin
 from core.store.migrations import MIGRATIONS
 from core.store.outbox import OutboxMixin
 from core.store.permissions import PermissionRulesMixin, PermissionsMixin
+from core.store.plans import PlansMixin
 from core.store.projects import ProjectsMixin
 from core.store.tasks import TasksMixin
 
@@ -71,6 +72,7 @@ class Store(
     PermissionsMixin,
     PermissionRulesMixin,
     ProjectsMixin,
+    PlansMixin,
 ):
     """Owns the SQLite database file. Safe to open from several processes at once.
 

@@ -29,6 +29,16 @@ class CostsMixin(_Base):
         ).fetchall()
         return [float(r[0]) for r in rows]
 
+    def duration_history(self, agent: str, category: str, limit: int = 200) -> list[float]:
+        """How long this agent's successful runs on this category took, newest first (seconds)."""
+        rows = self._conn.execute(
+            "SELECT finished_at - started_at FROM tasks WHERE agent = ? AND category = ? AND state IN "
+            "('succeeded', 'approved', 'needs_review') AND started_at IS NOT NULL AND finished_at IS NOT NULL "
+            "ORDER BY finished_at DESC LIMIT ?",
+            (agent, category, limit),
+        ).fetchall()
+        return [float(r[0]) for r in rows]
+
     def task_model(self, task_id: str) -> str | None:
         """The model a task's last run reported using, if it reported one."""
         row = self._conn.execute(

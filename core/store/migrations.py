@@ -59,6 +59,10 @@ _LATER_TASK_COLUMNS = {
     "landed_by": str,
     "landed_at": float,
     "pr_url": str,
+    "plan_id": str,
+    "plan_step": int,
+    "step_title": str,
+    "step_after": str,
 }
 
 
@@ -327,6 +331,22 @@ def _m014_task_landing(db: sqlite_utils.Database) -> None:
         db.table("tasks").add_column(name, kind)
 
 
+def _m015_plans(db: sqlite_utils.Database) -> None:
+    """Plans (``p3``): one request as steps, each a task linked to it (``plan_id``, ``plan_step``), a
+    step ``waiting`` until the steps it waits for (``step_after``, a JSON list) are done."""
+    db.execute(
+        "CREATE TABLE plans (num INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, text TEXT NOT NULL,"
+        " state TEXT NOT NULL, origin TEXT NOT NULL, requester TEXT, source TEXT, source_ref TEXT,"
+        " project TEXT, cwd TEXT, created_at REAL NOT NULL, finished_at REAL, estimate_usd REAL,"
+        " estimate_s REAL, estimate_note TEXT, paused TEXT, skipped TEXT NOT NULL DEFAULT '[]',"
+        " actual_usd REAL, actual_s REAL, repo TEXT, branch TEXT, base TEXT, landed TEXT, landed_by TEXT,"
+        " landed_at REAL, pr_url TEXT)"
+    )
+    for name, kind in (("plan_id", str), ("plan_step", int), ("step_title", str), ("step_after", str)):
+        db.table("tasks").add_column(name, kind)
+    db.execute("CREATE INDEX tasks_plan ON tasks (plan_id, plan_step)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
@@ -342,4 +362,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("012_task_worktrees", _m012_task_worktrees),
     ("013_task_projects", _m013_task_projects),
     ("014_task_landing", _m014_task_landing),
+    ("015_plans", _m015_plans),
 ]

@@ -260,4 +260,8 @@ def _task_from_row(row: dict[str, Any]) -> Task:
         landed_by=row.get("landed_by"),
         landed_at=row.get("landed_at"),
         pr_url=row.get("pr_url"),
+        plan_id=row.get("plan_id"),
+        plan_step=row.get("plan_step"),
+        step_title=row.get("step_title"),
+        step_after=tuple(json.loads(row["step_after"])) if row.get("step_after") else (),
     )
