@@ -1,0 +1,218 @@
+"""Plans: where they come from (a written list, a file, a template, a planner's JSON) and how they run:
+steps in parallel where they can be, each told what the steps before it did, each in its own
+worktree merged into the plan's branch, a failing step retried then paused with buttons, and a
+restart in the middle losing nothing. Real git, real tmux, the real engine and runner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import App
+from core import plans as planning
+from core.commands import Commands
+from core.messages import ChatRef, Inbound, Tap
+from core.models import TaskState
+from core.protocol import task_dir
+from tests.conftest import requires_tmux
+
+# "write NAME" writes NAME with the whole prompt in it; "fail" in the prompt exits 1.
+_AGENT = (
+    "import re, sys, time; text = sys.argv[1]; time.sleep(0.2)\n"
+    "if 'fail' in text.split('This is step')[0]: print('it broke'); sys.exit(1)\n"
+    "name = re.search(r'write (\\S+)', text).group(1); open(name, 'w').write(text)\n"
+    "print(f'wrote {name}')"
+)
+WRITER = {"kind": "command", "command": sys.executable, "args": ["-c", _AGENT, "{task}"], "max_concurrent": 4}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+# -- where a plan comes from ------------------------------------------------------------------------
+def test_a_numbered_list_is_a_plan_in_order_and_says_which_steps_run_together() -> None:
+    spec = planning.from_text("1. Design the schema\n2. Write the API\n3. (after 1) Write the UI\n4. (after 2, 3) Test")
+    assert spec is not None and not spec.confirm
+    assert [s.after for s in spec.steps] == [(), (1,), (1,), (2, 3)]
+    assert spec.order() == [[1], [2, 3], [4]]
+    assert spec.steps[2].text == "Write the UI"
+
+
+def test_bullets_are_one_task_and_a_list_under_a_sentence_asks_first() -> None:
+    assert planning.from_text("Add a login page:\n- a form\n- a submit button") is None
+    assert planning.from_text("Fix issue 1. It crashes.") is None
+    asked = planning.from_text("Add OAuth2 with Google\n1. the backend\n2. the button")
+    assert asked is not None and asked.confirm and asked.lead == "Add OAuth2 with Google"
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        ({"steps": []}, "a list of steps"),
+        ({"steps": [{"title": "x"}]}, "step 1 has no text"),
+        ({"steps": [{"text": "a", "after": [2]}]}, "waits for step 2, which the plan does not have"),
+        ({"steps": [{"text": "a", "after": [2]}, {"text": "b", "after": [1]}]}, "in a circle"),
+        ({"steps": [{"text": "a", "colour": "red"}]}, "unknown keys: colour"),
+    ],
+)
+def test_a_bad_plan_is_one_line(data: Any, says: str) -> None:
+    with pytest.raises(planning.PlanError, match=says):
+        planning.from_data(data, "plan.yaml")
+
+
+def test_a_planners_json_is_read_from_its_reply_and_checked() -> None:
+    reply = 'Here it is:\n```json\n{"steps": [{"title": "API", "text": "write the API", "category": "backend"},' \
+        ' {"title": "Tests", "text": "test it", "category": "tests", "after": [1]}]}\n```'  # fmt: skip
+    spec = planning.from_planner(reply)
+    assert [(s.title, s.category, s.after) for s in spec.steps] == [("API", "backend", ()), ("Tests", "tests", (1,))]
+    with pytest.raises(planning.PlanError, match="holds no JSON plan"):
+        planning.from_planner("I could not make a plan.")
+
+
+def test_the_critical_path_is_the_longest_chain() -> None:
+    spec = planning.from_text("1. a\n2. b\n3. (after 1) c\n4. (after 2, 3) d")
+    assert spec is not None
+    assert planning.critical_path(spec.steps, [10, 30, 5, 1]) == 41  # 1 → 2 → 4 beats 1 → 3 → 4
+
+
+# -- running one ------------------------------------------------------------------------------------
+@pytest.fixture
+async def app(make_app: Any, repo: Path) -> Any:
+    made: App = make_app(
+        agents__writer=WRITER, routing__default_agent="writer", routing__categories={},
+        projects={"api": {"path": str(repo)}}, default_project="api",
+    )  # fmt: skip
+    assert made.engine.acquire()
+    await made.engine.start()
+    yield made
+    await made.engine.stop()
+
+
+async def finished(app: App, plan_id: str, timeout: float = 40) -> Any:
+    import asyncio
+
+    for _ in range(int(timeout / 0.1)):
+        plan = app.service.get_plan(plan_id)
+        if plan.state in ("succeeded", "failed", "cancelled", "paused"):
+            return plan
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{plan_id} still {app.service.get_plan(plan_id).state}")
+
+
+@requires_tmux
+async def test_a_written_plan_runs_in_parallel_hands_off_summaries_and_ends_on_one_branch(app: App, repo: Path) -> None:
+    main = git(repo, "symbolic-ref", "--short", "HEAD")
+    text = "1. write schema.txt for the users\n2. write api.txt on top of it\n3. (after 1) write ui.txt for it"
+    spec = app.service.plan_for(text)
+    assert spec is not None
+    made = app.service.delegate_plan(spec, text)
+    assert [s.state for s in made.steps] == [TaskState.WAITING] * 3 and made.route.count("∥") == 1
+    plan = await finished(app, made.plan.id)
+    assert plan.state == "succeeded", app.service.plan_card(plan.id)
+    steps = app.service.plan_steps(plan.id)
+    assert [s.state for s in steps] == [TaskState.SUCCEEDED] * 3 and len(steps) == 3  # none ran twice
+    two, three = steps[1], steps[2]
+    assert two.started_at is not None and three.started_at is not None
+    assert abs(two.started_at - three.started_at) < 1.5  # both waited only for step 1
+    told = (task_dir(app.home, two.id) / "task.md").read_text()
+    assert "Step 1, write schema.txt for the users (writer" in told and "wrote schema.txt" in told
+    assert "Files changed: schema.txt" in told and "[orchestra]" not in told  # the summary, not the log
+    assert git(repo, "ls-tree", "--name-only", str(plan.branch)).split() == ["README.md", "api.txt", "schema.txt",
+                                                                             "ui.txt"]  # fmt: skip
+    assert git(repo, "ls-tree", "--name-only", main).split() == ["README.md"]  # main untouched
+    said = [r.text for r in app.store.outbox_queue("console", task_id=plan.id)]
+    assert any(s.startswith(f"✅ {plan.id} done: 3 steps") for s in said)
+    assert not [r for r in app.store.outbox_queue("console") if r.task_id in {s.id for s in steps}]  # no per-step noise
+    app.service.merge_branch(plan.id)
+    assert sorted(p.name for p in repo.iterdir() if p.suffix == ".txt") == ["api.txt", "schema.txt", "ui.txt"]
+
+
+@requires_tmux
+async def test_a_failing_step_is_retried_with_its_error_then_the_plan_pauses_with_buttons(app: App) -> None:
+    text = "1. write a.txt\n2. write b.txt but fail\n3. write c.txt"
+    spec = app.service.plan_for(text)
+    assert spec is not None
+    made = app.service.delegate_plan(spec, text)
+    plan = await finished(app, made.plan.id)
+    assert plan.state == "paused" and "step 2" in plan.paused
+    steps = app.service.plan_steps(plan.id)
+    attempts = [s for s in steps if s.plan_step == 2]
+    assert len(attempts) == 2 and all(s.state == TaskState.FAILED for s in attempts)
+    assert "The previous attempt of this step" in app.store.task_text(attempts[1].id)
+    assert steps[-1].state == TaskState.WAITING  # step 3 never started
+    paused = [r for r in app.store.outbox_queue("console", task_id=plan.id) if "Retry the step" in r.text]
+    assert paused and [b.action for row in paused[0].buttons for b in row] == ["plan_retry", "plan_skip", "plan_cancel"]
+
+    chat = Commands(app.service, app.clock)
+    tap = Inbound(chat=ChatRef("telegram", "111", private=True), user_id="111", user_name="@alice",
+                  tap=Tap("plan_skip", f"{plan.id}.2", "9", paused[0].buttons))  # fmt: skip
+    answers = chat.handle(tap)
+    assert any(f"{plan.id}.2 skipped by @alice" in a.text for a in answers)
+    plan = await finished(app, plan.id)
+    assert plan.state == "succeeded" and plan.skipped == (2,)
+    assert app.service.plan_steps(plan.id)[-1].state == TaskState.SUCCEEDED
+
+
+@requires_tmux
+async def test_a_restart_in_the_middle_of_a_plan_loses_nothing_and_runs_nothing_twice(
+    make_app: Any, repo: Path
+) -> None:
+    slow = {**WRITER, "args": ["-c", "import time; time.sleep(1.5)\n" + _AGENT, "{task}"]}
+    overrides: dict[str, Any] = {"agents__writer": slow, "routing__default_agent": "writer",
+                                 "routing__categories": {}, "projects": {"api": {"path": str(repo)}},
+                                 "default_project": "api"}  # fmt: skip
+    first: App = make_app(**overrides)
+    assert first.engine.acquire()
+    await first.engine.start()
+    text = "1. write one.txt\n2. write two.txt"
+    spec = first.service.plan_for(text)
+    assert spec is not None
+    made = first.service.delegate_plan(spec, text)
+    await first.engine.wait_finished(made.steps[0].id, timeout=30)
+    await first.engine.stop()  # the bot goes down between step 1's end and step 2's
+    first.close()
+    again: App = make_app(**overrides)
+    assert again.engine.acquire()
+    await again.engine.start()
+    try:
+        plan = await finished(again, made.plan.id)
+    finally:
+        await again.engine.stop()
+    assert plan.state == "succeeded"
+    steps = again.service.plan_steps(plan.id)
+    assert [(s.plan_step, s.state) for s in steps] == [(1, TaskState.SUCCEEDED), (2, TaskState.SUCCEEDED)]
+
+
+def test_a_template_makes_the_plan_and_a_single_or_an_agent_does_not(make_app: Any, repo: Path) -> None:
+    template = {"match": "(?i)^add .* feature", "steps": [
+        {"title": "Design", "category": "architecture"}, {"title": "Build", "after": [1]},
+        {"title": "Test it: {task}", "text": "Test {task}", "after": [2]}]}  # fmt: skip
+    app: App = make_app(agents__writer=WRITER, plans={"templates": {"feature": template}})
+    spec = app.service.plan_for("add the export feature")
+    assert spec is not None and spec.source == "template feature"
+    assert [s.text for s in spec.steps] == ["Design: add the export feature", "Build: add the export feature",
+                                            "Test add the export feature"]  # fmt: skip
+    assert app.service.plan_for("add the export feature", single=True) is None
+    assert app.service.plan_for("@writer 1. a\n2. b") is None
+
+
+def test_estimates_are_the_sum_of_costs_and_the_critical_path_of_durations(make_app: Any, repo: Path) -> None:
+    app: App = make_app(agents__writer=WRITER, routing__default_agent="writer", routing__categories={})
+    now = 1_800_000_000.0
+    for n, (took, cost) in enumerate([(10, 0.2), (20, 0.4), (30, 0.6)]):  # writer/backend history: medians 20 s, $0.40
+        task = app.store.create_task({"text": f"old {n}", "agent": "writer", "category": "backend",
+                                      "state": "succeeded", "cwd": str(repo), "created_at": now})  # fmt: skip
+        app.store.update_task(task.id, started_at=now, finished_at=now + took, cost_usd=cost)
+        app.store.record_cost({"task_id": task.id, "ts": now, "agent": "writer", "category": "backend",
+                               "cost_usd": cost, "source": "reported"})  # fmt: skip
+    steps = [{"text": "write the api", "category": "backend"}, {"text": "write the db", "category": "backend",
+             "after": [1]}, {"text": "write the rest", "category": "backend", "after": [1]}]  # fmt: skip
+    made = app.service.delegate_plan(planning.from_data(steps, "plan.yaml"), "x", cwd=str(repo))
+    assert made.estimate_usd == pytest.approx(1.2)  # three medians of $0.40
+    assert made.estimate_s == pytest.approx(40) and made.serial_s == pytest.approx(60)  # 1 → 2 ∥ 3
+    assert made.basis == "median of 9 similar runs (cost), 9 (time)"
