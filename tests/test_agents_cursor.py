@@ -150,3 +150,10 @@ def test_a_more_specific_allow_lifts_an_ask_and_allowing_every_command_forces(tm
     assert "--force" in adapter_for("cursor").build("x", settings(tmp_path, policy=everything)).argv
     web = {"layers": [{"name": "g", "allow": ["WebFetch(https://docs.python.org/*)", "WebFetch(https://a.io/x/*)"]}]}
     assert cursor_permissions(web)[0] == ["WebFetch(docs.python.org)"]  # a path-limited allow cannot be said
+
+
+def test_doctor_says_a_cursor_agent_was_never_run_here() -> None:
+    from core.service.doctor import UNTRIED, UNTRIED_KINDS, _unasked
+
+    assert "cursor" in UNTRIED_KINDS and "not run against the real CLI here" in UNTRIED
+    assert "nothing is asked" in _unasked("cursor", True, "none")
