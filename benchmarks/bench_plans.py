@@ -30,11 +30,17 @@ def standin(duration: float) -> dict[str, object]:
 
 
 def steps(parallel: bool) -> list[dict[str, object]]:
-    middle = [{"title": f"part {i}", "text": f"Write part {i}", "agent": "slow", "after": [1] if parallel else [i]}
-              for i in (1, 2, 3)]  # fmt: skip
-    if not parallel:
-        middle = [{**step, "after": [n]} for n, step in enumerate(middle, start=1)]
-    last = {"title": "wrap up", "text": "Write the summary", "agent": "quick", "after": [2, 3, 4] if parallel else [4]}
+    """Five steps: the middle three wait for the first (as a plan) or each for the one before (in a row)."""
+    middle: list[dict[str, object]] = []
+    for i in (1, 2, 3):
+        after = [1] if parallel else [i]  # step i + 1 waits for step 1, or for step i
+        middle.append({"title": f"part {i}", "text": f"Write part {i}", "agent": "slow", "after": after})
+    last: dict[str, object] = {
+        "title": "wrap up",
+        "text": "Write the summary",
+        "agent": "quick",
+        "after": [2, 3, 4] if parallel else [4],
+    }
     return [{"title": "plan it", "text": "Write the outline", "agent": "quick"}, *middle, last]
 
 

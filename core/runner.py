@@ -338,7 +338,13 @@ class Runner:
         return cost, f"priced as {configured}, the configured model: {model or 'the CLI named none'} has no price"
 
     def _counts_tokens(self) -> bool:
-        """Whether the agent is a CLI whose output counts tokens (a ``command`` may spend unseen)."""
+        """Whether the agent is a CLI whose output counts tokens (a ``command`` may spend unseen).
+
+        A parser with ``tokens_reported`` says for itself: Cursor's stream may carry no usage at all,
+        and then a failed run's cost is unknown, not $0."""
+        reported = getattr(self.parser, "tokens_reported", None)
+        if callable(reported):
+            return bool(reported())
         return self.spec.parser.split(" ")[0] != "command"
 
     def finish(self, result: AgentResult, *, exited_at: float) -> int:

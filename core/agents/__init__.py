@@ -26,6 +26,7 @@ ADAPTERS: dict[str, str] = {
     "droid": "core.agents.droid:DroidAdapter",
     "aider": "core.agents.aider:AiderAdapter",
     "copilot": "core.agents.copilot:CopilotAdapter",
+    "cursor": "core.agents.cursor:CursorAdapter",
     "command": "core.agents.command:CommandAdapter",
 }
 
@@ -39,6 +40,7 @@ PARSERS: dict[str, str] = {
     "droid": "core.agents.droid:DroidParser",
     "aider": "core.agents.aider:AiderParser",
     "copilot": "core.agents.copilot:CopilotParser",
+    "cursor": "core.agents.cursor:CursorParser",
     "command": "core.agents.command:CommandParser",
 }
 

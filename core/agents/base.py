@@ -171,6 +171,9 @@ class AgentSettings:
     # the adapter keeps its unattended mode). ``hook_timeout_s`` is what the CLI must allow it.
     hook: str = ""
     hook_timeout_s: int = 0
+    # The task's permission policy (``Policy.to_dict()``) for a CLI with no hook whose own config can
+    # carry part of it (Cursor's ``permissions.allow/deny``); None outside a task (doctor, tests).
+    policy: dict[str, Any] | None = None
 
     def splice(self, argv: list[str]) -> list[str]:
         """Insert ``prefix_args`` right after the executable of an adapter-built argv."""

@@ -23,7 +23,15 @@ SHORT = 200
 MAX_DATA_CHARS = 4_000
 RETRIES_ENV = "ORCHESTRA_MAX_RETRIES"  # optional, per agent: how often the CLI retries a failed model call
 HOME_VARS = frozenset(
-    {"CODEX_HOME", "GEMINI_CLI_HOME", "QWEN_HOME", "OPENCODE_CONFIG", "CLAUDE_CONFIG_DIR", "COPILOT_HOME"}
+    {
+        "CODEX_HOME",
+        "GEMINI_CLI_HOME",
+        "QWEN_HOME",
+        "OPENCODE_CONFIG",
+        "CLAUDE_CONFIG_DIR",
+        "COPILOT_HOME",
+        "CURSOR_CONFIG_DIR",
+    }
 )
 
 # What of our environment every agent gets: what a CLI needs to run (paths, user, locale, terminal,

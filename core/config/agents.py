@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from core.config.fields import EnvVarName, StrictModel
 from core.config.permissions import RuleLists
 
-AGENT_KINDS = ("claude", "codex", "gemini", "qwen", "opencode", "droid", "aider", "copilot", "command")
+AGENT_KINDS = ("claude", "codex", "gemini", "qwen", "opencode", "droid", "aider", "copilot", "cursor", "command")
 _SECRETISH = r"(?i)(KEY|TOKEN|SECRET|PASSWORD)"
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent  # the folder holding core/ and bot/
 
@@ -20,10 +20,12 @@ _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent  # the folder hold
 class AgentConfig(StrictModel):
     """One agent: a CLI Orchestra runs headless in a tmux window, one task at a time per window."""
 
-    kind: Literal["claude", "codex", "gemini", "qwen", "opencode", "droid", "aider", "copilot", "command"] = Field(
-        default="command",
-        description="Which CLI this is: decides its command line and how its output and cost are read; "
-        "`command` runs any program ({task} becomes one argument, {task_file} a file, else stdin).",
+    kind: Literal["claude", "codex", "gemini", "qwen", "opencode", "droid", "aider", "copilot", "cursor", "command"] = (
+        Field(
+            default="command",
+            description="Which CLI this is: decides its command line and how its output and cost are read; "
+            "`command` runs any program ({task} becomes one argument, {task_file} a file, else stdin).",
+        )
     )
     command: str = Field(
         min_length=1,

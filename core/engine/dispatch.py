@@ -216,7 +216,8 @@ class Dispatcher:
         The environment is built, never inherited: the allowlisted part of ours (``agent_env``,
         plus the agent's ``env_pass`` names), the adapter's and the agent's ``env``, then its ``env_from``.
         """
-        settings = self.config.agent_settings(task.agent)
+        policy = self.policy(task)
+        settings = dataclasses.replace(self.config.agent_settings(task.agent), policy=policy.to_dict())
         adapter = adapter_for(settings.kind)
         # {task_file} is the task file's path in the argv template only; typed in the task, it stays
         # text. The template's own becomes a marker of this launch that only the launcher replaces.
@@ -248,7 +249,7 @@ class Dispatcher:
             site_paths=tuple(p for p in sys.path if p and "site-packages" in p),
             resumed_from=self._session_totals_before(task),
             configured_model=settings.model,  # priced instead when the model the CLI names has no price
-            permissions=self.policy(task).to_dict() if settings.hook else None,
+            permissions=settings.policy if settings.hook else None,
         )
         return spec, invocation.files, env
 

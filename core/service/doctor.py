@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from core.config import Config
 
 
+# Kinds whose adapter was built from documentation and others' recordings, never run here.
+UNTRIED_KINDS = frozenset({"cursor"})
+UNTRIED = "not run against the real CLI here: built from its docs and recorded streams (README Agents)"
+
+
 class Doctor(WorktreeHousekeeping):
     """Read-only checks; each is (what, ok, detail), and only what routing really uses can fail."""
 
@@ -32,14 +37,15 @@ class Doctor(WorktreeHousekeeping):
             # Only an agent that routing sends work to fails the check; another one only warns.
             uses = routed.get(name)
             why = f"routing uses it for {_first(uses)}" if uses else "warning only: routing does not use it"
+            untried = f" · {UNTRIED}" if agent.kind in UNTRIED_KINDS else ""
             if not agent_installed(agent.command):
-                checks.append((f"agent {name}", not uses, f"{settings.command} not found on PATH · {why}"))
+                checks.append((f"agent {name}", not uses, f"{settings.command} not found on PATH · {why}{untried}"))
                 continue
             from core.agents import adapter_for
 
             argv = settings.splice(adapter_for(settings.kind).version_argv(settings))
             asks = "asks before each tool call" if settings.hook else _unasked(agent.kind, agent.hook, agent.sandbox)
-            checks.append((f"agent {name}", True, f"{settings.command} · {_version(argv)} · {asks}"))
+            checks.append((f"agent {name}", True, f"{settings.command} · {_version(argv)} · {asks}{untried}"))
             if agent.sandbox == "bwrap":
                 from core.sandbox import sandbox_problem
 
@@ -63,6 +69,8 @@ def _unasked(kind: str, hook: bool, sandbox: str) -> str:
     contained = "in its bwrap sandbox" if sandbox == "bwrap" else "contain it with sandbox: bwrap"
     if kind == "aider":
         return f"no tool calls to ask about, never runs suggested commands ({contained})"
+    if kind == "cursor":
+        return f"no pre-tool hook: the policy's allow/deny go into its cli-config.json, nothing is asked ({contained})"
     if not hook:
         return f"hook: false: its CLI's unattended mode decides ({contained})"
     return f"no pre-tool hook: nothing is asked ({contained})"
