@@ -7,7 +7,8 @@ per noun, each in its own module: ``delegation`` (route, estimate, approval poli
 ``actions`` (cancel, retry, approve, reject), ``branches`` (a task's diff, merge, pull
 request, discard), ``permissions`` (answer an agent's permission
 requests), ``queries`` (show, status, peek, logs, approvals, the messages about a task, the audit
-log), ``budgets``, ``engine_control`` (kick, the background engine) and ``doctor``.
+log), ``budgets``, ``agents`` (each agent's CLI, version, needs and cost), ``engine_control`` (kick, the
+background engine) and ``doctor``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 from typing import Any
 
 from core.models import ACTIVE_STATES, Task
+from core.service.agents import AgentInfo, AgentsQuery
 from core.service.base import LOCAL, Actor
 from core.service.branches import Branches
 from core.service.budgets import Budgets
@@ -25,7 +27,7 @@ from core.service.permissions import PermissionAnswers
 from core.service.queries import Approval, SentMessage
 
 
-class Service(Branches, PermissionAnswers, Budgets, Doctor):
+class Service(Branches, PermissionAnswers, AgentsQuery, Budgets, Doctor):
     """Business operations over the store, the router, tmux and (when it owns it) the engine."""
 
 
@@ -39,5 +41,5 @@ def task_json(task: Task) -> dict[str, Any]:
 
 
 __all__ = [
-    "ACTIVE_STATES", "LOCAL", "Actor", "Approval", "Delegation", "SentMessage", "Service", "task_json",
+    "ACTIVE_STATES", "LOCAL", "Actor", "AgentInfo", "Approval", "Delegation", "SentMessage", "Service", "task_json",
 ]  # fmt: skip
