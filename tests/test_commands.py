@@ -181,7 +181,7 @@ async def test_commands_on_tasks(chat_app: App, tmp_path: Path) -> None:
     assert digest.attachment is not None
     assert Path(digest.attachment.path or "").read_bytes().startswith(b"\x89PNG")
     agents = only(commands.handle(say("/agents"))).text
-    assert "@standin: claude · installed · 0/4 running · default" in agents
+    assert "@standin: claude · 2.1.332 (Claude Code stand-in) · 0/4 running · default" in agents
     assert "@claude: claude · CLI not found" in agents
     assert "There is no task 't9'" in only(commands.handle(say("/cancel t9"))).text
     assert "Usage: /reject ID REASON" in only(commands.handle(say("/reject"))).text

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _task_commands(sub)
     _permission_commands(sub)
     _cost_commands(sub)
+    _agent_commands(sub)
     _admin_commands(sub)
     return parser
 
@@ -155,6 +156,27 @@ def _cost_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--png", type=Path, metavar="FILE", help="also write its chart of daily cost by agent")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command("costs", "digest"))
+
+
+def _agent_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("agents", help="the agents: installed or not, version, keys, cost so far; add one, test one")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_command("agents", "agents"))
+    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    a = actions.add_parser("add", help="write a working entry for a CLI into bots.yaml (comments kept, no category)")
+    a.add_argument("kind", help="claude, codex, gemini, qwen, opencode, droid, aider or copilot")
+    a.add_argument("--name", help="the agent's name (default: the kind)")
+    a.add_argument("--key-env", metavar="VAR", help="our variable holding its API key (default: the one it reads)")
+    a.add_argument("--base-url", metavar="URL", help="its model endpoint (written under env; no secret in it)")
+    a.add_argument("--base-url-env", metavar="VAR", help="our variable holding its endpoint (CLIs that read one)")
+    a.add_argument("--model", metavar="M", help="the model to ask for (default: Orchestra's choice for the kind)")
+    a.add_argument("--command", dest="command_path", metavar="PATH", help="the CLI's path (default: its name)")
+    a.set_defaults(func=_command("agents", "add"), without_app=True)
+    t = actions.add_parser("test", help='run one tiny real task ("Reply with OK") and print its reply and cost')
+    t.add_argument("name")
+    t.add_argument("--cwd", help="run it in this folder (default: a scratch folder, deleted afterwards)")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=_command("agents", "try_agent"))
 
 
 def _admin_commands(sub: argparse._SubParsersAction[_Parser]) -> None:

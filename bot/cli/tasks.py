@@ -62,15 +62,8 @@ def delegate_and_wait(app: App, json_out: bool, make: Callable[[], Delegation]) 
     import asyncio
 
     from core.service import task_json
-    from core.tmux import TmuxManager
 
-    # Without tmux no engine can start the task: it is stored and queued, and the kick says why.
-    if TmuxManager.available() and app.engine.acquire(role="cli"):
-        final = asyncio.run(_wait_as_engine(app, make, json_out))
-    else:
-        delegation = make()
-        _print_delegation(delegation, json_out)
-        final = _wait_as_client(app, delegation.task.id, json_out)
+    final = run_and_wait(app, make, json_out)
     if not json_out:
         from bot.console import print_task_messages
 
@@ -80,12 +73,35 @@ def delegate_and_wait(app: App, json_out: bool, make: Callable[[], Delegation]) 
     return 0 if final.state in (TaskState.SUCCEEDED, TaskState.NEEDS_REVIEW, TaskState.APPROVED) else 1
 
 
-async def _wait_as_engine(app: App, make: Callable[[], Delegation], json_out: bool) -> Task:
+def run_and_wait(
+    app: App, make: Callable[[], Delegation], json_out: bool, *, announce: Callable[[Delegation], None] | None = None
+) -> Task:
+    """Make the task and wait until it ends: as the engine when this process can take the lock,
+    else as a client of the engine that runs. ``announce`` prints the delegation (default: its
+    route and estimate, or its JSON); ``json_out`` also keeps progress lines off stdout."""
+    import asyncio
+
+    from core.tmux import TmuxManager
+
+    def said(delegation: Delegation) -> None:
+        (announce or (lambda d: _print_delegation(d, json_out)))(delegation)
+
+    # Without tmux no engine can start the task: it is stored and queued, and the kick says why.
+    if TmuxManager.available() and app.engine.acquire(role="cli"):
+        return asyncio.run(_wait_as_engine(app, make, json_out, said))
+    delegation = make()
+    said(delegation)
+    return _wait_as_client(app, delegation.task.id, json_out)
+
+
+async def _wait_as_engine(
+    app: App, make: Callable[[], Delegation], json_out: bool, announce: Callable[[Delegation], None]
+) -> Task:
     engine = app.engine
     await engine.start()
     try:
         delegation = make()
-        _print_delegation(delegation, json_out)
+        announce(delegation)
         task_id = delegation.task.id
         if not json_out:
             engine.listeners.append(lambda tid, kind, data: _progress(tid, kind, data) if tid == task_id else None)

@@ -15,13 +15,38 @@ from core.messages import Attachment, Button, Inbound, Keyboard, Outbound, OutKi
 from core.models import Task, TaskState
 from core.permission_text import waiting_line
 from core.progress import render_card
-from core.service import Actor, Service
+from core.service import Actor, AgentInfo, Service
 from core.text import clip, format_cost, format_duration, state_icon, state_label
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from core.clock import Clock
+
+
+AGENTS_VERSION_BOUND_S = 2.0  # /agents waits at most this long for CLIs' --version
+
+
+def agent_line(info: AgentInfo) -> str:
+    """One agent in /agents, phone-short: kind and version or how to install it, what is missing,
+    how busy it is, what routes to it and what it costs per task so far."""
+    if not info.installed:
+        state = f"CLI not found: {info.install}" if info.install else "CLI not found"
+    else:
+        state = info.version or "installed"
+    extra = [info.kind, state if info.enabled else "disabled"]
+    if info.installed and info.missing:
+        extra.append("not set: " + ", ".join(info.missing))
+    extra.append(f"{info.running}/{info.max_concurrent} running")
+    if info.default:
+        extra.append("default")
+    if info.categories:
+        extra.append("for " + ", ".join(info.categories))
+    if info.tasks:
+        average = info.per_task_usd
+        extra.append(f"{info.tasks} tasks" + (f", {format_cost(average)}/task" if average is not None else ""))
+    description = f" — {info.description}" if info.description else ""
+    return f"• @{info.name}: {' · '.join(extra)}{description}"
 
 
 def toast(text: str) -> Outbound:
@@ -132,24 +157,8 @@ class Answers:
         ]
 
     def _agents(self, inbound: Inbound, _args: str) -> list[Outbound]:
-        config = self.service.config
-        active = self.service.status(recent=0)[0]
-        lines = ["🤖 Agents"]
-        for name, agent in config.agents.items():
-            running = sum(1 for t in active if t.agent == name and t.state == TaskState.RUNNING)
-            installed = "installed" if agent_installed(agent.command) else "CLI not found"
-            routes = sorted(c for c, a in config.routing.categories.items() if a == name)
-            extra = [
-                agent.kind,
-                installed if agent.enabled else "disabled",
-                f"{running}/{agent.max_concurrent} running",
-            ]
-            if name == config.routing.default_agent:
-                extra.append("default")
-            if routes:
-                extra.append("for " + ", ".join(routes))
-            description = f" — {agent.description}" if agent.description else ""
-            lines.append(f"• @{name}: {' · '.join(extra)}{description}")
+        # Versions are probed with a short bound (cached per binary after the first answer).
+        lines = ["🤖 Agents"] + [agent_line(info) for info in self.service.agents(bound_s=AGENTS_VERSION_BOUND_S)]
         return [self._note(inbound, "\n".join(lines))]
 
     def _audit_command(self, inbound: Inbound, args: str) -> list[Outbound]:

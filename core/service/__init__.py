@@ -7,8 +7,8 @@ per noun, each in its own module: ``delegation`` (route, estimate, approval poli
 ``actions`` (cancel, retry, approve, reject), ``branches`` (a task's diff, merge, pull
 request, discard), ``permissions`` (answer an agent's permission
 requests), ``queries`` (show, status, peek, logs, approvals, the messages about a task, the audit
-log), ``budgets``, ``engine_control`` (kick, the background engine), ``worktrees`` (housekeeping of task worktrees)
-and ``doctor``.
+log), ``budgets``, ``agents`` (each agent's CLI, version, needs and cost), ``engine_control`` (kick, the
+background engine), ``worktrees`` (housekeeping of task worktrees) and ``doctor``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from core.models import ACTIVE_STATES, Task
+from core.service.agents import AgentInfo, AgentsQuery
 from core.service.base import LOCAL, Actor
 from core.service.budgets import Budgets
 from core.service.delegation import Delegation
@@ -27,7 +28,7 @@ from core.service.queries import Approval, SentMessage
 from core.service.worktrees import WorktreeHousekeeping
 
 
-class Service(PlanActions, PermissionAnswers, Budgets, Doctor, WorktreeHousekeeping):
+class Service(PlanActions, PermissionAnswers, AgentsQuery, Budgets, Doctor, WorktreeHousekeeping):
     """Business operations over the store, the router, tmux and (when it owns it) the engine."""
 
 
@@ -41,5 +42,5 @@ def task_json(task: Task) -> dict[str, Any]:
 
 
 __all__ = [
-    "ACTIVE_STATES", "LOCAL", "Actor", "Approval", "Delegation", "SentMessage", "Service", "task_json",
+    "ACTIVE_STATES", "LOCAL", "Actor", "AgentInfo", "Approval", "Delegation", "SentMessage", "Service", "task_json",
 ]  # fmt: skip
