@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from core.config.schema import Config
     from core.config.slack import SlackConfig, SlackHttpConfig
     from core.config.telegram import TelegramConfig, TelegramWebhookConfig
+    from core.config.web import WebConfig
 
 _MODULES = {
     "AGENT_KINDS": "core.config.agents",
@@ -68,6 +69,7 @@ _MODULES = {
     "Role": "core.config.runtime",
     "RolesConfig": "core.config.runtime",
     "TmuxConfig": "core.config.runtime",
+    "WebConfig": "core.config.web",
     "WatchdogConfig": "core.config.runtime",
     "Config": "core.config.schema",
     "SlackConfig": "core.config.slack",
@@ -110,6 +112,7 @@ __all__ = [
     "TmuxConfig",
     "Url",
     "WatchdogConfig",
+    "WebConfig",
     "WeightedRuleConfig",
     "agent_installed",
     "command_argv",

@@ -7,7 +7,7 @@ per noun, each in its own module: ``delegation`` (route, estimate, approval poli
 ``actions`` (cancel, retry, approve, reject), ``branches`` (a task's diff, merge, pull
 request, discard), ``permissions`` (answer an agent's permission
 requests), ``queries`` (show, status, peek, logs, approvals, the messages about a task, the audit
-log), ``budgets``, ``engine_control`` (kick, the background engine) and ``doctor``.
+log), ``budgets``, ``engine_control`` (kick, the background engine), ``doctor`` and ``web`` (dashboard links).
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from core.service.delegation import Delegation
 from core.service.doctor import Doctor
 from core.service.permissions import PermissionAnswers
 from core.service.queries import Approval, SentMessage
+from core.service.web import WebLinks
 
 
-class Service(Branches, PermissionAnswers, Budgets, Doctor):
+class Service(Branches, PermissionAnswers, Budgets, Doctor, WebLinks):
     """Business operations over the store, the router, tmux and (when it owns it) the engine."""
 
 

@@ -24,6 +24,7 @@ from core.store.outbox import OutboxMixin
 from core.store.permissions import PermissionRulesMixin, PermissionsMixin
 from core.store.projects import ProjectsMixin
 from core.store.tasks import TasksMixin
+from core.store.web import WebMixin
 
 __all__ = ["BUSY_TIMEOUT_S", "INBOUND_ATTEMPTS", "MIGRATIONS", "Store", "store_error"]
 
@@ -71,6 +72,7 @@ class Store(
     PermissionsMixin,
     PermissionRulesMixin,
     ProjectsMixin,
+    WebMixin,
 ):
     """Owns the SQLite database file. Safe to open from several processes at once.
 
