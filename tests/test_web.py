@@ -98,8 +98,8 @@ async def test_a_link_signs_in_once_with_a_strict_httponly_cookie(bot: WebBot, h
         assert r.status == 200
         cookie = r.headers["Set-Cookie"]
     assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
-    again = {"json": {"token": token}, "headers": {"Origin": bot.url}}  # the same link again, from anywhere
-    async with aiohttp.ClientSession() as other, other.post(f"{bot.url}/api/login", **again) as r:
+    login, origin = f"{bot.url}/api/login", {"Origin": bot.url}  # the same link again, from anywhere
+    async with aiohttp.ClientSession() as other, other.post(login, json={"token": token}, headers=origin) as r:
         assert r.status == 401 and await r.text() == "401: Unauthorized"
     stored = bot.cli.store._conn.execute("SELECT digest FROM web_links").fetchall()
     assert all(token not in row[0] for row in stored)
