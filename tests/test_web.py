@@ -144,6 +144,9 @@ async def test_a_websocket_without_a_session_or_from_another_site_is_refused(bot
 
 async def test_revoke_all_signs_every_browser_out(bot: WebBot, http: Any) -> None:
     await signed_in(http, bot)
+    async with http.get(f"{bot.url}/api/costs") as r:
+        costs = await r.json()
+    assert {"today", "this month"} <= set(costs["periods"]) and "by_agent" in costs
     async with http.get(f"{bot.url}/api/me") as r:
         assert r.status == 200
     from core.service import LOCAL
