@@ -228,3 +228,15 @@ def test_the_metrics_count_viewers_and_frames(bot: WebBot) -> None:
 
 def test_the_sessions_migration_is_applied(bot: WebBot) -> None:
     assert "015_web_sessions" in bot.cli.store.applied_migrations()
+
+
+def test_orchestra_web_prints_a_link_and_revoke_all_ends_the_sessions(bot: WebBot) -> None:
+    from tests.conftest import orchestra
+
+    env = {"ORCHESTRA_HOME": str(bot.root / "home")}
+    out = orchestra("web", config=bot.config_path, env=env)
+    assert out.returncode == 0 and f"{bot.url}/login#" in out.stdout, out.stderr
+    out = orchestra("web", "--revoke-all", config=bot.config_path, env=env)
+    assert out.returncode == 0 and "session(s) ended" in out.stdout
+    assert bot.cli.store._conn.execute("SELECT COUNT(*) FROM web_links").fetchone()[0] == 0
+    assert bot.cli.service.audit_log(action="web")[0]["detail"].startswith("revoked all")

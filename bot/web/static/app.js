@@ -78,8 +78,12 @@
   function onTasks() {
     if (page === "list") renderList();
     else if (page === "grid") renderGrid();
-    else if (page === "task") refreshTask();
+    else if (page === "task") {  // read the task again only when its line in the list changed
+      var row = JSON.stringify(tasks.filter(function (t) { return t.id === current; })[0] || null);
+      if (row !== lastRow) { lastRow = row; refreshTask(); }
+    }
   }
+  var lastRow = "";
   function card(t) {
     var a = $("a", { "class": "card" + (t.parent ? " child" : ""), href: "/task/" + t.id, "data-nav": "", "data-id": t.id }, [
       $("div", { "class": "head" }, [$("strong", { text: t.id }), $("span", { "class": "state " + t.state, text: t.state.replace(/_/g, " ") }),
