@@ -25,6 +25,7 @@ SCRIPTS = [
     "bench_permissions.py",
     "bench_digest.py",
     "bench_metrics.py",
+    "bench_web.py",
     "bench_parse.py",
     "bench_cli.py",
     "bench_startup.py",

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from bot.bridges import SlackBridge, TelegramBridge
     from bot.outbox import Outbox
+    from bot.web.server import WebServer
     from core.config import Config
     from core.engine import Engine
     from core.metrics import Metrics, MetricsServer
@@ -167,6 +168,7 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     print(f"orchestra engine: pid {os.getpid()}, data {app.home}, tmux -L {app.config.tmux.socket_name}", flush=True)
     if metrics is not None:
         print(f"metrics: {metrics.server.url}", flush=True)
+    dashboard = await _start_web(app, metrics) if idle_exit_s is None and app.config.web.enabled else None
     idle_since = loop.time()
     failures: list[str] = []
     telegram: TelegramBridge | None = None
@@ -198,6 +200,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
             elif idle_exit_s is not None and loop.time() - idle_since > idle_exit_s:
                 break
     finally:
+        if dashboard is not None:
+            await dashboard.stop()
         if slack is not None:
             await slack.stop()
         if telegram is not None:
@@ -263,6 +267,18 @@ def _start_metrics(app: App) -> _Metrics | None:
         )
     app.engine.listeners.append(metrics.on_event)
     return _Metrics(metrics, server, store)
+
+
+async def _start_web(app: App, metrics: _Metrics | None) -> WebServer | None:
+    """The dashboard on this loop (bot/web), its viewers and frames in the metrics when those are served."""
+    from bot.web.server import start_web
+
+    server = await start_web(app)
+    if server is not None:
+        print(f"web: {server.url} (sign in: `orchestra web`)", flush=True)
+        if metrics is not None:
+            metrics.metrics.extra.append(server.hub.families)
+    return server
 
 
 async def _unless_stopped(starting: Coroutine[Any, Any, _T], stop: asyncio.Event) -> _T | None:

@@ -102,6 +102,10 @@ class MetricsUnavailable(OrchestraError):
     """The metrics endpoint could not listen (the port is taken, the address is not this host's)."""
 
 
+class WebUnavailable(OrchestraError):
+    """The web dashboard could not listen (the port is taken, the address is not this host's)."""
+
+
 # -- delivery to a chat (between a sender and the outbox, never shown as such) ------------------
 
 

@@ -94,6 +94,7 @@ class Metrics:
         self._dispatched: dict[str, float] = {}
         self._exited: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.extra: list[Callable[[], Iterable[Metric]]] = []  # more families (the web dashboard's viewers)
         self.registry.register(_Scrape(self))
 
     # -- live observations (the engine's loop) ----------------------------------------------------
@@ -156,6 +157,8 @@ class Metrics:
         yield from _cost_families(usage)
         yield from _outbox_families(backlog, now)
         yield from self._transport_families(backlog, now)
+        for more in list(self.extra):
+            yield from more()
 
     def _transport_families(self, backlog: dict[str, dict[str, Any]], now: float) -> Iterable[Metric]:
         up = GaugeMetricFamily(

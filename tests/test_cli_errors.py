@@ -176,7 +176,7 @@ def disk_full_during_delegate(ctx: Ctx) -> list[str]:
     mnt = small_disk(ctx, "2m")
     move_home(ctx, mnt / "home")
     ctx.cleanup.append(hold(ctx.home / "orchestra.db"))  # the bot has the store open, as it would
-    with open(mnt / "filler", "wb") as filler, contextlib.suppress(OSError):
+    with open(mnt / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
         while True:
             filler.write(b"\0" * 65536)
     return ["delegate", "--task", "write docs for the API", "--cwd", str(ctx.tmp)]

@@ -215,6 +215,9 @@ def _admin_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     sub.add_parser("bot", help="run the bot process: engine plus the configured chat transports").set_defaults(
         func=_command("admin", "bot")
     )
+    p = sub.add_parser("web", help="a one-time sign-in link to the web dashboard (served by `orchestra bot`)")
+    p.add_argument("--revoke-all", action="store_true", help="sign every browser out and void unused links")
+    p.set_defaults(func=_command("web", "web"))
 
 
 def _count(text: str) -> int:

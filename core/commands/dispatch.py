@@ -86,6 +86,7 @@ class Commands(Taps, ProjectChat, BranchChat):
             "merge": self._merge,
             "pr": self._pr,
             "discard": self._discard,
+            "web": self._web,
         }
 
     async def handle_async(self, inbound: Inbound) -> list[Outbound]:
@@ -214,6 +215,20 @@ class Commands(Taps, ProjectChat, BranchChat):
         budget = self.syntax.command("budget")
         hint = f"\nAdmins change them: {budget} day 25 · {budget} month off · {budget} day reset"
         return [self._note(inbound, self.service.budget_report() + hint)]
+
+    def _web(self, inbound: Inbound, _args: str) -> list[Outbound]:
+        """A one-time dashboard link for this user; only in a private chat, where nobody else can open it first."""
+        if not inbound.chat.private:
+            return [
+                self._note(
+                    inbound,
+                    "🖥 Ask for the dashboard link in a private chat with the bot: it signs in whoever opens it first.",
+                )
+            ]
+        user = f"{inbound.chat.platform}:{inbound.user_id}"
+        link = self.service.web_link(user, actor=self._actor(inbound))
+        minutes = self.service.config.web.link_s / 60
+        return [self._note(inbound, f"🖥 Your dashboard, signed in as you (works once, for {minutes:g} min): {link}")]
 
     def _kill(self, inbound: Inbound, _args: str) -> list[Outbound]:
         active = self.service.status(recent=0)[0]

@@ -67,6 +67,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("agents", "", "the agents and whether their CLI is installed"),
     CommandSpec("projects", "", "the projects, their folders and what runs or waits in each"),
     CommandSpec("project", "[NAME|none]", "this chat's default project (tasks without #name go there)"),
+    CommandSpec("web", "", "a one-time link to the live web dashboard (in a private chat)"),
     CommandSpec("kill", "", "cancel everything that is running or queued (asks first)"),
     CommandSpec("audit", "[FILTER]", "who did what: a task id, an action (approve, cancel, …) or a user"),
 )

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from core.config.schema import Config
     from core.config.slack import SlackConfig, SlackHttpConfig
     from core.config.telegram import TelegramConfig, TelegramWebhookConfig
+    from core.config.web import WebConfig
     from core.config.worktrees import WorktreesConfig
 
 _MODULES = {
@@ -69,6 +70,7 @@ _MODULES = {
     "Role": "core.config.runtime",
     "RolesConfig": "core.config.runtime",
     "TmuxConfig": "core.config.runtime",
+    "WebConfig": "core.config.web",
     "WatchdogConfig": "core.config.runtime",
     "Config": "core.config.schema",
     "SlackConfig": "core.config.slack",
@@ -112,6 +114,7 @@ __all__ = [
     "TmuxConfig",
     "Url",
     "WatchdogConfig",
+    "WebConfig",
     "WeightedRuleConfig",
     "WorktreesConfig",
     "agent_installed",

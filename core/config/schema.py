@@ -19,6 +19,7 @@ from core.config.routing import RoutingConfig
 from core.config.runtime import DigestConfig, MetricsConfig, NotifyConfig, RolesConfig, TmuxConfig, WatchdogConfig
 from core.config.slack import SlackConfig
 from core.config.telegram import WEBHOOK_SECRET_ENV, TelegramConfig
+from core.config.web import WebConfig
 from core.config.worktrees import WorktreesConfig
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Config(StrictModel):
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description="The alert on silent tasks.")
     roles: RolesConfig = Field(default_factory=RolesConfig, description="Who may do what in the chats.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="The Prometheus endpoint.")
+    web: WebConfig = Field(default_factory=WebConfig, description="The live web dashboard and Telegram Mini App.")
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:

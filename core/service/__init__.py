@@ -8,7 +8,7 @@ per noun, each in its own module: ``delegation`` (route, estimate, approval poli
 request, discard), ``permissions`` (answer an agent's permission
 requests), ``queries`` (show, status, peek, logs, approvals, the messages about a task, the audit
 log), ``budgets``, ``agents`` (each agent's CLI, version, needs and cost), ``engine_control`` (kick, the
-background engine), ``worktrees`` (housekeeping of task worktrees) and ``doctor``.
+background engine), ``worktrees`` (housekeeping of task worktrees), ``doctor`` and ``web`` (dashboard links).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from core.service.doctor import Doctor
 from core.service.permissions import PermissionAnswers
 from core.service.plans import PlanActions
 from core.service.queries import Approval, SentMessage
+from core.service.web import WebLinks
 from core.service.worktrees import WorktreeHousekeeping
 
 
-class Service(PlanActions, PermissionAnswers, AgentsQuery, Budgets, Doctor, WorktreeHousekeeping):
+class Service(PlanActions, PermissionAnswers, AgentsQuery, Budgets, Doctor, WorktreeHousekeeping, WebLinks):
     """Business operations over the store, the router, tmux and (when it owns it) the engine."""
 
 

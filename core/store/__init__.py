@@ -25,6 +25,7 @@ from core.store.permissions import PermissionRulesMixin, PermissionsMixin
 from core.store.plans import PlansMixin
 from core.store.projects import ProjectsMixin
 from core.store.tasks import TasksMixin
+from core.store.web import WebMixin
 
 __all__ = ["BUSY_TIMEOUT_S", "INBOUND_ATTEMPTS", "MIGRATIONS", "Store", "store_error"]
 
@@ -73,6 +74,7 @@ class Store(
     PermissionRulesMixin,
     ProjectsMixin,
     PlansMixin,
+    WebMixin,
 ):
     """Owns the SQLite database file. Safe to open from several processes at once.
 

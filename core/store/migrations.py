@@ -347,6 +347,22 @@ def _m015_plans(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX tasks_plan ON tasks (plan_id, plan_step)")
 
 
+WEB_MIGRATION = "016_web_sessions"  # its number alone: another migration taking its number renames only this
+
+
+def _m_web_sessions(db: sqlite_utils.Database) -> None:
+    """The web dashboard's one-time links and signed-in sessions (``bot/web``): only SHA-256 digests of
+    their random tokens are kept, so a copy of the store signs nobody in. ``user`` is ``platform:id``."""
+    db.execute(
+        "CREATE TABLE web_links (digest TEXT PRIMARY KEY, user TEXT NOT NULL, name TEXT NOT NULL,"
+        " created_at REAL NOT NULL, expires_at REAL NOT NULL, used_at REAL)"
+    )
+    db.execute(
+        "CREATE TABLE web_sessions (digest TEXT PRIMARY KEY, user TEXT NOT NULL, name TEXT NOT NULL,"
+        " csrf TEXT NOT NULL, via TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL)"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
@@ -363,4 +379,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("013_task_projects", _m013_task_projects),
     ("014_task_landing", _m014_task_landing),
     ("015_plans", _m015_plans),
+    (WEB_MIGRATION, _m_web_sessions),
 ]
