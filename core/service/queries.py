@@ -80,7 +80,10 @@ class Queries(EngineControl):
 
         task = self.get(task_id)
         if task.state == TaskState.RUNNING and task.id in self.tmux.windows():
-            return self.tmux.capture(task.id, lines)
+            try:
+                return self.tmux.capture(task.id, lines)
+            except TmuxError:
+                pass  # the window closed between the two calls: its output is in the events
         shown = [
             e["text"]
             for e in self.store.events(task.id, limit=100_000)
