@@ -216,3 +216,76 @@ def test_estimates_are_the_sum_of_costs_and_the_critical_path_of_durations(make_
     assert made.estimate_usd == pytest.approx(1.2)  # three medians of $0.40
     assert made.estimate_s == pytest.approx(40) and made.serial_s == pytest.approx(60)  # 1 → 2 ∥ 3
     assert made.basis == "median of 9 similar runs (cost), 9 (time)"
+
+
+_PLANNER = (
+    "import json, sys; ask = sys.argv[1]\n"
+    "if 'nonsense' in ask: print('I would rather not.'); sys.exit(0)\n"
+    "steps = [{'title': 'API', 'text': 'write api.txt', 'category': 'backend'},"
+    " {'title': 'UI', 'text': 'write ui.txt', 'category': 'frontend'},"
+    " {'title': 'Tests', 'text': 'write tests.txt', 'category': 'tests', 'after': [1, 2]}]\n"
+    "print(json.dumps({'orchestra': {'final_text': json.dumps({'steps': steps})}}))"
+)
+
+
+@requires_tmux
+async def test_a_planners_plan_runs_and_a_reply_that_is_no_plan_runs_nothing(make_app: Any, repo: Path) -> None:
+    planner = {"kind": "command", "command": sys.executable, "args": ["-c", _PLANNER, "{task}"]}
+    app: App = make_app(
+        agents__writer=WRITER, agents__planner=planner, routing__default_agent="writer", routing__categories={},
+        plans={"planner": "planner"}, projects={"api": {"path": str(repo)}}, default_project="api",
+    )  # fmt: skip
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        plan = app.service.delegate_planned("Add a settings page")
+        assert plan.state == "planning"
+        plan = await finished(app, plan.id)
+        assert plan.state == "succeeded", app.service.plan_card(plan.id)
+        steps = app.service.plan_steps(plan.id)
+        assert [(s.plan_step, s.step_title, s.category) for s in steps[1:]] == [
+            (1, "API", "backend"), (2, "UI", "frontend"), (3, "Tests", "tests")]  # fmt: skip
+        assert "Add a settings page" in app.store.task_text(steps[0].id)  # the planner was asked about it
+        assert sorted(git(repo, "ls-tree", "--name-only", str(plan.branch)).split()) == [
+            "README.md", "api.txt", "tests.txt", "ui.txt"]  # fmt: skip
+
+        bad = app.service.delegate_planned("Some nonsense request")
+        bad = await finished(app, bad.id)
+        assert bad.state == "failed" and "holds no JSON plan" in bad.paused
+        assert [s.plan_step for s in app.service.plan_steps(bad.id)] == [0]  # nothing else ran
+        said = [r.text for r in app.store.outbox_queue("console", task_id=bad.id)]
+        assert any("has no plan to run: the planner's answer holds no JSON plan. Nothing ran." in s for s in said)
+    finally:
+        await app.engine.stop()
+
+
+@requires_tmux
+async def test_a_plan_from_chat_waits_for_approval_and_its_card_follows_it(make_app: Any, repo: Path) -> None:
+    app: App = make_app(
+        agents__writer=WRITER, routing__default_agent="writer", routing__categories={},
+        policy__approval_for=["devops"], projects={"api": {"path": str(repo)}}, default_project="api",
+    )  # fmt: skip
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        chat = Commands(app.service, app.clock)
+        say = Inbound(chat=ChatRef("telegram", "111", private=True), user_id="111", user_name="@alice",
+                      text="Ship it\n1. write a.txt\n2. write b.txt", message_id="5", event_id="e5")  # fmt: skip
+        [answer] = chat.handle(say)
+        assert answer.text.startswith("🗺 p1: 2 steps") and "📍 Routed to: writer" in answer.text
+        assert "🔐 the text reads as a list of steps or as one request" in answer.text
+        plan = app.service.get_plan("p1")
+        assert plan.state == "awaiting_approval" and plan.text == "Ship it"
+        [card] = app.store.outbox_queue("console", task_id="p1")
+        assert [b.action for row in card.buttons for b in row] == ["plan_approve", "plan_cancel"]
+        assert chat.handle(say) == [answer] or app.store.plans(limit=10)[0].id == "p1"  # the same update: no new plan
+        tap = Inbound(chat=say.chat, user_id="111", user_name="@alice",
+                      tap=Tap("plan_approve", "p1", "7", card.buttons))  # fmt: skip
+        assert any("p1 approved by @alice" in a.text for a in chat.handle(tap))
+        plan = await finished(app, "p1")
+        assert plan.state == "succeeded"
+        edits = [r.text for r in app.store.outbox_queue("console") if r.kind == "progress" and r.task_id == "p1"]
+        assert edits and edits[-1].startswith("🗺 p1 · 2/2 steps · 100%")
+        assert len(app.store.plans(limit=10)) == 1
+    finally:
+        await app.engine.stop()

@@ -48,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _task_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("delegate", help="route a task to an agent and run it in tmux")
     p.add_argument("--task", "-t", help="what to do, in plain words ('-' reads stdin); a numbered list is a plan")
-    p.add_argument("--plan", metavar="FILE", help="run this plan (YAML: steps with title, text, category, after)")
+    p.add_argument(
+        "--plan",
+        metavar="FILE",
+        help="run this plan (YAML: steps with title, text, category, after); auto: ask plans.planner for one",
+    )
     p.add_argument("--single", action="store_true", help="one task, even when the text reads as a plan")
     p.add_argument("--agent", "-a", help="run on this agent, whatever the routing says")
     p.add_argument("--cwd", help="working directory for the agent (default: here)")

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 def spec_for(app: App, args: argparse.Namespace, text: str) -> planning.PlanSpec | None:
     """The plan this delegation asks for: ``--plan FILE``, else the text's own (None: one task)."""
+    if getattr(args, "plan", None) == "auto":
+        return None  # the planner agent makes it: see delegate_auto
     if getattr(args, "plan", None):
         import yaml
 
@@ -32,6 +34,13 @@ def spec_for(app: App, args: argparse.Namespace, text: str) -> planning.PlanSpec
             raise TaskRejected(f"--plan {path}: not YAML ({str(exc).splitlines()[0]})") from None
         return planning.from_data(data, str(path))
     return app.service.plan_for(text, agent=args.agent, single=getattr(args, "single", False))
+
+
+def delegate_auto(app: App, args: argparse.Namespace, text: str) -> int:
+    """``--plan auto``: the planner agent is asked; the plan's steps come from its answer."""
+    plan = app.service.delegate_planned(text, cwd=args.cwd, project=args.project)
+    print(f"{plan.id}: asked {app.config.plans.planner} for a plan; `orchestra show {plan.id}` follows it")
+    return 0
 
 
 def delegate(app: App, args: argparse.Namespace, spec: planning.PlanSpec, text: str) -> int:

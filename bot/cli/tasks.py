@@ -30,6 +30,8 @@ def delegate(app: App, args: argparse.Namespace) -> int:
     text = _read_task_stdin() if args.task == "-" else (args.task or "")
     from bot.cli import plans
 
+    if getattr(args, "plan", None) == "auto":
+        return plans.delegate_auto(app, args, text)
     spec = plans.spec_for(app, args, text)
     if spec is not None:
         return plans.delegate(app, args, spec, text)

@@ -82,6 +82,7 @@ class Commands(Taps, ProjectChat, BranchChat):
             "permissions": self._permissions,
             "project": self._project,
             "projects": self._projects,
+            "plan": self._plan,
             "diff": self._diff,
             "merge": self._merge,
             "pr": self._pr,
@@ -173,6 +174,13 @@ class Commands(Taps, ProjectChat, BranchChat):
             return [self._reply(inbound, f"🗺 {made.plan.id}: {len(made.steps)} steps\n{describe(made)}{held}")]
         delegation = self.service.delegate(text, actor=self._actor(inbound))
         return [self._card(inbound, delegation.task, why=delegation.approval_reason)]
+
+    def _plan(self, inbound: Inbound, args: str) -> list[Outbound]:
+        if not args.strip():
+            return [self._note(inbound, f"Usage: {self.syntax.command('plan', 'TEXT')}")]
+        plan = self.service.delegate_planned(args, actor=self._actor(inbound))
+        planner = self.service.config.plans.planner
+        return [self._reply(inbound, f"🗺 {plan.id}: asked {planner} for a plan; its card follows.")]
 
     def _cancel(self, inbound: Inbound, args: str) -> list[Outbound]:
         task = self.service.cancel(self._required_id(args, "cancel"), actor=self._actor(inbound))

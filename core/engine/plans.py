@@ -13,7 +13,7 @@ import json
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.models import Task, TaskState
 from core.plan_text import (
@@ -40,12 +40,114 @@ _STOPPED = (TaskState.CANCELLED,)
 def advance_all(config: Config, store: Store, clock: Clock, home: Path) -> bool:
     """Advance every running plan; True when a step was queued (the dispatcher then has work)."""
     queued = False
-    for plan in store.plans(states=("running",), limit=10_000):
+    for plan in store.plans(states=("running", "planning"), limit=10_000):
         try:
+            if plan.state == "planning":
+                if not from_planner(config, store, clock, plan):
+                    continue
+                plan = store.get_plan(plan.id)  # running now: its first steps start in this same call
             queued |= advance(config, store, clock, home, plan)
         except Exception:  # one plan's trouble never stops the others, nor the dispatcher
             log.exception("could not advance %s", plan.id)
     return queued
+
+
+PLANNER_PROMPT = """You are planning work for several coding agents. Do not change any file.
+Split the request below into 2 to {most} steps that agents can do one after another or in parallel.
+Answer with one JSON object and nothing else, in this schema:
+{{"steps": [{{"title": "short title", "text": "what the agent must do", "category": "one of {categories}",
+"after": [numbers of the steps (from 1) this step needs done first]}}]}}
+Steps that do not depend on each other must not list each other in "after".
+
+The request:
+{request}"""
+
+
+def planner_prompt(config: Config, request: str) -> str:
+    from core.plans import MAX_STEPS
+
+    categories = ", ".join(sorted({*config.routing.categories, config.routing.default_category}))
+    return PLANNER_PROMPT.format(most=min(MAX_STEPS, 8), categories=categories, request=request)
+
+
+def from_planner(config: Config, store: Store, clock: Clock, plan: Plan) -> bool:
+    """A planning plan whose planner answered: its JSON becomes the steps (then the plan runs, or
+    waits for approval as the policy says); an answer that is no valid plan fails it, nothing runs."""
+    from core import plans as planning
+
+    planner = next((t for t in store.plan_tasks(plan.id) if t.plan_step == 0), None)
+    if planner is None or not planner.state.finished:
+        return False
+    now = clock.now()
+    try:
+        if planner.state not in DONE:
+            raise planning.PlanError(f"the planner ({planner.id}) {planner.state.value}: {planner.error[:200]}")
+        spec = planning.from_planner(planner.final_text)
+    except planning.PlanError as exc:
+        with store.atomic():
+            if store.transition_plan(plan.id, ("planning",), "failed", finished_at=now, paused=str(exc)):
+                _say(config, store, clock, plan.id, f"❌ {plan.id} has no plan to run: {exc}. Nothing ran.")
+        return False
+    with store.atomic():
+        steps = create_steps(config, store, plan, spec, now, requester=planner.requester, source=planner.source)
+        gate = _gate(config, steps)
+        store.update_plan(plan.id, estimate_usd=sum(t.estimate_usd or 0.0 for t in steps))
+        store.transition_plan(plan.id, ("planning",), "awaiting_approval" if gate else "running",
+                              paused=gate)  # fmt: skip
+        if gate:
+            from core.messages import Button, OutKind
+            from core.notify import Notifier
+
+            buttons = ((Button("✅ Approve", "plan_approve", plan.id), Button("⏹ Cancel", "plan_cancel", plan.id)),)
+            text = card_text(store.get_plan(plan.id), steps, now) + f"\n🔐 Needs approval: {gate}"
+            Notifier(config, store, clock).post(OutKind.APPROVAL, f"{plan.id}:approval", text, task_id=plan.id,
+                                                buttons=buttons, commands=buttons)  # fmt: skip
+        _edit_card(config, store, clock, plan.id)
+    return not gate
+
+
+def create_steps(
+    config: Config, store: Store, plan: Plan, spec: Any, now: float, *, requester: str, source: str
+) -> list[Task]:
+    """The steps of ``spec`` as waiting tasks of ``plan``, each on its agent (named, or its category's)."""
+    steps = []
+    for i, step in enumerate(spec.steps, start=1):
+        category = step.category or config.routing.default_category
+        project = config.projects.get(plan.project or "")
+        own = (project.categories.get(category) or project.agent) if project is not None else None
+        agent = step.agent or own or config.routing.categories.get(category) or config.routing.default_agent
+        median, basis = store.median_cost(agent, category)
+        steps.append(store.create_task({
+            "text": step.text, "agent": agent, "category": category, "rule": "plan",
+            "route_reason": f"step {i} of {plan.id} ({spec.source})", "state": TaskState.WAITING,
+            "cwd": plan.cwd, "project": plan.project, "requester": requester, "source": source, "created_at": now,
+            "timeout_s": config.limits.task_timeout_s,
+            "estimate_usd": median if median is not None else config.budgets.default_estimate_usd,
+            "estimate_basis": basis, "plan_id": plan.id, "plan_step": i, "step_title": step.title,
+            "step_after": json.dumps(list(step.after)),
+        }))  # fmt: skip
+    return steps
+
+
+def _gate(config: Config, steps: list[Task]) -> str:
+    policy = config.policy
+    for step in steps:
+        if step.category in policy.approval_for:
+            return f"its {step.category} step needs approval"
+    total = sum(t.estimate_usd or 0.0 for t in steps)
+    if policy.approve_above_usd is not None and total > policy.approve_above_usd:
+        return f"estimated ${total:.2f} is above ${policy.approve_above_usd:.2f}"
+    return ""
+
+
+def _say(config: Config, store: Store, clock: Clock, plan_id: str, text: str) -> None:
+    import hashlib
+
+    from core.messages import OutKind
+    from core.notify import Notifier
+
+    key = f"{plan_id}:said:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+    Notifier(config, store, clock).post(OutKind.COMPLETION, key, text, task_id=plan_id)
 
 
 def advance(config: Config, store: Store, clock: Clock, home: Path, plan: Plan) -> bool:

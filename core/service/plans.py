@@ -134,6 +134,46 @@ class PlanActions(Branches):
         return PlanDelegation(self.store.get_plan(plan.id), steps, route_line(plan, steps), total, critical, serial,
                               basis, needs, why)  # fmt: skip
 
+    def delegate_planned(
+        self, text: str, *, cwd: str | None = None, project: str | None = None, actor: Actor = LOCAL
+    ) -> Plan:
+        """Ask the planner agent (``plans.planner``) for a plan of ``text``: the plan is ``planning``
+        until it answers; its JSON then becomes the steps, checked before anything runs."""
+        from core.engine.plans import planner_prompt
+
+        planner = self.config.plans.planner
+        if planner is None:
+            raise TaskRejected("no planner: set plans.planner in bots.yaml to the agent that plans")
+        if actor.ref and (done := self.store.plan_by_source(actor.ref)) is not None:
+            return done
+        chosen, body = self.choose_project(text.strip(), project=project, cwd=cwd, actor=actor, parent=None)
+        if not body:
+            raise TaskRejected("the task text is empty")
+        workdir = self.project_workdir(chosen) if chosen and cwd is None else self._workdir(cwd)
+        repo, branch, base = self._plan_branch(chosen, workdir, body)
+        now = self.clock.now()
+        with self.store.atomic():
+            plan = self.store.create_plan(
+                {
+                    "text": self.quote(body, 2000), "state": "planning", "origin": "planner",
+                    "requester": actor.name, "source": actor.source, "source_ref": actor.ref or None,
+                    "project": chosen, "cwd": workdir, "created_at": now, "repo": repo, "branch": branch, "base": base,
+                }
+            )  # fmt: skip
+            asked = self.store.create_task(
+                {
+                    "text": planner_prompt(self.config, body), "agent": planner, "category": "architecture",
+                    "rule": "plan", "route_reason": f"the planner of {plan.id}", "state": TaskState.QUEUED,
+                    "cwd": workdir, "project": chosen, "requester": actor.name, "source": actor.source,
+                    "created_at": now, "queued_at": now, "timeout_s": self.config.limits.task_timeout_s,
+                    "plan_id": plan.id, "plan_step": 0, "step_title": "plan it", "step_after": "[]",
+                }
+            )  # fmt: skip
+            self.audit(actor, "delegate", asked.id, f"{plan.id}: asked {planner} for a plan")
+            self._plan_card(plan.id, [asked], False, "")
+        self.kick()
+        return self.store.get_plan(plan.id)
+
     def estimate_time(self, agent: str, category: str) -> tuple[float, int]:
         """Median duration of this agent on this category so far, and how many runs it rests on."""
         history = self.store.duration_history(agent, category)
