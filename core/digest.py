@@ -131,6 +131,8 @@ def build_digest(store: Store, config: Config, clock: Clock, *, since: float | N
         footer.append("Top agents this month: " + " · ".join(f"{a or '?'} {money(usd)} ({n})" for a, usd, n in top))
     if savings is not None:
         footer.append(f"Savings this month: {savings.sentence()}")
+    if (accuracy := estimate_accuracy(store, week.start, now + 1e-6)) is not None:
+        footer.append(accuracy)
 
     def compose(cap: int) -> str:
         lines = [f"☀️ Orchestra digest · {local:%a} {local.day} {local:%b}"]
@@ -164,6 +166,19 @@ def build_digest(store: Store, config: Config, clock: Clock, *, since: float | N
         savings=savings,
         chart=chart,
     )
+
+
+def estimate_accuracy(store: Store, start: float, end: float) -> str | None:
+    """``Estimates were 18% high this week (12 tasks)``: the tasks' estimated cost against what they
+    cost; None without a task that has both."""
+    estimated, actual, count = store.estimate_totals(start, end)
+    if count == 0 or actual <= 0:
+        return None
+    off = round(100 * (estimated - actual) / actual)
+    tasks = f"{count} task{'' if count == 1 else 's'}"
+    if off == 0:
+        return f"Estimates were right this week ({tasks})"
+    return f"Estimates were {abs(off)}% {'high' if off > 0 else 'low'} this week ({tasks})"
 
 
 def _by_count(item: tuple[str, int]) -> tuple[int, str]:

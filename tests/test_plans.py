@@ -289,3 +289,15 @@ async def test_a_plan_from_chat_waits_for_approval_and_its_card_follows_it(make_
         assert len(app.store.plans(limit=10)) == 1
     finally:
         await app.engine.stop()
+
+
+def test_the_digest_says_how_far_the_estimates_were_off(make_app: Any, repo: Path) -> None:
+    from core.digest import build_digest
+
+    app: App = make_app()
+    now = app.clock.now()
+    for n, (estimate, cost) in enumerate([(1.0, 0.5), (0.4, 0.5)]):  # estimated $1.40, cost $1.00
+        task = app.store.create_task({"text": f"t {n}", "agent": "standin", "category": "backend",
+                                      "state": "succeeded", "cwd": str(repo), "created_at": now - 60})  # fmt: skip
+        app.store.update_task(task.id, estimate_usd=estimate, cost_usd=cost, started_at=now - 60, finished_at=now - 1)
+    assert "Estimates were 40% high this week (2 tasks)" in build_digest(app.store, app.config, app.clock).text

@@ -29,6 +29,16 @@ class CostsMixin(_Base):
         ).fetchall()
         return [float(r[0]) for r in rows]
 
+    def estimate_totals(self, start: float, end: float) -> tuple[float, float, int]:
+        """Estimated and actual cost of the tasks that finished in ``[start, end)`` with both known."""
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(estimate_usd), 0), COALESCE(SUM(cost_usd), 0), COUNT(*) FROM tasks "
+            "WHERE finished_at >= ? AND finished_at < ? AND estimate_usd IS NOT NULL AND cost_usd IS NOT NULL "
+            "AND cost_usd > 0",
+            (start, end),
+        ).fetchone()
+        return float(row[0]), float(row[1]), int(row[2])
+
     def duration_history(self, agent: str, category: str, limit: int = 200) -> list[float]:
         """How long this agent's successful runs on this category took, newest first (seconds)."""
         rows = self._conn.execute(
