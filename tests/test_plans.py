@@ -277,7 +277,7 @@ async def test_a_plan_from_chat_waits_for_approval_and_its_card_follows_it(make_
         plan = app.service.get_plan("p1")
         assert plan.state == "awaiting_approval" and plan.text == "Ship it"
         [card] = app.store.outbox_queue("console", task_id="p1")
-        assert [b.action for row in card.buttons for b in row] == ["plan_approve", "plan_cancel"]
+        assert [b.action for row in card.buttons for b in row] == ["plan_approve", "plan_edit", "plan_cancel"]
         assert chat.handle(say) == [answer] or app.store.plans(limit=10)[0].id == "p1"  # the same update: no new plan
         tap = Inbound(chat=say.chat, user_id="111", user_name="@alice",
                       tap=Tap("plan_approve", "p1", "7", card.buttons))  # fmt: skip
@@ -301,3 +301,38 @@ def test_the_digest_says_how_far_the_estimates_were_off(make_app: Any, repo: Pat
                                       "state": "succeeded", "cwd": str(repo), "created_at": now - 60})  # fmt: skip
         app.store.update_task(task.id, estimate_usd=estimate, cost_usd=cost, started_at=now - 60, finished_at=now - 1)
     assert "Estimates were 40% high this week (2 tasks)" in build_digest(app.store, app.config, app.clock).text
+
+
+@requires_tmux
+async def test_edit_replaces_a_held_plan_with_the_list_sent_in_reply(make_app: Any, repo: Path) -> None:
+    from core.messages import Outbound
+
+    app: App = make_app(
+        agents__writer=WRITER, routing__default_agent="writer", routing__categories={},
+        projects={"api": {"path": str(repo)}}, default_project="api",
+    )  # fmt: skip
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        chat = Commands(app.service, app.clock)
+        where = ChatRef("telegram", "111", private=True)
+        first = Inbound(chat=where, user_id="111", user_name="@alice", text="Ship it\n1. write a.txt\n2. write b.txt",
+                        message_id="5", event_id="e5")  # fmt: skip
+        chat.handle(first)
+        [card] = app.store.outbox_queue("console", task_id="p1")
+        app.store.enqueue("telegram", Outbound(card.text, buttons=card.buttons, task_id="p1"), chat_id="111",
+                          dedupe_key="card-p1", ts=1.0)  # fmt: skip
+        row = app.store.outbox_queue("telegram")[-1]
+        app.store.mark_delivered(row.id, 2.0, "70")  # the card as Telegram shows it: message 70
+        tap = Inbound(chat=where, user_id="111", user_name="@alice", tap=Tap("plan_edit", "p1", "70", card.buttons))
+        assert any("Reply to this message with p1 as it should be" in a.text for a in chat.handle(tap))
+        edited = Inbound(chat=where, user_id="111", user_name="@alice", text="1. write c.txt\n2. write d.txt",
+                         message_id="8", event_id="e8", replied_to="70")  # fmt: skip
+        [said] = chat.handle(edited)
+        assert said.text.startswith("✏️ p1 is replaced by p2: 2 steps")
+        assert app.service.get_plan("p1").state == "cancelled"
+        plan = await finished(app, "p2")
+        assert plan.state == "succeeded" and plan.text == "Ship it"
+        assert sorted(git(repo, "ls-tree", "--name-only", str(plan.branch)).split()) == ["README.md", "c.txt", "d.txt"]
+    finally:
+        await app.engine.stop()

@@ -16,7 +16,7 @@ from core.errors import OrchestraError
 from core.messages import Attachment, Inbound, Keyboard, Outbound, discard_keyboard
 
 BRANCH_TAPS = ("diff", "merge", "pr", "discard", "discard_yes", "discard_no")
-PLAN_TAPS = ("plan_approve", "plan_cancel", "plan_retry", "plan_skip")
+PLAN_TAPS = ("plan_approve", "plan_edit", "plan_cancel", "plan_retry", "plan_skip")
 BRANCH_COMMANDS = ("diff", "merge", "pr", "discard")
 
 
@@ -80,6 +80,13 @@ class BranchChat(Answers):
         assert tap is not None
         actor = self._actor(inbound)
         try:
+            if tap.action == "plan_edit":
+                plan = self.service.get_plan(tap.task_id)
+                if plan.state != "awaiting_approval":
+                    return [toast(f"{plan.id} is {plan.state}; only a plan waiting for approval is edited")]
+                ask = (f"✏️ Reply to this message with {plan.id} as it should be: a numbered list, one step a line. "
+                       f"It replaces {plan.id}, which waits until then.")  # fmt: skip
+                return [toast(""), Outbound(ask, task_id=plan.id, reply_to=tap.message_id)]
             if tap.action == "plan_approve":
                 plan = self.service.approve_plan(tap.task_id, actor=actor)
                 said = f"✅ {plan.id} approved by {inbound.user_name}; its first steps start"

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from core.clock import Clock
     from core.service import Service
+    from core.store.plans import Plan
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,11 @@ class Commands(Taps, ProjectChat, BranchChat):
                 request = self._replied_request(inbound)
                 if request is not None:
                     return self._reply_to_request(inbound, request, text)
+                plan = self._replied_plan(inbound)
+                if plan is not None:
+                    return self._authorize(inbound, "delegate", f"reply to {plan.id}") or self._reply_to_plan(
+                        inbound, plan.id, text
+                    )
                 about = self._replied_task(inbound)
                 if about is not None:
                     return self._reply_to_task(inbound, about, text)
@@ -247,6 +253,28 @@ class Commands(Taps, ProjectChat, BranchChat):
         return [self._reply(inbound, f"⚠️ Cancel every active task ({len(active)}): {ids}?", buttons=buttons)]
 
     # -- replies to a task's message ---------------------------------------------------------------
+    def _replied_plan(self, inbound: Inbound) -> Plan | None:
+        if inbound.replied_to is None:
+            return None
+        return self.service.replied_plan(inbound.chat.platform, inbound.chat.chat_id, inbound.replied_to)
+
+    def _reply_to_plan(self, inbound: Inbound, plan_id: str, text: str) -> list[Outbound]:
+        """A reply to a plan's message: to one held for approval, yes approves and a numbered list
+        replaces it (Edit); to any other, one line saying what works."""
+        plan = self.service.get_plan(plan_id)
+        if plan.state == "awaiting_approval" and text.lower().strip(" .!") in YES:
+            self.service.approve_plan(plan.id, actor=self._actor(inbound))
+            return [self._reply(inbound, f"✅ {plan.id} approved by {inbound.user_name}; its first steps start")]
+        if plan.state == "awaiting_approval":
+            from core.service.plans import describe
+
+            made = self.service.edit_plan(plan.id, text, actor=self._actor(inbound))
+            held = f"\n🔐 {made.approval_reason}" if made.needs_approval else ""
+            said = f"✏️ {plan.id} is replaced by {made.plan.id}: {len(made.steps)} steps\n{describe(made)}{held}"
+            return [self._reply(inbound, said)]
+        hint = f"{self.syntax.command('plan', 'TEXT')} or a numbered list starts a new plan"
+        return [self._reply(inbound, f"🗺 {plan.id} is {plan.state}; a reply does not change it ({hint}).")]
+
     def _replied_task(self, inbound: Inbound) -> Task | None:
         """The task a message of ours was about, when the person replied to it."""
         if inbound.replied_to is None:

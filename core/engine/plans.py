@@ -98,7 +98,13 @@ def from_planner(config: Config, store: Store, clock: Clock, plan: Plan) -> bool
             from core.messages import Button, OutKind
             from core.notify import Notifier
 
-            buttons = ((Button("✅ Approve", "plan_approve", plan.id), Button("⏹ Cancel", "plan_cancel", plan.id)),)
+            buttons = (
+                (
+                    Button("✅ Approve", "plan_approve", plan.id),
+                    Button("✏️ Edit", "plan_edit", plan.id),
+                    Button("⏹ Cancel", "plan_cancel", plan.id),
+                ),
+            )
             text = card_text(store.get_plan(plan.id), steps, now) + f"\n🔐 Needs approval: {gate}"
             Notifier(config, store, clock).post(OutKind.APPROVAL, f"{plan.id}:approval", text, task_id=plan.id,
                                                 buttons=buttons, commands=buttons)  # fmt: skip

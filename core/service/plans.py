@@ -198,6 +198,26 @@ class PlanActions(Branches):
         self.kick()
         return self.get_plan(plan.id)
 
+    def replied_plan(self, platform: str, chat_id: str, message_id: str) -> Plan | None:
+        """The plan a message of ours was about (its card, its approval request), if any."""
+        sent = self.sent_message(platform, chat_id, message_id)
+        ref = planning.parse_plan_ref(sent.task_id) if sent is not None and sent.task_id else None
+        return self.store.find_plan(ref[0]) if ref else None
+
+    def edit_plan(self, plan_id: str, text: str, *, actor: Actor = LOCAL) -> PlanDelegation:
+        """Replace a plan held for approval by the plan ``text`` writes (a numbered list): the old one
+        is cancelled, the new one made (and held or run, as the policy says)."""
+        plan = self.get_plan(plan_id)
+        if plan.state != "awaiting_approval":
+            raise InvalidTransition(f"{plan.id} is {plan.state}; only a plan waiting for approval is edited")
+        spec = planning.from_text(text)
+        if spec is None:
+            raise TaskRejected("send the plan as a numbered list (1. … 2. …), one step a line")
+        spec = planning.PlanSpec(spec.steps, "written", lead=spec.lead or plan.text, confirm=False)
+        self.cancel_plan(plan.id, actor=actor)
+        return self.delegate_plan(spec, text, cwd=plan.cwd if not plan.project else None, project=plan.project,
+                                  actor=actor)  # fmt: skip
+
     def cancel_plan(self, plan_id: str, *, actor: Actor = LOCAL) -> Plan:
         """Cancel the plan: its waiting and queued steps at once, its running ones stopped."""
         plan = self.get_plan(plan_id)
@@ -317,7 +337,13 @@ class PlanActions(Branches):
             from core.messages import Button
 
             text += f"\n🔐 Needs approval: {why}"
-            buttons = ((Button("✅ Approve", "plan_approve", plan.id), Button("⏹ Cancel", "plan_cancel", plan.id)),)
+            buttons = (
+                (
+                    Button("✅ Approve", "plan_approve", plan.id),
+                    Button("✏️ Edit", "plan_edit", plan.id),
+                    Button("⏹ Cancel", "plan_cancel", plan.id),
+                ),
+            )
         Notifier(self.config, self.store, self.clock).post(
             OutKind.COMPLETION, f"{plan.id}:card", text, task_id=plan.id, buttons=buttons, commands=buttons
         )
