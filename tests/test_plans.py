@@ -336,3 +336,31 @@ async def test_edit_replaces_a_held_plan_with_the_list_sent_in_reply(make_app: A
         assert sorted(git(repo, "ls-tree", "--name-only", str(plan.branch)).split()) == ["README.md", "c.txt", "d.txt"]
     finally:
         await app.engine.stop()
+
+
+@requires_tmux
+async def test_the_cli_shows_retries_and_cancels_a_plan(app: App, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import json
+
+    from bot.cli import tasks
+
+    text = "1. write a.txt but fail\n2. write b.txt"
+    spec = app.service.plan_for(text)
+    assert spec is not None
+    plan = await finished(app, app.service.delegate_plan(spec, text).plan.id)
+    assert plan.state == "paused"
+    capsys.readouterr()
+    assert tasks.show(app, argparse.Namespace(id=plan.id, json=True)) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["state"] == "paused" and [s["state"] for s in shown["steps"]] == ["failed", "waiting"]
+    assert shown["steps"][0]["attempts"] == 2 and shown["steps"][0]["ref"] == f"{plan.id}.1"
+    assert tasks.status(app, argparse.Namespace(json=False, recent=5)) == 0
+    assert f"{plan.id} paused · 2 steps" in capsys.readouterr().out
+    assert tasks.retry(app, argparse.Namespace(id=f"{plan.id}.1", feedback=None, wait=False, json=False)) == 0
+    assert f"{plan.id}.1 runs again as" in capsys.readouterr().out
+    plan = await finished(app, plan.id)
+    assert plan.state == "paused" and len([s for s in app.service.plan_steps(plan.id) if s.plan_step == 1]) == 3
+    assert tasks.cancel(app, argparse.Namespace(id=plan.id, json=False)) == 0
+    assert app.service.get_plan(plan.id).state == "cancelled"
+    assert {s.state for s in app.service.plan_steps(plan.id)} == {TaskState.FAILED, TaskState.CANCELLED}
