@@ -73,6 +73,7 @@ def to_blocks(text: str, code: str, keyboard: Keyboard) -> list[dict[str, Any]]:
                 "text": {"type": "plain_text", "text": b.label[:75], "emoji": True},
                 "action_id": f"{ACTION_PREFIX}{b.action}:{b.task_id}"[:255],
                 "value": f"{b.action}:{b.task_id}",
+                **({"url": b.url[:3000]} if b.url else {}),
             }
             for b in row
         ]
@@ -92,7 +93,8 @@ def from_blocks(blocks: list[dict[str, Any]] | None) -> Keyboard:
             if element.get("type") == "button" and isinstance(value, str) and ":" in value:
                 action, _, task_id = value.partition(":")
                 label = (element.get("text") or {}).get("text", action)
-                row.append(Button(str(label), action, task_id))
+                url = element.get("url")
+                row.append(Button(str(label), action, task_id, url=url if isinstance(url, str) else ""))
         if row:
             rows.append(tuple(row))
     return tuple(rows)

@@ -14,7 +14,14 @@ import html
 import warnings
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters, Update
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    ReplyParameters,
+    Update,
+    WebAppInfo,
+)
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
 
@@ -108,17 +115,27 @@ def from_markup(markup: InlineKeyboardMarkup | None) -> Keyboard:
             if isinstance(button.callback_data, str) and ":" in button.callback_data:
                 action, _, task_id = button.callback_data.partition(":")
                 buttons.append(Button(button.text, action, task_id))
+            elif link := button.url or (button.web_app.url if button.web_app else None):
+                buttons.append(Button(button.text, "open", "", url=link))
         if buttons:
             rows.append(tuple(buttons))
     return tuple(rows)
 
 
-def to_markup(keyboard: Keyboard) -> InlineKeyboardMarkup | None:
+def to_markup(keyboard: Keyboard, *, private: bool = False) -> InlineKeyboardMarkup | None:
+    """Inline buttons; a link button opens as a Mini App in a private chat (Telegram allows that
+    nowhere else) and as a plain link in a group."""
     if not keyboard:
         return None
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(b.label, callback_data=f"{b.action}:{b.task_id}"[:64]) for b in row] for row in keyboard]
-    )
+
+    def one(b: Button) -> InlineKeyboardButton:
+        if b.url and private:
+            return InlineKeyboardButton(b.label, web_app=WebAppInfo(b.url))
+        if b.url:
+            return InlineKeyboardButton(b.label, url=b.url)
+        return InlineKeyboardButton(b.label, callback_data=f"{b.action}:{b.task_id}"[:64])
+
+    return InlineKeyboardMarkup([[one(b) for b in row] for row in keyboard])
 
 
 class TelegramSender:
@@ -148,7 +165,7 @@ class TelegramSender:
     async def _deliver(self, item: OutboxItem) -> str | None:
         assert item.chat_id is not None
         chat: int | str = int(item.chat_id) if item.chat_id.lstrip("-").isdigit() else item.chat_id
-        markup = to_markup(item.buttons)
+        markup = to_markup(item.buttons, private=isinstance(chat, int) and chat > 0)
         no_preview = LinkPreviewOptions(is_disabled=True)
         if item.is_edit:
             if not item.edit_message_id:

@@ -36,6 +36,7 @@ class Button:
     label: str
     action: str
     task_id: str = ""
+    url: str = ""  # a link button (the dashboard: a Mini App in a Telegram private chat); taps on it are not ours
 
 
 Keyboard = tuple[tuple[Button, ...], ...]
@@ -191,18 +192,21 @@ class OutboxCopy:
 
 
 def keyboard_to_json(keyboard: Keyboard) -> str:
-    return json.dumps([[[b.label, b.action, b.task_id] for b in row] for row in keyboard], ensure_ascii=False)
+    rows = [[[b.label, b.action, b.task_id, *([b.url] if b.url else [])] for b in row] for row in keyboard]
+    return json.dumps(rows, ensure_ascii=False)
 
 
 def keyboard_from_json(text: str | None) -> Keyboard:
     if not text:
         return ()
     rows = json.loads(text)
-    return tuple(tuple(Button(str(label), str(action), str(task)) for label, action, task in row) for row in rows)
+    return tuple(tuple(Button(*(str(part) for part in button[:4])) for button in row) for row in rows)
 
 
 def button_still_valid(button: Button, state: str) -> bool:
     """Whether a task button still means something for a task in ``state`` (stale ones are removed)."""
+    if button.url:
+        return True
     if button.action in ("approve", "reject"):
         return state in (TaskState.AWAITING_APPROVAL, TaskState.NEEDS_REVIEW)
     if button.action == "cancel":
@@ -268,15 +272,17 @@ def discard_keyboard(task_id: str) -> Keyboard:
     return ((Button(f"🗑 Yes, discard {task_id}", "discard_yes", task_id), Button("Keep it", "discard_no", task_id)),)
 
 
-def card_keyboard(task_id: str, state: str) -> Keyboard:
-    """Buttons on a task's acknowledgement while it is active; none once it has finished."""
+def card_keyboard(task_id: str, state: str, *, open_url: str = "") -> Keyboard:
+    """Buttons on a task's acknowledgement while it is active; none once it has finished. With
+    ``open_url`` (the dashboard's page of the task) a 🖥 Open button joins the Peek row."""
+    opened = (Button("🖥 Open", "open", task_id, url=open_url),) if open_url else ()
     if state == TaskState.AWAITING_APPROVAL:
         return (
             (Button("✅ Approve", "approve", task_id), Button("✖ Reject", "reject", task_id)),
-            (Button("👀 Peek", "peek", task_id),),
+            (Button("👀 Peek", "peek", task_id), *opened),
         )
     if state in (TaskState.QUEUED, TaskState.RUNNING):
-        return ((Button("⏹ Cancel", "cancel", task_id), Button("👀 Peek", "peek", task_id)),)
+        return ((Button("⏹ Cancel", "cancel", task_id), Button("👀 Peek", "peek", task_id), *opened),)
     return ()
 
 

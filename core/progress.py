@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from core.clock import Clock
+    from core.config import Config
     from core.service import Service
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,16 @@ def render_card(service: Service, task: Task, now: float, *, why: str = "") -> t
         reason = f": {clip(decision.reason, 100)}" if decision.reason else ""
         when = local_time(decision.ts, tz)
         lines.append(f"{'✅' if verb == 'Approved' else '✖'} {verb} by {decision.actor} at {when}{reason}")
-    return "\n".join(lines), card_keyboard(task.id, task.state)
+    return "\n".join(lines), card_keyboard(task.id, task.state, open_url=open_url(service.config, task.id))
+
+
+def open_url(config: Config, task_id: str) -> str:
+    """The dashboard's page of a task, for a 🖥 Open button: only with the dashboard on behind an
+    https ``public_url`` (Telegram takes no other link for a button, nor a Mini App)."""
+    web, public = config.web, config.web.public_url or ""
+    if not web.enabled or not public.startswith("https://"):
+        return ""
+    return f"{public.rstrip('/')}/task/{task_id}"
 
 
 def _status_line(service: Service, task: Task, now: float, why: str) -> str:

@@ -25,6 +25,8 @@ class Taps(PermissionChat, BranchChat):
     def _tap(self, inbound: Inbound) -> list[Outbound]:
         tap = inbound.tap
         assert tap is not None
+        if tap.action == "open":
+            return [toast("")]  # a link button: the client opened the dashboard; nothing to do here
         if tap.action in ("kill", "keep"):
             return self._kill_tap(inbound)
         if tap.action in VERDICT_OF_TAP:
