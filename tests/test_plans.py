@@ -364,3 +364,33 @@ async def test_the_cli_shows_retries_and_cancels_a_plan(app: App, capsys: pytest
     assert tasks.cancel(app, argparse.Namespace(id=plan.id, json=False)) == 0
     assert app.service.get_plan(plan.id).state == "cancelled"
     assert {s.state for s in app.service.plan_steps(plan.id)} == {TaskState.FAILED, TaskState.CANCELLED}
+
+
+@requires_tmux
+async def test_two_steps_writing_one_file_pause_the_plan_on_the_conflict_naming_it(app: App, repo: Path) -> None:
+    steps = [{"text": "write base.txt"}, {"text": "write same.txt one way", "after": [1]},
+             {"text": "write same.txt another way", "after": [1]}]  # fmt: skip
+    made = app.service.delegate_plan(planning.from_data(steps, "plan.yaml"), "conflicting")
+    plan = await finished(app, made.plan.id)
+    assert plan.state == "paused" and "same.txt" in plan.paused and "nothing was merged" in plan.paused
+    assert git(repo, "status", "--porcelain") == ""  # the main checkout is as it was
+
+
+@requires_tmux
+async def test_a_step_that_failed_twice_runs_on_its_categorys_fallback(make_app: Any, repo: Path) -> None:
+    rescue = {"kind": "command", "command": sys.executable, "args": ["-c", "print('rescued')", "{task}"]}
+    app: App = make_app(
+        agents__writer=WRITER, agents__rescue=rescue, routing__default_agent="writer", routing__categories={},
+        plans={"fallback": {"backend": "rescue"}}, projects={"api": {"path": str(repo)}}, default_project="api",
+    )  # fmt: skip
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        steps = [{"text": "write a.txt but fail", "category": "backend"}]
+        plan = await finished(app, app.service.delegate_plan(planning.from_data(steps, "p.yaml"), "x").plan.id)
+    finally:
+        await app.engine.stop()
+    attempts = app.service.plan_steps(plan.id)
+    assert [(t.agent, t.state) for t in attempts] == [
+        ("writer", TaskState.FAILED), ("writer", TaskState.FAILED), ("rescue", TaskState.SUCCEEDED)]  # fmt: skip
+    assert plan.state == "succeeded"
