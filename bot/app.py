@@ -163,7 +163,10 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
         from bot.scheduler import SchedulerDeps, preload_prices
         from bot.scheduler import start as start_scheduler
 
-        deps = SchedulerDeps(app.config, app.store, app.clock, app.home, app.engine.channels, housekeeping=app.service)
+        deps = SchedulerDeps(
+            app.config, app.store, app.clock, app.home, app.engine.channels, housekeeping=app.service,
+            start_task=app.service.start_scheduled,
+        )  # fmt: skip
         scheduler = start_scheduler(deps)
     print(f"orchestra engine: pid {os.getpid()}, data {app.home}, tmux -L {app.config.tmux.socket_name}", flush=True)
     if metrics is not None:

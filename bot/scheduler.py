@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ from core.store import Store
 from core.text import clip, format_duration, money
 
 if TYPE_CHECKING:
+    from core.config.schedules import ScheduleConfig
     from core.service.worktrees import WorktreeHousekeeping
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class SchedulerDeps:
     home: Path
     channels: Callable[[], list[str]]
     housekeeping: WorktreeHousekeeping | None = None
+    start_task: Callable[[ScheduleConfig, str], str] | None = None  # (schedule, its run's key) -> task id
 
 
 class DigestTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
@@ -112,6 +115,12 @@ class Scheduler:
         if self.config.watchdog.silent_after_s is not None:
             every = IntervalTrigger(seconds=self.config.watchdog.check_every_s)
             aps.add_job(self._job(self.check_watchdog), every, id="watchdog", next_run_time=now, **late_ok)
+        if self.deps.start_task is not None:
+            for schedule in (s for s in self.config.schedules if s.enabled):
+                cron = CronTrigger.from_crontab(schedule.cron, timezone=self.config.digest.zone())
+                run = self._job(functools.partial(self.run_schedule, schedule.name))
+                aps.add_job(run, cron, id=f"schedule:{schedule.name}", **late_ok)
+            aps.add_job(self._job(self.catch_up_schedules), id="schedules-catch-up", next_run_time=now, **late_ok)
         if self.deps.housekeeping is not None:
             every = IntervalTrigger(seconds=HOUSEKEEPING_EVERY_S)
             aps.add_job(self._job(self.prune_worktrees), every, id="worktrees", next_run_time=now, **late_ok)
@@ -147,6 +156,51 @@ class Scheduler:
                 log.exception("scheduled job %s failed", getattr(func, "__name__", func))
 
         return run
+
+    # -- schedules --------------------------------------------------------------------------------
+    def schedule_fires(self, schedule: ScheduleConfig, since: float, until: float) -> list[datetime]:
+        """The schedule's run times in ``(since, until]`` (at most 1,000)."""
+        cron = CronTrigger.from_crontab(schedule.cron, timezone=self.config.digest.zone())
+        fires: list[datetime] = []
+        fire = cron.get_next_fire_time(None, datetime.fromtimestamp(since + 1e-3, UTC))
+        while fire is not None and fire.timestamp() <= until and len(fires) < 1000:
+            fires.append(fire)
+            fire = cron.get_next_fire_time(fire, fire + timedelta(seconds=1))
+        return fires
+
+    def run_schedule(self, name: str) -> str | None:
+        """Start the schedule's run due now (its latest run time, looking back a minute and a bit):
+        the run's key makes it one task however often this is called. The task id, or None."""
+        schedule = next((s for s in self.config.schedules if s.name == name and s.enabled), None)
+        now = self.deps.clock.now()
+        fires = self.schedule_fires(schedule, now - 90, now) if schedule is not None else []
+        return self._start_run(schedule, fires[-1]) if schedule is not None and fires else None
+
+    def catch_up_schedules(self) -> list[str]:
+        """At start: for each schedule, the latest run missed while the bot was down starts once if it
+        is at most ``catch_up_s`` old; older missed runs are skipped, and said in the log."""
+        now, started = self.deps.clock.now(), []
+        for schedule in (s for s in self.config.schedules if s.enabled):
+            recent = self.schedule_fires(schedule, now - max(schedule.catch_up_s, 1.0), now)
+            if recent and (task_id := self._start_run(schedule, recent[-1])) is not None:
+                started.append(task_id)
+            older = self.schedule_fires(schedule, now - 7 * 86400, now - max(schedule.catch_up_s, 1.0))
+            if older and not recent and older[-1].isoformat() not in self._warned:
+                self._warned.add(older[-1].isoformat())
+                missed = older[-1].isoformat()
+                why = "was missed while the bot was down and is older than catch_up_s"
+                log.warning("schedule %s: the run due %s %s (%ss); skipped", schedule.name, missed, why,
+                            schedule.catch_up_s)  # fmt: skip
+        return started
+
+    def _start_run(self, schedule: ScheduleConfig, fire: datetime) -> str | None:
+        assert self.deps.start_task is not None
+        key = f"schedule:{schedule.name}:{fire.astimezone(UTC).strftime('%Y-%m-%dT%H:%MZ')}"
+        try:
+            return self.deps.start_task(schedule, key)
+        except Exception as exc:  # noqa: BLE001  a refused task (budget, a missing folder) is said, not raised
+            log.warning("schedule %s: could not start its run: %s", schedule.name, exc)
+            return None
 
     # -- the digest -----------------------------------------------------------------------------
     def last_due(self, now: float) -> datetime | None:

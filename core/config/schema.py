@@ -17,6 +17,7 @@ from core.config.plans import PlansConfig
 from core.config.projects import ProjectConfig
 from core.config.routing import RoutingConfig
 from core.config.runtime import DigestConfig, MetricsConfig, NotifyConfig, RolesConfig, TmuxConfig, WatchdogConfig
+from core.config.schedules import ScheduleConfig
 from core.config.slack import SlackConfig
 from core.config.telegram import WEBHOOK_SECRET_ENV, TelegramConfig
 from core.config.web import WebConfig
@@ -51,6 +52,9 @@ class Config(StrictModel):
     worktrees: WorktreesConfig = Field(
         default_factory=WorktreesConfig, description="How long finished tasks' worktrees stay; spare checkouts."
     )
+    schedules: list[ScheduleConfig] = Field(
+        default_factory=list, description="Tasks that start on their own at cron times (README: Schedules)."
+    )
     plans: PlansConfig = Field(default_factory=PlansConfig, description="Multi-step plans: templates, planner.")
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig, description="What tasks may cost.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="What waits for a person's approval.")
@@ -83,6 +87,15 @@ class Config(StrictModel):
             if rule.agent is not None and rule.agent not in known:
                 raise ValueError(f"routing.rules.{i}.agent: {rule.agent!r} is not a configured agent")
         self._project_refs(known)
+        names: set[str] = set()
+        for i, schedule in enumerate(self.schedules):
+            if schedule.name in names:
+                raise ValueError(f"schedules.{i}.name: {schedule.name!r} is used twice")
+            names.add(schedule.name)
+            if schedule.agent is not None and schedule.agent not in known:
+                raise ValueError(f"schedules.{i}.agent: {schedule.agent!r} is not a configured agent")
+            if schedule.project is not None and schedule.project not in self.projects:
+                raise ValueError(f"schedules.{i}.project: {schedule.project!r} is not a project of bots.yaml")
         if self.plans.planner is not None and self.plans.planner not in known:
             raise ValueError(f"plans.planner: {self.plans.planner!r} is not a configured agent")
         for category, agent in self.plans.fallback.items():

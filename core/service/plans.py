@@ -19,6 +19,7 @@ from core.service.branches import Branches
 from core.text import format_duration, money
 
 if TYPE_CHECKING:
+    from core.config.schedules import ScheduleConfig
     from core.store.plans import Plan
 
 _DEFAULT_STEP_S = 300.0  # a step's time with no history of its agent on its category
@@ -173,6 +174,15 @@ class PlanActions(Branches):
             self._plan_card(plan.id, [asked], False, "")
         self.kick()
         return self.store.get_plan(plan.id)
+
+    def start_scheduled(self, schedule: ScheduleConfig, key: str) -> str:
+        """A schedule's run (``key``: the schedule and its time): one task, or one plan when its text
+        is one, however often it is asked for (the key is the delegation's reference)."""
+        actor = Actor(name=f"schedule:{schedule.name}", source="schedule", ref=key)
+        spec = self.plan_for(schedule.task, agent=schedule.agent)
+        if spec is not None:
+            return self.delegate_plan(spec, schedule.task, project=schedule.project, actor=actor).plan.id
+        return self.delegate(schedule.task, agent=schedule.agent, project=schedule.project, actor=actor).task.id
 
     def estimate_time(self, agent: str, category: str) -> tuple[float, int]:
         """Median duration of this agent on this category so far, and how many runs it rests on."""

@@ -46,6 +46,12 @@ class TasksMixin(_Base):
         refs = [(int(at), str(name)) for at, name in json.loads(row[1] or "[]")]
         return Redactor.restore(str(row[0]), refs, os.environ if environ is None else environ)
 
+    def last_task_by_requester(self, requester: str) -> Task | None:
+        row = self._conn.execute(
+            "SELECT id FROM tasks WHERE requester = ? ORDER BY num DESC LIMIT 1", (requester,)
+        ).fetchone()
+        return None if row is None else self.get_task(str(row[0]))
+
     def task_by_source(self, source_ref: str) -> Task | None:
         """The task a chat update created, if it created one (``source_ref`` is the update's id)."""
         row = self._conn.execute("SELECT id FROM tasks WHERE source_ref = ?", (source_ref,)).fetchone()
