@@ -172,6 +172,11 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     if metrics is not None:
         print(f"metrics: {metrics.server.url}", flush=True)
     dashboard = await _start_web(app, metrics) if idle_exit_s is None and app.config.web.enabled else None
+    hooks = None
+    if idle_exit_s is None and app.config.triggers.enabled:
+        from bot.triggers import start_triggers
+
+        hooks = await start_triggers(app)
     idle_since = loop.time()
     failures: list[str] = []
     telegram: TelegramBridge | None = None
@@ -205,6 +210,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
     finally:
         if dashboard is not None:
             await dashboard.stop()
+        if hooks is not None:
+            await hooks.stop()
         if slack is not None:
             await slack.stop()
         if telegram is not None:

@@ -20,6 +20,7 @@ from core.config.runtime import DigestConfig, MetricsConfig, NotifyConfig, Roles
 from core.config.schedules import ScheduleConfig
 from core.config.slack import SlackConfig
 from core.config.telegram import WEBHOOK_SECRET_ENV, TelegramConfig
+from core.config.triggers import TriggersConfig
 from core.config.web import WebConfig
 from core.config.worktrees import WorktreesConfig
 
@@ -54,6 +55,9 @@ class Config(StrictModel):
     )
     schedules: list[ScheduleConfig] = Field(
         default_factory=list, description="Tasks that start on their own at cron times (README: Schedules)."
+    )
+    triggers: TriggersConfig = Field(
+        default_factory=TriggersConfig, description="Signed webhooks that start tasks (off by default)."
     )
     plans: PlansConfig = Field(default_factory=PlansConfig, description="Multi-step plans: templates, planner.")
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig, description="What tasks may cost.")
@@ -202,6 +206,7 @@ class Config(StrictModel):
         webhook = self.telegram.webhook
         sources.append(webhook.secret_env if webhook else WEBHOOK_SECRET_ENV)
         sources += [p.pull_requests.token_env for p in self.projects.values() if p.pull_requests]
+        sources += [n for n in (self.triggers.github_secret_env, self.triggers.generic_secret_env) if n]
         return sources
 
     def known_secrets(self) -> dict[str, str]:
