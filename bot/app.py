@@ -165,7 +165,8 @@ async def run_engine(app: App, *, console: bool, idle_exit_s: float | None) -> i
 
         deps = SchedulerDeps(
             app.config, app.store, app.clock, app.home, app.engine.channels, housekeeping=app.service,
-            start_task=app.service.start_scheduled,
+            start_task=app.service.start_scheduled, schedules=app.service.all_schedules,
+            forget=app.store.remove_schedule,
         )  # fmt: skip
         scheduler = start_scheduler(deps)
     print(f"orchestra engine: pid {os.getpid()}, data {app.home}, tmux -L {app.config.tmux.socket_name}", flush=True)

@@ -62,6 +62,8 @@ class SchedulerDeps:
     channels: Callable[[], list[str]]
     housekeeping: WorktreeHousekeeping | None = None
     start_task: Callable[[ScheduleConfig, str], str] | None = None  # (schedule, its run's key) -> task id
+    schedules: Callable[[], list[ScheduleConfig]] | None = None  # bots.yaml's and the store's; None: bots.yaml's
+    forget: Callable[[str], object] | None = None  # remove a run-once schedule after its run started
 
 
 class DigestTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
@@ -121,6 +123,8 @@ class Scheduler:
                 run = self._job(functools.partial(self.run_schedule, schedule.name))
                 aps.add_job(run, cron, id=f"schedule:{schedule.name}", **late_ok)
             aps.add_job(self._job(self.catch_up_schedules), id="schedules-catch-up", next_run_time=now, **late_ok)
+            minute = IntervalTrigger(seconds=30)  # the store's schedules (made from chat), looked at twice a minute
+            aps.add_job(self._job(self.run_stored_schedules), minute, id="schedules-stored", **late_ok)
         if self.deps.housekeeping is not None:
             every = IntervalTrigger(seconds=HOUSEKEEPING_EVERY_S)
             aps.add_job(self._job(self.prune_worktrees), every, id="worktrees", next_run_time=now, **late_ok)
@@ -168,10 +172,19 @@ class Scheduler:
             fire = cron.get_next_fire_time(fire, fire + timedelta(seconds=1))
         return fires
 
+    def _schedules(self) -> list[ScheduleConfig]:
+        return self.deps.schedules() if self.deps.schedules is not None else list(self.config.schedules)
+
+    def run_stored_schedules(self) -> list[str]:
+        """The due runs of the schedules made at run time (bots.yaml's have their own cron jobs)."""
+        names = {s.name for s in self.config.schedules}
+        started = [self.run_schedule(s.name) for s in self._schedules() if s.name not in names]
+        return [t for t in started if t]
+
     def run_schedule(self, name: str) -> str | None:
         """Start the schedule's run due now (its latest run time, looking back a minute and a bit):
         the run's key makes it one task however often this is called. The task id, or None."""
-        schedule = next((s for s in self.config.schedules if s.name == name and s.enabled), None)
+        schedule = next((s for s in self._schedules() if s.name == name and s.enabled), None)
         now = self.deps.clock.now()
         fires = self.schedule_fires(schedule, now - 90, now) if schedule is not None else []
         return self._start_run(schedule, fires[-1]) if schedule is not None and fires else None
@@ -180,7 +193,7 @@ class Scheduler:
         """At start: for each schedule, the latest run missed while the bot was down starts once if it
         is at most ``catch_up_s`` old; older missed runs are skipped, and said in the log."""
         now, started = self.deps.clock.now(), []
-        for schedule in (s for s in self.config.schedules if s.enabled):
+        for schedule in (s for s in self._schedules() if s.enabled):
             recent = self.schedule_fires(schedule, now - max(schedule.catch_up_s, 1.0), now)
             if recent and (task_id := self._start_run(schedule, recent[-1])) is not None:
                 started.append(task_id)
@@ -197,7 +210,10 @@ class Scheduler:
         assert self.deps.start_task is not None
         key = f"schedule:{schedule.name}:{fire.astimezone(UTC).strftime('%Y-%m-%dT%H:%MZ')}"
         try:
-            return self.deps.start_task(schedule, key)
+            started = self.deps.start_task(schedule, key)
+            if schedule.once and self.deps.forget is not None:
+                self.deps.forget(schedule.name)  # /at: once, then gone
+            return started
         except Exception as exc:  # noqa: BLE001  a refused task (budget, a missing folder) is said, not raised
             log.warning("schedule %s: could not start its run: %s", schedule.name, exc)
             return None

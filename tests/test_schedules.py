@@ -97,3 +97,38 @@ async def test_the_cli_lists_the_schedules_with_their_next_run(app: App, capsys:
     assert schedule(app, argparse.Namespace(action="list", json=True)) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert row["name"] == "morning" and row["next"].endswith("T07:00+00:00") and row["last_task"] is None
+
+
+async def test_chat_schedules_run_like_bots_yamls_and_at_runs_once(app: App) -> None:
+    from core.commands import Commands
+    from core.messages import ChatRef, Inbound
+
+    clock = Clock("2026-12-03T06:00:00")
+    chat = Commands(app.service, clock)
+
+    def say(text: str, n: int) -> str:
+        inbound = Inbound(chat=ChatRef("telegram", "111", private=True), user_id="111", user_name="@alice",
+                          text=text, message_id=str(n), event_id=f"e{n}")  # fmt: skip
+        return chat.handle(inbound)[0].text
+
+    assert say("/every weekday 08:30 Triage the new issues", 1).startswith(
+        "⏰ s1: every weekday at 08:30 (30 8 * * mon-fri)"
+    )
+    app.service.clock = clock  # the service reads the same clock as the chat here
+    assert say("/at 07:15 Check the nightly build", 2).startswith("⏰ s2: once at Thu 03 Dec 07:15")
+    assert "'sometimes' is not a day" in say("/every sometimes 07:00 x", 3)
+    listed = say("/schedules", 4)
+    assert "morning · 0 7 * * *" in listed and "s1 · 30 8 * * mon-fri" in listed and "s2 · 15 7 3 12 * · once" in listed
+    deps = SchedulerDeps(app.config, app.store, clock, app.home, list, start_task=app.service.start_scheduled,
+                         schedules=app.service.all_schedules, forget=app.store.remove_schedule)  # fmt: skip
+    jobs = Scheduler(deps)
+    clock.at("2026-12-03T07:15:20")
+    [once] = jobs.run_stored_schedules()
+    assert app.service.get(once).text == "Check the nightly build"
+    assert [s.name for s in app.service.all_schedules()] == ["morning", "s1"]  # /at ran: gone
+    clock.at("2026-12-03T08:30:05")
+    [triage] = jobs.run_stored_schedules()
+    assert jobs.run_stored_schedules() == [triage]  # asked again in the same minute: the same task
+    assert say("/unschedule s1", 5) == "⏰ s1 removed by @alice."
+    assert "is in bots.yaml: remove it there" in say("/unschedule morning", 6)
+    assert [r["action"] for r in app.service.audit_log("schedule")][:1] == ["schedule"]

@@ -25,7 +25,7 @@ RULES = [
      "task": "Fix issue #{issue.number}: {issue.title}\n{issue.body}"},
     {"event": "deploy", "task": "Check the deploy of {ref}"},
 ]  # fmt: skip
-ISSUE = {"action": "labeled", "label": {"name": "orchestra"},
+ISSUE: dict[str, Any] = {"action": "labeled", "label": {"name": "orchestra"},
          "issue": {"number": 42, "title": "Login fails", "body": "$(rm -rf ~) is in the body"}}  # fmt: skip
 
 

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from bot.cli.output import as_json
+from core.errors import InvalidInput
 
 if TYPE_CHECKING:
     import argparse
@@ -16,9 +17,20 @@ if TYPE_CHECKING:
 def schedule(app: App, args: argparse.Namespace) -> int:
     from bot.scheduler import Scheduler, SchedulerDeps
 
+    if args.action == "add":
+        if not args.cron or not args.task:
+            raise InvalidInput("schedule add needs --cron '0 7 * * mon-fri' and --task TEXT")
+        print(f"{app.service.add_schedule(args.cron, args.task)} added")
+        return 0
+    if args.action == "remove":
+        if not args.name:
+            raise InvalidInput("schedule remove needs the schedule's name (s3)")
+        app.service.remove_schedule(args.name)
+        print(f"{args.name} removed")
+        return 0
     jobs = Scheduler(SchedulerDeps(app.config, app.store, app.clock, app.home, list))
     now, rows = time.time(), list[dict[str, Any]]()
-    for s in app.config.schedules:
+    for s in app.service.all_schedules():
         upcoming = jobs.schedule_fires(s, now, now + 400 * 86400)[:1]
         last = app.store.last_task_by_requester(f"schedule:{s.name}")
         rows.append({

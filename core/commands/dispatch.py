@@ -84,6 +84,10 @@ class Commands(Taps, ProjectChat, BranchChat):
             "project": self._project,
             "projects": self._projects,
             "plan": self._plan,
+            "at": self._at,
+            "every": self._every,
+            "schedules": self._schedules,
+            "unschedule": self._unschedule,
             "diff": self._diff,
             "merge": self._merge,
             "pr": self._pr,
@@ -180,6 +184,36 @@ class Commands(Taps, ProjectChat, BranchChat):
             return [self._reply(inbound, f"🗺 {made.plan.id}: {len(made.steps)} steps\n{describe(made)}{held}")]
         delegation = self.service.delegate(text, actor=self._actor(inbound))
         return [self._card(inbound, delegation.task, why=delegation.approval_reason)]
+
+    def _at(self, inbound: Inbound, args: str) -> list[Outbound]:
+        clock_time, _, text = args.strip().partition(" ")
+        if not text.strip():
+            return [self._note(inbound, f"Usage: {self.syntax.command('at', '07:00 TEXT')}")]
+        name, when = self.service.add_at(clock_time, text, actor=self._actor(inbound))
+        return [self._reply(inbound, f"⏰ {name}: once at {when:%a %d %b %H:%M}: {text.strip()[:200]}")]
+
+    def _every(self, inbound: Inbound, args: str) -> list[Outbound]:
+        parts = args.strip().split(maxsplit=2)
+        if len(parts) < 3:
+            return [self._note(inbound, f"Usage: {self.syntax.command('every', 'weekday 07:00 TEXT')}")]
+        name, cron = self.service.add_every(parts[0], parts[1], parts[2], actor=self._actor(inbound))
+        return [self._reply(inbound, f"⏰ {name}: every {parts[0]} at {parts[1]} ({cron}): {parts[2][:200]}")]
+
+    def _schedules(self, inbound: Inbound, _args: str) -> list[Outbound]:
+        rows = self.service.all_schedules()
+        if not rows:
+            usage = self.syntax.command("every", "weekday 07:00 TEXT")
+            return [self._note(inbound, f"⏰ No schedules. {usage} makes one.")]
+        lines = [f"⏰ Schedules ({len(rows)}):"]
+        lines += [f"{s.name} · {s.cron}{' · once' if s.once else ''} · {s.task[:80]}" for s in rows]
+        return [self._note(inbound, "\n".join(lines))]
+
+    def _unschedule(self, inbound: Inbound, args: str) -> list[Outbound]:
+        name = args.strip().split(maxsplit=1)[0] if args.strip() else ""
+        if not name:
+            return [self._note(inbound, f"Usage: {self.syntax.command('unschedule', 's3')}")]
+        self.service.remove_schedule(name, actor=self._actor(inbound))
+        return [self._reply(inbound, f"⏰ {name} removed by {inbound.user_name}.")]
 
     def _plan(self, inbound: Inbound, args: str) -> list[Outbound]:
         if not args.strip():

@@ -49,6 +49,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("retry", "ID", "run a finished task again"),
     CommandSpec("approve", "ID", "approve a task waiting for approval or review"),
     CommandSpec("reject", "ID REASON", "reject a task, saying why"),
+    CommandSpec("at", "HH:MM TEXT", "run TEXT once at the next HH:MM (in the digest's time zone)"),
+    CommandSpec("every", "DAYS HH:MM TEXT", "run TEXT on those days at HH:MM: day, weekday, weekend, mon,wed, …"),
+    CommandSpec("schedules", "", "the schedules: bots.yaml's and those made here, with their next run"),
+    CommandSpec("unschedule", "NAME", "remove a schedule made here (s3)"),
     CommandSpec("plan", "TEXT", "ask the planner agent to split TEXT into steps (a numbered list is a plan already)"),
     CommandSpec("diff", "ID", "what a task's branch changed against its base: the stat, and the patch as a file"),
     CommandSpec("merge", "ID", "merge a task's branch into its base branch (a conflict changes nothing)"),
@@ -78,7 +82,23 @@ STATE_CHANGING = ("approve", "reject", "cancel", "retry")
 TAP_ACTIONS = (*STATE_CHANGING, "peek", "log", "screen")
 # The least role each command or tap needs; anything else is for viewers too.
 _NEEDS: dict[str, str] = {
-    **dict.fromkeys(("plan", "delegate", "cancel", "retry", "approve", "reject", "audit", "allow", "deny"), "operator"),
+    **dict.fromkeys(
+        (
+            "at",
+            "every",
+            "unschedule",
+            "plan",
+            "delegate",
+            "cancel",
+            "retry",
+            "approve",
+            "reject",
+            "audit",
+            "allow",
+            "deny",
+        ),
+        "operator",
+    ),
     **dict.fromkeys(("perm_allow", "perm_task", "perm_deny"), "operator"),
     **dict.fromkeys(("merge", "pr", "discard", "discard_yes", "discard_no"), "operator"),
     **dict.fromkeys(("plan_approve", "plan_edit", "plan_cancel", "plan_retry", "plan_skip"), "operator"),

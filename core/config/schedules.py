@@ -16,6 +16,7 @@ class ScheduleConfig(StrictModel):
     project: str | None = Field(default=None, description="Its project (else the task's #name, else the default).")
     agent: str | None = Field(default=None, description="Its agent, whatever the routing says.")
     enabled: bool = Field(default=True)
+    once: bool = Field(default=False, description="Run once, then the schedule is gone (/at).")
     catch_up_s: float = Field(
         default=3600,
         ge=0,

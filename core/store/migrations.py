@@ -363,6 +363,15 @@ def _m_web_sessions(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m017_schedules(db: sqlite_utils.Database) -> None:
+    """Schedules made from a chat or the CLI (``/every weekday 07:00 …``, ``/at 07:00 …``: ``once``),
+    next to those of bots.yaml; named ``s1``, ``s2``, …"""
+    db.execute(
+        "CREATE TABLE schedules (num INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, cron TEXT NOT NULL,"
+        " task TEXT NOT NULL, once INTEGER NOT NULL DEFAULT 0, created_by TEXT NOT NULL, created_at REAL NOT NULL)"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
@@ -380,4 +389,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("014_task_landing", _m014_task_landing),
     ("015_plans", _m015_plans),
     (WEB_MIGRATION, _m_web_sessions),
+    ("017_schedules", _m017_schedules),
 ]
