@@ -129,6 +129,7 @@ class TriggerServer:
         except Exception as exc:  # noqa: BLE001  a refused task (budget, bad text) is the sender's 422
             log.warning("trigger %s %s: no task: %s", kind, event, exc)
             return web.json_response({"started": None, "error": str(exc)[:200]}, status=422)
+        self.app.service.audit(actor, "trigger", task.id, f"{kind} {event} delivery {delivery}")
         log.info("trigger %s %s (%s) started %s", kind, event, delivery, task.id)
         return web.json_response({"started": task.id}, status=201)
 

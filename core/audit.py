@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 ACTIONS = (
     "delegate", "cancel", "retry", "approve", "reject", "allow", "deny", "kill", "budget", "permissions", "project",
-    "merge", "pr", "discard", "schedule", "command", "tap", "refused", "web",
+    "merge", "pr", "discard", "schedule", "trigger", "command", "tap", "refused", "web",
 )  # fmt: skip
 _SINCE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -68,6 +68,8 @@ async def test_a_signed_github_delivery_starts_one_task_and_its_replay_none(hook
     assert len(app.store.list_tasks(limit=10)) == 1
     [row] = [r for r in app.service.audit_log(task.id) if r["action"] == "delegate"]
     assert row["actor"] == "trigger:github" and "github issues d-1" in row["chat"]
+    [hooked] = app.service.audit_log(action="trigger")
+    assert hooked["task_id"] == task.id and hooked["detail"] == "github issues delivery d-1"
 
 
 async def test_unsigned_wrongly_signed_and_unmapped_deliveries_start_nothing(hooks: tuple[App, str]) -> None:
