@@ -99,6 +99,17 @@ def completion_keyboard(plan: Plan, *, pull_request: bool) -> Keyboard:
     return ((Button("🔀 Merge", "merge", plan.id), *pr, Button("🧾 Diff", "diff", plan.id)),)
 
 
+def approval_keyboard(plan_id: str) -> Keyboard:
+    """A plan held for approval: Approve, Edit (a numbered list in reply replaces it), Cancel."""
+    return (
+        (
+            Button("✅ Approve", "plan_approve", plan_id),
+            Button("✏️ Edit", "plan_edit", plan_id),
+            Button("⏹ Cancel", "plan_cancel", plan_id),
+        ),
+    )
+
+
 def paused_keyboard(plan: Plan, step: int) -> Keyboard:
     ref = f"{plan.id}.{step}"
     return (
@@ -119,6 +130,7 @@ def tree_lines(plan: Plan, tasks: list[Task], now: float) -> list[str]:
 
 __all__ = [
     "DONE",
+    "approval_keyboard",
     "card_text",
     "completion_keyboard",
     "completion_text",

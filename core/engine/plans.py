@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from core.models import Task, TaskState
 from core.plan_text import (
     DONE,
+    approval_keyboard,
     card_text,
     completion_keyboard,
     completion_text,
@@ -95,16 +96,10 @@ def from_planner(config: Config, store: Store, clock: Clock, plan: Plan) -> bool
         store.transition_plan(plan.id, ("planning",), "awaiting_approval" if gate else "running",
                               paused=gate)  # fmt: skip
         if gate:
-            from core.messages import Button, OutKind
+            from core.messages import OutKind
             from core.notify import Notifier
 
-            buttons = (
-                (
-                    Button("✅ Approve", "plan_approve", plan.id),
-                    Button("✏️ Edit", "plan_edit", plan.id),
-                    Button("⏹ Cancel", "plan_cancel", plan.id),
-                ),
-            )
+            buttons = approval_keyboard(plan.id)
             text = card_text(store.get_plan(plan.id), steps, now) + f"\n🔐 Needs approval: {gate}"
             Notifier(config, store, clock).post(OutKind.APPROVAL, f"{plan.id}:approval", text, task_id=plan.id,
                                                 buttons=buttons, commands=buttons)  # fmt: skip
@@ -200,23 +195,13 @@ def _retry(config: Config, store: Store, plan: Plan, task: Task, tries: int, now
         if not fallback or fallback == task.agent or fallback not in config.agents:
             return None
         agent = fallback
-    first = next((t for t in store.plan_tasks(plan.id) if t.plan_step == task.plan_step), task)
-    text = store.task_text(first.id)
     error = task.error or task.state.value
-    text += f"\n\nThe previous attempt of this step ({task.id}, {task.agent}) failed: {error[:1000]}"
-    text += "\nFix that this time."
+    extra = (
+        f"\n\nThe previous attempt of this step ({task.id}, {task.agent}) failed: {error[:1000]}\nFix that this time."
+    )
     why = f"retry of {task.id} in {plan.id}" + (f" on the fallback {agent}" if agent != task.agent else "")
-    return store.create_task(
-        {
-            "text": text, "agent": agent, "category": task.category, "rule": "plan",
-            "route_reason": why,
-            "state": TaskState.QUEUED, "cwd": task.cwd, "project": task.project, "requester": task.requester,
-            "source": task.source, "created_at": now, "queued_at": now, "timeout_s": task.timeout_s,
-            "cost_cap_usd": task.cost_cap_usd, "estimate_usd": task.estimate_usd, "parent_id": task.id,
-            "plan_id": plan.id, "plan_step": task.plan_step, "step_title": task.step_title,
-            "step_after": json.dumps(list(task.step_after)),
-        }
-    )  # fmt: skip
+    return store.next_attempt(task, agent=agent, extra=extra, why=why, requester=task.requester,
+                              source=task.source, now=now)  # fmt: skip
 
 
 def _merge_step(config: Config, store: Store, home: Path, plan: Plan, task: Task, now: float) -> bool:

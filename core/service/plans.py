@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from core import plans as planning
 from core.errors import InvalidTransition, TaskRejected, UnknownTask
 from core.models import Task, TaskState
-from core.plan_text import card_text, latest_steps, route_line
+from core.plan_text import approval_keyboard, card_text, latest_steps, route_line
 from core.service.base import LOCAL, Actor
 from core.service.branches import Branches
 from core.text import format_duration, money
@@ -251,20 +251,10 @@ class PlanActions(Branches):
         if step.state not in (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.OVER_BUDGET, TaskState.CANCELLED,
                               TaskState.REJECTED):  # fmt: skip
             raise InvalidTransition(f"{ref} is {step.state.value}; only a failed step is retried")
-        now = self.clock.now()
-        first = next(t for t in self.store.plan_tasks(plan.id) if t.plan_step == step.plan_step)
         with self.store.atomic():
-            again = self.store.create_task(
-                {
-                    "text": self.store.task_text(first.id), "agent": step.agent, "category": step.category,
-                    "rule": "plan", "route_reason": f"retry of {step.id} in {plan.id} by {actor.name}",
-                    "state": TaskState.QUEUED, "cwd": step.cwd, "project": step.project, "requester": actor.name,
-                    "source": actor.source, "created_at": now, "queued_at": now, "timeout_s": step.timeout_s,
-                    "estimate_usd": step.estimate_usd, "parent_id": step.id, "plan_id": plan.id,
-                    "plan_step": step.plan_step, "step_title": step.step_title,
-                    "step_after": json.dumps(list(step.step_after)),
-                }
-            )  # fmt: skip
+            why = f"retry of {step.id} in {plan.id} by {actor.name}"
+            again = self.store.next_attempt(step, agent=step.agent, extra="", why=why, requester=actor.name,
+                                            source=actor.source, now=self.clock.now())  # fmt: skip
             self.store.transition_plan(plan.id, ("paused",), "running", paused="")
             self.audit(actor, "retry", again.id, f"{ref} ({step.id})")
         self.kick()
@@ -344,16 +334,8 @@ class PlanActions(Branches):
         text = card_text(plan, steps, self.clock.now())
         buttons: tuple = ()  # type: ignore[type-arg]
         if needs:
-            from core.messages import Button
-
             text += f"\n🔐 Needs approval: {why}"
-            buttons = (
-                (
-                    Button("✅ Approve", "plan_approve", plan.id),
-                    Button("✏️ Edit", "plan_edit", plan.id),
-                    Button("⏹ Cancel", "plan_cancel", plan.id),
-                ),
-            )
+            buttons = approval_keyboard(plan.id)
         Notifier(self.config, self.store, self.clock).post(
             OutKind.COMPLETION, f"{plan.id}:card", text, task_id=plan.id, buttons=buttons, commands=buttons
         )

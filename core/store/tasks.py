@@ -129,6 +129,27 @@ class TasksMixin(_Base):
         ).fetchall()
         return [_task_from_row(self._row_dict(row)) for row in rows]
 
+    def next_attempt(
+        self, step: Task, *, agent: str, extra: str, why: str, requester: str, source: str, now: float
+    ) -> Task:
+        """A queued new attempt of a plan's step: the step's first text (plus ``extra``), on ``agent``,
+        its place in the plan, its limits and estimate kept; a retry of ``step``."""
+        row = self._conn.execute(
+            "SELECT id FROM tasks WHERE plan_id = ? AND plan_step = ? ORDER BY num LIMIT 1",
+            (step.plan_id, step.plan_step),
+        ).fetchone()
+        first = str(row[0]) if row else step.id
+        return self.create_task(
+            {
+                "text": self.task_text(first) + extra, "agent": agent, "category": step.category, "rule": "plan",
+                "route_reason": why, "state": TaskState.QUEUED, "cwd": step.cwd, "project": step.project,
+                "requester": requester, "source": source, "created_at": now, "queued_at": now,
+                "timeout_s": step.timeout_s, "cost_cap_usd": step.cost_cap_usd, "estimate_usd": step.estimate_usd,
+                "parent_id": step.id, "plan_id": step.plan_id, "plan_step": step.plan_step,
+                "step_title": step.step_title, "step_after": json.dumps(list(step.step_after)),
+            }
+        )  # fmt: skip
+
     def mark_branch(self, worktree: str, branch: str, **fields: Any) -> int:
         """Set ``landed``/``pr_url``/... on every task of a branch; how many rows changed."""
         for name in fields:
