@@ -223,7 +223,7 @@ def main(argv: list[str]) -> int:
             agent_argv = [b"3" if arg == fd_word else arg for arg in agent_argv]
         agent_argv = [arg.replace(launch.marker, path) for arg in agent_argv]
     out_r, out_w = os.pipe()
-    in_r, in_w = os.pipe() if launch.mode == "stdin" else (os.open(os.devnull, os.O_RDONLY), -1)
+    in_r, in_w = os.pipe() if launch.mode in ("stdin", "stream") else (os.open(os.devnull, os.O_RDONLY), -1)
     err_r, err_w = os.pipe()  # the runner writes stderr.log, redacted as it arrives
     actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
     if task_fd >= 0:
@@ -251,7 +251,7 @@ def main(argv: list[str]) -> int:
             os.close(fd)
     from core.runner import Runner
 
-    stdin_text = launch.text if launch.mode == "stdin" else None
+    stdin_text = launch.text if launch.mode in ("stdin", "stream") else None
     runner = Runner(task_dir, secrets=launch.secrets, stdin_text=stdin_text, stderr_fd=err_r)
     if pid is None:
         assert failure is not None

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Literal
 
+from core import question_text
 from core.messages import Button, Keyboard
 from core.permissions.call import BASH, EDIT, READ, WEB_FETCH, WEB_SEARCH
+from core.questions import QUESTION
 from core.store.permissions import ALLOWED, CANCELLED, DENIED, TIMED_OUT
 from core.text import clip, format_duration, local_time
 
@@ -62,6 +64,8 @@ def call_shown(request: PermissionRequest, size: int = 60) -> str:
 
 def asked_line(request: PermissionRequest) -> str:
     """``🔐 t7 · claude wants to run: pytest -q``: the tool call on one line, its subject clipped."""
+    if request.tool == QUESTION:
+        return question_text.asked_line(request)
     verb = _VERBS.get(request.tool)
     subject = clip(request.subject, SUBJECT_CHARS) if request.subject.strip() else ""
     if verb is None:
@@ -74,6 +78,8 @@ def asked_line(request: PermissionRequest) -> str:
 def literal_block(request: PermissionRequest) -> str:
     """What goes in the message's monospace block, exactly as the agent wrote it: a command or path
     the first line had to fold or clip, and an edit's new text or diff (``detail``, clipped by the hook)."""
+    if request.tool == QUESTION:
+        return ""  # its options are in the message's text, as buttons
     parts = []
     subject = request.subject.strip("\n")
     if "\n" in subject or len(subject) > SUBJECT_CHARS:
@@ -85,6 +91,8 @@ def literal_block(request: PermissionRequest) -> str:
 
 def request_text(request: PermissionRequest, now: float, tz: tzinfo, on_timeout: str, commands: str = "") -> str:
     """The message asking a person: what, why the policy asked, when it times out, how to answer."""
+    if request.tool == QUESTION:
+        return question_text.request_text(request, now, tz, commands)
     lines = [asked_line(request)]
     if request.why:
         lines.append(f"Why asked: {clip(request.why, 200)}")
@@ -98,6 +106,8 @@ def request_text(request: PermissionRequest, now: float, tz: tzinfo, on_timeout:
 
 def request_buttons(request: PermissionRequest) -> Keyboard:
     """Allow / Deny, and below them Allow for this task naming the rule it adds."""
+    if request.tool == QUESTION:
+        return question_text.request_buttons(request)
     ref = request.ref
     rule = clip(request.rule, RULE_CHARS) if request.rule else "this call"
     return (
@@ -108,6 +118,8 @@ def request_buttons(request: PermissionRequest) -> Keyboard:
 
 def typed_answers(request: PermissionRequest, prefix: str | None) -> str:
     """The answers as typed where there are no buttons: ``orchestra allow p12`` (``prefix`` None) or ``/allow p12``."""
+    if request.tool == QUESTION:
+        return question_text.typed_answers(request, prefix)
     ref = request.ref
     word = "orchestra " if prefix is None else prefix
     reason = "--reason TEXT" if prefix is None else "REASON"
@@ -122,6 +134,8 @@ def decider(request: PermissionRequest) -> str:
 
 def outcome_line(request: PermissionRequest) -> str:
     """What the request's message says once it is answered or closed."""
+    if request.tool == QUESTION:
+        return question_text.outcome_line(request)
     waited = span((request.decided_at or request.deadline) - request.created_at)
     reason = f": {clip(request.reason, 300)}" if request.reason else ""
     if request.state == ALLOWED and request.decided_by == "timeout":
@@ -148,6 +162,8 @@ def decided_text(request: PermissionRequest) -> str:
 
 def already_text(request: PermissionRequest, tz: tzinfo) -> str:
     """What a late answer is told: who decided first, and when."""
+    if request.tool == QUESTION:
+        return question_text.already_text(request, tz)
     when = f" at {local_time(request.decided_at, tz)}" if request.decided_at else ""
     if request.state == TIMED_OUT:
         return f"{request.ref} ({call_shown(request)}) timed out unanswered{when}: denied"
@@ -160,6 +176,8 @@ def already_text(request: PermissionRequest, tz: tzinfo) -> str:
 
 def answered_text(request: PermissionRequest) -> str:
     """The reply to the person who answered (``/allow``, ``orchestra deny``, a tap's toast)."""
+    if request.tool == QUESTION:
+        return question_text.answered_text(request)
     if request.state == ALLOWED and request.grant_rule:
         rest = f"for the rest of {request.task_id}: {request.grant_rule}"
         return f"✅ {request.ref} allowed: {call_shown(request)}; {rest}"
@@ -171,6 +189,8 @@ def answered_text(request: PermissionRequest) -> str:
 
 def waiting_line(request: PermissionRequest, since: float, now: float) -> str:
     """The task's card and ``status``: ``🔐 waiting for permission: Bash(curl …) · 2m``."""
+    if request.tool == QUESTION:
+        return f"❓ waiting for your answer: {clip(request.subject, 60)} · {span(now - since)}"
     return f"🔐 waiting for permission: {call_shown(request, 40)} · {span(now - since)}"
 
 
@@ -188,7 +208,7 @@ def refusals(requests: Iterable[PermissionRequest]) -> list[dict[str, str]]:
     ``no answer in 10 min``) and the ``reason`` the model was given."""
     rows = []
     for request in requests:
-        if request.state not in (DENIED, TIMED_OUT):
+        if request.state not in (DENIED, TIMED_OUT) or request.tool == QUESTION:
             continue
         if request.state == TIMED_OUT:
             by = f"no answer in {span(request.deadline - request.created_at)}"

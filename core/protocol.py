@@ -47,6 +47,11 @@ SPEC_FILE = "spec.json"  # the engine writes it before the window opens; the run
 EVENTS_FILE = "events.jsonl"  # the runner appends every event; the engine replays what it missed
 RESULT_FILE = "result.json"  # the runner writes it once, atomically, at the end
 CANCEL_FILE = "cancel"  # a cancel that may land before the runner listens for signals
+SAY_DIR, SAID_DIR = (
+    "say",
+    "said",
+)  # what people said to the running agent: to pass on, passed on (``core.runner_input``)
+STOP_FILE = "stop"  # /stop: end the current turn, keep the session (agents that read input as they run)
 ENGINE_SOCKET = "run/engine.sock"  # in the data directory: runners, hooks and CLIs write lines to the engine
 # (in a folder of its own: a sandbox binds the folder, so it sees the socket a restarted engine makes)
 
@@ -70,7 +75,7 @@ class TaskSpec:
     argv: tuple[str, ...]
     task_file_marker: str
     env: dict[str, str]  # the adapter's own variables (redacted): for a person reading the file
-    prompt_mode: str  # arg | stdin | file: see ``core.agents.base.Invocation``
+    prompt_mode: str  # arg | stdin | file | stream: see ``core.agents.base.Invocation``
     parser: str  # a ``core.agents.parser_for`` reference
     state_paths: tuple[str, ...]
     cwd: str
@@ -118,8 +123,8 @@ class TaskSpec:
                 raise ValueError(f"spec.json: {name!r} must be {what}, not {_shown(value)}")
             values[name] = tuple(value) if isinstance(value, list) else value
         mode = values["prompt_mode"]
-        if mode not in ("arg", "stdin", "file"):
-            raise ValueError(f"spec.json: 'prompt_mode' must be arg, stdin or file, not {_shown(mode)}")
+        if mode not in ("arg", "stdin", "file", "stream"):
+            raise ValueError(f"spec.json: 'prompt_mode' must be arg, stdin, file or stream, not {_shown(mode)}")
         return cls(**values)
 
     @classmethod

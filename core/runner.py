@@ -25,10 +25,11 @@ from typing import Any
 
 from core.agents import parser_for
 from core.agents.base import AgentResult, OutputParser, Usage
-from core.agents.common import model_for_pricing
 from core.protocol import CANCEL_FILE, EventKind, TaskSpec, result_document
 from core.redact import Redactor
+from core.runner_input import Conversation
 from core.runner_output import RunOutput
+from core.runner_price import list_price
 from core.runner_procs import descendants, hang_up_reason
 from core.text import money
 
@@ -76,6 +77,7 @@ class Runner:
             stderr_fd=stderr_fd,
         )
         self.stdin_text = stdin_text
+        self.talk: Conversation | None = None  # an agent that reads input as it runs
         self.stop_reason: str | None = None  # cancelled | timed_out | over_budget | agent_error | hung_up
         self.agent_error = ""  # why the parser asked to stop the run (a 401 the CLI would retry for minutes)
         self.tool_errors: list[str] = []  # every parser reports a failed tool call as a tool_result is_error
@@ -123,6 +125,7 @@ class Runner:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGCHLD, self._on_child)
+        signal.signal(signal.SIGUSR1, self._on_child)  # something was said to the task, or /stop: look now
         self.pid = pid
         if (self.dir / CANCEL_FILE).exists():
             self._on_signal(signal.SIGTERM, None)  # cancelled before we were listening for signals
@@ -136,7 +139,10 @@ class Runner:
         sys.stdout.flush()
         if in_fd is not None:
             text = self.stdin_text if self.stdin_text is not None else (self.dir / "task.md").read_bytes()
-            threading.Thread(target=self._feed_stdin, args=(in_fd, text), daemon=True).start()
+            if self.spec.prompt_mode == "stream":  # a conversation: stdin stays open (core.runner_input)
+                self.talk = Conversation(in_fd, text, self.dir, self._notice, self.spec)
+            else:
+                threading.Thread(target=self._feed_stdin, args=(in_fd, text), daemon=True).start()
         exit_code = self._pump(out_fd, started)
         exited_at = time.time()
         result = self.parser.finish(exit_code, self.out.stderr_tail(_STDERR_TAIL))
@@ -149,6 +155,10 @@ class Runner:
                 pipe.write(text)
         except OSError:
             pass
+
+    def _notice(self, kind: str, text: str, data: dict[str, Any]) -> None:
+        self.out.say(f"orchestra {self.task_id}: {text}\n")
+        self.out.emit(kind, text, data, force=True)
 
     def _preload_pricing(self) -> None:
         for path in self.spec.site_paths:
@@ -184,6 +194,8 @@ class Runner:
         while True:
             now = time.time()
             self._reap()
+            if self.talk is not None:
+                self.talk.poll()
             if self.exit_code is not None and exited_at is None:
                 exited_at = now
             past_deadline = deadline is not None and now >= deadline
@@ -283,6 +295,8 @@ class Runner:
 
     def _line(self, raw: bytes) -> None:
         line = self.redactor.data(raw).decode("utf-8", "replace").rstrip("\r")
+        if self.talk is not None:
+            self.talk.saw(line)
         for event in self.parser.feed(line):
             if event.kind == EventKind.USAGE:
                 self._update_cost()
@@ -318,24 +332,7 @@ class Runner:
                 os.write(self._wake_w, b"x")
 
     def _price(self, usage: Usage, model: str | None) -> tuple[float | None, str]:
-        """The list price of ``usage`` on the model the CLI named, else on the configured ``model:``.
-
-        The note says when the configured model's price stood in (a CLI may name a model version
-        that has no price, e.g. Gemini's ``modelVersion``).
-        """
-        try:
-            from core import pricing
-
-            cost = pricing.price_usd(usage, model)
-            configured = model_for_pricing(self.spec.configured_model)
-            if cost is not None or not configured or configured == model_for_pricing(model):
-                return cost, ""
-            cost = pricing.price_usd(usage, configured)
-        except Exception:  # noqa: BLE001 - pricing is optional for the runner
-            return None, ""
-        if cost is None:
-            return None, ""
-        return cost, f"priced as {configured}, the configured model: {model or 'the CLI named none'} has no price"
+        return list_price(usage, model, self.spec.configured_model)
 
     def _counts_tokens(self) -> bool:
         """Whether the agent is a CLI whose output counts tokens (a ``command`` may spend unseen).
@@ -360,6 +357,9 @@ class Runner:
         elif result.cost_usd is None and result.status == "failed" and not self.stop_reason and self._counts_tokens():
             result.cost_usd, result.cost_source = 0.0, "priced"  # it failed before any model call: $0, known
         status = {"hung_up": "failed"}.get(self.stop_reason or "", self.stop_reason) or result.status
+        if self.talk is not None and self.talk.stopping and self.stop_reason is None:  # /stop: turn ended, session kept
+            status = "cancelled"
+            result.errors.insert(0, "stopped by request after its current step; the session is kept: reply to go on")
         spent, cap = money(self.live_cost or 0), money(self.spec.cost_cap_usd or 0)
         reasons = {
             "hung_up": hang_up_reason() if self.stop_reason == "hung_up" else "",

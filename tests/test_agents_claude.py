@@ -283,14 +283,18 @@ def test_any_input_yields_events_and_a_result(lines: list[str]) -> None:
 # -- the adapter ---------------------------------------------------------------------------
 
 
-def test_build_puts_the_task_right_after_p_as_one_element() -> None:
+def test_build_sends_the_task_as_the_first_message_of_a_conversation_on_stdin() -> None:
     task = "Fix the bug; rm -rf ~ $(whoami) `id`\nsecond line"
     invocation = ClaudeAdapter().build(task, claude_settings(args=["--max-turns", "30"], env={"A": "1"}))
 
     assert invocation.argv == [
         "claude",
         "-p",
-        task,
+        "--input-format",
+        "stream-json",
+        "--permission-prompt-tool",
+        "stdio",
+        "--replay-user-messages",
         "--output-format",
         "stream-json",
         "--verbose",
@@ -299,33 +303,27 @@ def test_build_puts_the_task_right_after_p_as_one_element() -> None:
         "--max-turns",
         "30",
     ]
-    assert invocation.prompt_mode == "arg"
+    assert invocation.prompt_mode == "stream"
     assert invocation.parser == "claude"
     assert invocation.env == {"A": "1"}
 
 
 def test_build_with_model_and_resume() -> None:
     invocation = ClaudeAdapter().build("go on", claude_settings(model="claude-opus-4-5"), resume="sess-1")
-    assert invocation.argv[1:3] == ["-p", "go on"]
+    assert "go on" not in invocation.argv
     assert invocation.argv[-4:] == ["--model", "claude-opus-4-5", "--resume", "sess-1"]
 
 
 @pytest.mark.parametrize(
-    ("task", "mode"),
-    [
-        ("a" * 100_000, "arg"),
-        ("a" * 100_001, "stdin"),
-        ("é" * 50_001, "stdin"),  # 100,002 bytes in UTF-8
-        ("before\0after", "stdin"),
-        ("--help me with this", "stdin"),  # the CLI would read it as an option
-    ],
+    "task",
+    ["a" * 100_001, "é" * 50_001, "before\0after", "--help me with this"],
+    ids=["long", "long-utf8", "nul", "dash"],
 )
-def test_build_uses_stdin_when_argv_cannot_carry_the_task(task: str, mode: str) -> None:
+def test_no_task_text_is_ever_in_argv(task: str) -> None:
     invocation = ClaudeAdapter().build(task, claude_settings())
-    assert invocation.prompt_mode == mode
-    assert (task in invocation.argv) == (mode == "arg")
+    assert invocation.prompt_mode == "stream"
+    assert not any(task in arg for arg in invocation.argv)
     assert invocation.argv[:2] == ["claude", "-p"]
-    assert "--output-format" in invocation.argv
 
 
 def test_version_argv_and_registry() -> None:

@@ -30,6 +30,7 @@ from core.config.permissions import PermissionsConfig
 from core.permissions.call import Decision, ToolCall
 from core.permissions.hook import hook_command
 from core.permissions.policy import Layer, Policy
+from core.runner_input import user_message
 from tests.conftest import ROOT
 from tests.fakes.engine_socket import FakeEngineSocket
 from tests.fakes.model_server import FakeModelServer
@@ -159,7 +160,8 @@ def claude_settings(**kw: Any) -> AgentSettings:
 def test_claude_without_a_hook_is_todays_accept_edits_run() -> None:
     inv = ClaudeAdapter().build("go", claude_settings(args=["--settings", "/nowhere.json"]))
     assert inv.argv == [
-        "claude", "-p", "go", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits",
+        "claude", "-p", "--input-format", "stream-json", "--permission-prompt-tool", "stdio", "--replay-user-messages",
+        "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits",
         "--settings", "/nowhere.json",
     ]  # fmt: skip
 
@@ -169,17 +171,21 @@ def test_claude_with_a_hook_runs_dont_ask_with_the_hook_in_the_last_settings() -
         "go", claude_settings(hook=HOOK, hook_timeout_s=660, model="claude-haiku-4-5", args=["--max-turns", "9"])
     )
 
-    assert inv.argv[:8] == [
+    assert inv.argv[:12] == [
         "claude",
         "-p",
-        "go",
+        "--input-format",
+        "stream-json",
+        "--permission-prompt-tool",
+        "stdio",
+        "--replay-user-messages",
         "--output-format",
         "stream-json",
         "--verbose",
         "--permission-mode",
         "dontAsk",
     ]
-    assert inv.argv[8:-2] == ["--model", "claude-haiku-4-5", "--max-turns", "9"]
+    assert inv.argv[12:-2] == ["--model", "claude-haiku-4-5", "--max-turns", "9"]
     assert inv.argv[-2] == "--settings"
     assert json.loads(inv.argv[-1]) == {
         "disableAllHooks": False,
@@ -398,8 +404,9 @@ def _run(kind: str, tmp_path: Path, script: list[str], *, allow: bool = True, sp
                 "ANTHROPIC_API_KEY": "sk-fake", "OPENAI_API_KEY": "sk-fake",
                 "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", **invocation.env,
             }  # fmt: skip
+            conversation = user_message("run the script").decode() if invocation.prompt_mode == "stream" else ""
             proc = subprocess.run(
-                invocation.argv, cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                invocation.argv, cwd=work, env=env, input=conversation, capture_output=True, text=True,
                 timeout=240, check=False,
             )  # fmt: skip
             parser = parser_for(invocation.parser)

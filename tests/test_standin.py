@@ -16,6 +16,7 @@ import pytest
 from core.agents.base import AgentResult, AgentSettings, Usage
 from core.agents.claude import ClaudeAdapter, ClaudeParser
 from core.pricing import price_usd
+from core.runner_input import user_message
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM = ["--output-format", "stream-json", "--verbose"]
@@ -233,7 +234,7 @@ def test_adapter_invocation_delivers_the_task_intact(tmp_path: Path, task: str) 
         check=False,
         cwd=tmp_path,
         env=standin_env(ORCHESTRA_STANDIN_RECORD=str(record), **invocation.env),
-        input=task.encode("utf-8") if invocation.prompt_mode == "stdin" else b"",
+        input=user_message(task) if invocation.prompt_mode == "stream" else b"",
         capture_output=True,
         timeout=60,
     )

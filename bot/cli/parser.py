@@ -149,6 +149,17 @@ def _permission_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("id")
     p.add_argument("--reason", "-r", default="", help="what the agent is told")
     p.set_defaults(func=_command("permissions", "deny"))
+    p = sub.add_parser("answer", help="answer an agent's question: a question (p12) or a task's oldest (t7)")
+    p.add_argument("id")
+    p.add_argument("text", help="the answer (an option's number picks that option)")
+    p.set_defaults(func=_command("permissions", "answer"))
+    p = sub.add_parser("say", help="tell a running task's agent something (or keep it for a follow-up)")
+    p.add_argument("id")
+    p.add_argument("text")
+    p.set_defaults(func=_command("permissions", "say"))
+    p = sub.add_parser("stop", help="end a running task's current step, keeping its session")
+    p.add_argument("id")
+    p.set_defaults(func=_command("permissions", "stop"))
 
 
 def _cost_commands(sub: argparse._SubParsersAction[_Parser]) -> None:

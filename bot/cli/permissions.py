@@ -1,4 +1,5 @@
-"""The CLI's permission commands: pending (what agents wait on), allow and deny (answer one request).
+"""The CLI's permission and talk commands: pending (what agents wait on), allow and deny (answer one
+request), answer (an agent's question), say (to a running task) and stop (its current step).
 
 ``allow`` and ``deny`` take a request (``p12``) or a task (``t7``: its oldest open request). An
 answer given elsewhere first, a task with nothing waiting, or an unknown id is one line on stderr
@@ -44,6 +45,25 @@ def allow(app: App, args: argparse.Namespace) -> int:
 
 def deny(app: App, args: argparse.Namespace) -> int:
     print(app.service.answer_permission(args.id, "deny", actor=_local(), reason=args.reason))
+    return 0
+
+
+def answer(app: App, args: argparse.Namespace) -> int:
+    print(app.service.answer_question(args.id, args.text, actor=_local()))
+    return 0
+
+
+def say(app: App, args: argparse.Namespace) -> int:
+    from core.service.base import Actor
+
+    print(app.service.say(args.id, args.text, actor=Actor(_local(), "cli")))
+    return 0
+
+
+def stop(app: App, args: argparse.Namespace) -> int:
+    from core.service.base import Actor
+
+    print(app.service.stop(args.id, actor=Actor(_local(), "cli")))
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 from core.protocol import EventKind
 
 ResultStatus = Literal["succeeded", "failed"]
-PromptMode = Literal["arg", "stdin", "file"]
+PromptMode = Literal["arg", "stdin", "file", "stream"]
 
 
 @dataclass
@@ -139,7 +139,9 @@ class Invocation:
     ``prompt_mode`` says where the task text goes: ``arg`` means it is already one element of
     ``argv``; ``stdin`` means the runner writes it to the agent's stdin; ``file`` means the
     runner writes it to ``task.md`` in the task directory and ``{task_file}`` in argv points there
-    (or, when the text holds a known secret, which ``task.md`` keeps redacted, to a memory file).
+    (or, when the text holds a known secret, which ``task.md`` keeps redacted, to a memory file);
+    ``stream`` means the runner writes it as the first message of a conversation on stdin and keeps
+    stdin open for more (``core.runner_input``: what people say while it runs, ``/stop``).
     """
 
     argv: list[str]

@@ -21,12 +21,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, PromptMode, SessionStart, Usage
+from core.agents.base import AgentEvent, AgentResult, AgentSettings, Invocation, SessionStart, Usage
 from core.agents.claude_hooks import ASKING_MODE, hook_call, hook_reply, hook_settings, split_settings
 from core.agents.claude_result import denials, main_model, result_errors
 from core.agents.common import (
     MAX_DATA_CHARS,
-    argv_safe,
     as_dict,
     as_float,
     as_int,
@@ -48,6 +47,9 @@ from core.protocol import EventKind
 # ``hook_call`` and ``hook_reply`` are what ``core.permissions.hook`` looks up in ``core.agents.claude``.
 __all__ = ["ClaudeAdapter", "ClaudeParser", "anthropic_usage", "hook_call", "hook_reply"]
 _SYNTHETIC_MODEL = "<synthetic>"
+# The task is the first message of a conversation on stdin, which stays open for what people say while
+# it runs (``core.runner_input``); only with ``stdio`` does ``-p`` offer AskUserQuestion (measured, 2.1.332).
+_CONVERSATION = ("--input-format", "stream-json", "--permission-prompt-tool", "stdio", "--replay-user-messages")
 
 
 class ClaudeAdapter:
@@ -56,21 +58,15 @@ class ClaudeAdapter:
     kind = "claude"
 
     def build(self, task_text: str, settings: AgentSettings, *, resume: str | None = None) -> Invocation:
-        """Put the task right after ``-p``, or on stdin when argv cannot carry it intact.
-
-        Stdin is used for text over ``MAX_ARG_BYTES`` (UTF-8), text with a NUL byte (execve
-        cannot pass it) and text starting with ``-`` (the CLI would parse it as an option).
+        """The task goes on stdin as the first stream-json message (any text, any size, intact), and
+        stdin stays open for what people say while it runs and for ``/stop``.
 
         With ``settings.hook`` the run asks before each tool call: ``--permission-mode dontAsk``
         and the hook in a last ``--settings`` (a user's own ``--settings`` is merged into it, since
         only the last one counts). Without it, ``acceptEdits`` as before.
         """
-        use_stdin = not argv_safe(task_text)
-        prompt_mode: PromptMode = "stdin" if use_stdin else "arg"
-        argv = [settings.command, "-p"]
-        if not use_stdin:
-            argv.append(task_text)
         mode = ASKING_MODE if settings.hook else "acceptEdits"
+        argv = [settings.command, "-p", *_CONVERSATION]
         argv += ["--output-format", "stream-json", "--verbose", "--permission-mode", mode]
         if settings.model:
             argv += ["--model", settings.model]
@@ -85,7 +81,7 @@ class ClaudeAdapter:
         retries = max_retries(settings)
         if retries is not None:
             env["CLAUDE_CODE_MAX_RETRIES"] = str(retries)
-        return Invocation(argv=argv, env=merged_env(settings, env), prompt_mode=prompt_mode, parser="claude")
+        return Invocation(argv=argv, env=merged_env(settings, env), prompt_mode="stream", parser="claude")
 
     def version_argv(self, settings: AgentSettings) -> list[str]:
         return [settings.command, "--version"]

@@ -37,6 +37,7 @@ from core.permissions.call import (
     clip,
     pre_tool_use,
 )
+from core.questions import ASK_USER_QUESTION, claude_answers, question_list
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the hook imports this on every tool call
 if TYPE_CHECKING:
@@ -46,6 +47,21 @@ ASKING_MODE = "dontAsk"  # with the hook on: whatever the hook did not allow is 
 _EDITS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 _READS = frozenset({"Read", "Glob", "Grep", "LS"})
 _GLOB = "*?[{"
+
+
+def hook_question(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    """The questions of an ``AskUserQuestion`` call (and its input), which a person answers instead of
+    the policy judging it; None for any other call. In ``-p`` mode the CLI offers the tool only with
+    ``--permission-prompt-tool stdio``, and takes the answers as the hook's ``updatedInput``."""
+    announced = pre_tool_use(payload)
+    if announced is None or announced[0] != ASK_USER_QUESTION:
+        return None
+    return question_list(announced[1]), announced[1]
+
+
+def hook_answers(tool_input: dict[str, Any], answers: dict[str, str]) -> dict[str, Any]:
+    """The ``updatedInput`` that hands the model the person's answers."""
+    return claude_answers(tool_input, answers)
 
 
 def hook_call(payload: dict[str, Any]) -> ToolCall | None:
@@ -76,8 +92,11 @@ def hook_reply(decision: Decision) -> HookReply:
     """
     verdict = "allow" if decision.allow else "deny"
     reason = decision.reason or ("allowed by Orchestra's permission policy" if decision.allow else "denied")
-    output = {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": verdict}}
-    output["hookSpecificOutput"]["permissionDecisionReason"] = reason
+    specific: dict[str, Any] = {"hookEventName": "PreToolUse", "permissionDecision": verdict}
+    specific["permissionDecisionReason"] = reason
+    if decision.allow and decision.updated is not None:
+        specific["updatedInput"] = decision.updated
+    output = {"hookSpecificOutput": specific}
     stdout = json.dumps(output, ensure_ascii=False) + "\n"
     return HookReply(stdout=stdout) if decision.allow else HookReply(stdout=stdout, stderr=reason + "\n", exit_code=2)
 

@@ -93,6 +93,9 @@ class Commands(Taps, ProjectChat, BranchChat):
             "pr": self._pr,
             "discard": self._discard,
             "web": self._web,
+            "say": self._say,
+            "stop": self._stop,
+            "answer": self._answer_command,
         }
 
     async def handle_async(self, inbound: Inbound) -> list[Outbound]:
@@ -344,14 +347,8 @@ class Commands(Taps, ProjectChat, BranchChat):
         if task.state.finished:
             what = f"follow-up of {task.id}: {self.service.quote(text, 180)}"
             return self._authorize(inbound, "retry", what) or self._retry(inbound, f"{task.id} {text}")
-        state = state_label(task.state)
-        return [
-            self._answer(
-                inbound,
-                f"{task.id} is still {state}: reply again once it has finished, "
-                f"or {self.syntax.command('cancel', task.id)}.",
-            )
-        ]
+        what = f"say to {task.id}: {self.service.quote(text, 180)}"  # running or queued: the agent is told
+        return self._authorize(inbound, "say", what) or self._say_to(inbound, task.id, text)
 
     def _required_id(self, args: str, command: str, usage: str = "ID") -> str:
         task_id = task_id_in(args)

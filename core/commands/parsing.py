@@ -58,6 +58,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("merge", "ID", "merge a task's branch into its base branch (a conflict changes nothing)"),
     CommandSpec("pr", "ID", "push a task's branch and open a pull request; the link comes back here"),
     CommandSpec("discard", "ID", "delete a task's worktree and branch (asks first)"),
+    CommandSpec("say", "ID TEXT", "tell a running agent something (a reply to its card does the same)"),
+    CommandSpec("stop", "ID", "end a running agent's current step and keep its session (reply to go on)"),
+    CommandSpec("answer", "ID TEXT", "answer an agent's question in your own words (p12, or its task)"),
     CommandSpec("pending", "", "what agents asked to run and wait for an answer on"),
     CommandSpec("allow", "ID [--task]", "let the agent run what it asked (--task: the same for the rest of the task)"),
     CommandSpec("deny", "ID [REASON]", "refuse what the agent asked; the reason is what it is told"),
@@ -96,9 +99,13 @@ _NEEDS: dict[str, str] = {
             "audit",
             "allow",
             "deny",
+            "say",
+            "stop",
+            "answer",
         ),
         "operator",
     ),
+    **dict.fromkeys((*(f"answer_{n}" for n in range(8)), "answer_skip"), "operator"),
     **dict.fromkeys(("perm_allow", "perm_task", "perm_deny"), "operator"),
     **dict.fromkeys(("merge", "pr", "discard", "discard_yes", "discard_no"), "operator"),
     **dict.fromkeys(("plan_approve", "plan_edit", "plan_cancel", "plan_retry", "plan_skip"), "operator"),
@@ -113,7 +120,7 @@ NO_BECAUSE = frozenset({"no", "reject", "rejected", "nope"})  # these may be fol
 _BUTTON_NAMES = {"perm_allow": "Allow", "perm_task": "Allow for this task", "perm_deny": "Deny"}
 # Commands whose task id, when missing in a reply to a task's message, is that task.
 ABOUT_A_TASK = frozenset(
-    {"peek", "screen", "log", "cancel", "retry", "approve", "reject", "diff", "merge", "pr", "discard"}
+    {"peek", "screen", "log", "cancel", "retry", "approve", "reject", "diff", "merge", "pr", "discard", "say", "stop"}
 )
 
 

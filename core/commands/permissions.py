@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from core.commands.answers import Answers, toast
 from core.commands.parsing import NO, NO_BECAUSE, YES, task_id_in
 from core.errors import InvalidTransition, OrchestraError
 from core.messages import Inbound, Outbound
 from core.models import Task
 from core.permission_text import VERDICT_OF_TAP, Verdict, decided_text, parse_ref, pending_line
+from core.question_text import ANSWER_TAPS
+from core.questions import QUESTION
 from core.store.permissions import PermissionRequest
 
+_REQUEST_TAPS = frozenset(VERDICT_OF_TAP) | ANSWER_TAPS
 _TASK_FLAGS = frozenset({"--task", "-t", "task"})
 _ALLOW, _DENY = frozenset({"allow", "allowed"}), frozenset({"deny", "denied"})  # beside the approval words
 
@@ -89,7 +94,7 @@ class PermissionChat(Answers):
         if request is not None:
             return request
         # Not recorded as sent yet (the reply raced the delivery): its buttons name the request.
-        refs = {b.task_id for row in inbound.replied_keyboard for b in row if b.action in VERDICT_OF_TAP}
+        refs = {b.task_id for row in inbound.replied_keyboard for b in row if b.action in _REQUEST_TAPS}
         if len(refs) != 1:
             return None
         try:
@@ -100,6 +105,8 @@ class PermissionChat(Answers):
     def _reply_to_request(self, inbound: Inbound, request: PermissionRequest, text: str) -> list[Outbound]:
         """``yes`` (or ok, 👍, …) allows; ``no`` denies; any other text denies, with it as the reason the
         model is told (``no, use the mirror`` gives ``use the mirror``)."""
+        if request.tool == QUESTION:
+            return self._reply_to_question(inbound, request, text)
         word = text.lower().strip(" .!")
         first, _, rest = text.partition(" ")
         verdict: Verdict = "allow" if word in YES | _ALLOW else "deny"
@@ -136,6 +143,10 @@ class PermissionChat(Answers):
 
     def _replied_task(self, inbound: Inbound) -> Task | None:
         raise NotImplementedError
+
+    # :class:`core.commands.talk.TalkChat` answers a reply to a question (an annotation, not a stub, so
+    # it does not hide that method in the order ``Taps`` lists its parts).
+    _reply_to_question: Callable[[Inbound, PermissionRequest, str], list[Outbound]]
 
 
 __all__ = ["PermissionChat"]

@@ -10,16 +10,18 @@ from core.commands.answers import toast
 from core.commands.branches import BRANCH_TAPS, PLAN_TAPS, BranchChat
 from core.commands.parsing import STATE_CHANGING, TAP_ACTIONS
 from core.commands.permissions import PermissionChat
+from core.commands.talk import TalkChat
 from core.errors import InvalidTransition
 from core.messages import Inbound, Outbound, button_still_valid
 from core.permission_text import VERDICT_OF_TAP
+from core.question_text import ANSWER_TAPS
 from core.text import local_time, state_label
 
 if TYPE_CHECKING:
     from core.models import Task
 
 
-class Taps(PermissionChat, BranchChat):
+class Taps(PermissionChat, TalkChat, BranchChat):
     """Answers a tap (already authorized by the dispatcher) with a toast and the edits it causes."""
 
     def _tap(self, inbound: Inbound) -> list[Outbound]:
@@ -31,6 +33,8 @@ class Taps(PermissionChat, BranchChat):
             return self._kill_tap(inbound)
         if tap.action in VERDICT_OF_TAP:
             return self._permission_tap(inbound)
+        if tap.action in ANSWER_TAPS:
+            return self._question_tap(inbound)
         if tap.action in BRANCH_TAPS or tap.action in PLAN_TAPS:
             return self._branch_tap(inbound)
         if tap.action not in TAP_ACTIONS:

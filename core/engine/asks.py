@@ -25,6 +25,7 @@ from core.permissions.call import Decision, ToolCall
 from core.permissions.hook import answer_message
 from core.permissions.policy import RUN_TIME, Policy
 from core.protocol import SPEC_FILE, EventKind, encode, task_dir
+from core.questions import QUESTION, UNANSWERED
 from core.store.permissions import ALLOWED, CANCELLED, DENIED, TIMED_OUT, PermissionRequest
 from core.text import format_duration
 
@@ -71,6 +72,8 @@ class Asks:
         if task is None or task.state != TaskState.RUNNING:
             return Decision(False, f"task {task_id or '?'} is not running: nothing may run for it")
         policy = self.policy(task_id, task.agent, task.category, task.cwd)
+        if record.get("question") is True:
+            return await self._question(key, task_id, task.agent, call, policy)
         current = policy.with_rules(RUN_TIME, self.store.permission_rules())  # as an admin set them since
         judgement = current.with_grants(self.store.task_grants(task_id)).judge(call)
         now = self.clock.now()
@@ -95,6 +98,26 @@ class Asks:
             log.info("%s asks to run %s (%s)", task_id, request.shown()[:200], request.ref)
             self.notify(task_id, EventKind.PERMISSION, {"ref": request.ref, "state": request.state})
         return await self._wait(request, policy)
+
+    async def _question(self, key: str, task_id: str, agent: str, call: ToolCall, policy: Policy) -> Decision:
+        """An agent's question to a person: kept and sent like a permission request, waited for the
+        same way; the answer (the row's reason) is what the agent is told. No answer is never "allow"."""
+        now = self.clock.now()
+        with self.store.atomic():
+            request, made = self.store.open_permission(
+                key=key, task_id=task_id, agent=agent, call=call.to_dict(), rule="", why="the agent asks you",
+                now=now, deadline=now + policy.ask_timeout_s,
+            )  # fmt: skip
+            if made:
+                Notifier(self.config, self.store, self.clock).permission_request(request)
+        if made:
+            log.info("%s asks a question (%s)", task_id, request.ref)
+            self.notify(task_id, EventKind.PERMISSION, {"ref": request.ref, "state": request.state})
+        await self._wait(request, policy)
+        current = self.store.permission(request.id) or request
+        if current.state == ALLOWED:
+            return Decision(True, current.reason or "")
+        return Decision(False, current.reason or UNANSWERED)
 
     def denied(self, record: dict[str, Any]) -> None:
         """Record a call the hook's policy refused (it is listed in the task's completion)."""
@@ -149,9 +172,11 @@ class Asks:
             self._wakers.pop(request.key, None)
 
     def _time_out(self, request: PermissionRequest, policy: Policy) -> Decision:
-        state = ALLOWED if policy.on_timeout == "allow" else TIMED_OUT
+        question = request.tool == QUESTION  # an unanswered question is never answered for the person
+        state = ALLOWED if policy.on_timeout == "allow" and not question else TIMED_OUT
         waited = format_duration(policy.ask_timeout_s)
         reason = None if state == ALLOWED else f"No one answered the permission request within {waited}; it is denied."
+        reason = UNANSWERED if question else reason
         with self.store.atomic():
             if self.store.decide_permission(
                 request.id, state, by="timeout", via="engine", now=self.clock.now(), reason=reason

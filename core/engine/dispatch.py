@@ -87,11 +87,17 @@ class Dispatcher:
         self.redactor = store.redactor  # the store's: one set of known secrets for the files and the tables
 
     def dispatch(self) -> list[str]:
-        """Move plans on (``core.engine.plans``), then start queued tasks, oldest first, within the
-        global and per-agent limits."""
+        """Move plans on (``core.engine.plans``), follow ended tasks up with what was said to them
+        (``core.engine.says``), then start queued tasks, oldest first, within the global and
+        per-agent limits."""
         from core.engine.plans import advance_all
+        from core.engine.says import release
 
         advance_all(self.config, self.store, self.clock, self.home)
+        try:
+            release(self.config, self.store, self.clock, self.home)
+        except Exception:  # what was said stays waiting in the store, for the next dispatch
+            log.exception("could not follow up what was said to ended tasks")
         running = self.store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000)
         per_agent: dict[str, int] = {}
         for task in running:

@@ -71,13 +71,18 @@ class ToolCall(Record):
 
 
 class Decision(Record):
-    """What the CLI is told: run the tool, or not and why (the model reads ``reason``)."""
+    """What the CLI is told: run the tool, or not and why (the model reads ``reason``).
 
-    __slots__ = ("allow", "reason")
+    ``updated`` is the tool's input as it should run instead (an ``AskUserQuestion`` with the
+    person's answers filled in), for the CLIs whose hook can say so; None leaves the input alone.
+    """
 
-    def __init__(self, allow: bool, reason: str = "") -> None:
+    __slots__ = ("allow", "reason", "updated")
+
+    def __init__(self, allow: bool, reason: str = "", updated: dict[str, Any] | None = None) -> None:
         self.allow = allow
         self.reason = reason
+        self.updated = updated
 
 
 class HookReply(Record):

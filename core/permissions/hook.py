@@ -38,6 +38,7 @@ if __name__ == "__main__":  # run as a script: the package root, not this folder
 
 from core.permissions.call import Decision, HookReply, ToolCall, clip
 from core.permissions.policy import Policy, grant_rule
+from core.questions import QUESTION, UNANSWERED, question_detail
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the hook imports this on every tool call
 if TYPE_CHECKING:
@@ -77,7 +78,10 @@ def decide(payload: object, kind: str, environ: dict[str, str] | None = None) ->
     env = os.environ if environ is None else environ
     if not isinstance(payload, dict):
         return Decision(False, "Orchestra's permission hook got no tool call it could read, so it is denied")
-    call = _adapter(kind).hook_call(payload)
+    adapter = _adapter(kind)
+    asking = getattr(adapter, "hook_question", None)
+    question = asking(payload) if asking is not None else None  # the agent asks a person: no policy judges that
+    call = adapter.hook_call(payload) if question is None else ToolCall(QUESTION)
     if call is None:  # not a tool call (another hook event)
         return Decision(True)
     directory = env.get(TASK_DIR_ENV, "")
@@ -88,9 +92,16 @@ def decide(payload: object, kind: str, environ: dict[str, str] | None = None) ->
     if not isinstance(spec.get("permissions"), dict):
         return Decision(False, "this task has no permission policy (its agent was not started with a hook)")
     policy = Policy.from_dict(spec["permissions"])
-    judgement = policy.judge(call)
     task_id, socket_path = str(spec.get("task_id", "")), str(spec.get("socket", ""))
     key = os.urandom(8).hex()
+    wait_s = policy.ask_timeout_s + min(_MARGIN_S, policy.ask_timeout_s)
+    if question is not None:
+        questions, tool_input = question
+        answers = ask_questions(socket_path, task_id, key, questions, kind, wait_s)
+        if isinstance(answers, Decision):
+            return answers
+        return Decision(True, "answered by a person through Orchestra", adapter.hook_answers(tool_input, answers))
+    judgement = policy.judge(call)
     if judgement.verdict == "allow":
         return Decision(True)
     if judgement.verdict == "deny":
@@ -98,7 +109,28 @@ def decide(payload: object, kind: str, environ: dict[str, str] | None = None) ->
         _send(socket_path, denied_message(task_id, key, call, reason))
         return Decision(False, reason)
     message = ask_message(task_id, key, call, grant_rule(call, policy), judgement.why)
-    return _ask(socket_path, message, policy.ask_timeout_s + min(_MARGIN_S, policy.ask_timeout_s))
+    return _ask(socket_path, message, wait_s)
+
+
+def ask_questions(
+    socket_path: str, task_id: str, key: str, questions: list[dict[str, Any]], cli_tool: str, wait_s: float
+) -> dict[str, str] | Decision:
+    """Ask a person ``questions`` one after another (each waits ``wait_s`` at most): question -> answer,
+    or the Decision that ends it (no answer in time, skipped, the task over: the model reads why)."""
+    if not questions:
+        return Decision(
+            False, "The question had no text, so no one was asked; ask again with the question written out."
+        )
+    answers: dict[str, str] = {}
+    for number, question in enumerate(questions):
+        call = ToolCall(QUESTION, question["question"], question_detail(question), cli_tool)
+        message = ask_message(task_id, f"{key}-q{number}", call, "", "the agent asks you")
+        message["question"] = True
+        decision = _ask(socket_path, message, wait_s)
+        if not decision.allow:
+            return Decision(False, decision.reason or UNANSWERED)
+        answers[question["question"]] = decision.reason
+    return answers
 
 
 def _ask(socket_path: str, message: dict[str, object], wait_s: float) -> Decision:

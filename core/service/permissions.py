@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from core.errors import InvalidInput, InvalidTransition
 from core.models import parse_task_id
+from core.questions import QUESTION
 from core.service.base import Actor
 from core.service.queries import Queries
 
@@ -90,6 +91,10 @@ class PermissionAnswers(Queries):
         tz = self.config.digest.zone()
         if not request.pending:
             raise InvalidTransition(already_text(request, tz))
+        if request.tool == QUESTION:
+            if verdict != "deny":
+                raise InvalidInput(f"{request.ref} is a question: answer it with /answer {request.ref} TEXT")
+            return self.answer_question(request.ref, None, actor=who, reason=reason) + note
         state = DENIED if verdict == "deny" else ALLOWED
         grant = (request.rule or None) if verdict == "task" else None
         reason = reason.strip()
@@ -109,6 +114,42 @@ class PermissionAnswers(Queries):
             Notifier(self.config, self.store, self.clock).permission_decided(decided)
         self._tell_engine(decided)
         return answered_text(decided) + note
+
+    def answer_question(self, target: str, text: str | None, *, actor: Actor | str, reason: str = "") -> str:
+        """Answer an agent's question (``p12``, or a task: its oldest open request) with ``text`` (an
+        option's number is its label); None skips it (the agent decides itself, told ``reason``).
+        Audited; the first answer wins, as for permission requests."""
+        from core.notify import Notifier
+        from core.permission_text import already_text, answered_text
+        from core.question_text import chosen
+        from core.questions import ANSWER_CHARS, SKIPPED
+        from core.store.permissions import ALLOWED, DENIED
+
+        who = actor if isinstance(actor, Actor) else Actor(name=actor, source="cli")
+        request, _ = self.find_permission(target)
+        if request.tool != QUESTION:
+            raise InvalidInput(f"{request.ref} asks for permission, not an answer: /allow or /deny it")
+        tz = self.config.digest.zone()
+        if not request.pending:
+            raise InvalidTransition(already_text(request, tz))
+        answer = chosen(request, text) if text is not None else None
+        if answer is not None and not answer:
+            raise InvalidInput(f"an answer to {request.ref} needs some text")
+        if answer is not None and len(answer) > ANSWER_CHARS:
+            raise InvalidInput(f"that answer is {len(answer)} characters; {ANSWER_CHARS} at most")
+        state, told = (ALLOWED, answer) if answer is not None else (DENIED, reason.strip() or SKIPPED)
+        with self.store.atomic():
+            if not self.store.decide_permission(request.id, state, by=who.name, via=who.source, now=self.clock.now(),
+                                                reason=told):  # fmt: skip
+                raced = self.store.permission(request.id)
+                raise InvalidTransition(already_text(raced or request, tz))
+            decided = self.store.permission(request.id)
+            assert decided is not None
+            detail = f"{decided.ref} {self.quote(decided.subject, 120)} · {self.quote(told or '', 200)}"
+            self.audit(who, "answer" if state == ALLOWED else "skip", decided.task_id, detail)
+            Notifier(self.config, self.store, self.clock).permission_decided(decided)
+        self._tell_engine(decided)
+        return answered_text(decided)
 
     def replied_permission(self, platform: str, chat_id: str, message_id: str) -> PermissionRequest | None:
         """The request whose message (one of its chat copies) this is, or None when it is no request's."""

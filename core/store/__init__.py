@@ -24,6 +24,7 @@ from core.store.outbox import OutboxMixin
 from core.store.permissions import PermissionRulesMixin, PermissionsMixin
 from core.store.plans import PlansMixin
 from core.store.projects import ProjectsMixin
+from core.store.says import SaysMixin
 from core.store.schedules import SchedulesMixin
 from core.store.tasks import TasksMixin
 from core.store.web import WebMixin
@@ -76,6 +77,7 @@ class Store(
     ProjectsMixin,
     PlansMixin,
     SchedulesMixin,
+    SaysMixin,
     WebMixin,
 ):
     """Owns the SQLite database file. Safe to open from several processes at once.

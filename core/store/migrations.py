@@ -372,6 +372,18 @@ def _m017_schedules(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m018_says(db: sqlite_utils.Database) -> None:
+    """What people said to a task while it ran (``/say``, a reply, ``orchestra say``): delivered to the
+    running agent (``live``) or kept for a follow-up in the same session when the run ends (``queued``).
+    ``ref`` is the chat update's, so a redelivered update says it once."""
+    db.execute(
+        "CREATE TABLE says (id INTEGER PRIMARY KEY, task_id TEXT NOT NULL, text TEXT NOT NULL, said_by TEXT NOT NULL,"
+        " via TEXT NOT NULL, said_at REAL NOT NULL, how TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'waiting',"
+        " follow_id TEXT, ref TEXT UNIQUE)"
+    )
+    db.execute("CREATE INDEX says_waiting ON says (state, task_id)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_costs_and_digests", _m002_costs_and_digests),
@@ -390,4 +402,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("015_plans", _m015_plans),
     (WEB_MIGRATION, _m_web_sessions),
     ("017_schedules", _m017_schedules),
+    ("018_says", _m018_says),
 ]

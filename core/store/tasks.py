@@ -150,6 +150,19 @@ class TasksMixin(_Base):
             }
         )  # fmt: skip
 
+    def follow_up(self, task: Task, text: str, *, requester: str, source: str, now: float) -> Task:
+        """A queued follow-up of ``task`` in its agent session (its worktree and branch too): what
+        was said to it while it ran, after its text."""
+        return self.create_task(
+            {
+                "text": text, "agent": task.agent, "category": task.category, "rule": "follow-up",
+                "route_reason": f"what was said to {task.id} while it ran", "state": TaskState.QUEUED, "cwd": task.cwd,
+                "project": task.project, "requester": requester, "source": source, "created_at": now,
+                "queued_at": now, "timeout_s": task.timeout_s, "cost_cap_usd": task.cost_cap_usd,
+                "parent_id": task.id, "session_id": task.session_id,
+            }
+        )  # fmt: skip
+
     def mark_branch(self, worktree: str, branch: str, **fields: Any) -> int:
         """Set ``landed``/``pr_url``/... on every task of a branch; how many rows changed."""
         for name in fields:

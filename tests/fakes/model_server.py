@@ -38,6 +38,7 @@ FILE_NAME = "hello.txt"
 FILE_CONTENT = "hello\n"
 FINAL_TEXT = f"DONE: created {FILE_NAME}"
 SCRIPT_DONE = "DONE: ran the script"
+STEPS_DONE = "DONE: took every step"
 ERROR_MESSAGES = {401: "invalid api key (fake server)", 500: "internal error (fake server)"}
 
 Mode = Literal["ok", "401", "500"]
@@ -83,8 +84,12 @@ class FakeModelServer:
         escape_to: str | None = None,
         careless: bool = False,
         script: list[str] | None = None,
+        steps: list[tuple[str, dict[str, Any]]] | None = None,
     ) -> None:
         self.workdir = workdir
+        # Tool calls the model makes one per turn, in order (when the CLI offers the tool); then it
+        # ends with STEPS_DONE. The questions tests: ``AskUserQuestion``, a slow ``Bash`` to steer.
+        self.steps = list(steps) if steps is not None else None
         # Shell commands the model runs one per turn, in order, whatever else is offered; then it ends
         # with SCRIPT_DONE. What each command printed is in the next request's body (``calls``).
         self.script = list(script) if script is not None else None
@@ -123,6 +128,12 @@ class FakeModelServer:
 
     def decide(self, *, tool_result: bool, tools: list[str], system: str, results: int) -> Decision:
         """This server's turn for one request (``decide`` with the server's workdir, script and moods)."""
+        if self.steps is not None:
+            if not tools:
+                return Decision("text", text="a side call")
+            if results < len(self.steps) and self.steps[results][0] in tools:
+                return Decision("tool", *self.steps[results])
+            return Decision("final", text=STEPS_DONE)
         return decide(
             tool_result=tool_result, tools=tools, system=system, workdir=self.workdir, escape_to=self.escape_to,
             careless=self.careless, script=self.script, results=results,

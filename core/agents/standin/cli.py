@@ -38,6 +38,8 @@ _VALUE_FLAGS = {
     "-r": "sessionId",
     "--max-turns": "turns",
     "--settings": "file-or-json",
+    "--input-format": "format",
+    "--permission-prompt-tool": "tool",
 }
 _NO_INPUT = "Error: Input must be provided either through stdin or as a prompt argument when using --print"
 
@@ -56,6 +58,8 @@ class Options:
         self.max_turns: int | None = None
         self.settings: str | None = None  # --settings: JSON text or a file (its PreToolUse hooks are run)
         self.prompt: bytes | None = None
+        self.input_format = "text"  # stream-json: user messages and control requests on stdin (``stream``)
+        self.replay = False  # --replay-user-messages: echo each user message taken
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -83,6 +87,8 @@ def parse_args(argv: list[str]) -> Options:
             opts.print_mode = True
         elif name == "--verbose":
             opts.verbose = True
+        elif name == "--replay-user-messages":
+            opts.replay = True
         elif name in ("-v", "--version"):
             opts.version = True
         elif arg.startswith("-") and arg != "-":
@@ -115,6 +121,12 @@ def _set_value(opts: Options, name: str, value: str) -> None:
         opts.model = value
     elif name == "--settings":
         opts.settings = value
+    elif name == "--input-format":
+        if value not in ("text", "stream-json"):
+            raise StandinUsageError(f"error: option '--input-format <format>' argument '{value}' is invalid.")
+        opts.input_format = value
+    elif name == "--permission-prompt-tool":
+        pass  # the stand-in asks no one but its hooks
     elif name == "--max-turns":
         try:
             opts.max_turns = int(value)
@@ -179,7 +191,15 @@ def main(argv: list[str] | None = None) -> int:
             raise StandinUsageError(f"stand-in: unknown ORCHESTRA_STANDIN_MODE {mode!r}; one of {', '.join(MODES)}")
         usage = _env_usage(mode)
         delay = _env_delay(mode)
-        prompt = _read_prompt(opts)
+        inbox = None
+        if opts.input_format == "stream-json":
+            from core.agents.standin.stream import Inbox
+
+            inbox = Inbox()
+            first = inbox.next()
+            prompt = first.encode("utf-8", "surrogateescape") if first is not None else b""
+        else:
+            prompt = _read_prompt(opts)
     except StandinUsageError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
@@ -191,4 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     if not text.strip():
         sys.stderr.write(f"{_NO_INPUT}\n")
         return 1
-    return Run(opts, text, mode, usage, delay).play()
+    if inbox is None:
+        return Run(opts, text, mode, usage, delay).play()
+    return Run(opts, text, mode, usage, delay, inbox=inbox).converse()

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from core.agents.standin.cli import Options
+    from core.agents.standin.stream import Inbox
+
+
+class _Interrupted(Exception):
+    """An ``interrupt`` control request arrived: the turn ends at the next step."""
+
 
 _STOP_WORDS = frozenset(
     "a an the create add make write build implement new please for with and to of in on some simple "  # noqa: SIM905
@@ -33,8 +39,12 @@ _EXTENSION_WORDS = frozenset({"py", "python", "js", "sh", "md", "txt"})
 class Run:
     """One scripted session: prints the stream and keeps the running totals for the result."""
 
-    def __init__(self, opts: Options, prompt: str, mode: str, usage: dict[str, int], delay: float) -> None:
+    def __init__(
+        self, opts: Options, prompt: str, mode: str, usage: dict[str, int], delay: float, inbox: Inbox | None = None
+    ) -> None:
         self.opts = opts
+        self.inbox = inbox  # --input-format stream-json: messages and interrupts arrive while it runs
+        self.steered: list[str] = []  # messages taken during the turn
         self.prompt = prompt
         self.mode = mode
         self.usage = usage
@@ -55,6 +65,45 @@ class Run:
     def pause(self) -> None:
         if self.delay > 0:
             time.sleep(self.delay)
+        if self.inbox is not None:
+            for text in self.inbox.waiting():  # taken before the next step, as Claude Code does
+                self.replay(text)
+                self.steered.append(text)
+            if self.inbox.interrupted.is_set():
+                raise _Interrupted
+
+    def replay(self, text: str) -> None:
+        if self.opts.replay:
+            message = {"role": "user", "content": text}
+            self.emit({"type": "user", "message": message, "session_id": self.session_id,
+                       "parent_tool_use_id": None, "uuid": uuid4(), "isReplay": True})  # fmt: skip
+
+    def converse(self) -> int:
+        """Turns until the end of input: the task, then one per message sent after a turn's result."""
+        code = self._turn(self.play)
+        while self.inbox is not None and (text := self.inbox.next()) is not None:
+            self.replay(text)
+            code = self._turn(lambda said=text: self._follow_up(said))
+        return code
+
+    def _turn(self, turn: Any) -> int:
+        assert self.inbox is not None
+        self.inbox.interrupted.clear()
+        try:
+            return int(turn())
+        except _Interrupted:
+            interrupted = {"role": "user", "content": [text_block("[Request interrupted by user for tool use]")]}
+            self.emit({"type": "user", "message": interrupted, "parent_tool_use_id": None,
+                       "session_id": self.session_id, "uuid": uuid4()})  # fmt: skip
+            self.result("error_during_execution", None, is_error=True, terminal_reason="aborted_tools")
+            return 1
+
+    def _follow_up(self, text: str) -> int:
+        answer = f"Noted: {clip(text, 200)}"
+        self.api_call(text_block(answer))
+        self.pause()
+        self.result("success", answer)
+        return 0
 
     def init(self) -> None:
         self.emit(
@@ -75,6 +124,8 @@ class Run:
                 "uuid": uuid4(),
             }
         )
+        if self.inbox is not None:
+            self.replay(self.prompt)
 
     def api_call(self, *blocks: dict[str, Any], usage: dict[str, int] | None = None) -> None:
         """One API response: a line per content block, all with the same id and usage."""
@@ -185,7 +236,8 @@ class Run:
         self.pause()
         if self.mode == "hang":
             while True:
-                time.sleep(3600)
+                time.sleep(3600 if self.inbox is None else 0.1)
+                self.pause()
         if self.mode == "spend":
             return self._spend()
         if self.mode == "api_error":
@@ -240,6 +292,8 @@ class Run:
                 f"It is a placeholder written by the Orchestra stand-in agent in {self.cwd}.\n"
                 "No model was called; the cost is computed from fixed token counts."
             )
+            if self.steered:
+                summary += "\nTaken into account while working: " + "; ".join(clip(t, 200) for t in self.steered)
         self.api_call(text_block(summary))
         self.pause()
         if self.mode == "permission_denied" and not self.denials:

@@ -1,0 +1,103 @@
+"""Talking to a task while it runs: ``say`` (a chat reply, ``/say``, ``orchestra say``) and ``stop``.
+
+An agent that reads input as it runs (Claude Code: ``prompt_mode`` ``stream`` in its spec) gets what
+is said at once: the words are kept in the store, dropped in the task's ``say/`` folder and the
+runner is woken (``core.runner_input`` writes them to the agent, which reads them before its next
+step). Any other agent cannot be told mid-run (their CLIs read the prompt once: measured, see
+``reference/agent-clis.md``), so the words are kept and become a follow-up in the same session when
+the run ends (``core.engine.says``); the answer says which of the two happened. A task that has
+finished gets the follow-up at once.
+
+``stop`` ends the current turn and keeps the session where the agent allows it; elsewhere it is a
+cancel, and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from core.engine import signal_runner
+from core.errors import InvalidInput, InvalidTransition
+from core.models import TaskState
+from core.protocol import SAY_DIR, SPEC_FILE, STOP_FILE, task_dir
+from core.service.actions import TaskActions
+from core.service.base import LOCAL, Actor
+from core.store.says import LIVE, QUEUED
+from core.text import state_label
+
+SAY_CHARS = 4000
+
+
+class Talk(TaskActions):
+    """``say`` and ``stop``; the roles are the surfaces' to check (operators in chats)."""
+
+    def live_input(self, task_id: str) -> bool:
+        """Whether the task's agent reads what is said while it runs (its spec says ``stream``)."""
+        try:
+            spec = json.loads((task_dir(self.home, task_id) / SPEC_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(spec, dict) and spec.get("prompt_mode") == "stream"
+
+    def say(self, task_id: str, text: str, *, actor: Actor = LOCAL) -> str:
+        """Tell task ``task_id`` ``text``; returns the line saying whether it was delivered or kept."""
+        text = text.strip()
+        if not text:
+            raise InvalidInput("say what? Write the message after the task id (say t7 use the v2 API)")
+        if len(text) > SAY_CHARS:
+            raise InvalidInput(f"that message is {len(text)} characters; {SAY_CHARS} at most")
+        task = self.get(task_id)
+        if task.state.finished:
+            if task.state == TaskState.REJECTED:
+                raise InvalidTransition(f"{task.id} was rejected; delegate a new task instead")
+            follow = self.retry(task.id, feedback=text, actor=actor).task
+            return f"💬 {task.id} had finished, so {follow.id} continues it in the same session with your message."
+        live = task.state == TaskState.RUNNING and self.live_input(task.id)
+        with self.store.atomic():
+            said, made = self.store.add_say(
+                task.id, text, by=actor.name, via=actor.source, ts=self.clock.now(), how=LIVE if live else QUEUED,
+                ref=actor.ref or None,
+            )  # fmt: skip
+            if made:
+                self.audit(actor, "say", task.id, self.quote(text, 200))
+        if live:
+            if made:
+                self._drop(task.id, said.id, {"text": text, "by": actor.name})
+            return f"💬 Sent to {task.id}'s running agent ({task.agent}): it reads it before its next step."
+        why = (
+            f"{task.agent} cannot read messages while it runs"
+            if task.state == TaskState.RUNNING
+            else f"{task.id} is {state_label(task.state)}"
+        )
+        return f"💬 Kept for {task.id}: {why}, so it goes as a follow-up in the same session when this run ends."
+
+    def stop(self, task_id: str, *, actor: Actor = LOCAL) -> str:
+        """End the running task's current turn, keeping its session (a reply continues it); an agent
+        that cannot be interrupted is cancelled instead, and the line says so."""
+        task = self.get(task_id)
+        if task.state != TaskState.RUNNING:
+            raise InvalidTransition(f"{task.id} is {state_label(task.state)}: there is no turn to stop")
+        if not self.live_input(task.id):
+            self.cancel(task.id, actor=actor)
+            return f"⏹ {task.agent} cannot be interrupted mid-turn, so {task.id} is being cancelled instead."
+        self.audit(actor, "stop", task.id, "the current turn")
+        directory = task_dir(self.home, task.id)
+        (directory / STOP_FILE).touch()
+        signal_runner(self.store, self.tmux, task.id, signal.SIGUSR1)
+        return f"⏹ {task.id} stops after its current step; its session is kept: reply to its card to go on."
+
+    def _drop(self, task_id: str, say_id: int, content: dict[str, str]) -> None:
+        """Leave the words for the runner (whole or not at all, readable by its owner only) and wake it."""
+        folder = task_dir(self.home, task_id) / SAY_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{say_id}.tmp"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(content, handle, ensure_ascii=False)
+        os.replace(partial, folder / f"{say_id}.json")
+        signal_runner(self.store, self.tmux, task_id, signal.SIGUSR1)
+
+
+__all__ = ["SAY_CHARS", "Talk"]
