@@ -62,6 +62,9 @@ from core.agents.common import (
     stderr_summary,
     usage_event,
 )
+from core.permissions.ask_owner import SERVER as ASK_OWNER_SERVER
+from core.permissions.ask_owner import server_argv as ask_owner_argv
+from core.permissions.hook import TASK_DIR_ENV
 from core.protocol import EventKind
 
 # ``hook_call`` and ``hook_reply`` are what ``core.permissions.hook`` looks up in ``core.agents.codex``.
@@ -143,6 +146,16 @@ def codex_config(settings: AgentSettings) -> str:
     retries = max_retries(settings)
     if retries is not None:
         lines += [f"request_max_retries = {retries}", f"stream_max_retries = {retries}"]
+    if settings.hook:  # the agent can ask its owner a question (``core.permissions.ask_owner``), as Claude can
+        command, *args = ask_owner_argv("codex")
+        lines += [
+            "",
+            f"[mcp_servers.{ASK_OWNER_SERVER}]",
+            f"command = {_toml(command)}",
+            f"args = [{', '.join(_toml(arg) for arg in args)}]",
+            f"env_vars = [{_toml(TASK_DIR_ENV)}]",  # Codex passes an MCP server only the variables named
+            f"tool_timeout_sec = {max(60, int(settings.hook_timeout_s))}",  # a person's answer takes a while
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,7 @@ import os
 import shlex
 
 from core.permissions.call import BASH, EDIT, READ, Decision, HookReply, ToolCall, clip, pre_tool_use
+from core.questions import ASK_OWNER_CALLS
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the hook imports this on every tool call
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ def hook_call(payload: dict[str, Any], here: str | None = None) -> ToolCall | No
     if announced is None:
         return None
     name, tool_input = announced
+    if name in ASK_OWNER_CALLS:  # a question to the person: the ask_owner server asks it, no policy judges it
+        return None
     cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else ""
     here = os.getcwd() if here is None else here
     if name in SHELL_TOOLS:

@@ -352,6 +352,13 @@ def responses(body: dict[str, Any], server: FakeModelServer) -> Reply:
     items = [i for i in body.get("input") or [] if isinstance(i, dict)]
     tool_result = bool(items) and items[-1].get("type") == "function_call_output"
     tools = [str(t.get("name", "")) for t in body.get("tools") or [] if isinstance(t, dict)]
+    tools += [  # a namespace's tools (Codex puts an MCP server's there) as NAMESPACE.TOOL
+        f"{t.get('name')}.{inner.get('name')}"
+        for t in body.get("tools") or []
+        if isinstance(t, dict) and t.get("type") == "namespace"
+        for inner in t.get("tools") or []
+        if isinstance(inner, dict)
+    ]
     system = _text_of(body.get("instructions"))
     d = server.decide(
         tool_result=tool_result,
@@ -367,10 +374,12 @@ def responses(body: dict[str, Any], server: FakeModelServer) -> Reply:
             "type": "function_call",
             "id": _id("fc_"),
             "call_id": _id("call_"),
-            "name": d.tool,
+            "name": d.tool.rpartition(".")[2],
             "arguments": json.dumps(d.arguments),
             "status": "completed",
         }
+        if "." in d.tool:
+            item["namespace"] = d.tool.rpartition(".")[0]
     else:
         item = {
             "type": "message",

@@ -213,4 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if inbox is None:
         return Run(opts, text, mode, usage, delay).play()
-    return Run(opts, text, mode, usage, delay, inbox=inbox).converse()
+    code = Run(opts, text, mode, usage, delay, inbox=inbox).converse()
+    # The inbox's reader thread may be blocked in a read of stdin: a normal exit would wait on its
+    # lock at finalization (Python aborts there), so flush and leave at once, as a crashed CLI does.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -81,6 +81,8 @@ class Run:
     def converse(self) -> int:
         """Turns until the end of input: the task, then one per message sent after a turn's result."""
         code = self._turn(self.play)
+        if self.mode == "crash":  # a crash ends the process, with no result and whatever is on stdin
+            return code
         while self.inbox is not None and (text := self.inbox.next()) is not None:
             self.replay(text)
             code = self._turn(lambda said=text: self._follow_up(said))
