@@ -88,6 +88,11 @@ class TmuxError(OrchestraError):
     calling it for a window name or target that is not a plain name (tmux would expand it)."""
 
 
+class HostUnavailable(OrchestraError):
+    """A host of bots.yaml cannot be used: it is not configured, SSH cannot reach it, or a command there
+    failed (``core.hosts``). The message is one line naming the host."""
+
+
 class WorktreeError(OrchestraError):
     """A task's git worktree could not be made or used (``core.worktrees``): the repository is
     gone or not git, the base names no commit, or git failed; nothing half-made is left."""

@@ -88,6 +88,12 @@ class Task:
     plan_step: int | None = None
     step_title: str | None = None
     step_after: tuple[int, ...] = ()  # the steps it waits for
+    host: str | None = None  # the host of bots.yaml it runs on; None or "local": this machine
+
+    @property
+    def remote(self) -> bool:
+        """Whether it runs on another machine (``core.hosts``)."""
+        return bool(self.host) and self.host != "local"
 
     @property
     def where(self) -> str:

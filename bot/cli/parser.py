@@ -57,6 +57,7 @@ def _task_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--agent", "-a", help="run on this agent, whatever the routing says")
     p.add_argument("--cwd", help="working directory for the agent (default: here)")
     p.add_argument("--project", "-p", help="run in this project of bots.yaml (as `#name` at the start of the task)")
+    p.add_argument("--host", help="run on this host of bots.yaml over SSH (as `@host:NAME` in the task); local: here")
     p.add_argument("--wait", "-w", action="store_true", help="stay until the task ends and print its summary")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command("tasks", "delegate"))
@@ -114,6 +115,11 @@ def _task_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--prune", action="store_true", help="prune now by `worktrees:` in bots.yaml (the bot: hourly)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command("worktrees", "worktrees"))
+    p = sub.add_parser("hosts", help="the hosts tasks run on over SSH: state, load, running tasks; setup NAME")
+    p.add_argument("action", nargs="?", choices=["setup"], help="setup: copy the runner there and check its tools")
+    p.add_argument("name", nargs="?", help="the host to set up")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_command("hosts", "hosts"))
 
 
 def _branch_commands(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -37,12 +37,15 @@ def delegate(app: App, args: argparse.Namespace) -> int:
         return plans.delegate(app, args, spec, text)
     if not text.strip():
         raise TaskRejected("the task text is empty: give --task TEXT (or --plan FILE)")
+    host = getattr(args, "host", None)
     if not args.wait:
-        delegation = app.service.delegate(text, agent=args.agent, cwd=args.cwd, project=args.project)
+        delegation = app.service.delegate(text, agent=args.agent, cwd=args.cwd, project=args.project, host=host)
         _print_delegation(delegation, args.json)
         return 0
     return delegate_and_wait(
-        app, args.json, lambda: app.service.delegate(text, agent=args.agent, cwd=args.cwd, project=args.project)
+        app,
+        args.json,
+        lambda: app.service.delegate(text, agent=args.agent, cwd=args.cwd, project=args.project, host=host),
     )
 
 
@@ -257,7 +260,12 @@ def peek(app: App, args: argparse.Namespace) -> int:
 
 
 def logs(app: App, args: argparse.Namespace) -> int:
-    task_id = app.service.get(args.id).id
+    task = app.service.get(args.id)
+    if task.remote:  # the log is on its host: printed (and followed) from there over the shared connection
+        from bot.cli.hosts import remote_logs
+
+        return remote_logs(app, task, follow=args.follow)
+    task_id = task.id
     path = app.service.log_path(task_id)
     offset = 0
     while True:
@@ -277,6 +285,10 @@ def logs(app: App, args: argparse.Namespace) -> int:
 
 def attach(app: App, args: argparse.Namespace) -> int:
     task = app.service.get(args.id)
+    if task.remote:
+        from bot.cli.hosts import attach_remote
+
+        return attach_remote(app, task)
     if task.id not in app.tmux.windows():
         print(
             f"orchestra: {task.id} is {task.state.value} and has no tmux window; try `orchestra logs {task.id}`",

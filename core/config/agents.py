@@ -54,6 +54,9 @@ class AgentConfig(StrictModel):
     model: str | None = Field(default=None, description="The model to ask the CLI for; null: the CLI's own default.")
     max_concurrent: int = Field(default=2, ge=1, description="Tasks of this agent running at once.")
     enabled: bool = Field(default=True, description="A disabled agent is never routed to.")
+    host: str | None = Field(
+        default=None, description="The host its tasks run on (a host of `hosts:`); null: the category's, else local."
+    )
     description: str = Field(default="", description="Free text shown after the agent in /agents.")
     hook: bool = Field(
         default=True,

@@ -68,3 +68,7 @@ class RoutingConfig(StrictModel):
     rules: list[RuleConfig] = Field(
         default_factory=list, description="Your own rules, tried in order; the first match wins over the defaults."
     )
+    hosts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Which host runs each category (a host of `hosts:`, or `local`); a host that is down is skipped.",
+    )

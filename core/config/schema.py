@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from core.config.agents import AgentConfig, command_argv
 from core.config.facts import data_home, secrets_in_environment
 from core.config.fields import StrictModel, is_name
+from core.config.hosts import LOCAL_HOST, HostConfig
 from core.config.limits import BudgetsConfig, LimitsConfig, PolicyConfig
 from core.config.permissions import PermissionsConfig
 from core.config.plans import PlansConfig
@@ -66,6 +67,10 @@ class Config(StrictModel):
         default_factory=PermissionsConfig, description="Which tool calls run, are asked on the phone, or are refused."
     )
     agents: dict[str, AgentConfig] = Field(description="The agent CLIs, by name (used in `@name` and routing).")
+    hosts: dict[str, HostConfig] = Field(
+        default_factory=dict,
+        description="Other machines tasks can run on over SSH, by name (`@host:NAME`, --host); `local` is this one.",
+    )
     routing: RoutingConfig = Field(description="Which agent gets a task.")
     notify: NotifyConfig = Field(default_factory=NotifyConfig, description="Where notifications go besides chats.")
     telegram: TelegramConfig = Field(default_factory=TelegramConfig, description="The Telegram bridge.")
@@ -91,6 +96,7 @@ class Config(StrictModel):
             if rule.agent is not None and rule.agent not in known:
                 raise ValueError(f"routing.rules.{i}.agent: {rule.agent!r} is not a configured agent")
         self._project_refs(known)
+        self._host_refs(known)
         names: set[str] = set()
         for i, schedule in enumerate(self.schedules):
             if schedule.name in names:
@@ -112,6 +118,21 @@ class Config(StrictModel):
                         f"plans.templates.{name}.steps.{i}.agent: {step.agent!r} is not a configured agent"
                     )
         return self
+
+    def _host_refs(self, agents: set[str]) -> None:
+        for name, host in self.hosts.items():
+            if not is_name(name) or name == LOCAL_HOST:
+                raise ValueError(f"hosts.{name}: host names are lowercase letters, digits, '-' or '_', not 'local'")
+            for agent in host.agents:
+                if agent not in agents:
+                    raise ValueError(f"hosts.{name}.agents: {agent!r} is not a configured agent")
+        places = {LOCAL_HOST, *self.hosts}
+        for category, host_name in self.routing.hosts.items():
+            if host_name not in places:
+                raise ValueError(f"routing.hosts.{category}: {host_name!r} is not a host of bots.yaml")
+        for name, agent_config in self.agents.items():
+            if agent_config.host is not None and agent_config.host not in places:
+                raise ValueError(f"agents.{name}.host: {agent_config.host!r} is not a host of bots.yaml")
 
     def _project_refs(self, agents: set[str]) -> None:
         bound: dict[str, str] = {}

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from core.config import Config
     from core.engine.recorder import Recorder
     from core.engine.workers import Workers
+    from core.hosts.follow import RemoteTasks
     from core.permissions.policy import Policy
     from core.store import Store
 
@@ -75,6 +76,7 @@ class Dispatcher:
         workers: Workers,
         recorder: Recorder,
         notify: Notify,
+        remote: RemoteTasks,
     ) -> None:
         self.config = config
         self.store = store
@@ -84,6 +86,7 @@ class Dispatcher:
         self.workers = workers
         self.recorder = recorder
         self.notify = notify
+        self.remote = remote  # tasks on other hosts: their launch and their followers
         self.redactor = store.redactor  # the store's: one set of known secrets for the files and the tables
 
     def dispatch(self) -> list[str]:
@@ -100,8 +103,10 @@ class Dispatcher:
             log.exception("could not follow up what was said to ended tasks")
         running = self.store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000)
         per_agent: dict[str, int] = {}
+        per_host: dict[str, int] = {}
         for task in running:
             per_agent[task.agent] = per_agent.get(task.agent, 0) + 1
+            per_host[task.host or ""] = per_host.get(task.host or "", 0) + 1
         slots = self.config.limits.max_concurrent - len(running)
         started: list[str] = []
         if slots <= 0:
@@ -113,10 +118,14 @@ class Dispatcher:
             limit = agent.max_concurrent if agent else 1
             if per_agent.get(task.agent, 0) >= limit:
                 continue  # this agent is full; later tasks for other agents may still go
+            host = self.config.hosts.get(task.host or "") if task.remote else None
+            if host is not None and per_host.get(task.host or "", 0) >= host.max_concurrent:
+                continue  # this host is full
             if self._start(task):
                 started.append(task.id)
                 slots -= 1
                 per_agent[task.agent] = per_agent.get(task.agent, 0) + 1
+                per_host[task.host or ""] = per_host.get(task.host or "", 0) + 1
         return started
 
     def _start(self, task: Task) -> bool:
@@ -167,6 +176,8 @@ class Dispatcher:
         """
         from core import worktrees
 
+        if task.remote:  # on another host: its files go there over SSH (``core.hosts.follow``)
+            return _Launched(self.remote.launch(self, task, text))
         tree = None
         if isolation is not None and (root := git_root(task.cwd)) is not None:
             tree = worktrees.prepare(
@@ -210,6 +221,8 @@ class Dispatcher:
             self.recorder.fail_unstarted(task, f"could not start: {error}")
             return False
         self.store.update_task(task.id, window_id=launched.window_id)
+        if task.remote and task.host:
+            self.remote.follow(task.id, task.host)
         if launched.worktree:
             self.store.update_task(task.id, worktree=launched.worktree, branch=launched.branch)
         if launched.repo is not None and self.config.worktrees.spares:  # the next task takes a ready checkout

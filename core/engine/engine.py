@@ -26,6 +26,7 @@ from core.engine.lock import EngineLock, engine_running
 from core.engine.recorder import Recorder
 from core.engine.runners import kill_agent, request_cancel, runner_alive, signal_runner
 from core.engine.workers import Workers
+from core.hosts.follow import RemoteTasks
 from core.launch import discard_launch
 from core.models import Task, TaskState
 from core.permissions.hook import ASK, DENIED
@@ -82,9 +83,9 @@ class Engine:
         self._connections: set[asyncio.Task[Any]] = set()  # the handlers of open runner and hook connections
         self._workers = Workers()  # launches and summaries in flight: the sweep leaves their tasks alone
         self.recorder = Recorder(config, store, clock, home, self._workers, self._finished_run)
-        self.dispatcher = Dispatcher(
-            config, store, tmux, clock, home, workers=self._workers, recorder=self.recorder, notify=self._notify
-        )
+        self.remote = RemoteTasks(config, store, home, self.ingest)  # tasks on other hosts, over SSH
+        self.dispatcher = Dispatcher(config, store, tmux, clock, home, workers=self._workers, recorder=self.recorder,
+                                     notify=self._notify, remote=self.remote)  # fmt: skip
         self.asks = Asks(config, store, clock, home, self._notify)
 
     # -- ownership --------------------------------------------------------------------------
@@ -121,6 +122,7 @@ class Engine:
 
     async def stop(self) -> None:
         await self._workers.wait(timeout=30)  # launches in flight record their window (or their failure)
+        await self.remote.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -306,17 +308,15 @@ class Engine:
             if record["seq"] > last:
                 self.ingest(record, replaying=True)
 
-    def reconcile(self) -> None:
-        """Bring the store in line with tmux and the runners' files after a (re)start."""
+    def reconcile(self, *, grace: float = 0.0) -> None:
+        """Bring the store in line with tmux and the runners' files after a (re)start (replaying the files);
+        with a ``grace``, the slow sweep for runners that died without a result (no pane polling)."""
         windows = self.tmux.windows()
         for task in self.store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000):
-            self._settle_one(task, windows, grace=0.0, replay=True)
+            self._settle_one(task, windows, grace=grace, replay=not grace)
 
     def sweep(self) -> None:
-        """Slow safety net for runners that died without a result (no pane polling)."""
-        windows = self.tmux.windows()
-        for task in self.store.list_tasks(states=[TaskState.RUNNING], limit=1_000_000):
-            self._settle_one(task, windows, grace=5.0)
+        self.reconcile(grace=5.0)
 
     def settle_unattended(self, tasks: Iterable[Task]) -> bool:
         """For readers (``status``, ``show``) while no engine runs: end the running tasks that have.
@@ -373,8 +373,8 @@ class Engine:
             log.exception("could not settle %s; the other tasks go on", task.id)
 
     def _settle(self, task: Task, windows: dict[str, WindowInfo], *, grace: float) -> None:
-        if task.id in self._workers.busy:
-            return  # its window is being opened, or its result recorded, right now
+        if task.id in self._workers.busy or task.remote:  # a remote one is followed (``core.hosts.follow``)
+            return self.remote.settle(task) if task.remote and task.id not in self._workers.busy else None
         directory = self.task_dir(task.id)
         payload = self._result_on_disk(task.id)
         if payload is None and task.id in self._unrecorded:
@@ -417,4 +417,4 @@ class Engine:
         if task is None or task.state != TaskState.RUNNING:
             return False
         self.asks.close_task(task_id, "The task was cancelled.")  # a hook waiting on a person stops waiting
-        return request_cancel(self.store, self.tmux, self.home, task_id)
+        return self.remote.cancel(task) if task.remote else request_cancel(self.store, self.tmux, self.home, task_id)

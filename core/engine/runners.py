@@ -35,10 +35,16 @@ def request_cancel(store: Store, tmux: TmuxManager, home: Path, task_id: str) ->
     return task_id in tmux.windows() or (directory / RESULT_FILE).exists()
 
 
+def _remote(store: Store, task_id: str) -> bool:
+    """Whether the task runs on another host: its pids are that host's, never to be signalled here."""
+    host = store.task_field(task_id, "host")
+    return bool(host) and host != "local"
+
+
 def signal_runner(store: Store, tmux: TmuxManager, task_id: str, sig: int = signal.SIGTERM) -> bool:
     """Send a signal to the task's runner; the runner stops the agent gracefully, then kills it."""
     pid = store.task_field(task_id, "runner_pid")
-    if not pid:
+    if not pid or _remote(store, task_id):
         return False
     try:
         os.kill(int(pid), sig)
@@ -48,9 +54,9 @@ def signal_runner(store: Store, tmux: TmuxManager, task_id: str, sig: int = sign
 
 
 def runner_alive(store: Store, home: Path, task_id: str) -> bool | None:
-    """Whether the task's runner still runs; None when it has not reported its pid yet."""
+    """Whether the task's runner still runs; None when it has not reported its pid yet (or runs on a host)."""
     pid = store.task_field(task_id, "runner_pid")
-    if not pid:
+    if not pid or _remote(store, task_id):
         return None
     if _HAS_PROC:  # the pid's command line names the task dir, so a reused pid is not mistaken for it
         try:
@@ -69,7 +75,9 @@ def runner_alive(store: Store, home: Path, task_id: str) -> bool | None:
 
 
 def kill_agent(store: Store, task_id: str) -> None:
-    """Kill the process group of a task's agent (the runner starts it in its own session)."""
+    """Kill the process group of a task's agent (the runner starts it in its own session); here only."""
+    if _remote(store, task_id):
+        return
     for event in store.events(task_id, kinds=[EventKind.STARTED], limit=1):
         pid = event["data"].get("pid")
         if isinstance(pid, int) and pid > 1:

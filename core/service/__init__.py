@@ -22,6 +22,7 @@ from core.service.base import LOCAL, Actor
 from core.service.budgets import Budgets
 from core.service.delegation import Delegation
 from core.service.doctor import Doctor
+from core.service.hosts import HostActions, HostState
 from core.service.permissions import PermissionAnswers
 from core.service.plans import PlanActions
 from core.service.queries import Approval, SentMessage
@@ -32,7 +33,16 @@ from core.service.worktrees import WorktreeHousekeeping
 
 
 class Service(
-    PlanActions, Talk, PermissionAnswers, AgentsQuery, Budgets, Doctor, WorktreeHousekeeping, WebLinks, ScheduleActions
+    PlanActions,
+    Talk,
+    PermissionAnswers,
+    AgentsQuery,
+    Budgets,
+    Doctor,
+    WorktreeHousekeeping,
+    WebLinks,
+    ScheduleActions,
+    HostActions,
 ):
     """Business operations over the store, the router, tmux and (when it owns it) the engine."""
 
@@ -47,5 +57,6 @@ def task_json(task: Task) -> dict[str, Any]:
 
 
 __all__ = [
-    "ACTIVE_STATES", "LOCAL", "Actor", "AgentInfo", "Approval", "Delegation", "SentMessage", "Service", "task_json",
+    "ACTIVE_STATES", "LOCAL", "Actor", "AgentInfo", "Approval", "Delegation", "HostState", "SentMessage", "Service",
+    "task_json",
 ]  # fmt: skip

@@ -55,6 +55,13 @@ class TaskActions(Delegating, Queries):
         if task.state != TaskState.RUNNING:
             raise InvalidTransition(f"{task.id} is {task.state.value}; only queued or running tasks can be cancelled")
         self.audit(actor, "cancel", task.id, "was running")
+        if task.remote:  # the same cancel, sent over SSH; a host that is down is one line, nothing changed
+            from core.hosts import remote
+
+            pid = self.store.task_field(task.id, "runner_pid")
+            if not remote.cancel(self.hosts.of(task), task.id, int(pid) if pid else None):
+                self._cancel_orphan(task)
+            return self.get(task.id)
         if not request_cancel(self.store, self.tmux, self.home, task.id):
             self._cancel_orphan(task)
         return self.get(task.id)

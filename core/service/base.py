@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the engine (asyncio) is built and imported only for a call 
     from core.clock import Clock
     from core.config import Config
     from core.engine import Engine
+    from core.hosts.registry import Hosts
     from core.models import Task
     from core.routing import Router
     from core.store import Store
@@ -72,6 +73,7 @@ class ServiceBase:
         self._router = router
         self.autostart_engine = autostart_engine
         self.config_path = config_path
+        self._hosts: Hosts | None = None
 
     @property
     def config(self) -> Config:
@@ -87,6 +89,19 @@ class ServiceBase:
         if callable(self._tmux):
             self._tmux = self._tmux()
         return self._tmux
+
+    @property
+    def hosts(self) -> Hosts:
+        """The hosts of bots.yaml (``core.hosts``): the engine's own when this process runs it."""
+        engine = self._engine if not callable(self._engine) else None
+        if engine is not None:
+            return engine.remote.hosts
+        if getattr(self, "_hosts", None) is None:
+            from core.hosts.registry import Hosts
+
+            self._hosts = Hosts(self.config, self.home)
+        assert self._hosts is not None
+        return self._hosts
 
     @property
     def engine(self) -> Engine | None:

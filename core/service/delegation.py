@@ -46,7 +46,10 @@ class Delegating(ProjectChoice, EngineControl):
     def route(self, text: str, *, agent: str | None = None, project: str | None = None) -> RouteDecision:
         """Where ``text`` would go (a leading ``#project`` and ``project`` apply that project's routing),
         with the approval and review the policy adds to the rules'."""
+        from core.hosts.registry import split_host
+
         _check_text(text)
+        _, text = split_host(text)
         named, body = self.split_project(text)
         return self._route(body, agent=agent, project=named or (self.check_project(project) if project else None))
 
@@ -85,14 +88,17 @@ class Delegating(ProjectChoice, EngineControl):
         project: str | None = None,
         actor: Actor = LOCAL,
         parent: Task | None = None,
+        host: str | None = None,
     ) -> Delegation:
         """Route, estimate, apply the approval policy and queue a task; start it if a slot is free.
 
         The task runs in its project's directory (see :meth:`choose_project`); a project whose
         directory is missing is one line and nothing is stored. A chat update handled again (after
-        a crash) gets the task it created the first time.
+        a crash) gets the task it created the first time. ``host`` (or ``@host:NAME`` in the text)
+        runs it on that host of bots.yaml; an unknown or unreachable one is one line, nothing stored.
         """
         from core.costs import effective_budgets
+        from core.hosts.registry import split_host
         from core.routing import parse_override
 
         if actor.ref and (done := self.store.task_by_source(actor.ref)) is not None:
@@ -104,6 +110,7 @@ class Delegating(ProjectChoice, EngineControl):
         if len(body) > limit:
             raise TaskRejected(f"the task text has {len(body):,} characters; the limit is {limit:,}")
         _check_text(body)
+        mentioned, body = split_host(body)
         chosen, body = self.choose_project(body, project=project, cwd=cwd, actor=actor, parent=parent)
         workdir = self.project_workdir(chosen) if chosen and cwd is None else self._workdir(cwd)
         decision = self._route(body, agent=agent, project=chosen)
@@ -112,6 +119,10 @@ class Delegating(ProjectChoice, EngineControl):
             body = stripped
             if not body:
                 raise TaskRejected(f"nothing to do: say what @{override} should do after its name")
+        explicit = host or mentioned or (parent.host if parent is not None and parent.remote else None)
+        where = self.hosts.choose(decision.agent, decision.category, explicit=explicit)
+        if where.note:  # a routed host that is down is skipped like a missing CLI, in one line
+            decision = dataclasses.replace(decision, reason=f"{decision.reason.removesuffix('.')}; {where.note}.")
         estimate, basis = self.estimate(decision.agent, decision.category)
         needs, why = self._needs_approval(decision, estimate)
         review = decision.require_review or decision.category in self.config.policy.review_for
@@ -140,6 +151,7 @@ class Delegating(ProjectChoice, EngineControl):
                     "parent_id": parent.id if parent else None,
                     "session_id": parent.session_id if parent else None,
                     "source_ref": actor.ref or None,
+                    "host": where.host,
                 }
             )
             self.store.record_route(
@@ -155,6 +167,7 @@ class Delegating(ProjectChoice, EngineControl):
             )
             routed = f"{decision.agent}/{decision.category} rule={decision.rule}"
             routed += f" project={chosen}" if chosen else ""
+            routed += f" host={where.host}" if where.host else ""
             self.audit(
                 actor, "delegate", task.id, routed + (f" override=@{agent or override}" if agent or override else "")
             )

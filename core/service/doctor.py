@@ -8,6 +8,7 @@ import subprocess
 from typing import TYPE_CHECKING
 
 from core.engine import engine_running
+from core.service.hosts import HostActions
 from core.service.worktrees import WorktreeHousekeeping
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ UNTRIED_KINDS = frozenset({"cursor"})
 UNTRIED = "not run against the real CLI here: built from its docs and recorded streams (README Agents)"
 
 
-class Doctor(WorktreeHousekeeping):
+class Doctor(WorktreeHousekeeping, HostActions):
     """Read-only checks; each is (what, ok, detail), and only what routing really uses can fail."""
 
     def doctor(self) -> list[tuple[str, bool, str]]:
@@ -61,7 +62,7 @@ class Doctor(WorktreeHousekeeping):
         checks.append(("data dir permissions", mode & 0o077 == 0, f"{mode:o} (want 700: other users cannot read)"))
         checks.append(("store", True, f"{self.store.path} · migrations {', '.join(self.store.applied_migrations())}"))
         checks.append(("engine", True, "running" if engine_running(self.home) else "not running (starts on demand)"))
-        return checks + self.worktree_checks()
+        return checks + self.worktree_checks() + self.host_checks()
 
 
 def _unasked(kind: str, hook: bool, sandbox: str) -> str:

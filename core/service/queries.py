@@ -79,7 +79,15 @@ class Queries(EngineControl):
         from core.protocol import EventKind
 
         task = self.get(task_id)
-        if task.state == TaskState.RUNNING and task.id in self.tmux.windows():
+        if task.state == TaskState.RUNNING and task.remote:
+            from core.errors import HostUnavailable
+            from core.hosts import remote
+
+            try:  # the pane on its host; when that is out of reach, the events it sent
+                return remote.capture(self.hosts.of(task), task.id, lines)
+            except HostUnavailable:
+                pass
+        elif task.state == TaskState.RUNNING and task.id in self.tmux.windows():
             try:
                 return self.tmux.capture(task.id, lines)
             except TmuxError:
@@ -96,6 +104,14 @@ class Queries(EngineControl):
     def screen(self, task_id: str) -> str | None:
         """The visible pane of a running task with its colour escapes; None when it has no live window."""
         task = self.get(task_id)
+        if task.state == TaskState.RUNNING and task.remote:
+            from core.errors import HostUnavailable
+            from core.hosts import remote
+
+            try:
+                return remote.capture(self.hosts.of(task), task.id, escapes=True)
+            except HostUnavailable:
+                return None
         if task.state != TaskState.RUNNING or task.id not in self.tmux.windows():
             return None
         try:

@@ -10,6 +10,7 @@ from core.store.migrations_late import (
     _m015_plans,
     _m017_schedules,
     _m018_says,
+    _m020_hosts,
     _m_web_sessions,
 )
 
@@ -71,6 +72,7 @@ _LATER_TASK_COLUMNS = {
     "plan_step": int,
     "step_title": str,
     "step_after": str,
+    "host": str,
 }
 
 
@@ -358,4 +360,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     (WEB_MIGRATION, _m_web_sessions),
     ("017_schedules", _m017_schedules),
     ("018_says", _m018_says),
+    ("020_hosts", _m020_hosts),
 ]

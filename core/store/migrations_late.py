@@ -60,3 +60,9 @@ def _m018_says(db: sqlite_utils.Database) -> None:
         " follow_id TEXT, ref TEXT UNIQUE)"
     )
     db.execute("CREATE INDEX says_waiting ON says (state, task_id)")
+
+
+def _m020_hosts(db: sqlite_utils.Database) -> None:
+    """Which host a task runs on (``hosts:`` in bots.yaml): null or ``local`` is this machine; how far the
+    engine has mirrored the remote ``events.jsonl`` is the local copy's size, so nothing more is kept."""
+    db.table("tasks").add_column("host", str)

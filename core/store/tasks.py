@@ -304,4 +304,5 @@ def _task_from_row(row: dict[str, Any]) -> Task:
         plan_step=row.get("plan_step"),
         step_title=row.get("step_title"),
         step_after=tuple(json.loads(row["step_after"])) if row.get("step_after") else (),
+        host=row.get("host"),
     )

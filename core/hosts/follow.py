@@ -1,0 +1,225 @@
+"""The engine's side of remote tasks: launch them there, follow each one's events back, cancel them.
+
+A running remote task has one follower: ``tail -F`` of its ``events.jsonl`` on the host, over the
+master connection, from the size of the local copy on. Each line is appended to the local copy
+(``tasks/ID/events.jsonl``, so the engine's replay reads it as a local task's) and ingested; the
+store keeps each event once by its sequence number, so lines that also came live over the
+forwarded socket are dropped. When the link drops, the follower reconnects and goes on from where
+the local copy ends: a run that went on meanwhile loses nothing, and its result is recorded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from core.errors import HostUnavailable
+from core.hosts import remote
+from core.hosts.registry import Hosts
+from core.launch import discard, write_launch
+from core.models import TaskState
+from core.protocol import EVENTS_FILE, RESULT_FILE, SPEC_FILE, EventKind, event_record, task_dir
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from core.config import Config
+    from core.engine.dispatch import Dispatcher
+    from core.models import Task
+    from core.store import Store
+
+log = logging.getLogger(__name__)
+_RETRY_MAX_S = 5.0
+
+
+class RemoteTasks:
+    """Launches, followers and cancels of the tasks that run on hosts; the engine owns one."""
+
+    def __init__(self, config: Config, store: Store, home: Path, ingest: Callable[[dict[str, Any]], None]) -> None:
+        self.config = config
+        self.store = store
+        self.home = home
+        self.hosts = Hosts(config, home)
+        self.ingest = ingest
+        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._down: set[str] = set()  # hosts whose being down was logged (once until they are back)
+
+    # -- launch ---------------------------------------------------------------------------------
+    def launch(self, dispatcher: Dispatcher, task: Task, text: str) -> str:
+        """Write the task's files on its host and open its window there; the window's id. Off the loop."""
+        host = self.hosts.of(task)
+        if self.config.agents[task.agent].sandbox == "bwrap":
+            raise HostUnavailable(f"host {host.name}: `sandbox: bwrap` runs only on this machine")
+        host.connect()
+        data = host.data_dir()
+        workdir = f"{data}/work/{task.id}"
+        spec, files, env = dispatcher.spec(dataclasses.replace(task, cwd=workdir), text)
+
+        def there(value: str) -> str:
+            return remote.localize(value, host, self.home)
+
+        spec = dataclasses.replace(
+            spec,
+            argv=tuple(there(a) for a in spec.argv),
+            env={k: there(v) for k, v in spec.env.items()},
+            state_paths=tuple(there(p) for p in spec.state_paths),
+            socket=f"{data}/run/engine.sock",
+            site_paths=(),
+        )
+        directory = task_dir(self.home, task.id)
+        directory.mkdir(parents=True, exist_ok=True)
+        clean = dispatcher.redactor.text(text)
+        spec_json = spec.redacted(dispatcher.redactor.value).to_json()
+        (directory / SPEC_FILE).write_text(spec_json, "utf-8")  # the local copy, for a person reading it
+        (directory / "task.md").write_text(clean, encoding="utf-8", errors="surrogateescape")
+        remote_dir = remote.remote_task_dir(host, task.id)
+        write_launch(
+            str(directory),
+            mode=spec.prompt_mode,
+            task_file=f"{remote_dir}/task.md" if clean == text else "",
+            marker=spec.task_file_marker,
+            env=remote.remote_env(env, host, self.home),
+            secrets=dispatcher.redactor.values,
+            argv=list(spec.argv),
+            text=text,
+        )
+        try:
+            secret = (directory / "launch.bin").read_bytes()
+        finally:
+            discard(str(directory / "launch.bin"))  # it travels inside the connection, never kept here
+        rel = f"tasks/{task.id}"
+        out = {
+            f"{rel}/task.md": (clean.encode("utf-8", "surrogateescape"), 0o600),
+            f"{rel}/{SPEC_FILE}": (spec_json.encode(), 0o600),
+            f"{rel}/launch.bin": (secret, 0o600),
+            f"{rel}/cwd": (workdir.encode(), 0o600),
+        }
+        for path, content in files.items():  # the agent's config files (no secret in them)
+            moved = there(path)
+            if moved.startswith(data + "/"):
+                out[moved[len(data) + 1 :]] = (there(content).encode(), 0o600)
+        return remote.start_task(host, task.id, out, workdir)
+
+    # -- following ------------------------------------------------------------------------------
+    def follow(self, task_id: str, host: str) -> None:
+        """Follow a running remote task's events (once; nothing outside a running event loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        current = self._followers.get(task_id)
+        if current is not None and not current.done():
+            return
+        self._followers[task_id] = loop.create_task(self._follow(task_id, host))
+
+    def settle(self, task: Task) -> None:
+        """What the engine's reconcile and sweep do for a remote task: make sure it is followed."""
+        assert task.host is not None
+        self.follow(task.id, task.host)
+
+    async def stop(self) -> None:
+        """Stop following; a task that has ended gets a second to finish its local copy of the events."""
+        ending = [f for task_id, f in self._followers.items() if not f.done() and not self._running(task_id)]
+        if ending:
+            await asyncio.wait(ending, timeout=1.0)
+        for follower in self._followers.values():
+            follower.cancel()
+        for follower in self._followers.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await follower
+        self._followers.clear()
+
+    def _running(self, task_id: str) -> bool:
+        return bool(self.store.task_field(task_id, "state") == TaskState.RUNNING)
+
+    async def _follow(self, task_id: str, host_name: str) -> None:
+        mirror = task_dir(self.home, task_id) / EVENTS_FILE
+        delay = 0.2
+        while self._running(task_id):
+            try:
+                host = self.hosts.get(host_name)
+                await asyncio.to_thread(host.connect)
+                offset = mirror.stat().st_size if mirror.exists() else 0
+                argv = host.argv(remote.follow_line(host, task_id, offset))
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.DEVNULL,
+                    limit=64 * 1024 * 1024,
+                )
+            except (HostUnavailable, OSError) as exc:
+                if host_name not in self._down:
+                    self._down.add(host_name)
+                    log.warning("%s: %s; its events come when it is back", task_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+                continue
+            if host_name in self._down:
+                self._down.discard(host_name)
+                log.warning("host %s is back: following %s from byte %d", host_name, task_id, offset)
+            try:
+                if await self._read(task_id, proc, mirror):
+                    return
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+            delay = 0.2
+            await asyncio.sleep(delay)
+
+    async def _read(self, task_id: str, proc: asyncio.subprocess.Process, mirror: Path) -> bool:
+        """Copy and ingest lines until the run's result (True) or the link drops (False)."""
+        assert proc.stdout is not None
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        with open(mirror, "ab", buffering=0) as copy:  # noqa: ASYNC230 - a local append: microseconds
+            while True:
+                line = await proc.stdout.readline()
+                if not line.endswith(b"\n"):
+                    return False  # the link dropped (a line cut short is read again from its start)
+                copy.write(line)
+                try:
+                    record = event_record(json.loads(line))
+                except ValueError:
+                    record = None
+                if record is None or record["task"] != task_id:
+                    continue
+                try:
+                    self.ingest(record)
+                except Exception:
+                    log.exception("could not ingest %s's event %s", task_id, record["seq"])
+                if record["kind"] == EventKind.RESULT:
+                    _write_result(mirror.parent, record["data"])
+                    return True
+
+    # -- cancel -----------------------------------------------------------------------------------
+    def cancel(self, task: Task) -> bool:
+        """Cancel a running remote task there; False when its runner is gone (or the host unreachable)."""
+        return bool(cancel_remote(self.hosts, self.store, task))
+
+
+def cancel_remote(hosts: Hosts, store: Store, task: Task) -> bool:
+    """The cancel a runner understands, sent over SSH: the mark, then SIGTERM to the runner there."""
+    pid = store.task_field(task.id, "runner_pid")
+    try:
+        return remote.cancel(hosts.of(task), task.id, int(pid) if pid else None)
+    except HostUnavailable as exc:
+        log.warning("could not cancel %s: %s", task.id, exc)
+        return False
+
+
+def _write_result(directory: Path, payload: dict[str, Any]) -> None:
+    """The local copy of the run's result.json, whole or not at all."""
+    path = directory / RESULT_FILE
+    tmp = path.with_name(RESULT_FILE + ".tmp")
+    try:
+        tmp.write_text(json.dumps(payload), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not keep %s: %s", path, exc)

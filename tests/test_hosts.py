@@ -1,0 +1,287 @@
+"""Tasks on another host over a real sshd on 127.0.0.1: setup, a run, cancel, a dropped link, attach, a host down.
+
+The "remote" host is this machine reached through its own sshd (its own host key, a throwaway
+client key), logged in as a throwaway user where users can be made (root: CI), with its own data
+directory and its own tmux server (``tmux -L orchestra-remote-…`` of that user): nothing of the
+task runs in the engine's tmux server or under the engine's user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot.app import App
+from core.errors import HostUnavailable
+from core.models import TaskState
+from tests.conftest import ROOT, free_port, requires_tmux
+from tests.sshd import Sshd, remove_user, sshd_available, start_sshd, throwaway_user
+
+pytestmark = [
+    requires_tmux,
+    pytest.mark.skipif(not sshd_available(), reason="openssh-server is not installed (apt-get install openssh-server)"),
+]
+
+STANDIN = "{python} -S {orchestra}/core/agents/standin"
+
+
+def standin(mode: str = "success", delay: str = "0", **env: str) -> dict[str, Any]:
+    return {"kind": "claude", "command": STANDIN, "max_concurrent": 4,
+            "env": {"ORCHESTRA_STANDIN_MODE": mode, "ORCHESTRA_STANDIN_DELAY": delay, **env}}  # fmt: skip
+
+
+class Remote:
+    """The sshd, the user it logs in as, and the host's data directory and tmux socket."""
+
+    def __init__(self, sshd: Sshd, data: Path, user: str | None, tmux_socket: str) -> None:
+        self.sshd, self.data, self.user, self.tmux_socket = sshd, data, user, tmux_socket
+
+    def host(self, **more: Any) -> dict[str, Any]:
+        return self.sshd.host_config(self.data, tmux_socket=self.tmux_socket, **more)
+
+
+@pytest.fixture(scope="module")
+def remote() -> Iterator[Remote]:
+    base = Path(tempfile.mkdtemp(prefix="orch-hosts-"))
+    base.chmod(0o755)
+    user = throwaway_user(base / "remote")
+    if user is None:
+        (base / "remote").mkdir()
+    sshd = start_sshd(base / "sshd", user)
+    socket = f"orchestra-remote-{uuid.uuid4().hex[:8]}"
+    try:
+        yield Remote(sshd, base / "remote" / "data", user, socket)
+    finally:
+        sshd.stop()
+        if user is None:
+            subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, check=False)
+        remove_user(user)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def app_on_host(make_app: Any, remote: Remote) -> Iterator[Any]:
+    made: list[App] = []
+
+    def make(**overrides: Any) -> App:
+        overrides.setdefault("hosts__box", remote.host(agents=["standin", "hang", "slow"]))
+        app: App = make_app(agents__hang=standin("hang"), agents__slow=standin("success", "0.25"), **overrides)
+        lines = app.service.setup_host("box")
+        assert all(ok for ok, _ in lines), lines
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:  # the test's own connection to the host (its control socket is in the test's data dir)
+        app.service.hosts.get("box").disconnect()
+
+
+async def _until(check: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def _owner(path: Path) -> int:
+    return path.stat().st_uid
+
+
+async def test_setup_copies_the_runner_and_checks_the_tools(app_on_host: Any, remote: Remote) -> None:
+    app = app_on_host()
+    lines = {line.split(":")[0]: ok for ok, line in app.service.setup_host("box")}
+    assert lines["python"] and lines["tmux"] and lines["git"] and lines["agent standin"]
+    assert (remote.data / "runner" / "core" / "runner.py").exists()
+    if remote.user:
+        assert _owner(remote.data / "runner" / "core" / "runner.py") != os.getuid()  # written by the host's user
+
+
+async def test_a_task_runs_on_the_host_and_its_events_and_result_come_back(
+    app_on_host: Any, remote: Remote, tmp_path: Path
+) -> None:
+    app = app_on_host()
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        d = app.service.delegate("@host:box Create User model", cwd=str(tmp_path))
+        assert d.task.host == "box" and d.task.text == "Create User model"
+        task = await app.engine.wait_finished(d.task.id, timeout=30)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED, task.error
+    assert task.cost_usd and task.cost_usd > 0 and task.input_tokens > 0
+    remote_dir = remote.data / "tasks" / task.id
+    assert (remote_dir / "result.json").exists()
+    made = list((remote.data / "work" / task.id).glob("*.py"))
+    assert made, "the agent worked in its directory on the host"
+    assert not list(tmp_path.glob("*.py")), "nothing was made here"
+    if remote.user:
+        assert _owner(made[0]) != os.getuid()
+    lines = (remote_dir / "events.jsonl").read_bytes().splitlines()
+    seqs = [e["seq"] for e in app.store.events(task.id)]
+    assert seqs == list(range(1, len(lines) + 1))  # every event once, in order
+    assert (app.home / "tasks" / task.id / "events.jsonl").read_bytes().splitlines() == lines  # the local copy
+    assert len(app.store.outbox_queue("console", task_id=task.id)) == 1
+    assert not (remote_dir / "launch.bin").exists() and not (app.home / "tasks" / task.id / "launch.bin").exists()
+
+
+async def test_cancel_reaches_the_runner_on_the_host(app_on_host: Any, tmp_path: Path, remote: Remote) -> None:
+    app = app_on_host(limits__cancel_grace_s=1)
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        d = app.service.delegate("wait forever", agent="hang", cwd=str(tmp_path), host="box")
+        await _until(lambda: app.store.get_task(d.task.id).started_at is not None)
+        assert d.task.id not in app.tmux.windows()  # not in the engine's tmux server
+        assert "orchestra" in app.service.peek(d.task.id) or app.service.peek(d.task.id)
+        app.service.cancel(d.task.id)
+        task = await app.engine.wait_finished(d.task.id, timeout=20)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.CANCELLED
+    assert "cancelled" in task.error
+
+
+async def test_a_killed_connection_loses_nothing(app_on_host: Any, tmp_path: Path, remote: Remote) -> None:
+    app = app_on_host()
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        d = app.service.delegate("Create User model", agent="slow", cwd=str(tmp_path), host="box")
+        await _until(lambda: app.store.get_task(d.task.id).started_at is not None)
+        host = app.engine.remote.hosts.get("box")
+        pid = host.master_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # the one connection to the host, mid-task
+        killed_at_seq = int(app.store.task_field(d.task.id, "last_seq") or 0)
+        task = await app.engine.wait_finished(d.task.id, timeout=40)
+        assert host.master_pid() not in (None, pid)  # a new connection came up
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED, task.error
+    lines = (remote.data / "tasks" / task.id / "events.jsonl").read_bytes().splitlines()
+    seqs = [e["seq"] for e in app.store.events(task.id)]
+    assert len(lines) > killed_at_seq
+    assert seqs == list(range(1, len(lines) + 1))  # the events written while the link was down were replayed
+    assert len(app.store.outbox_queue("console", task_id=task.id)) == 1  # the result recorded once
+    assert len([r for r in app.store.db.execute("SELECT 1 FROM costs WHERE task_id = ?", [task.id])]) == 1
+
+
+def _read_pty_until(argv: list[str], env: dict[str, str], wanted: bytes, timeout: float = 15) -> bytes:
+    """Run ``argv`` on a new pseudo-terminal (as a person's terminal) until ``wanted`` shows; what it showed."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI, on the terminal
+        os.chdir(ROOT)
+        os.execvpe(argv[0], argv, env)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while wanted not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(fd, 65536)
+                except OSError:
+                    break
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    return seen
+
+
+async def test_attach_opens_the_remote_window(app_on_host: Any, tmp_path: Path, remote: Remote) -> None:
+    app = app_on_host(limits__cancel_grace_s=1)
+    config = tmp_path / "bots.yaml"
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        d = app.service.delegate("wait forever", agent="hang", cwd=str(tmp_path), host="box")
+        await _until(lambda: app.store.get_task(d.task.id).started_at is not None)
+        env = {**os.environ, "TERM": "xterm"}
+        env.pop("TMUX", None)
+        argv = [sys.executable, "-m", "bot", "--config", str(config), "attach", d.task.id]
+        wanted = f"1:{d.task.id}*".encode()  # the host's tmux status line: the task's window is the current one
+        seen = await asyncio.to_thread(_read_pty_until, argv, env, wanted)
+        assert wanted in seen, seen[-500:]
+        assert b"\x1b[?1049h" in seen  # a full-screen tmux client drew on the terminal
+        app.service.cancel(d.task.id)
+        await app.engine.wait_finished(d.task.id, timeout=20)
+    finally:
+        await app.engine.stop()
+    from core.hosts import remote as remote_ops
+
+    shown = remote_ops.attach_argv(app.service.hosts.get("box"), d.task.id)
+    assert shown[0] == "ssh" and "-t" in shown and shown[-1].startswith(f"tmux -L {remote.tmux_socket} attach-session")
+
+
+async def test_a_host_that_refuses_connections_is_skipped_in_one_line(make_app: Any, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    down = {"ssh": "nobody@127.0.0.1", "port": port, "data_dir": str(tmp_path / "never"), "connect_timeout_s": 2}
+    app = make_app(hosts__down=down, routing__hosts={"backend": "down", "database": "down"})
+    before = len(app.store.list_tasks(limit=1000))
+    with pytest.raises(HostUnavailable, match=r"^host down is down: .*refused") as named:
+        app.service.delegate("@host:down Create User model", cwd=str(tmp_path))
+    assert "\n" not in str(named.value)
+    with pytest.raises(HostUnavailable, match="unknown host 'nope'"):
+        app.service.delegate("Create User model", cwd=str(tmp_path), host="nope")
+    assert len(app.store.list_tasks(limit=1000)) == before  # nothing stored
+    routed = app.service.delegate("Create User model", cwd=str(tmp_path))
+    assert routed.task.host is None  # ran here, like a missing CLI is skipped
+    assert "host down is down" in routed.decision.reason and "skipped, ran here" in routed.decision.reason
+    states = {s.name: s for s in app.service.host_states()}
+    assert not states["down"].up and "refused" in states["down"].detail
+
+
+def test_orchestra_hosts_shows_each_host(app_on_host: Any, tmp_path: Path) -> None:
+    from tests.conftest import orchestra
+
+    app_on_host(hosts__off={"ssh": "x@127.0.0.1", "port": free_port(), "data_dir": "/nonexistent"})
+    done = orchestra("hosts", config=tmp_path / "bots.yaml")
+    assert done.returncode == 0, done.stderr
+    assert "box: up" in done.stdout and "load" in done.stdout
+    assert "off: down" in done.stdout and "refused" in done.stdout
+    checks = orchestra("doctor", config=tmp_path / "bots.yaml")
+    assert "host box" in checks.stdout and "host off" in checks.stdout
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"hosts": {"gpu": {"ssh": "me@gpu", "bogus": 1}}}, "hosts.gpu.bogus"),
+        ({"hosts": {"gpu": {"ssh": "-oProxyCommand=x"}}}, "hosts.gpu.ssh"),
+        ({"hosts": {"gpu": {"ssh": "me@gpu", "agents": ["nope"]}}}, "hosts.gpu.agents"),
+        ({"hosts": {"local": {"ssh": "me@gpu"}}}, "hosts.local"),
+        ({"routing": {"hosts": {"backend": "gpu"}}}, "routing.hosts.backend"),
+    ],
+)
+def test_hosts_config_errors_name_the_key(
+    tmp_path: Path, config_data: dict[str, Any], edit: dict[str, Any], message: str
+) -> None:
+    from core.config import load_config
+    from core.errors import ConfigError
+
+    data = dict(config_data)
+    for key, value in edit.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(data.get(key), dict) else value
+    path = tmp_path / "bots.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_config(path)
