@@ -30,6 +30,7 @@ SCRIPTS = [
     "bench_cli.py",
     "bench_startup.py",
     "bench_worktree.py",
+    "bench_hosts.py",
 ]
 LIMIT_S = 600
 

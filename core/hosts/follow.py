@@ -167,6 +167,7 @@ class RemoteTasks:
             try:
                 if await self._read(task_id, proc, mirror):
                     return
+                host.forget()  # the stream ended without the result: the link may be down
             finally:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()

@@ -15,6 +15,7 @@ import os
 import shlex
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from core.config.hosts import HostConfig
 
 _PERSIST_S = 600  # an idle master stays this long (a running task's follower keeps it busy)
+_TRUSTED_S = 2.0  # how long a master seen up is trusted without asking it again
 _SOCKET_MAX = 100  # sun_path holds 108 bytes; OpenSSH adds a temporary suffix while it binds
 
 
@@ -51,6 +53,7 @@ class SshHost:
         self.config = config
         self.home = home
         self._facts: HostFacts | None = None
+        self._up_at: float | None = None  # when the master was last seen up (monotonic)
 
     # -- argv ---------------------------------------------------------------------------------
     @property
@@ -88,11 +91,21 @@ class SshHost:
 
     # -- the master -----------------------------------------------------------------------------
     def master_up(self) -> bool:
-        """Whether the master connection runs (a local check on its socket: no network)."""
+        """Whether the master connection runs (a local check on its socket: no network).
+
+        A master seen up in the last ``_TRUSTED_S`` is trusted without asking again (the check is a
+        process of its own: it would be a tenth of a dispatch); a command that finds the link broken
+        forgets it (``run``), and the next use checks and reconnects.
+        """
         if not os.path.exists(self.control_path):
+            self._up_at = None
             return False
+        if self._up_at is not None and time.monotonic() - self._up_at < _TRUSTED_S:
+            return True
         check = ["ssh", *self.options(), "-O", "check", "--", self.config.ssh]
-        return subprocess.run(check, capture_output=True, timeout=5, check=False).returncode == 0
+        up = subprocess.run(check, capture_output=True, timeout=5, check=False).returncode == 0
+        self._up_at = time.monotonic() if up else None
+        return up
 
     def connect(self) -> None:
         """Start the master connection unless it runs; ``HostUnavailable`` in one line when it cannot."""
@@ -126,6 +139,7 @@ class SshHost:
             reason = why[-1] if why else f"ssh exited {done.returncode}"
             raise HostUnavailable(f"host {self.name} is down: {reason}")
         self._facts = None  # a new connection: the host may have changed
+        self._up_at = time.monotonic()
         self._forward()
 
     def _forward(self) -> None:
@@ -137,8 +151,13 @@ class SshHost:
         forward = ["ssh", *self.options(), "-O", "forward", "-R", f"{remote}:{local}", "--", self.config.ssh]
         subprocess.run(forward, capture_output=True, timeout=10, check=False)  # without it: events come by file
 
+    def forget(self) -> None:
+        """The link was seen broken (a follower's stream ended): check the master on the next use."""
+        self._up_at = None
+
     def disconnect(self) -> None:
         """Stop the master connection (running tasks go on there; their followers reconnect)."""
+        self._up_at = None
         if os.path.exists(self.control_path):
             subprocess.run(
                 ["ssh", *self.options(), "-O", "exit", "--", self.config.ssh],
@@ -171,6 +190,7 @@ class SshHost:
         except subprocess.TimeoutExpired:
             raise HostUnavailable(f"host {self.name}: a command did not finish within {timeout:g} s") from None
         if done.returncode == 255:  # ssh's own failure: the link, not the command
+            self._up_at = None
             why = done.stderr.decode(errors="replace").strip().splitlines()
             raise HostUnavailable(f"host {self.name} is down: {why[-1] if why else 'the connection failed'}")
         if check and done.returncode != 0:
