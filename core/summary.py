@@ -70,7 +70,12 @@ def files_changed(baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
     state_paths = [str(p) for p in baseline.get("state_paths", [])]
     changes: list[dict[str, Any]] = []
     base = baseline.get("base")
-    diff, untracked = _git(root, ("diff", "--numstat", base), _UNTRACKED) if base else ("", *_git(root, _UNTRACKED))
+    if baseline.get("tip"):  # a branch brought back from a host (``core.hosts.git``): its commits, no working tree
+        diff, untracked = _git(root, ("diff", "--numstat", str(base), str(baseline["tip"])))[0], ""
+    elif base:
+        diff, untracked = _git(root, ("diff", "--numstat", base), _UNTRACKED)
+    else:
+        diff, untracked = "", _git(root, _UNTRACKED)[0]
     if base:
         for line in diff.splitlines():
             parts = line.split("\t", 2)

@@ -139,6 +139,34 @@ async def test_a_task_runs_on_the_host_and_its_events_and_result_come_back(
     assert not (remote_dir / "launch.bin").exists() and not (app.home / "tasks" / task.id / "launch.bin").exists()
 
 
+def _git_out(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+async def test_a_worktree_is_made_there_and_its_branch_comes_back(app_on_host: Any, remote: Remote, repo: Path) -> None:
+    app = app_on_host(limits__isolation="worktree")
+    base = _git_out(repo, "branch", "--show-current")
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        d = app.service.delegate("Create User model", cwd=str(repo), host="box")
+        task = await app.engine.wait_finished(d.task.id, timeout=40)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED, task.error
+    assert task.branch and task.branch.startswith("orchestra/") and (task.worktree or "").startswith("box:")
+    there = Path(task.worktree.split(":", 1)[1])
+    assert there.is_dir() and str(there).startswith(str(remote.data)) and list(there.glob("*.py"))
+    assert not list(repo.glob("*.py")), "the agent worked on the host, not in the checkout here"
+    shown = _git_out(repo, "show", "--stat", "--format=%s", task.branch)
+    assert shown.startswith(f"{task.id}: Create User model") and ".py" in shown  # the branch came back
+    diff = app.service.branch_diff(task.id)
+    assert diff.diff.files >= 1 and b"+" in diff.diff.patch
+    merged = app.service.merge_branch(task.id)[1]
+    assert merged.base == base.strip() and merged.files >= 1
+    assert list(repo.glob("*.py")), "merged into the base here"
+
+
 async def test_cancel_reaches_the_runner_on_the_host(app_on_host: Any, tmp_path: Path, remote: Remote) -> None:
     app = app_on_host(limits__cancel_grace_s=1)
     assert app.engine.acquire()

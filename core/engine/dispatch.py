@@ -176,8 +176,9 @@ class Dispatcher:
         """
         from core import worktrees
 
-        if task.remote:  # on another host: its files go there over SSH (``core.hosts.follow``)
-            return _Launched(self.remote.launch(self, task, text))
+        if task.remote:  # on another host: its files (and its worktree) go there over SSH (``core.hosts``)
+            window_id, remote_tree = self.remote.launch(self, task, text, isolation)
+            return _Launched(window_id, remote_tree.ref, remote_tree.branch) if remote_tree else _Launched(window_id)
         tree = None
         if isolation is not None and (root := git_root(task.cwd)) is not None:
             tree = worktrees.prepare(

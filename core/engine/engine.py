@@ -83,7 +83,7 @@ class Engine:
         self._connections: set[asyncio.Task[Any]] = set()  # the handlers of open runner and hook connections
         self._workers = Workers()  # launches and summaries in flight: the sweep leaves their tasks alone
         self.recorder = Recorder(config, store, clock, home, self._workers, self._finished_run)
-        self.remote = RemoteTasks(config, store, home, self.ingest)  # tasks on other hosts, over SSH
+        self.remote = RemoteTasks(config, store, home, self.ingest, self.recorder)  # tasks on other hosts, over SSH
         self.dispatcher = Dispatcher(config, store, tmux, clock, home, workers=self._workers, recorder=self.recorder,
                                      notify=self._notify, remote=self.remote)  # fmt: skip
         self.asks = Asks(config, store, clock, home, self._notify)

@@ -47,9 +47,12 @@ class _Ending:
     result: AgentResult
     finished_at: float
     make_summary: partial[dict[str, Any]]
+    before: Callable[[], None] | None = None  # a remote task's branch brought back first (``core.hosts.git``)
 
     def summarize(self) -> dict[str, Any]:
         """The summary, after committing what the agent left uncommitted in its worktree (if it had one)."""
+        if self.before is not None:
+            self.before()
         try:
             commit_run(self.make_summary.keywords.get("baseline"), self.task.id, self.task.text)
             return self.make_summary()
@@ -75,6 +78,7 @@ class Recorder:
         self.workers = workers
         self.finished = finished
         self.baselines: dict[str, dict[str, Any] | None] = {}
+        self.bring_back: Callable[[Task], None] | None = None  # set by ``core.hosts.follow`` for remote branches
 
     def task_dir(self, task_id: str) -> Path:
         return task_dir(self.home, task_id)
@@ -125,7 +129,8 @@ class Recorder:
         finished_at = float(payload.get("exited_at") or self.clock.now())
         started = task.started_at
         duration = finished_at - started if started else None
-        return _Ending(task, final, result, finished_at, self._summary(task, final, result, duration))
+        before = partial(self.bring_back, task) if self.bring_back and task.remote and task.branch else None
+        return _Ending(task, final, result, finished_at, self._summary(task, final, result, duration), before)
 
     def _record(self, ending: _Ending, summary: dict[str, Any]) -> bool:
         # The state, the cost row and the completion notices commit together: a crash in between

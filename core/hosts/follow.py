@@ -17,20 +17,22 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import HostUnavailable
-from core.hosts import remote
+from core.hosts import git, remote
 from core.hosts.registry import Hosts
 from core.launch import discard, write_launch
 from core.models import TaskState
 from core.protocol import EVENTS_FILE, RESULT_FILE, SPEC_FILE, EventKind, event_record, task_dir
+from core.summary import git_root
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from core.config import Config
-    from core.engine.dispatch import Dispatcher
+    from core.engine.dispatch import Dispatcher, _Isolation
+    from core.engine.recorder import Recorder
+    from core.hosts.git import RemoteTree
     from core.models import Task
     from core.store import Store
 
@@ -41,7 +43,9 @@ _RETRY_MAX_S = 5.0
 class RemoteTasks:
     """Launches, followers and cancels of the tasks that run on hosts; the engine owns one."""
 
-    def __init__(self, config: Config, store: Store, home: Path, ingest: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self, config: Config, store: Store, home: Path, ingest: Callable[[dict[str, Any]], None], recorder: Recorder
+    ) -> None:
         self.config = config
         self.store = store
         self.home = home
@@ -49,16 +53,25 @@ class RemoteTasks:
         self.ingest = ingest
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._down: set[str] = set()  # hosts whose being down was logged (once until they are back)
+        recorder.bring_back = self.bring_back  # a remote branch comes back before the run's summary
 
     # -- launch ---------------------------------------------------------------------------------
-    def launch(self, dispatcher: Dispatcher, task: Task, text: str) -> str:
-        """Write the task's files on its host and open its window there; the window's id. Off the loop."""
+    def launch(
+        self, dispatcher: Dispatcher, task: Task, text: str, isolation: _Isolation | None
+    ) -> tuple[str, RemoteTree | None]:
+        """Write the task's files on its host (its worktree there, with ``isolation``) and open its window
+        there; the window's id and the worktree. Off the loop: it touches no store."""
         host = self.hosts.of(task)
         if self.config.agents[task.agent].sandbox == "bwrap":
             raise HostUnavailable(f"host {host.name}: `sandbox: bwrap` runs only on this machine")
         host.connect()
         data = host.data_dir()
-        workdir = f"{data}/work/{task.id}"
+        workdir, tree = f"{data}/work/{task.id}", None
+        root = git_root(task.cwd) if isolation is not None else None
+        if isolation is not None and root is not None:
+            tree = git.prepare(host, Path(root), isolation.owner, task.text, isolation.base, isolation.branch)
+            inside = os.path.relpath(task.cwd, root)
+            workdir = tree.path if inside == "." else f"{tree.path}/{inside}"
         spec, files, env = dispatcher.spec(dataclasses.replace(task, cwd=workdir), text)
 
         def there(value: str) -> str:
@@ -104,7 +117,20 @@ class RemoteTasks:
             moved = there(path)
             if moved.startswith(data + "/"):
                 out[moved[len(data) + 1 :]] = (there(content).encode(), 0o600)
-        return remote.start_task(host, task.id, out, workdir)
+        if tree is not None and root is not None:  # the summary's files: the branch's commits once it is back
+            baseline = {"root": str(root), "base": tree.commit, "tip": tree.branch, "branch": tree.branch}
+            baseline["base_name"] = tree.base
+            (directory / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
+            dispatcher.recorder.baselines[task.id] = baseline
+        return remote.start_task(host, task.id, out, workdir), tree
+
+    def bring_back(self, task: Task) -> None:
+        """A remote task's branch, committed there and fetched here (its summary and Diff/Merge need it)."""
+        root = git_root(task.cwd)
+        if root is None or not task.worktree or not task.branch or not task.host:
+            return
+        path = task.worktree.split(":", 1)[1] if task.worktree.startswith(f"{task.host}:") else task.worktree
+        git.bring_back(self.hosts.of(task), Path(root), path, task.branch, task.id, task.text)
 
     # -- following ------------------------------------------------------------------------------
     def follow(self, task_id: str, host: str) -> None:
