@@ -9,6 +9,7 @@ task runs in the engine's tmux server or under the engine's user.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -167,6 +168,26 @@ async def test_a_worktree_is_made_there_and_its_branch_comes_back(app_on_host: A
     assert list(repo.glob("*.py")), "merged into the base here"
 
 
+async def test_the_permission_hook_asks_across_the_link(app_on_host: Any, remote: Remote, tmp_path: Path) -> None:
+    asked = "curl -s http://127.0.0.1:9/ ; touch asked-and-allowed"  # curl: the shipped policy asks a person
+    commands = json.dumps([asked])
+    app = app_on_host(agents__standin__env={"ORCHESTRA_STANDIN_DELAY": "0", "ORCHESTRA_STANDIN_COMMANDS": commands})
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        d = app.service.delegate("make the marker", agent="standin", cwd=str(tmp_path), host="box")
+        await _until(lambda: app.store.open_permissions(d.task.id), timeout=30)
+        [request] = app.store.open_permissions(d.task.id)
+        assert "curl" in request.subject + request.detail
+        assert not (remote.data / "work" / d.task.id / "asked-and-allowed").exists()  # it waits for the answer
+        app.service.answer_permission(request.ref, "allow", actor="alice", source="cli")
+        task = await app.engine.wait_finished(d.task.id, timeout=40)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED, task.error
+    assert (remote.data / "work" / task.id / "asked-and-allowed").exists(), "the command ran there once allowed"
+
+
 async def test_cancel_reaches_the_runner_on_the_host(app_on_host: Any, tmp_path: Path, remote: Remote) -> None:
     app = app_on_host(limits__cancel_grace_s=1)
     assert app.engine.acquire()
@@ -175,7 +196,8 @@ async def test_cancel_reaches_the_runner_on_the_host(app_on_host: Any, tmp_path:
         d = app.service.delegate("wait forever", agent="hang", cwd=str(tmp_path), host="box")
         await _until(lambda: app.store.get_task(d.task.id).started_at is not None)
         assert d.task.id not in app.tmux.windows()  # not in the engine's tmux server
-        assert "orchestra" in app.service.peek(d.task.id) or app.service.peek(d.task.id)
+        assert f"orchestra {d.task.id}: hang running" in app.service.peek(d.task.id)  # the pane there
+        assert "Kept for" in app.service.say(d.task.id, "use the v2 API")  # not live on a host: a follow-up
         app.service.cancel(d.task.id)
         task = await app.engine.wait_finished(d.task.id, timeout=20)
     finally:

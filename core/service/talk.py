@@ -34,7 +34,10 @@ class Talk(TaskActions):
     """``say`` and ``stop``; the roles are the surfaces' to check (operators in chats)."""
 
     def live_input(self, task_id: str) -> bool:
-        """Whether the task's agent reads what is said while it runs (its spec says ``stream``)."""
+        """Whether the task's agent reads what is said while it runs (its spec says ``stream``); not yet on
+        another host (what is said is kept for its follow-up there)."""
+        if self.store.task_field(task_id, "host") not in (None, "", "local"):
+            return False
         try:
             spec = json.loads((task_dir(self.home, task_id) / SPEC_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -146,7 +146,7 @@ class TasksMixin(_Base):
                 "requester": requester, "source": source, "created_at": now, "queued_at": now,
                 "timeout_s": step.timeout_s, "cost_cap_usd": step.cost_cap_usd, "estimate_usd": step.estimate_usd,
                 "parent_id": step.id, "plan_id": step.plan_id, "plan_step": step.plan_step,
-                "step_title": step.step_title, "step_after": json.dumps(list(step.step_after)),
+                "step_title": step.step_title, "step_after": json.dumps(list(step.step_after)), "host": step.host,
             }
         )  # fmt: skip
 
@@ -159,7 +159,7 @@ class TasksMixin(_Base):
                 "route_reason": f"what was said to {task.id} while it ran", "state": TaskState.QUEUED, "cwd": task.cwd,
                 "project": task.project, "requester": requester, "source": source, "created_at": now,
                 "queued_at": now, "timeout_s": task.timeout_s, "cost_cap_usd": task.cost_cap_usd,
-                "parent_id": task.id, "session_id": task.session_id,
+                "parent_id": task.id, "session_id": task.session_id, "host": task.host,
             }
         )  # fmt: skip
 
