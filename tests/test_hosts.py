@@ -257,6 +257,26 @@ def _read_pty_until(argv: list[str], env: dict[str, str], wanted: bytes, timeout
     return seen
 
 
+async def test_a_runner_that_vanished_there_fails_its_task_once(app_on_host: Any, tmp_path: Path) -> None:
+    app = app_on_host()
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        d = app.service.delegate("wait forever", agent="hang", cwd=str(tmp_path), host="box")
+        await _until(lambda: app.store.get_task(d.task.id).started_at is not None)
+        host = app.service.hosts.get("box")
+        agent = app.store.events(d.task.id, kinds=["started"], limit=1)[0]["data"]["pid"]
+        host.run(f"kill -KILL {int(app.store.task_field(d.task.id, 'runner_pid'))}")  # no result, no window
+        app.engine.sweep()
+        task = await app.engine.wait_finished(d.task.id, timeout=20)
+        state = host.run(f"sed -n 's/^State:\\s*//p' /proc/{int(agent)}/status 2>/dev/null", check=False).stdout
+        assert state[:1] in (b"", b"Z"), state  # its agent was stopped there too (a zombie is dead: PID 1 reaps it)
+    finally:
+        await app.engine.stop()
+    assert task.state == TaskState.FAILED
+    assert task.error == "its runner on host box vanished without a result"
+
+
 async def test_attach_opens_the_remote_window(app_on_host: Any, tmp_path: Path, remote: Remote) -> None:
     app = app_on_host(limits__cancel_grace_s=1)
     config = tmp_path / "bots.yaml"

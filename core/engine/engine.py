@@ -374,7 +374,7 @@ class Engine:
 
     def _settle(self, task: Task, windows: dict[str, WindowInfo], *, grace: float) -> None:
         if task.id in self._workers.busy or task.remote:  # a remote one is followed (``core.hosts.follow``)
-            return self.remote.settle(task) if task.remote and task.id not in self._workers.busy else None
+            return self.remote.settle(task, grace) if task.remote and task.id not in self._workers.busy else None
         directory = self.task_dir(task.id)
         payload = self._result_on_disk(task.id)
         if payload is None and task.id in self._unrecorded:

@@ -25,7 +25,7 @@ from core.hosts import git, remote
 from core.hosts.registry import Hosts
 from core.launch import discard, write_launch
 from core.models import TaskState
-from core.protocol import EVENTS_FILE, RESULT_FILE, SPEC_FILE, EventKind, event_record, task_dir
+from core.protocol import EVENTS_FILE, RESULT_FILE, SPEC_FILE, EventKind, event_record, failed_result, task_dir
 from core.summary import git_root
 
 if TYPE_CHECKING:
@@ -53,7 +53,9 @@ class RemoteTasks:
         self.ingest = ingest
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._down: set[str] = set()  # hosts whose being down was logged (once until they are back)
+        self.recorder = recorder
         recorder.bring_back = self.bring_back  # a remote branch comes back before the run's summary
+        self._checks: dict[str, asyncio.Task[None]] = {}
 
     # -- launch ---------------------------------------------------------------------------------
     def launch(
@@ -144,13 +146,40 @@ class RemoteTasks:
             return
         self._followers[task_id] = loop.create_task(self._follow(task_id, host))
 
-    def settle(self, task: Task) -> None:
-        """What the engine's reconcile and sweep do for a remote task: make sure it is followed."""
+    def settle(self, task: Task, grace: float = 0.0) -> None:
+        """What the engine's reconcile and sweep do for a remote task: make sure it is followed, and in a
+        sweep (``grace``) whether its window there is gone without a result (then it fails, once)."""
         assert task.host is not None
         self.follow(task.id, task.host)
+        check = self._checks.get(task.id)
+        if grace and (check is None or check.done()):
+            with contextlib.suppress(RuntimeError):  # no loop: the next engine's sweep looks
+                self._checks[task.id] = asyncio.get_running_loop().create_task(self._check(task, grace))
+
+    async def _check(self, task: Task, grace: float) -> None:
+        """End a remote task whose runner vanished there: no window, no result, for ``grace`` seconds."""
+        host = self.hosts.of(task)
+        for attempt in range(2):
+            try:
+                alive = task.id in await asyncio.to_thread(remote.windows, host)
+                done = await asyncio.to_thread(remote.has_result, host, task.id)
+            except HostUnavailable:
+                return  # unreachable is not gone: the follower catches up when it is back
+            if alive or done or not self._running(task.id):
+                return
+            if attempt == 0:
+                await asyncio.sleep(grace)  # its result may be on its way through the follower
+        reason = f"its runner on host {host.name} vanished without a result"
+        log.warning("%s: %s", task.id, reason)
+        for event in self.store.events(task.id, kinds=[EventKind.STARTED], limit=1):
+            with contextlib.suppress(HostUnavailable):  # nothing else would ever stop what it left running
+                await asyncio.to_thread(remote.kill_group, host, event["data"].get("pid"))
+        self.recorder.finalize(task.id, failed_result(TaskState.FAILED.value, reason))
 
     async def stop(self) -> None:
         """Stop following; a task that has ended gets a second to finish its local copy of the events."""
+        for check in self._checks.values():
+            check.cancel()
         ending = [f for task_id, f in self._followers.items() if not f.done() and not self._running(task_id)]
         if ending:
             await asyncio.wait(ending, timeout=1.0)

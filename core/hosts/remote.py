@@ -143,6 +143,18 @@ def windows(host: SshHost) -> set[str]:
     return {name for name in names if name != SESSION}
 
 
+def kill_group(host: SshHost, pid: object) -> None:
+    """SIGKILL the process group of a task's agent there (its runner started it in a session of its own)."""
+    if isinstance(pid, int) and pid > 1:
+        host.run(f"kill -KILL -{pid} 2>/dev/null || true", timeout=30)  # dash takes no "--" here
+
+
+def has_result(host: SshHost, task_id: str) -> bool:
+    """Whether the task's runner there wrote its result.json."""
+    path = remote_task_dir(host, task_id) + "/result.json"
+    return host.run(f"test -e {quote([path])}", check=False, timeout=30).returncode == 0
+
+
 def capture(host: SshHost, task_id: str, lines: int = 40, *, escapes: bool = False) -> str:
     """A remote window's pane text (``tmux capture-pane`` there), for peek and screen."""
     words = [*host.tmux_words(), "capture-pane", "-p", "-t", f"{SESSION}:={task_id}"]
