@@ -257,6 +257,31 @@ def _read_pty_until(argv: list[str], env: dict[str, str], wanted: bytes, timeout
     return seen
 
 
+async def test_an_engine_restart_mid_task_replays_it_once(app_on_host: Any, tmp_path: Path, remote: Remote) -> None:
+    from bot.app import open_app
+
+    app = app_on_host()
+    assert app.engine.acquire()
+    await app.engine.start()
+    d = app.service.delegate("Create User model", agent="slow", cwd=str(tmp_path), host="box")
+    await _until(lambda: app.store.get_task(d.task.id).started_at is not None)
+    await app.engine.stop()  # the engine goes away; the task goes on there
+    await _until(lambda: (remote.data / "tasks" / d.task.id / "result.json").exists(), timeout=30)
+    again = open_app(app.config_path)
+    try:
+        assert again.engine.acquire()
+        await again.engine.start()  # reconcile: the local copy replayed, the follower goes on from its end
+        task = await again.engine.wait_finished(d.task.id, timeout=30)
+        seqs = [e["seq"] for e in again.store.events(task.id)]
+        completions = len(again.store.outbox_queue("console", task_id=task.id))
+    finally:
+        await again.engine.stop()
+        again.close()
+    assert task.state == TaskState.SUCCEEDED, task.error
+    lines = (remote.data / "tasks" / task.id / "events.jsonl").read_bytes().splitlines()
+    assert seqs == list(range(1, len(lines) + 1)) and completions == 1  # every event and the result once
+
+
 async def test_a_runner_that_vanished_there_fails_its_task_once(app_on_host: Any, tmp_path: Path) -> None:
     app = app_on_host()
     assert app.engine.acquire()
