@@ -246,6 +246,7 @@ def show(app: App, args: argparse.Namespace) -> int:
         print(f"{_waiting(wait, time.time())} — orchestra allow {wait[0].ref} [--task] · orchestra deny {wait[0].ref}")
     print(f"\nroute: rule {task.rule} — {task.route_reason}")
     project = f"project {task.project}, " if task.project else ""
+    project += f"on host {task.host}, " if task.remote else ""
     print(f"created {stamp(task.created_at, app.zone)} by {task.requester} via {task.source}; {project}cwd {task.cwd}")
     if task.branch:
         print(f"branch {task.branch} in {task.worktree}")
