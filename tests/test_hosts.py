@@ -138,6 +138,32 @@ async def test_a_task_runs_on_the_host_and_its_events_and_result_come_back(
     assert (app.home / "tasks" / task.id / "events.jsonl").read_bytes().splitlines() == lines  # the local copy
     assert len(app.store.outbox_queue("console", task_id=task.id)) == 1
     assert not (remote_dir / "launch.bin").exists() and not (app.home / "tasks" / task.id / "launch.bin").exists()
+    from tests.conftest import orchestra
+
+    logs = await asyncio.to_thread(orchestra, "logs", task.id, config=app.config_path)
+    assert logs.returncode == 0 and '"type":"result"' in logs.stdout.replace(" ", "")  # output.log, read there
+    shown = await asyncio.to_thread(orchestra, "show", task.id, config=app.config_path)
+    assert "on host box" in shown.stdout
+
+
+async def test_a_host_runs_at_most_its_limit(app_on_host: Any, remote: Remote, tmp_path: Path) -> None:
+    app = app_on_host(hosts__box=remote.host(agents=["standin", "hang", "slow"], max_concurrent=1))
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        first = app.service.delegate("one", agent="hang", cwd=str(tmp_path), host="box").task
+        second = app.service.delegate("two", agent="hang", cwd=str(tmp_path), host="box").task
+        here = app.service.delegate("three", agent="hang", cwd=str(tmp_path)).task
+        await _until(lambda: app.store.get_task(first.id).started_at is not None)
+        assert app.store.get_task(second.id).state == TaskState.QUEUED  # the host is full
+        assert app.store.get_task(here.id).state == TaskState.RUNNING  # this machine is not
+        for task in (first, here):
+            app.service.cancel(task.id)
+        await _until(lambda: app.store.get_task(second.id).state == TaskState.RUNNING)  # its turn came
+        app.service.cancel(second.id)
+        await app.engine.wait_finished(second.id, timeout=20)
+    finally:
+        await app.engine.stop()
 
 
 def _git_out(repo: Path, *args: str) -> str:
