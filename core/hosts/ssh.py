@@ -10,12 +10,15 @@ on the next use. Orchestra adds no trust of its own: the user's keys, agent and 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shlex
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +57,8 @@ class SshHost:
         self.home = home
         self._facts: HostFacts | None = None
         self._up_at: float | None = None  # when the master was last seen up (monotonic)
+        self._lock = threading.RLock()
+        self._connecting = False
 
     # -- argv ---------------------------------------------------------------------------------
     @property
@@ -109,9 +114,26 @@ class SshHost:
 
     def connect(self) -> None:
         """Start the master connection unless it runs; ``HostUnavailable`` in one line when it cannot."""
-        if self.master_up():
+        if self._connecting or self.master_up():  # _connecting: the new master's own first commands
             return
         Path(self.control_path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # One master per host: threads of this process and other processes (the CLI, the engine) take
+        # turns, and the one that finds it up once it has the lock uses it.
+        with self._lock, _locked(self.control_path + ".lock"):
+            self._up_at = None
+            if self.master_up():
+                return
+            self._start_master()
+            self._facts = None  # a new connection: the host may have changed
+            self._up_at = time.monotonic()
+            self._connecting = True
+            try:
+                self._forward()
+            finally:
+                self._connecting = False
+
+    def _start_master(self) -> None:
+        """``ssh -M -N -f``: the master authenticates, forks away and serves every later command."""
         with contextlib.suppress(OSError):  # a master that died leaves its socket: ours binds anew
             os.unlink(self.control_path)
         argv = ["ssh", *self.options(), "-o", "ControlMaster=yes", "-o", f"ControlPersist={_PERSIST_S}"]
@@ -138,9 +160,6 @@ class SshHost:
         if done.returncode != 0:
             reason = why[-1] if why else f"ssh exited {done.returncode}"
             raise HostUnavailable(f"host {self.name} is down: {reason}")
-        self._facts = None  # a new connection: the host may have changed
-        self._up_at = time.monotonic()
-        self._forward()
 
     def _forward(self) -> None:
         """Forward ``<data_dir>/run/engine.sock`` on the host to the local engine's socket, over the master:
@@ -229,3 +248,14 @@ def _float(text: str) -> float:
         return float(text)
     except ValueError:
         return 0.0
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    """An exclusive lock on ``path`` (made mode 600), held by this process until the block ends."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
