@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _RETRY_MAX_S = 5.0
+_IDLE_CHECK_S = 30.0  # how often a quiet follower checks that its task still runs
 
 
 class RemoteTasks:
@@ -236,7 +237,12 @@ class RemoteTasks:
         mirror.parent.mkdir(parents=True, exist_ok=True)
         with open(mirror, "ab", buffering=0) as copy:  # noqa: ASYNC230 - a local append: microseconds
             while True:
-                line = await proc.stdout.readline()
+                try:
+                    line = await asyncio.wait_for(proc.stdout.readline(), _IDLE_CHECK_S)
+                except TimeoutError:  # quiet: a task recorded by its socket event needs its follower no more
+                    if not self._running(task_id):
+                        return True
+                    continue
                 if not line.endswith(b"\n"):
                     return False  # the link dropped (a line cut short is read again from its start)
                 copy.write(line)
