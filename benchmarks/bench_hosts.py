@@ -46,6 +46,21 @@ class Arrivals:
             self.by_task.setdefault(task_id, []).append((kind, time.time()))
 
 
+async def _watch_copy(path: Path) -> list[float]:
+    """When each line reached the local copy of a task's events.jsonl (polled every millisecond until cancelled)."""
+    import time
+
+    seen: list[float] = []
+    try:
+        while True:
+            if path.exists():
+                lines = path.read_bytes().count(b"\n")
+                seen += [time.time()] * (lines - len(seen))
+            await asyncio.sleep(0.001)
+    except asyncio.CancelledError:
+        return seen
+
+
 async def run(tasks: int) -> int:
     if not sshd_available():
         info("skipped: openssh-server is not installed (apt-get install openssh-server)")
@@ -79,11 +94,14 @@ async def run(tasks: int) -> int:
                 calls.append(returned[d.task.id] - t0)
                 await engine.wait_finished(d.task.id, timeout=60)
             chatty = service.delegate("bench host events", agent="chatty", cwd=str(bench.workdir), host="box")
+            copied = asyncio.create_task(_watch_copy(bench.app.home / "tasks" / chatty.task.id / "events.jsonl"))
             await engine.wait_finished(chatty.task.id, timeout=60)
             await asyncio.sleep(0.3)
             stored = bench.app.store.events(chatty.task.id)
             seen = arrivals.by_task.get(chatty.task.id, [])
             delays = [arrived - float(e["ts"]) for e, (_, arrived) in zip(stored, seen, strict=False)]
+            copied.cancel()
+            copy_delays = [arrived - float(e["ts"]) for e, arrived in zip(stored, await copied, strict=False)]
             states = [bench.app.store.get_task(i).state.value for i in returned]
             missing = [i for i in returned if i not in rec.started]
             if missing:
@@ -115,6 +133,9 @@ async def run(tasks: int) -> int:
         )
     else:
         verdicts.check("per-event delay: no events arrived", False)
+    if copy_delays:
+        info(f"  detail, written there -> in the local copy of events.jsonl (the tail -F follower): "
+             f"{summary_ms(copy_delays)}")  # fmt: skip
     if succeeded != tasks:
         verdicts.check(f"all tasks succeeded: {succeeded} of {tasks}", False)
     return verdicts.exit_code

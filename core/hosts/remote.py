@@ -107,10 +107,10 @@ def start_task(host: SshHost, task_id: str, files: dict[str, tuple[bytes, int]],
     )
     argv = [host.config.python, "-S", "-c", _BOOT, runner_root(host), remote_task_dir(host, task_id)]
     window = ["new-window", "-d", "-P", "-F", "#{window_id}", "-t", f"{SESSION}:", "-n", task_id, "-c", "/", "--"]
-    line = (
+    opened = f"{tmux} {quote([*window, *argv])}"
+    line = (  # the window at once while the session runs (one tmux client); else the session first
         f"umask 077 && rm -rf {quote([remote_task_dir(host, task_id)])} && mkdir -p {quote([data + '/tasks', workdir])}"
-        f" && tar -xf - -C {quote([data])} && "
-        f"{ensure} && {tmux} {quote([*window, *argv])}"
+        f" && tar -xf - -C {quote([data])} && {{ {opened} 2>/dev/null || {{ {ensure} && {opened}; }}; }}"
     )
     out = host.run(line, input=buffer.getvalue(), timeout=60).stdout.decode().strip()
     if not out.startswith("@"):
