@@ -223,6 +223,7 @@ async def test_cancel_reaches_the_runner_on_the_host(app_on_host: Any, tmp_path:
         await _until(lambda: app.store.get_task(d.task.id).started_at is not None)
         assert d.task.id not in app.tmux.windows()  # not in the engine's tmux server
         assert f"orchestra {d.task.id}: hang running" in app.service.peek(d.task.id)  # the pane there
+        assert "hang running" in (app.service.screen(d.task.id) or "")  # with its colours, for /screen
         assert "Kept for" in app.service.say(d.task.id, "use the v2 API")  # not live on a host: a follow-up
         app.service.cancel(d.task.id)
         task = await app.engine.wait_finished(d.task.id, timeout=20)
@@ -379,6 +380,10 @@ def test_orchestra_hosts_shows_each_host(app_on_host: Any, tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert "box: up" in done.stdout and "load" in done.stdout
     assert "off: down" in done.stdout and "refused" in done.stdout
+    listed = {h["name"]: h for h in json.loads(orchestra("hosts", "--json", config=tmp_path / "bots.yaml").stdout)}
+    assert listed["box"]["up"] and listed["box"]["cores"] >= 1 and not listed["off"]["up"]
+    bad = orchestra("hosts", "setup", "nope", config=tmp_path / "bots.yaml")
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "unknown host 'nope'" in bad.stderr
     checks = orchestra("doctor", config=tmp_path / "bots.yaml")
     assert "host box" in checks.stdout and "host off" in checks.stdout
 
