@@ -124,7 +124,10 @@ def start_sshd(folder: Path, user: str | None = None) -> Sshd:
             ]
         )
     )
-    os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation directory
+    try:
+        os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation directory
+    except OSError as exc:
+        raise RuntimeError(f"sshd needs /run/sshd, which cannot be made here ({exc.strerror})") from None
     process = subprocess.Popen(
         [SSHD, "-D", "-e", "-f", str(config), "-p", str(port)],
         stdout=subprocess.DEVNULL,
