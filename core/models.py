@@ -97,8 +97,10 @@ class Task:
 
     @property
     def where(self) -> str:
-        """``api · `` for a task in a project, else empty: it goes before the agent in a task's headline."""
-        return f"{self.project} · " if self.project else ""
+        """``api · `` for a task in a project, ``api@gpu-box · `` (or ``@gpu-box · ``) for one on another
+        host, else empty: it goes before the agent in a task's headline (status, cards, completions)."""
+        place = (self.project or "") + (f"@{self.host}" if self.remote else "")
+        return f"{place} · " if place else ""
 
     @property
     def duration_s(self) -> float | None:

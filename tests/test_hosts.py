@@ -149,6 +149,8 @@ async def test_a_task_runs_on_the_host_and_its_events_and_result_come_back(
     assert logs.returncode == 0 and '"type":"result"' in logs.stdout.replace(" ", "")  # output.log, read there
     shown = await asyncio.to_thread(orchestra, "show", task.id, config=app.config_path)
     assert "on host box" in shown.stdout
+    status = await asyncio.to_thread(orchestra, "status", config=app.config_path)
+    assert "@host:box Create User model" in status.stdout  # where it ran, in its line
 
 
 async def test_a_host_runs_at_most_its_limit(app_on_host: Any, remote: Remote, tmp_path: Path) -> None:

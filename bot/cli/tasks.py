@@ -204,6 +204,7 @@ def status(app: App, args: argparse.Namespace) -> int:
                 when = format_duration(t.duration_s) if t.finished_at else stamp(t.created_at, app.zone)
                 cost = format_cost(t.cost_usd) if t.state.finished else ""
             text = f"#{t.project} {t.text}" if t.project else t.text
+            text = f"@host:{t.host} {text}" if t.remote else text
             print(f"  {t.id:<6} {t.state.value:<17} {t.agent:<10} {when:<14} {cost:<14} {clip(text, 50)}")
             if t.id in waits:
                 print(f"         {_waiting(waits[t.id], now)} · orchestra pending")
