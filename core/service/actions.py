@@ -74,7 +74,8 @@ class TaskActions(Delegating, Queries):
         if self._recorded_from_disk(task.id):
             raise InvalidTransition(self._finished_before_cancel(task.id))  # its result landed meanwhile
         if self.engine is not None:
-            self.engine.end_without_runner(task.id, TaskState.CANCELLED, "cancelled; its runner was gone")
+            if self.engine.end_without_runner(task.id, TaskState.CANCELLED, "cancelled; its runner was gone"):
+                self.engine.dispatch()  # its slot is free, and what was said to it is settled
             return
         now = self.clock.now()
         self.store.transition(

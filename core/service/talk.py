@@ -18,6 +18,7 @@ import json
 import os
 import signal
 
+from core.agents import adapter_for
 from core.engine import signal_runner
 from core.errors import InvalidInput, InvalidTransition
 from core.models import TaskState
@@ -37,9 +38,19 @@ class Talk(TaskActions):
         """Whether the task's agent reads what is said while it runs (its spec says ``stream``)."""
         try:
             spec = json.loads((task_dir(self.home, task_id) / SPEC_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:  # its window is still opening: what its agent's invocation will be
+            return self._streams(task_id)
         except (OSError, ValueError):
             return False
         return isinstance(spec, dict) and spec.get("prompt_mode") == "stream"
+
+    def _streams(self, task_id: str) -> bool:
+        task = self.get(task_id)
+        try:
+            settings = self.config.agent_settings(task.agent)
+            return adapter_for(settings.kind).build("", settings).prompt_mode == "stream"
+        except (KeyError, ValueError):  # an agent no longer configured: nothing reads input
+            return False
 
     def say(self, task_id: str, text: str, *, actor: Actor = LOCAL) -> str:
         """Tell task ``task_id`` ``text``; returns the line saying whether it was delivered or kept."""
