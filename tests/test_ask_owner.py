@@ -30,6 +30,8 @@ ASK = ("mcp__orchestra.ask_owner", QUESTION)
 ASKS: dict[str, tuple[str, dict[str, Any]]] = {
     "gemini": ("mcp_orchestra_ask_owner", QUESTION),
     "qwen": ("tool_call", {"name": "mcp__orchestra__ask_owner", "arguments": QUESTION}),
+    "opencode": ("orchestra_ask_owner", QUESTION),
+    "copilot": ("orchestra-ask_owner", QUESTION),
 }
 
 
@@ -104,7 +106,7 @@ async def test_codex_asks_through_mcp_and_the_answer_reaches_the_model(make_app:
 @requires_tmux
 @pytest.mark.usefixtures("cli_home")
 @pytest.mark.parametrize("name", sorted(ASKS))
-async def test_gemini_and_qwen_ask_through_mcp_too(make_app: Any, repo: Path, name: str) -> None:
+async def test_the_other_clis_ask_through_mcp_too(make_app: Any, repo: Path, name: str) -> None:
     case = next(c for c in CASES if c.name == name)
     _binary(case)
     with FakeModelServer(workdir=str(repo), steps=[ASKS[name]]) as server:
