@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.agents import adapter_for
 from core.agents.common import agent_env
+from core.files import TASK_INBOX, prepare_workdir
 from core.launch import discard_launch, write_launch
 from core.models import Task, TaskState
 from core.permissions.hook import TASK_DIR_ENV
@@ -174,6 +175,8 @@ class Dispatcher:
             )
             task = dataclasses.replace(task, cwd=tree.cwd_for(task.cwd))  # the agent, its policy and sandbox
         directory = task_dir(self.home, task.id)
+        if (directory / TASK_INBOX).is_dir():  # files sent with the task: into the agent's .orchestra/inbox/
+            prepare_workdir(task.cwd, directory)
         spec, files, env = self.spec(task, text)
         write_agent_files(files)
         directory.mkdir(parents=True, exist_ok=True)
