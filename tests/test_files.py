@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -38,6 +39,11 @@ import json, os, pathlib, sys
 prompt = sys.argv[1]
 record = pathlib.Path(os.environ["RECORD_TO"])
 inbox = pathlib.Path(".orchestra/inbox")
+if "wait for the file" in prompt:
+    import time
+    deadline = time.monotonic() + 30
+    while not (inbox / "late.txt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 seen = {p.name: p.read_bytes().hex() for p in sorted(inbox.iterdir())} if inbox.is_dir() else {}
 with record.open("a") as out:
     out.write(json.dumps({"prompt": prompt, "cwd": os.getcwd(), "inbox": seen}) + "\\n")
@@ -136,6 +142,8 @@ async def test_a_photo_with_its_task_lands_in_the_worktree_and_its_path_is_in_th
     assert not list((Path(task.worktree) / ".orchestra" / "outbox").iterdir()), "moved out of the outbox"
     committed = await asyncio.to_thread(_tree, task.worktree, str(task.branch))
     assert ".orchestra" not in committed, "the inbox and outbox are never committed"
+    dump = "\n".join(sqlite3.connect(phone.app.store.path).iterdump())
+    assert TOKEN not in dump and "/file/bot" not in dump, "no file URL (it holds the bot token) is stored"
 
 
 async def test_a_follow_up_in_the_same_worktree_does_not_send_the_report_again(phone: Phone) -> None:
@@ -153,6 +161,22 @@ async def test_a_follow_up_in_the_same_worktree_does_not_send_the_report_again(p
     assert bytes.fromhex(second["inbox"]["data.csv"]) == b"c,d\n"
     await asyncio.sleep(1.0)
     assert len(phone.fake.calls_of("sendDocument")) == 1, "the follow-up wrote no report: nothing sent again"
+
+
+async def test_a_file_sent_in_reply_to_a_running_tasks_card_reaches_its_worktree_at_once(phone: Phone) -> None:
+    phone.fake.say("wait for the file, then summarise it")
+    task_id = await phone.task()
+    [card] = await until(lambda: phone.said(task_id), "the task's card")
+    await until(lambda: phone.app.store.get_task(task_id).state == TaskState.RUNNING, "the run")
+    phone.fake.send_file("document", b"late news\n", name="late.txt", caption="here it is", reply_to=card.message_id)
+    [kept] = await until(lambda: phone.said("Kept for"), "the answer to the reply")
+    assert kept.text.startswith(f"💬 Kept for {task_id}")
+    task = await phone.app.engine.wait_finished(task_id, timeout=60)
+    assert task.state == TaskState.SUCCEEDED
+    first = phone.runs()[0]
+    assert bytes.fromhex(first["inbox"]["late.txt"]) == b"late news\n", "the running agent found it in its inbox"
+    follow = await until(lambda: [t for t in phone.app.store.list_tasks(limit=5) if t.id != task_id], "the follow-up")
+    assert "here it is" in follow[0].text and "Attached files (in .orchestra/inbox/): late.txt" in follow[0].text
 
 
 async def test_an_oversized_file_is_refused_in_one_line_and_starts_nothing(phone: Phone) -> None:

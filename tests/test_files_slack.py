@@ -8,6 +8,7 @@ and the private file downloads (tests/fakes/slack_files.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -21,8 +22,9 @@ from bot.app import App
 from bot.bridges import start_slack
 from core.models import TaskState
 from tests.conftest import free_port, requires_tmux
-from tests.fakes.slack import ALICE, APP_TOKEN, BOT_TOKEN, CHANNEL, DM, SIGNING_SECRET, sign
+from tests.fakes.slack import ALICE, APP_TOKEN, BOT_TOKEN, CHANNEL, DM, SIGNING_SECRET, block_action, form, sign
 from tests.fakes.slack_files import FakeSlackFiles, file_message
+from tests.fakes.transcription import FakeTranscriber
 from tests.test_files import AGENT, PHOTO, until
 
 pytestmark = requires_tmux
@@ -31,8 +33,18 @@ ENV = {"ORCH_FILES_SLACK_BOT": BOT_TOKEN, "ORCH_FILES_SLACK_APP": APP_TOKEN, "OR
 
 
 class Workspace:
-    def __init__(self, app: App, fake: FakeSlackFiles, port: int, record: Path, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, app: App, fake: FakeSlackFiles, port: int, record: Path, http: aiohttp.ClientSession,
+        transcriber: FakeTranscriber,
+    ) -> None:  # fmt: skip
         self.app, self.fake, self.port, self.record, self.http = app, fake, port, record, http
+        self.transcriber = transcriber
+
+    async def tap(self, message: Any, value: str) -> int:
+        body = form({"payload": json.dumps(block_action(message, value))})
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(body)}
+        async with self.http.post(f"http://127.0.0.1:{self.port}/slack/events", data=body, headers=headers) as got:
+            return got.status
 
     async def event(self, payload: dict[str, Any]) -> int:
         body = json.dumps(payload)
@@ -58,7 +70,9 @@ async def workspace(
         "kind": "command", "command": f"{sys.executable} {script}", "args": ["{task}"],
         "env": {"RECORD_TO": str(record)},
     }  # fmt: skip
-    async with FakeSlackFiles() as fake:
+    monkeypatch.setenv("ORCH_FILES_VOICE_KEY", "sk-slack-voice-key-0123")
+    async with FakeSlackFiles() as fake, contextlib.AsyncExitStack() as stack:
+        transcriber = stack.enter_context(FakeTranscriber(text="add a dark mode toggle"))
         port = free_port()
         slack = {
             "enabled": True, "api_base_url": fake.api_url, "mode": "http",
@@ -71,13 +85,14 @@ async def workspace(
             workspace=str(repo), agents__scripted=agent, routing={"default_agent": "scripted"},
             limits__isolation="worktree", slack=slack, notify={"console": False}, digest={"enabled": False},
             policy={"approval_for": [], "review_for": []},
+            voice={"url": transcriber.base_url, "key_env": "ORCH_FILES_VOICE_KEY"},
         )  # fmt: skip
         assert app.engine.acquire()
         await app.engine.start()
         bridge = await start_slack(app)
         http = aiohttp.ClientSession()
         try:
-            yield Workspace(app, fake, port, record, http)
+            yield Workspace(app, fake, port, record, http, transcriber)
         finally:
             await http.close()
             await bridge.stop()
@@ -126,3 +141,17 @@ async def test_an_oversized_slack_file_is_refused_in_one_line(workspace: Workspa
     [line] = await workspace.fake.wait_for(lambda: workspace.fake.find("video.mov"), what="the refusal")
     assert "is 30.0 MB; the limit is 20.0 MB (files.max_mb), so nothing was started." in line.text
     assert workspace.app.store.list_tasks(limit=5) == [] and workspace.fake.downloads == []
+
+
+async def test_a_slack_audio_clip_becomes_a_task_after_run(workspace: Workspace) -> None:
+    clip = workspace.fake.share(b"\x1aE\xdf\xa3webm-audio", "audio_message.webm", "audio/webm", subtype="slack_audio")
+    await workspace.event(file_message("", [clip], event_id="EvVoice1"))
+    [shown] = await workspace.fake.wait_for(lambda: workspace.fake.find("said:"), what="the transcript")
+    assert "add a dark mode toggle" in shown.text
+    assert shown.buttons() == ["voice_run:v1", "voice_edit:v1"], "Block Kit buttons"
+    [heard] = workspace.transcriber.requests
+    assert heard.file_bytes == b"\x1aE\xdf\xa3webm-audio" and heard.authorization == "Bearer sk-slack-voice-key-0123"
+    assert workspace.app.store.list_tasks(limit=5) == []
+    assert await workspace.tap(shown, "voice_run:v1") == 200
+    tasks = await until(lambda: workspace.app.store.list_tasks(limit=5), "the task")
+    assert tasks[0].text == "add a dark mode toggle"

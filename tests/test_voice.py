@@ -9,6 +9,7 @@ Real engine, tmux and SQLite; the fake Bot API (tests/fakes/telegram_files.py) a
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -101,6 +102,8 @@ async def test_a_voice_note_becomes_a_confirmed_task(voice: tuple[Phone, FakeTra
     await asyncio.sleep(0.3)
     assert len(phone.app.store.list_tasks(limit=5)) == 1
     assert len(transcriber.requests) == 1
+    dump = "\n".join(sqlite3.connect(phone.app.store.path).iterdump())
+    assert KEY not in dump and TOKEN not in dump, "neither the key nor the bot token (in file URLs) is stored"
 
 
 async def test_edit_makes_the_next_message_the_task(voice: tuple[Phone, FakeTranscriber]) -> None:
