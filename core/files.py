@@ -192,7 +192,8 @@ def collect_outbox(cwd: str | Path, task_folder: Path, *, max_files: int, max_by
         if len(files) >= max_files:
             skipped.append(f"{path.name} (over {max_files} files)")
             continue
-        name = unique_name(safe_name(path.name), [f.name for f in files])
+        taken = [f.name for f in files] + (sorted(p.name for p in sent.iterdir()) if sent.is_dir() else [])
+        name = unique_name(safe_name(path.name), taken)
         try:
             sent.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.replace(path, sent / name)  # the same file system: both under the data dir or both not
@@ -206,7 +207,19 @@ def collect_outbox(cwd: str | Path, task_folder: Path, *, max_files: int, max_by
         with contextlib.suppress(OSError):
             os.chmod(sent / name, 0o600)
         files.append(OutFile(name, str(sent / name), info.st_size))
-    return Outgoing(tuple(files), tuple(skipped))
+    return Outgoing(_already_taken(sent, files), tuple(skipped))
+
+
+def _already_taken(sent: Path, now: list[OutFile]) -> tuple[OutFile, ...]:
+    """Everything in the task's ``sent/``: what this pass moved, and what an earlier pass for the same
+    ending moved (an engine that stopped before recording it; a second report of the same result)."""
+    known = {f.name for f in now}
+    earlier: list[OutFile] = []
+    with contextlib.suppress(OSError):
+        for path in sorted(sent.iterdir(), key=_mtime):
+            if path.name not in known and path.is_file() and not path.is_symlink():
+                earlier.append(OutFile(path.name, str(path), path.stat().st_size))
+    return (*earlier, *now)
 
 
 def _mtime(path: Path) -> tuple[float, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import stat
 import subprocess
@@ -23,7 +24,7 @@ import pytest
 
 from bot.app import App
 from bot.bridges import start_telegram
-from core.files import safe_name, unique_name
+from core.files import collect_outbox, safe_name, unique_name
 from core.models import TaskState
 from tests.conftest import requires_tmux
 from tests.fakes.telegram import ALICE, TOKEN
@@ -233,3 +234,27 @@ def test_safe_names() -> None:
     assert len(long) <= 100 and long.endswith(".jpeg")
     assert unique_name("shot.png", ["Shot.png", "shot-2.png"]) == "shot-3.png"
     assert unique_name("README", ["readme"]) == "README-2"
+
+
+def test_the_outbox_sends_regular_files_within_the_caps_and_nothing_outside(tmp_path: Path) -> None:
+    work, folder = tmp_path / "work", tmp_path / "task"
+    outbox = work / ".orchestra" / "outbox"
+    outbox.mkdir(parents=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours")
+    (outbox / "link.txt").symlink_to(secret)
+    (outbox / "sub").mkdir()
+    for n, size in enumerate((10, 20, 5000, 30)):
+        path = outbox / f"f{n}.txt"
+        path.write_bytes(b"x" * size)
+        os.utime(path, (1000 + n, 1000 + n))
+    got = collect_outbox(work, folder, max_files=2, max_bytes=1024)
+    assert [(f.name, f.size) for f in got.files] == [("f0.txt", 10), ("f1.txt", 20)]
+    assert set(got.skipped) == {
+        "link.txt (not a regular file)", "sub (not a regular file)", "f2.txt (5 KB, over the 1 KB limit)",
+        "f3.txt (over 2 files)",
+    }  # fmt: skip
+    assert sorted(p.name for p in (folder / "sent").iterdir()) == ["f0.txt", "f1.txt"]
+    assert secret.read_text() == "not yours" and (outbox / "link.txt").is_symlink(), "a symlink is left alone"
+    again = collect_outbox(work, folder, max_files=2, max_bytes=1024)
+    assert [f.name for f in again.files][:2] == ["f0.txt", "f1.txt"], "a second pass for the same ending finds them"

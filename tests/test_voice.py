@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bot.app import App
 from bot.bridges import start_telegram
+from core.config import load_config
+from core.config.files import VoiceConfig
+from core.errors import ConfigError
 from core.models import TaskState
-from tests.conftest import requires_tmux
+from core.voice import TranscriptionFailed, transcribe
+from tests.conftest import base_config, free_port, requires_tmux
 from tests.fakes.telegram import ALICE, MALLORY, TOKEN, buttons_of
 from tests.fakes.telegram_files import FakeTelegramFiles
 from tests.fakes.transcription import FakeTranscriber
@@ -155,3 +160,53 @@ async def test_without_an_endpoint_a_voice_note_gets_one_line_on_how_to_set_it_u
     )
     assert phone.fake.downloads == [] and transcriber.requests == []
     assert phone.app.store.list_tasks(limit=5) == []
+
+
+def _voice_config(**settings: Any) -> VoiceConfig:
+    return VoiceConfig(**{"key_env": KEY_ENV, **settings})
+
+
+@pytest.mark.parametrize(
+    ("status", "env", "text", "line"),
+    [
+        (401, {KEY_ENV: KEY}, HEARD, f"the transcription endpoint refused the key in ${KEY_ENV} (401)"),
+        (500, {KEY_ENV: KEY}, HEARD, "the transcription endpoint answered 500: Incorrect API key provided"),
+        (200, {}, HEARD, f"${KEY_ENV} is not set, so the transcription endpoint cannot be asked"),
+        (200, {KEY_ENV: KEY}, "   ", "nothing was heard in the voice note"),
+    ],
+)
+def test_an_endpoint_that_fails_is_one_line_without_the_key(
+    tmp_path: Path, status: int, env: dict[str, str], text: str, line: str
+) -> None:
+    audio = tmp_path / "voice.ogg"
+    audio.write_bytes(OGG)
+    with FakeTranscriber(text=text, status=status) as server, pytest.raises(TranscriptionFailed) as failed:
+        transcribe(_voice_config(url=server.base_url), audio, mime="audio/ogg", env=env)
+    assert str(failed.value) == line and KEY not in str(failed.value)
+
+
+def test_a_language_hint_is_sent_and_the_transcript_is_one_line(tmp_path: Path) -> None:
+    audio = tmp_path / "voice.ogg"
+    audio.write_bytes(OGG)
+    with FakeTranscriber(text="erste Zeile\nzweite  Zeile") as server:
+        heard = transcribe(_voice_config(url=server.base_url, language="de"), audio, env={KEY_ENV: KEY})
+        assert server.requests[0].fields["language"] == "de"
+    assert heard == "erste Zeile zweite Zeile"
+
+
+def test_an_endpoint_nobody_listens_on_is_one_line(tmp_path: Path) -> None:
+    audio = tmp_path / "voice.ogg"
+    audio.write_bytes(OGG)
+    with pytest.raises(TranscriptionFailed, match=r"cannot reach the transcription endpoint \(ConnectError\)"):
+        transcribe(_voice_config(url=f"http://127.0.0.1:{free_port()}/v1"), audio, env={KEY_ENV: KEY})
+
+
+def test_voice_settings_are_checked_with_their_key_path(tmp_path: Path) -> None:
+    data = base_config("orch-unused")
+    data["voice"] = {"url": "ftp://example.com", "key_env": "OPENAI API KEY", "modle": "x"}
+    path = tmp_path / "bots.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as failed:
+        load_config(path)
+    message = str(failed.value)
+    assert "voice.url" in message and "voice.key_env" in message and "voice.modle" in message

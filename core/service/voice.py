@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from core.service.delegation import Delegation
 
 
+EDIT_WINDOW_S = 3600.0  # how long after a voice note its sender's next message is taken as its corrected text
+
+
 class VoiceNotes(TaskActions):
     """Transcripts of voice notes and the tasks made from them; the roles are the chats' to check."""
 
@@ -55,8 +58,12 @@ class VoiceNotes(TaskActions):
         return found
 
     def editing_transcript(self, platform: str, chat_id: str, user_id: str) -> Transcript | None:
-        """The transcript this person asked to correct here: their next message is its text."""
-        return self.store.editing_transcript(platform, chat_id, user_id)
+        """The transcript this person asked to correct here: their next message is its text (for
+        :data:`EDIT_WINDOW_S` after the note; later text is a task of its own again)."""
+        found = self.store.editing_transcript(platform, chat_id, user_id)
+        if found is None or self.clock.now() - found.created_at > EDIT_WINDOW_S:
+            return None
+        return found
 
     def edit_transcript(self, name: str, *, actor: Actor, user_id: str) -> Transcript:
         """Wait for the sender's corrected text (Edit); a second tap changes nothing."""
@@ -105,4 +112,4 @@ class VoiceNotes(TaskActions):
         return f"{found.name} is {found.state}"
 
 
-__all__ = ["VoiceNotes"]
+__all__ = ["EDIT_WINDOW_S", "VoiceNotes"]
