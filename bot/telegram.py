@@ -44,6 +44,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 from bot.files import Intake
 from bot.outage import Outage
 from bot.outbox import Outbox
+from bot.telegram_files import Albums
 from bot.telegram_health import PollHealth, PollRequest, webhook_problem
 from bot.telegram_messages import TelegramSender, to_inbound
 from core.access import Gate
@@ -108,6 +109,7 @@ class TelegramTransport:
     ) -> None:
         self.settings = settings
         self.intake = intake  # fetches a message's files between the gate and the commands (bot/files.py)
+        self.albums = Albums()
         self.commands = commands
         self.gate = gate
         self.store = store
@@ -311,6 +313,9 @@ class TelegramTransport:
             log.info("telegram: update %s was already handled", update.update_id)
             return
         inbound = to_inbound(update, self.app.bot.username or "", self.app.bot.id)
+        group = update.message.media_group_id if update.message is not None else None
+        if inbound is not None and inbound.files and group:
+            inbound = await self.albums.gather(inbound, group)  # None: the album's first message carries it
         toast = ""
         if inbound is not None:
             answers = self.gate.check(inbound)

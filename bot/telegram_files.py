@@ -1,12 +1,15 @@
 """Telegram's files: a message's photo, document, voice note or audio as :class:`~core.messages.FileRef`,
 and their download (getFile, then ``<api_base_url>/file/bot<token>/<file_path>``: PTB joins the
 configured base file URL and the token, so the fake Bot API on 127.0.0.1 serves them in tests).
-The Bot API serves files up to 20 MB to bots; larger ones are refused before any download.
+The Bot API serves files up to 20 MB to bots; larger ones are refused before any download. An
+album arrives as one message per file: :class:`Albums` makes it one message again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -14,7 +17,7 @@ from telegram.error import TelegramError
 
 from bot.files import stream
 from core.inbox import Fetch, FetchFailed
-from core.messages import FileRef
+from core.messages import FileRef, Inbound
 
 TELEGRAM_DOWNLOAD_BYTES = 20 * 1024 * 1024  # getFile: "bots can download files of up to 20 MB in size"
 
@@ -59,4 +62,29 @@ def telegram_fetch(bot: Any, *, timeout_s: float = 60.0) -> Fetch:
     return fetch
 
 
-__all__ = ["TELEGRAM_DOWNLOAD_BYTES", "files_of", "telegram_fetch"]
+class Albums:
+    """Telegram sends an album as one message per photo or document, the caption on one of them: the
+    first to arrive waits ``wait_s`` for the rest and carries them all (with the caption and what it
+    replies to); the others are answered by it. Per transport, on the bot's loop."""
+
+    def __init__(self, wait_s: float = 1.0) -> None:
+        self.wait_s = wait_s
+        self._open: dict[str, list[Inbound]] = {}
+
+    async def gather(self, inbound: Inbound, group: str) -> Inbound | None:
+        """The whole album for the first of its messages; None for the others (already carried)."""
+        key = f"{inbound.chat.chat_id}:{group}"
+        if key in self._open:
+            self._open[key].append(inbound)
+            return None
+        self._open[key] = [inbound]
+        try:
+            await asyncio.sleep(self.wait_s)
+        finally:
+            parts = self._open.pop(key)
+        lead = next((part for part in parts if part.text), parts[0])
+        files = tuple(ref for part in parts for ref in part.files)
+        return replace(lead, files=files)
+
+
+__all__ = ["TELEGRAM_DOWNLOAD_BYTES", "Albums", "files_of", "telegram_fetch"]

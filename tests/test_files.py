@@ -209,6 +209,19 @@ async def test_hostile_file_names_stay_inside_the_inbox(phone: Phone) -> None:
     assert not (Path(task.worktree).parent / "etc").exists()
 
 
+async def test_an_album_is_one_task_with_all_its_photos(phone: Phone) -> None:
+    phone.fake.send_file("photo", PHOTO, caption="compare these two layouts", media_group_id="album1")
+    phone.fake.send_file("photo", PHOTO[::-1], media_group_id="album1")
+    task_id = await phone.task()
+    task = await phone.app.engine.wait_finished(task_id, timeout=60)
+    [run] = phone.runs()
+    assert len(run["inbox"]) == 2 and task.state == TaskState.SUCCEEDED
+    assert f"Attached files (in .orchestra/inbox/): {', '.join(sorted(run['inbox']))}" in run["prompt"]
+    await asyncio.sleep(0.5)
+    assert [t.id for t in phone.app.store.list_tasks(limit=5)] == [task_id]
+    assert not phone.said("send the task as its caption"), "the second photo is not a message of its own"
+
+
 async def test_a_photo_without_a_caption_asks_for_the_task(phone: Phone) -> None:
     phone.fake.send_file("photo", PHOTO)
     [asked] = await until(lambda: phone.said("send the task as its caption"), "the hint")

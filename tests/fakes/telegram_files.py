@@ -42,7 +42,7 @@ class FakeTelegramFiles(FakeTelegram):
     def send_file(
         self, kind: str, data: bytes, *, name: str = "", caption: str = "", mime: str = "",
         user: dict[str, Any] = ALICE, chat: dict[str, Any] | None = None, reply_to: int | None = None,
-        declared_size: int | None = None,
+        declared_size: int | None = None, media_group_id: str | None = None,
     ) -> int:  # fmt: skip
         """The user sends a ``photo``, ``document``, ``voice`` or ``audio`` with ``caption``; the update id.
 
@@ -70,6 +70,8 @@ class FakeTelegramFiles(FakeTelegram):
                 message["document"] = {**ref, "file_name": name or "file.bin", "mime_type": mime or "application/pdf"}
             if caption:
                 message["caption"] = caption
+            if media_group_id:
+                message["media_group_id"] = media_group_id
             if reply_to is not None:
                 original = self.messages.get((chat["id"], reply_to))
                 if original is not None:
