@@ -20,9 +20,11 @@ import yaml
 
 from bot.app import App
 from bot.bridges import start_telegram
+from core.commands import Commands
 from core.config import load_config
 from core.config.files import VoiceConfig
 from core.errors import ConfigError
+from core.messages import ChatRef, Inbound, Tap
 from core.models import TaskState
 from core.voice import TranscriptionFailed, transcribe
 from tests.conftest import base_config, free_port, requires_tmux
@@ -210,3 +212,20 @@ def test_voice_settings_are_checked_with_their_key_path(tmp_path: Path) -> None:
         load_config(path)
     message = str(failed.value)
     assert "voice.url" in message and "voice.key_env" in message and "voice.modle" in message
+
+
+async def test_only_the_sender_runs_their_voice_note_and_its_buttons_stay(voice: tuple[Phone, FakeTranscriber]) -> None:
+    phone, _ = voice
+    phone.fake.send_file("voice", OGG)
+    [shown] = await until(lambda: phone.said("said:"), "the transcript")
+    commands = Commands(phone.app.service, phone.app.clock)
+    tap = Inbound(
+        chat=ChatRef("telegram", str(CHAT)), user_id="222", user_name="@bob", event_id="telegram:tap-bob",
+        tap=Tap("voice_run", "v1", str(shown.message_id)),
+    )  # fmt: skip
+    answers = commands.handle(tap)
+    assert [a.text for a in answers] == ["⚠️ v1 is @alice's voice note; only they can run or edit it"]
+    assert phone.app.store.list_tasks(limit=5) == [] and buttons_of(phone.fake.current(shown)) == [
+        "voice_run:v1",
+        "voice_edit:v1",
+    ]

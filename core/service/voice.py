@@ -102,7 +102,7 @@ class VoiceNotes(TaskActions):
     def _theirs(self, name: str, user_id: str) -> Transcript:
         found = self.transcript(name)
         if found.user_id != user_id:
-            raise InvalidTransition(f"{found.name} is {found.user_name}'s voice note; only they can run or edit it")
+            raise InvalidInput(f"{found.name} is {found.user_name}'s voice note; only they can run or edit it")
         return found
 
     @staticmethod
