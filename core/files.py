@@ -96,12 +96,13 @@ def unique_name(name: str, taken: Iterable[str]) -> str:
     return f"{stem}-{n}{ext}"
 
 
+OUTBOX_HINT = f"(Files you write to {OUTBOX}/ are sent to the person when you finish.)"
+"""What the agent is told at launch when it was sent files (the task's text, as people read it, does not say it)."""
+
+
 def attached_line(names: Sequence[str]) -> str:
-    """What the prompt says of a task's files (and where the agent may leave some for the chat)."""
-    return (
-        f"Attached files (in {INBOX}/): {', '.join(names)}\n"
-        f"(Files you write to {OUTBOX}/ are sent to the person when you finish.)"
-    )
+    """What the task's text says of its files: their names and where they are."""
+    return f"Attached files (in {INBOX}/): {', '.join(names)}"
 
 
 def with_files(text: str, names: Sequence[str]) -> str:
@@ -241,6 +242,7 @@ def size_text(size: int) -> str:
 
 
 __all__ = [
-    "FOLDER", "INBOX", "OUTBOX", "TASK_INBOX", "TASK_SENT", "OutFile", "Outgoing", "adopt", "attached_line",
-    "collect_outbox", "deliver_now", "prepare_workdir", "safe_name", "size_text", "unique_name", "with_files",
+    "FOLDER", "INBOX", "OUTBOX", "OUTBOX_HINT", "TASK_INBOX", "TASK_SENT", "OutFile", "Outgoing", "adopt",
+    "attached_line", "collect_outbox", "deliver_now", "prepare_workdir", "safe_name", "size_text", "unique_name",
+    "with_files",
 ]  # fmt: skip

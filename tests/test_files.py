@@ -130,6 +130,8 @@ async def test_a_photo_with_its_task_lands_in_the_worktree_and_its_path_is_in_th
     assert name.startswith("photo_") and name.endswith(".jpg")
     assert f"Attached files (in .orchestra/inbox/): {name}" in run["prompt"]
     assert run["prompt"].startswith("fix the layout shown here and write a report")
+    assert run["prompt"].endswith("(Files you write to .orchestra/outbox/ are sent to the person when you finish.)")
+    assert "outbox" not in task.text, "the task's text as people read it names the files only"
     assert bytes.fromhex(run["inbox"][name]) == PHOTO, "the largest size of the photo, byte for byte"
     assert task.worktree and Path(run["cwd"]).resolve() == Path(task.worktree).resolve(), "in the task's worktree"
     saved = Path(task.worktree) / ".orchestra" / "inbox" / name
