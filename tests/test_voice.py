@@ -229,3 +229,20 @@ async def test_only_the_sender_runs_their_voice_note_and_its_buttons_stay(voice:
         "voice_run:v1",
         "voice_edit:v1",
     ]
+
+
+async def test_a_voice_note_in_reply_to_a_tasks_card_is_said_to_that_task(voice: tuple[Phone, FakeTranscriber]) -> None:
+    phone, _ = voice
+    phone.fake.say("write the summary")
+    first = await phone.task()
+    await phone.app.engine.wait_finished(first, timeout=60)
+    [done] = await until(lambda: phone.said(f"{first} succeeded"), "the completion")
+    phone.fake.send_file("voice", OGG, reply_to=done.message_id)
+    [shown] = await until(lambda: phone.said("said (to t1):"), "the transcript, about t1")
+    assert "Run sends it to t1 as a reply would" in shown.text
+    phone.fake.tap(shown, "voice_run:v1")
+    follow = await until(lambda: [t for t in phone.app.store.list_tasks(limit=5) if t.id != first], "the follow-up")
+    assert follow[0].parent_id == first and HEARD in follow[0].text, "a follow-up in the same session"
+    await until(lambda: "Sent to t1 by @alice" in phone.fake.current(shown).text, "the transcript marked")
+    transcript = phone.app.store.transcript(1)
+    assert transcript is not None and (transcript.state, transcript.task_id) == ("run", first)

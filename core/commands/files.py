@@ -8,6 +8,7 @@ in that chat, or a reply to the transcript) is the task instead of the transcrip
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,8 @@ def transcript_keyboard(name: str, *, editing: bool = False) -> Keyboard:
 
 
 def transcript_text(found: Transcript) -> str:
-    return f"🎙 {found.name} · {found.user_name} said:\n{found.text}"
+    about = f" (to {found.about_task})" if found.about_task else ""
+    return f"🎙 {found.name} · {found.user_name} said{about}:\n{found.text}"
 
 
 class FilesChat(Answers):
@@ -49,7 +51,8 @@ class FilesChat(Answers):
         if len(paths) < len(inbound.files):
             return [self._note(inbound, "📎 The file did not arrive; send it again.")]
         if is_voice(inbound):
-            return self._voice(inbound, paths[0])
+            about = self._replied_task(inbound)
+            return self._voice(inbound, paths[0], about.id if about is not None else None)
         parsed = parse_command(text) if text.startswith("/") else None
         if parsed is not None and parsed[0] != "delegate":
             return [self._note(inbound, "📎 Files go with a task: send them with its text as the caption.")]
@@ -78,19 +81,23 @@ class FilesChat(Answers):
         return [self._about(task.id, inbound, line)]
 
     # -- voice ---------------------------------------------------------------------------------
-    def _voice(self, inbound: Inbound, audio: Path) -> list[Outbound]:
+    def _voice(self, inbound: Inbound, audio: Path, about: str | None) -> list[Outbound]:
         if not self.service.voice_ready():
             return [self._note(inbound, VOICE_HINT)]
         try:
             found = self.service.transcribe_note(
                 audio, mime=inbound.files[0].mime, actor=self._actor(inbound), user_id=inbound.user_id,
-                message_id=inbound.message_id,
+                message_id=inbound.message_id, about=about,
             )  # fmt: skip
         except OrchestraError as exc:
             return [self._note(inbound, f"🎙 Could not transcribe the voice note: {exc}.")]
         if found.state not in (PENDING, EDITING):
             return [self._reply(inbound, f"{transcript_text(found)}\n\n{found.name} runs as {found.task_id}.")]
-        hint = "Run it as a task, or Edit to send the corrected text."
+        hint = (
+            f"Run sends it to {found.about_task} as a reply would, or Edit to send the corrected text."
+            if found.about_task
+            else "Run it as a task, or Edit to send the corrected text."
+        )
         return [self._reply(inbound, f"{transcript_text(found)}\n\n{hint}", buttons=transcript_keyboard(found.name))]
 
     def _voice_tap(self, inbound: Inbound) -> list[Outbound]:
@@ -110,6 +117,10 @@ class FilesChat(Answers):
                     ),
                 ]
             found = self.service.transcript(tap.task_id)
+            if found.about_task:
+                said = self._say_transcript(inbound, found, None)
+                done = f"{transcript_text(found)}\n\n▶️ Sent to {found.about_task} by {inbound.user_name}."
+                return [toast(f"▶️ {found.name} sent to {found.about_task}"), self._edit(tap.message_id, done), *said]
             made = self.service.run_transcript(tap.task_id, actor=actor, user_id=inbound.user_id)
         except InvalidTransition as exc:
             return [toast(str(exc)), self._edit_buttons(tap.message_id, ())]
@@ -133,6 +144,8 @@ class FilesChat(Answers):
         if refused is not None:
             return refused
         try:
+            if found.about_task:
+                return self._say_transcript(inbound, found, text)
             made = self.service.run_transcript(
                 found.name, actor=self._actor(inbound), user_id=inbound.user_id, text=text
             )
@@ -140,11 +153,33 @@ class FilesChat(Answers):
             return [self._note(inbound, f"🎙 {exc}.")]
         return [self._card(inbound, made.task, why=made.approval_reason)]
 
+    def _say_transcript(self, inbound: Inbound, found: Transcript, text: str | None) -> list[Outbound]:
+        """A voice note sent in reply to a task's card, confirmed: what a typed reply with its text does
+        (steer the running agent, follow up a finished task, answer yes or no to an approval)."""
+        task = self.service.find(found.about_task or "")
+        if task is None:
+            raise InvalidTransition(f"{found.about_task} is gone")
+        claimed = self.service.claim_transcript(
+            found.name, actor=self._actor(inbound), user_id=inbound.user_id, text=text
+        )
+        ref = f"{found.platform}:voice:{found.name}"  # a tap handled again says it once
+        spoken = replace(inbound, tap=None, text=claimed.text, files=(), event_id=ref, replied_to=None)
+        try:
+            answers = self._reply_to_task(spoken, task, claimed.text)
+        except Exception:
+            self.service.unclaim(claimed, found)
+            raise
+        self.service.settle_transcript(claimed, task.id)
+        return answers
+
     # Defined by :class:`core.commands.Commands` and its other parts.
     def _authorize(self, inbound: Inbound, action: str, what: str) -> list[Outbound] | None:
         raise NotImplementedError
 
     def _replied_task(self, inbound: Inbound) -> Task | None:
+        raise NotImplementedError
+
+    def _reply_to_task(self, inbound: Inbound, task: Task, text: str) -> list[Outbound]:
         raise NotImplementedError
 
 

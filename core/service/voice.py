@@ -32,10 +32,11 @@ class VoiceNotes(TaskActions):
         return self.config.voice.endpoint() is not None
 
     def transcribe_note(
-        self, audio: Path, *, mime: str, actor: Actor, user_id: str, message_id: str | None
+        self, audio: Path, *, mime: str, actor: Actor, user_id: str, message_id: str | None, about: str | None = None
     ) -> Transcript:
         """The transcript of a voice note sent by ``actor`` (kept once per chat update: a redelivered
-        note is not sent to the endpoint again); raises ``TranscriptionFailed`` with one line."""
+        note is not sent to the endpoint again), ``about`` the task whose card it replied to; raises
+        ``TranscriptionFailed`` with one line."""
         from core.voice import transcribe
 
         if actor.ref and (known := self.store.transcript_by_ref(actor.ref)) is not None:
@@ -44,7 +45,7 @@ class VoiceNotes(TaskActions):
         with self.store.atomic():
             made = self.store.add_transcript(
                 platform=actor.source, chat_id=actor.chat, user_id=user_id, user_name=actor.name, text=text,
-                ts=self.clock.now(), ref=actor.ref or None, message_id=message_id, topic=actor.topic,
+                ts=self.clock.now(), ref=actor.ref or None, message_id=message_id, topic=actor.topic, about=about,
             )  # fmt: skip
             self.audit(actor, "voice", None, f"v{made.id}: {self.quote(text, 180)}")
         return made
@@ -75,28 +76,44 @@ class VoiceNotes(TaskActions):
         self.audit(actor, "voice edit", None, found.name)
         return self.transcript(found.name)
 
+    def claim_transcript(self, name: str, *, actor: Actor, user_id: str, text: str | None = None) -> Transcript:
+        """Take the transcript (or the sender's corrected ``text``) to act on, once: a second tap gets
+        ``InvalidTransition`` naming what it became. :meth:`unclaim` gives it back if acting fails."""
+        found = self._theirs(name, user_id)
+        body = (text if text is not None else found.text).strip()
+        if not body:
+            raise InvalidInput("the corrected text is empty; send the task as text")
+        if not self.store.move_transcript(
+            found.id, (PENDING, EDITING), RUN, decided_at=self.clock.now(), decided_by=actor.name, text=body
+        ):
+            raise InvalidTransition(self._settled(self.transcript(name)))
+        self.audit(actor, "voice run", found.about_task, f"{found.name}: {self.quote(body, 180)}")
+        return self.transcript(found.name)
+
+    def unclaim(self, claimed: Transcript, before: Transcript) -> None:
+        """Acting on a claimed transcript failed (budget, bad text): Run can be tapped again."""
+        self.store.move_transcript(claimed.id, (RUN,), before.state, text=before.text)
+
+    def settle_transcript(self, claimed: Transcript, task_id: str) -> None:
+        self.store.move_transcript(claimed.id, (RUN,), RUN, task_id=task_id)
+
     def run_transcript(self, name: str, *, actor: Actor, user_id: str, text: str | None = None) -> Delegation:
         """Delegate the transcript (or the sender's corrected ``text``) as their task, once.
 
         The transcript is claimed first (a second tap gets ``InvalidTransition`` naming the task); a
         task that cannot be made (budget, bad text) gives the claim back, so Run can be tapped again.
         """
-        found = self._theirs(name, user_id)
-        body = (text if text is not None else found.text).strip()
-        if not body:
-            raise InvalidInput("the corrected text is empty; send the task as text")
-        now = self.clock.now()
-        if not self.store.move_transcript(
-            found.id, (PENDING, EDITING), RUN, decided_at=now, decided_by=actor.name, text=body
-        ):
-            raise InvalidTransition(self._settled(self.transcript(name)))
-        ref = f"{found.platform}:voice:{found.name}"  # the task of this transcript, whichever tap made it
+        before = self.transcript(name)
+        claimed = self.claim_transcript(name, actor=actor, user_id=user_id, text=text)
+        ref = f"{claimed.platform}:voice:{claimed.name}"  # the task of this transcript, whichever tap made it
         try:
-            made = self.delegate(body, actor=Actor(actor.name, actor.source, actor.where, ref, actor.chat, actor.topic))
+            made = self.delegate(
+                claimed.text, actor=Actor(actor.name, actor.source, actor.where, ref, actor.chat, actor.topic)
+            )
         except Exception:
-            self.store.move_transcript(found.id, (RUN,), found.state, text=found.text)
+            self.unclaim(claimed, before)
             raise
-        self.store.move_transcript(found.id, (RUN,), RUN, task_id=made.task.id)
+        self.settle_transcript(claimed, made.task.id)
         return made
 
     def _theirs(self, name: str, user_id: str) -> Transcript:

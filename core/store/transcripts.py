@@ -9,7 +9,7 @@ from core.store._base import _Base
 PENDING, EDITING, RUN, DROPPED = "pending", "editing", "run", "dropped"
 _COLUMNS = (
     "id, platform, chat_id, user_id, user_name, text, state, created_at, decided_at, decided_by, task_id, ref,"
-    " message_id, topic"
+    " message_id, topic, about_task"
 )
 
 
@@ -31,6 +31,7 @@ class Transcript:
     ref: str | None
     message_id: str | None
     topic: str
+    about_task: str | None = None  # the task whose card the note replied to
 
     @property
     def name(self) -> str:
@@ -41,15 +42,15 @@ class Transcript:
 class TranscriptsMixin(_Base):
     def add_transcript(
         self, *, platform: str, chat_id: str, user_id: str, user_name: str, text: str, ts: float, ref: str | None,
-        message_id: str | None, topic: str = "",
+        message_id: str | None, topic: str = "", about: str | None = None,
     ) -> Transcript:  # fmt: skip
         """Keep a transcript; once per ``ref`` (a redelivered voice note finds the first)."""
         if ref is not None and (known := self.transcript_by_ref(ref)) is not None:
             return known
         cursor = self._conn.execute(
-            "INSERT INTO transcripts (platform, chat_id, user_id, user_name, text, created_at, ref, message_id, topic)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (platform, chat_id, user_id, user_name, text, ts, ref, message_id, topic),
+            "INSERT INTO transcripts (platform, chat_id, user_id, user_name, text, created_at, ref, message_id, topic,"
+            " about_task) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (platform, chat_id, user_id, user_name, text, ts, ref, message_id, topic, about),
         )
         found = self.transcript(int(cursor.lastrowid or 0))
         assert found is not None
