@@ -27,12 +27,22 @@ from core.service.plans import PlanActions
 from core.service.queries import Approval, SentMessage
 from core.service.schedules import ScheduleActions
 from core.service.talk import Talk
+from core.service.voice import VoiceNotes
 from core.service.web import WebLinks
 from core.service.worktrees import WorktreeHousekeeping
 
 
 class Service(
-    PlanActions, Talk, PermissionAnswers, AgentsQuery, Budgets, Doctor, WorktreeHousekeeping, WebLinks, ScheduleActions
+    PlanActions,
+    VoiceNotes,
+    Talk,
+    PermissionAnswers,
+    AgentsQuery,
+    Budgets,
+    Doctor,
+    WorktreeHousekeeping,
+    WebLinks,
+    ScheduleActions,
 ):
     """Business operations over the store, the router, tmux and (when it owns it) the engine."""
 

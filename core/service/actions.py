@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import TYPE_CHECKING
 
 from core.engine import request_cancel
 from core.errors import InvalidTransition
@@ -12,6 +13,10 @@ from core.service.base import LOCAL, Actor
 from core.service.delegation import Delegating, Delegation
 from core.service.queries import Queries
 from core.text import format_cost, local_time, state_label
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 
 class TaskActions(Delegating, Queries):
@@ -96,7 +101,9 @@ class TaskActions(Delegating, Queries):
         self.audit(actor, "kill", None, "cancelled " + (", ".join(cancelled) or "nothing"))
         return cancelled
 
-    def retry(self, task_id: str, *, feedback: str | None = None, actor: Actor = LOCAL) -> Delegation:
+    def retry(
+        self, task_id: str, *, feedback: str | None = None, actor: Actor = LOCAL, files: Sequence[Path] = ()
+    ) -> Delegation:
         """Run a finished task again (same agent, same session where the CLI can resume)."""
         if actor.ref and (done := self.store.task_by_source(actor.ref)) is not None:
             return self._delegation_of(done)  # this retry was made already; the update is handled again
@@ -106,7 +113,7 @@ class TaskActions(Delegating, Queries):
         original = self.store.task_text(task.id)  # the known secrets it held are stored as names only
         text = original if not feedback else f"{original}\n\nFeedback on the previous attempt: {feedback}"
         self.audit(actor, "retry", task.id, feedback or "")
-        return self.delegate(text, agent=task.agent, cwd=task.cwd, actor=actor, parent=task)
+        return self.delegate(text, agent=task.agent, cwd=task.cwd, actor=actor, parent=task, files=files)
 
     def approve(self, task_id: str, *, actor: Actor = LOCAL) -> Task:
         task = self.get(task_id)
