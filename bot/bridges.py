@@ -112,8 +112,10 @@ def _share(progress: Progress, outbox: Outbox) -> None:
 
 async def start_telegram(app: App, fatal: Callable[[str], None], shared: Progress | None = None) -> TelegramBridge:
     """Wire the Telegram bridge: gate -> commands -> outbox -> sender, progress edits from the engine."""
+    from bot.files import Intake
     from bot.outbox import Outbox
     from bot.telegram import TelegramTransport
+    from bot.telegram_files import TELEGRAM_DOWNLOAD_BYTES, telegram_fetch
     from core.access import Gate
 
     settings = app.config.telegram
@@ -130,6 +132,9 @@ async def start_telegram(app: App, fatal: Callable[[str], None], shared: Progres
     )
     transport = TelegramTransport(
         settings, token, commands=commands, gate=gate, store=app.store, clock=app.clock, on_fatal=fatal
+    )
+    transport.intake = Intake(
+        lambda: app.config, app.home, telegram_fetch(transport.app.bot), platform_max_bytes=TELEGRAM_DOWNLOAD_BYTES
     )
     outbox = Outbox(
         app.store,
@@ -152,8 +157,10 @@ async def start_slack(
     app: App, shared: Progress | None = None, fatal: Callable[[str], None] | None = None
 ) -> SlackBridge:
     """Wire the Slack bridge like Telegram's; with both running, one Progress keeps every card current."""
+    from bot.files import Intake
     from bot.outbox import Outbox
     from bot.slack import SlackTransport
+    from bot.slack_files import slack_fetch
     from bot.slack_messages import slack_syntax
     from core.access import Gate
 
@@ -177,6 +184,7 @@ async def start_slack(
         settings, bot_token=bot_token, app_token=app_token, signing_secret=signing_secret, commands=commands,
         gate=gate, store=app.store, clock=app.clock, on_fatal=fatal,
     )  # fmt: skip
+    transport.intake = Intake(lambda: app.config, app.home, slack_fetch(bot_token, settings.api_base_url))
     outbox = Outbox(
         app.store,
         app.clock,

@@ -36,6 +36,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 
+from bot.files import Intake
 from bot.outage import Outage
 from bot.outbox import Outbox
 from bot.slack_messages import (
@@ -117,6 +118,7 @@ class SlackTransport:
         self._socket: AsyncSocketModeHandler | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self.last_contact: float | None = None  # clock time Slack was last heard from (socket up, a request)
+        self.intake: Intake | None = None  # fetches a message's files between the gate and the commands
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, outbox: Outbox) -> None:
@@ -261,10 +263,11 @@ class SlackTransport:
 
     async def _on_event(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any]) -> None:
         inbound = event_to_inbound(body, self.bot_user_id)
-        if inbound is not None and inbound.text:
+        wanted = inbound is not None and bool(inbound.text or inbound.files)
+        if inbound is not None and wanted:
             inbound = self._keep("event", body, inbound)
         await ack()
-        if inbound is not None and inbound.text:
+        if inbound is not None and wanted:
             await self._handle(inbound)
 
     async def _on_action(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any]) -> None:
@@ -319,13 +322,17 @@ class SlackTransport:
                 if out.text:
                     await self._ephemeral(inbound, out.text)
         else:
-            for n, out in enumerate(await self.commands.handle_async(inbound)):
+            inbound, declined = await self.intake.take(inbound) if self.intake else (inbound, None)
+            answers = declined if declined is not None else await self.commands.handle_async(inbound)
+            for n, out in enumerate(answers):
                 alone = slash and out.personal and not (out.buttons or out.code or out.attachment)
                 if out.kind == OutKind.TOAST or alone:
                     if out.text:
                         await self._ephemeral(inbound, out.text)
                 else:
                     self.outbox.put(out, chat_id=inbound.chat.chat_id, key=f"{inbound.event_id}:{n}")
+        if self.intake is not None:
+            self.intake.done(inbound)
         self.store.finish_inbound(inbound.event_id, self.clock.now())
 
     async def _ephemeral(self, inbound: Inbound, text: str) -> None:

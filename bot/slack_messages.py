@@ -24,6 +24,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.outbox import attachment_bytes, text_length
+from bot.slack_files import files_of
 from core.commands import COMMANDS, Syntax
 from core.config import SlackConfig
 from core.errors import DeliveryFailed, RetryLater
@@ -202,7 +203,10 @@ def slash_to_inbound(body: dict[str, Any]) -> Inbound:
 def event_to_inbound(body: dict[str, Any], bot_user_id: str = "") -> Inbound | None:
     """An app mention or a direct message, or None when it is not for us (bots, edits, channel chatter)."""
     event = body.get("event") or {}
-    if event.get("bot_id") or event.get("subtype") or not event.get("user") or event.get("user") == bot_user_id:
+    subtype = event.get("subtype")
+    if event.get("bot_id") or subtype not in (None, "file_share") or not event.get("user"):
+        return None
+    if event.get("user") == bot_user_id:
         return None
     channel = str(event.get("channel", ""))
     private = _private(channel, str(event.get("channel_type", "")))
@@ -219,6 +223,7 @@ def event_to_inbound(body: dict[str, Any], bot_user_id: str = "") -> Inbound | N
         event_id=f"slack:{body.get('event_id') or event.get('client_msg_id') or event.get('ts')}",
         replied_to=str(event["thread_ts"]) if event.get("thread_ts") not in (None, event.get("ts")) else None,
         sent_at=_slack_time(event.get("ts")),
+        files=files_of(event),
         raw=body,
     )
 

@@ -41,8 +41,10 @@ from telegram.error import (
 from telegram.ext import AIORateLimiter, Application, ContextTypes, TypeHandler
 from telegram.request import BaseRequest, HTTPXRequest
 
+from bot.files import Intake
 from bot.outage import Outage
 from bot.outbox import Outbox
+from bot.telegram_files import Albums
 from bot.telegram_health import PollHealth, PollRequest, webhook_problem
 from bot.telegram_messages import TelegramSender, to_inbound
 from core.access import Gate
@@ -103,8 +105,11 @@ class TelegramTransport:
         clock: Clock,
         on_fatal: Callable[[str], None],
         request: BaseRequest | None = None,
+        intake: Intake | None = None,
     ) -> None:
         self.settings = settings
+        self.intake = intake  # fetches a message's files between the gate and the commands (bot/files.py)
+        self.albums = Albums()
         self.commands = commands
         self.gate = gate
         self.store = store
@@ -308,12 +313,19 @@ class TelegramTransport:
             log.info("telegram: update %s was already handled", update.update_id)
             return
         inbound = to_inbound(update, self.app.bot.username or "", self.app.bot.id)
+        group = update.message.media_group_id if update.message is not None else None
+        if inbound is not None and inbound.files and group:
+            inbound = await self.albums.gather(inbound, group)  # None: the album's first message carries it
         toast = ""
         if inbound is not None:
             answers = self.gate.check(inbound)
+            if answers is None and self.intake is not None:
+                inbound, answers = await self.intake.take(inbound)
             if answers is None:  # off the loop (bot/command_pool.py): a slow route never holds other chats
                 answers = await self.commands.handle_async(inbound)
             toast = self._emit(inbound, answers)
+            if self.intake is not None:
+                self.intake.done(inbound)
         self.store.finish_inbound(key, self.clock.now())
         if update.callback_query is not None:
             self._answer_tap(update, toast)

@@ -26,6 +26,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
 
 from bot.outbox import attachment_bytes, text_length
+from bot.telegram_files import files_of
 from core.errors import DeliveryFailed, RetryLater
 from core.messages import Button, ChatRef, Inbound, Keyboard, OutboxItem, Tap
 
@@ -61,6 +62,7 @@ def to_inbound(update: Update, bot_username: str = "", bot_id: int | None = None
         return None
     private = msg.chat.type == "private"
     text = (msg.text or msg.caption or "").strip()
+    files = files_of(msg)
     mention = f"@{bot_username}".lower() if bot_username else ""
     replied = msg.reply_to_message
     to_us = replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
@@ -85,6 +87,7 @@ def to_inbound(update: Update, bot_username: str = "", bot_id: int | None = None
         replied_keyboard=from_markup(replied.reply_markup) if to_us and replied is not None else (),
         sent_at=msg.date.timestamp() if msg.date else None,
         topic=str(msg.message_thread_id) if msg.is_topic_message and msg.message_thread_id else "",
+        files=files,
         raw=update,
     )
 
@@ -225,4 +228,6 @@ def _retry_after_s(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
 
 
-__all__ = ["CAPTION_CHARS", "MAX_CHARS", "TelegramSender", "from_markup", "to_html", "to_inbound", "to_markup"]
+__all__ = [
+    "CAPTION_CHARS", "MAX_CHARS", "TelegramSender", "from_markup", "to_html", "to_inbound", "to_markup",
+]  # fmt: skip

@@ -54,6 +54,24 @@ class Tap:
 
 
 @dataclass(frozen=True)
+class FileRef:
+    """A file someone sent (a photo, a document, a voice note, an audio clip), as the platform names it.
+
+    ``file_id`` is what the transport fetches it by (Telegram's file id, Slack's private download
+    URL); it never holds a token. ``size`` is the size the platform declares (0: unknown), checked
+    before anything is downloaded. ``path`` is where the bot saved it once fetched (see
+    :mod:`core.inbox`); empty until then.
+    """
+
+    file_id: str
+    name: str
+    mime: str = ""
+    size: int = 0
+    kind: str = "document"  # photo | document | voice | audio
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class Inbound:
     """One thing a person did in a chat: a text message or a button tap.
 
@@ -74,6 +92,7 @@ class Inbound:
     replied_keyboard: Keyboard = ()  # that message's buttons, as the platform showed them
     sent_at: float | None = None  # when the person sent it (platform time), if the platform says
     topic: str = ""  # the Telegram forum topic it was sent in, if any
+    files: tuple[FileRef, ...] = ()  # what came with it (the text is the caption); see core.inbox
     raw: Any = field(default=None, compare=False, repr=False)
 
 
@@ -96,6 +115,7 @@ class OutKind(StrEnum):
     WATCHDOG = "watchdog"  # a running task has been silent for long
     PERMISSION = "permission"  # an agent asks to run a tool call: a new message, edited once answered
     DIGEST = "digest"  # the scheduled digest, with its chart
+    FILE = "file"  # a file an agent left in its outbox folder, sent as a document when its run ended
 
 
 CARD_KINDS = (OutKind.ACK.value, OutKind.APPROVAL.value)
@@ -291,6 +311,7 @@ __all__ = [
     "Attachment",
     "Button",
     "ChatRef",
+    "FileRef",
     "Inbound",
     "Keyboard",
     "OutKind",

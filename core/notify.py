@@ -168,6 +168,29 @@ class Notifier:
             commands=((*buttons[0], buttons[1][0]),) if branch else (),  # Merge … Discard, typed
         )
 
+    def files_out(self, task_id: str, outbox: dict[str, Any] | None) -> int:
+        """The files a run left in its ``.orchestra/outbox/`` (``core.files.collect_outbox``): one document
+        each for every chat of the task, and one line naming those that were left out.
+
+        Each is queued once (``<task>:file:<n>``); the file is read when it is sent, from the task's folder.
+        """
+        if not outbox:
+            return 0
+        from core.files import size_text
+
+        added = 0
+        for n, item in enumerate(outbox.get("files") or []):
+            name, size = str(item.get("name", "file")), int(item.get("size") or 0)
+            added += self.post(
+                OutKind.FILE, f"{task_id}:file:{n}", f"📎 {task_id} · {name} · {size_text(size)}", task_id=task_id,
+                attachment=Attachment("document", name, path=str(item.get("path", ""))),
+            )  # fmt: skip
+        skipped = [str(s) for s in outbox.get("skipped") or []]
+        if skipped:
+            text = f"📎 {task_id} left files in .orchestra/outbox/ that were not sent: {', '.join(skipped)[:800]}"
+            added += self.post(OutKind.FILE, f"{task_id}:file:skipped", text, task_id=task_id)
+        return added
+
     def budget_alert(self, key: str, text: str) -> int:
         """A budget threshold crossed (``key`` names the budget, its period and the threshold)."""
         return self.post(OutKind.BUDGET_ALERT, key, text)

@@ -21,7 +21,12 @@ if TYPE_CHECKING:
 QUESTION = "Question"  # the ``tool`` of a permission row that is an agent's question
 ASK_USER_QUESTION = "AskUserQuestion"  # Claude Code's tool
 ASK_OWNER = "ask_owner"  # the MCP tool Orchestra offers the other CLIs
-ASK_OWNER_CALLS = frozenset({"mcp__orchestra__ask_owner"})  # how a CLI's hook names it (Codex 0.169, measured)
+# How a CLI's hook names it, measured: Codex 0.169 and Qwen Code 0.24 (a deferred tool, called
+# through ``tool_call``, reaches the hook under its own name); Gemini CLI 0.61; opencode 1.18;
+# Copilot CLI 1.0.
+ASK_OWNER_CALLS = frozenset(
+    {"mcp__orchestra__ask_owner", "mcp_orchestra_ask_owner", "orchestra_ask_owner", "orchestra-ask_owner"}
+)
 MAX_QUESTIONS, MAX_OPTIONS = 4, 6
 QUESTION_CHARS, LABEL_CHARS, DESCRIPTION_CHARS = 600, 60, 120  # a row keeps 1,500 characters of options
 ANSWER_CHARS = 2000

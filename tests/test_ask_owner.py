@@ -23,7 +23,16 @@ from tests.fakes.model_server import STEPS_DONE, FakeModelServer
 from tests.test_real_clis import CASES, _agent, _binary, cli_home  # noqa: F401 - cli_home: a fixture
 
 CODEX = next(c for c in CASES if c.name == "codex")
-ASK = ("mcp__orchestra.ask_owner", {"question": "Which database?", "options": ["Postgres", "SQLite"], "header": "DB"})
+QUESTION: dict[str, Any] = {"question": "Which database?", "options": ["Postgres", "SQLite"], "header": "DB"}
+ASK = ("mcp__orchestra.ask_owner", QUESTION)
+# How the model calls it (measured): Gemini CLI 0.61 declares it as mcp_orchestra_ask_owner; Qwen Code
+# 0.24 defers MCP tools, so the model calls it through tool_call by its deferred name.
+ASKS: dict[str, tuple[str, dict[str, Any]]] = {
+    "gemini": ("mcp_orchestra_ask_owner", QUESTION),
+    "qwen": ("tool_call", {"name": "mcp__orchestra__ask_owner", "arguments": QUESTION}),
+    "opencode": ("orchestra_ask_owner", QUESTION),
+    "copilot": ("orchestra-ask_owner", QUESTION),
+}
 
 
 def _session(*messages: dict[str, Any], env: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -91,3 +100,35 @@ async def test_codex_asks_through_mcp_and_the_answer_reaches_the_model(make_app:
     last = json.dumps(server.model_calls("responses")[-1].body)
     assert "The person answered 'Which database?': SQLite" in last, "the answer reached the model"
     assert app.store.audit_search(task_id, action="answer"), "the answer is audited"
+
+
+@pytest.mark.real_cli
+@requires_tmux
+@pytest.mark.usefixtures("cli_home")
+@pytest.mark.parametrize("name", sorted(ASKS))
+async def test_the_other_clis_ask_through_mcp_too(make_app: Any, repo: Path, name: str) -> None:
+    case = next(c for c in CASES if c.name == name)
+    _binary(case)
+    with FakeModelServer(workdir=str(repo), steps=[ASKS[name]]) as server:
+        agent = {**_agent(case, server, repo.parent), "permissions": {"allow": ["Read(*)"]}}
+        app = make_app(
+            workspace=str(repo), **{f"agents__{name}": agent}, notify={"console": False}, digest={"enabled": False}
+        )
+        assert app.engine.acquire()
+        await app.engine.start()
+        try:
+            task_id = app.service.delegate("pick the storage", agent=name, cwd=str(repo)).task.id
+            for _ in range(1200):
+                if requests := app.store.task_permissions(task_id):
+                    break
+                await asyncio.sleep(0.1)
+            [request] = requests
+            assert (request.tool, request.subject, request.state) == ("Question", "Which database?", "pending")
+            assert "(t1): SQLite" in app.service.answer_question(task_id, "2", actor="alice")
+            task = await app.engine.wait_finished(task_id, timeout=180)
+        finally:
+            await app.engine.stop()
+    assert task.state == TaskState.SUCCEEDED, task.error
+    assert len(app.store.task_permissions(task_id)) == 1, "the question is not also judged as a tool call"
+    last = json.dumps(server.model_calls(case.protocol)[-1].body)
+    assert "The person answered 'Which database?': SQLite" in last, "the answer reached the model"

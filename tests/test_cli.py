@@ -160,6 +160,11 @@ def test_route_reports_the_policy_s_approval_and_review(cfg: Path, home: Path, c
         (["budget", "task", "0.001"], 1, "orchestra: a budget is at least $0.01"),
         (["budget", "day"], 1, "orchestra: give the new day budget"),
         (["budget", "week", "5"], 2, "invalid choice: 'week'"),
+        (["say", "t999", "hi"], 1, "orchestra: unknown task 't999'"),
+        (["say", "t999", "   "], 1, "say what?"),
+        (["say", "t999", "x" * 4001], 1, "that message is 4001 characters; 4000 at most"),
+        (["stop", "t999"], 1, "orchestra: unknown task 't999'"),
+        (["answer", "p999", "yes"], 1, "p999"),
     ],
 )
 def test_errors_are_one_line(cfg: Path, home: Path, args: list[str], code: int, message: str) -> None:

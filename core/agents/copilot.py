@@ -56,6 +56,9 @@ from core.agents.common import (
     stderr_summary,
 )
 from core.agents.copilot_hooks import hook_call, hook_reply
+from core.permissions.ask_owner import SERVER as ASK_OWNER_SERVER
+from core.permissions.ask_owner import server_argv as ask_owner_argv
+from core.permissions.hook import TASK_DIR_ENV
 from core.protocol import EventKind
 
 __all__ = ["CopilotAdapter", "CopilotParser", "hook_call", "hook_reply", "session_usage"]
@@ -96,6 +99,8 @@ class CopilotAdapter:
             home = config_dir(settings)
             env["COPILOT_HOME"] = home
             files[os.path.join(home, "settings.json")] = copilot_settings(settings)
+            if settings.hook:  # the model can ask its owner (``core.permissions.ask_owner``), as Claude can
+                files[os.path.join(home, "mcp-config.json")] = copilot_mcp_config()
         elif settings.hook:
             raise ValueError(
                 f"agent {settings.name}: the permission hook goes into Orchestra's own COPILOT_HOME,"
@@ -126,6 +131,14 @@ def copilot_settings(settings: AgentSettings) -> str:
         data["disableAllHooks"] = False
         data["hooks"] = {"preToolUse": [hook]}
     return json.dumps(data, indent=2) + "\n"
+
+
+def copilot_mcp_config() -> str:
+    """``mcp-config.json``: Orchestra's ``ask_owner`` server; the task's directory is passed by name."""
+    command, *args = ask_owner_argv("copilot")
+    env = {TASK_DIR_ENV: "${" + TASK_DIR_ENV + "}"}
+    server = {"type": "local", "command": command, "args": args, "env": env, "tools": ["*"]}
+    return json.dumps({"mcpServers": {ASK_OWNER_SERVER: server}}, indent=2) + "\n"
 
 
 def copilot_usage(raw: Any) -> Usage:

@@ -24,6 +24,7 @@ import json
 
 from core.agents.hooks import DENIED, tool_call
 from core.permissions.call import Decision, HookReply, ToolCall
+from core.questions import ASK_OWNER_CALLS
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the hook imports this on every tool call
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ def hook_call(payload: Any) -> ToolCall | None:
         return ToolCall("unknown")
     name = payload.get("toolName")
     name = name if isinstance(name, str) and name else "unknown"
+    if name in ASK_OWNER_CALLS:  # a question to the person: the ask_owner server asks it, no policy judges it
+        return None
     args = payload.get("toolArgs")
     if isinstance(args, str):
         try:

@@ -16,7 +16,9 @@ runs before that policy and its allow cannot lift it. So every call is gated by 
 A deny is ``{"decision": "deny", "reason": ...}``, which the model reads as ``Tool execution
 blocked: <reason>``. The hook gets the CLI's environment (``ORCHESTRA_TASK_DIR``, kept even under
 Gemini's strict redaction) through ``bash -c``. With ``env: GEMINI_CLI_HOME`` (your own home)
-there is nowhere to write the hook, so ``build`` refuses rather than run unguarded.
+there is nowhere to write the hook, so ``build`` refuses rather than run unguarded. With the hook
+the settings also name Orchestra's ``ask_owner`` MCP server (``ask_owner_server``): the model sees
+``mcp_orchestra_ask_owner`` and its questions reach the person like Claude's ``AskUserQuestion``.
 
 Parser (``reference/agent-clis.md`` section 3): ``init`` (session id, model), ``message``
 (assistant text arrives as deltas), ``tool_use``/``tool_result``, ``error`` and a final
@@ -57,7 +59,10 @@ from core.agents.common import (
     stderr_summary,
     usage_event,
 )
+from core.permissions.ask_owner import SERVER as ASK_OWNER_SERVER
+from core.permissions.ask_owner import server_argv as ask_owner_argv
 from core.permissions.call import Decision, HookReply, ToolCall
+from core.permissions.hook import TASK_DIR_ENV
 from core.protocol import EventKind
 
 _EXIT_CODES = {
@@ -125,7 +130,19 @@ def gemini_settings(settings: AgentSettings) -> str:
         }
         data["hooks"] = {"BeforeTool": [{"matcher": "*", "hooks": [hook]}]}
         data["security"]["environmentVariableRedaction"] = {"allowed": ["ORCHESTRA_TASK_DIR"]}
+        data["mcpServers"] = ask_owner_server(settings)
     return json.dumps(data, indent=2) + "\n"
+
+
+def ask_owner_server(settings: AgentSettings) -> dict[str, Any]:
+    """The ``mcpServers`` entry that offers the model ``ask_owner`` (``core.permissions.ask_owner``), in
+    the settings format Gemini CLI and Qwen Code share: ``trust`` skips the CLI's own confirmation (the
+    call is a question to the person, not an action), ``timeout`` in milliseconds covers the wait for
+    the answer, and the task's directory is passed on by name."""
+    command, *args = ask_owner_argv(settings.kind)
+    timeout_ms = max(60, int(settings.hook_timeout_s)) * 1000  # as for Codex: an answer takes a while
+    env = {TASK_DIR_ENV: "$" + TASK_DIR_ENV}
+    return {ASK_OWNER_SERVER: {"command": command, "args": args, "env": env, "trust": True, "timeout": timeout_ms}}
 
 
 def hook_call(payload: dict[str, Any]) -> ToolCall | None:

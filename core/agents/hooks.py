@@ -18,6 +18,7 @@ import re
 import shlex
 
 from core.permissions.call import BASH, EDIT, READ, WEB_FETCH, WEB_SEARCH, Decision, HookReply, ToolCall, clip
+from core.questions import ASK_OWNER_CALLS
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the hook imports this on every tool call
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ def neutral_call(payload: Any, event: str) -> ToolCall | None:
         return None
     name = payload.get("tool_name")
     name = name if isinstance(name, str) and name else "unknown"
+    if name in ASK_OWNER_CALLS:  # a question to the person: the ask_owner server asks it, no policy judges it
+        return None
     tool_input = payload.get("tool_input")
     tool_input = tool_input if isinstance(tool_input, dict) else {}
     return tool_call(name, tool_input, _text(payload.get("cwd")))

@@ -55,6 +55,8 @@ from core.agents.common import (
     usage_event,
 )
 from core.agents.opencode_plugin import plugin_source
+from core.permissions.ask_owner import SERVER as ASK_OWNER_SERVER
+from core.permissions.ask_owner import server_argv as ask_owner_argv
 from core.permissions.call import Decision, HookReply, ToolCall
 from core.protocol import EventKind
 
@@ -130,6 +132,8 @@ def opencode_config(settings: AgentSettings) -> str:
     if settings.hook:
         config["plugin"] = [pathlib.PurePosixPath(os.path.abspath(config_dir(settings, PLUGIN))).as_uri()]
         config["permission"] = {"*": "deny"}  # the plugin opens them once it is loaded
+        command, *args = ask_owner_argv("opencode")  # the model can ask its owner, as Claude can
+        config["mcp"] = {ASK_OWNER_SERVER: {"type": "local", "command": [command, *args], "enabled": True}}
     return json.dumps(config, indent=2) + "\n"
 
 

@@ -14,6 +14,8 @@ but 0.24.4 reads any value of 1000 or more as milliseconds. It stays ``--yolo``,
 headless default and ``auto-edit`` modes offer no shell tool, and ``permissions.allow`` still has
 the CLI decline the commands it would ask about (a redirect, ``curl``) before the hook runs. A
 deferred tool called through ``tool_call`` reaches the hook under its own name (``web_fetch``).
+The same settings name the ``ask_owner`` MCP server; Qwen defers MCP tools, so the model finds
+``mcp__orchestra__ask_owner`` with ``tool_search`` and calls it through ``tool_call`` (measured, 0.24).
 
 Parser: Qwen's stream is Claude Code's SDK shape (``reference/agent-clis.md`` section 4), so
 ``ClaudeParser`` reads it, with three differences: ``usage.input_tokens`` already includes
@@ -47,6 +49,7 @@ from core.agents.common import (
     key_hint,
     merged_env,
 )
+from core.agents.gemini import ask_owner_server
 from core.permissions.call import Decision, HookReply, ToolCall
 
 SYSTEM_SETTINGS = "QWEN_CODE_SYSTEM_SETTINGS_PATH"
@@ -100,7 +103,8 @@ def _hooks(settings: AgentSettings) -> dict[str, Any]:
         "command": hooks.guarded_command(settings.hook, settings.hook_timeout_s),
         "timeout": timeout if timeout < 1000 else timeout * 1000,  # 1000 and up are taken as milliseconds
     }
-    return {"disableAllHooks": False, "hooks": {"PreToolUse": [{"matcher": "*", "hooks": [hook]}]}}
+    hooks_on = {"disableAllHooks": False, "hooks": {"PreToolUse": [{"matcher": "*", "hooks": [hook]}]}}
+    return hooks_on | {"mcpServers": ask_owner_server(settings)}  # the model can ask its owner, as Claude can
 
 
 def hook_call(payload: dict[str, Any]) -> ToolCall | None:

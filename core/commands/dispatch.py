@@ -110,10 +110,14 @@ class Commands(Taps, ProjectChat, BranchChat):
                     inbound, inbound.tap.action, f"tap {inbound.tap.action} {inbound.tap.task_id}"
                 )
                 return refusal or self._tap(inbound)
+            if inbound.files:
+                return self._with_files(inbound)
             text = inbound.text.strip()
             if not text:
                 return [self._note(inbound, f"Send a task as text, or {self.syntax.command('help')} for the commands.")]
             if not text.startswith("/"):
+                if (corrected := self._corrected(inbound)) is not None:
+                    return self._run_corrected(inbound, corrected, text)
                 request = self._replied_request(inbound)
                 if request is not None:
                     return self._reply_to_request(inbound, request, text)

@@ -108,6 +108,7 @@ _NEEDS: dict[str, str] = {
     **dict.fromkeys((*(f"answer_{n}" for n in range(8)), "answer_skip"), "operator"),
     **dict.fromkeys(("perm_allow", "perm_task", "perm_deny"), "operator"),
     **dict.fromkeys(("merge", "pr", "discard", "discard_yes", "discard_no"), "operator"),
+    **dict.fromkeys(("voice_run", "voice_edit"), "operator"),
     **dict.fromkeys(("plan_approve", "plan_edit", "plan_cancel", "plan_retry", "plan_skip"), "operator"),
     **dict.fromkeys(("kill", "keep", "budget set", "permissions set"), "admin"),
     "project set": "operator",

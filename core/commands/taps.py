@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from core.commands.answers import toast
 from core.commands.branches import BRANCH_TAPS, PLAN_TAPS, BranchChat
+from core.commands.files import VOICE_TAPS, FilesChat
 from core.commands.parsing import STATE_CHANGING, TAP_ACTIONS
 from core.commands.permissions import PermissionChat
 from core.commands.talk import TalkChat
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from core.models import Task
 
 
-class Taps(PermissionChat, TalkChat, BranchChat):
+class Taps(PermissionChat, TalkChat, BranchChat, FilesChat):
     """Answers a tap (already authorized by the dispatcher) with a toast and the edits it causes."""
 
     def _tap(self, inbound: Inbound) -> list[Outbound]:
@@ -35,6 +36,8 @@ class Taps(PermissionChat, TalkChat, BranchChat):
             return self._permission_tap(inbound)
         if tap.action in ANSWER_TAPS:
             return self._question_tap(inbound)
+        if tap.action in VOICE_TAPS:
+            return self._voice_tap(inbound)
         if tap.action in BRANCH_TAPS or tap.action in PLAN_TAPS:
             return self._branch_tap(inbound)
         if tap.action not in TAP_ACTIONS:

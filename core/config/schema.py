@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from core.config.agents import AgentConfig, command_argv
 from core.config.facts import data_home, secrets_in_environment
 from core.config.fields import StrictModel, is_name
+from core.config.files import FilesConfig, VoiceConfig
 from core.config.hosts import LOCAL_HOST, HostConfig
 from core.config.limits import BudgetsConfig, LimitsConfig, PolicyConfig
 from core.config.permissions import PermissionsConfig
@@ -80,6 +81,8 @@ class Config(StrictModel):
     roles: RolesConfig = Field(default_factory=RolesConfig, description="Who may do what in the chats.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="The Prometheus endpoint.")
     web: WebConfig = Field(default_factory=WebConfig, description="The live web dashboard and Telegram Mini App.")
+    files: FilesConfig = Field(default_factory=FilesConfig, description="Files sent with tasks, and sent back.")
+    voice: VoiceConfig = Field(default_factory=VoiceConfig, description="Voice notes as tasks (transcription).")
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:
@@ -228,6 +231,7 @@ class Config(StrictModel):
         sources.append(webhook.secret_env if webhook else WEBHOOK_SECRET_ENV)
         sources += [p.pull_requests.token_env for p in self.projects.values() if p.pull_requests]
         sources += [n for n in (self.triggers.github_secret_env, self.triggers.generic_secret_env) if n]
+        sources += [self.voice.key_env] if self.voice.key_env else []
         return sources
 
     def known_secrets(self) -> dict[str, str]:

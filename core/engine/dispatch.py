@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.agents import adapter_for
 from core.agents.common import agent_env
+from core.files import OUTBOX_HINT, TASK_INBOX, prepare_workdir
 from core.launch import discard_launch, write_launch
 from core.models import Task, TaskState
 from core.permissions.hook import TASK_DIR_ENV
@@ -144,6 +145,8 @@ class Dispatcher:
     def _text(self, task: Task) -> str:
         """What the agent is told: the task, and for a plan's step what the steps it waits for did."""
         text = self.store.task_text(task.id)
+        if not task.remote and (task_dir(self.home, task.id) / TASK_INBOX).is_dir():  # not on hosts yet
+            text += f"\n{OUTBOX_HINT}"  # it was sent files: it may send some back
         if not task.plan_id or not task.step_after:
             return text
         from core.engine.handoff import handoff
@@ -186,6 +189,8 @@ class Dispatcher:
             )
             task = dataclasses.replace(task, cwd=tree.cwd_for(task.cwd))  # the agent, its policy and sandbox
         directory = task_dir(self.home, task.id)
+        if (directory / TASK_INBOX).is_dir():  # files sent with the task: into the agent's .orchestra/inbox/
+            prepare_workdir(task.cwd, directory)
         spec, files, env = self.spec(task, text)
         write_agent_files(files)
         directory.mkdir(parents=True, exist_ok=True)

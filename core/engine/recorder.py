@@ -11,16 +11,17 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from core.agents.base import AgentResult
+from core.files import Outgoing, collect_outbox
 from core.launch import discard_launch
 from core.models import Task, TaskState
 from core.notify import Notifier
 from core.permission_text import refusals
-from core.protocol import EventKind, task_dir
+from core.protocol import SPEC_FILE, EventKind, task_dir
 from core.summary import build_summary
 from core.worktrees import commit_run
 
@@ -47,18 +48,24 @@ class _Ending:
     result: AgentResult
     finished_at: float
     make_summary: partial[dict[str, Any]]
+    collect: Callable[[], Outgoing] = Outgoing
     before: Callable[[], None] | None = None  # a remote task's branch brought back first (``core.hosts.git``)
 
     def summarize(self) -> dict[str, Any]:
-        """The summary, after committing what the agent left uncommitted in its worktree (if it had one)."""
+        """The summary, after taking the files the agent left for the chat (``core.files``: before the
+        commit, so they are never committed) and committing what it left uncommitted in its worktree."""
         if self.before is not None:
             self.before()
+        outgoing = self.collect()
         try:
             commit_run(self.make_summary.keywords.get("baseline"), self.task.id, self.task.text)
-            return self.make_summary()
+            summary = self.make_summary()
         except Exception:
             log.exception("could not summarise %s; it is recorded without its files", self.task.id)
-            return self.make_summary.func(**{**self.make_summary.keywords, "baseline": None})
+            summary = self.make_summary.func(**{**self.make_summary.keywords, "baseline": None})
+        if outgoing.files or outgoing.skipped:
+            summary["outbox"] = outgoing.to_dict()
+        return summary
 
 
 class Recorder:
@@ -130,7 +137,22 @@ class Recorder:
         started = task.started_at
         duration = finished_at - started if started else None
         before = partial(self.bring_back, task) if self.bring_back and task.remote and task.branch else None
-        return _Ending(task, final, result, finished_at, self._summary(task, final, result, duration), before)
+        ending = _Ending(task, final, result, finished_at, self._summary(task, final, result, duration), before=before)
+        # A remote task's outbox stays on its host (not brought back yet: README Hosts).
+        return ending if task.remote else replace(ending, collect=self._outbox_of(task_id))
+
+    def _outbox_of(self, task_id: str) -> Callable[[], Outgoing]:
+        """How to take what the run left in its ``.orchestra/outbox/`` (nothing for a task never launched)."""
+        files, folder = self.config.files, self.task_dir(task_id)
+        try:
+            cwd = json.loads((folder / SPEC_FILE).read_text(encoding="utf-8")).get("cwd")
+        except (OSError, ValueError, AttributeError):
+            cwd = None
+        if not isinstance(cwd, str) or files.outbox_max_files == 0:
+            return Outgoing
+        return partial(
+            collect_outbox, cwd, folder, max_files=files.outbox_max_files, max_bytes=files.outbox_max_bytes()
+        )
 
     def _record(self, ending: _Ending, summary: dict[str, Any]) -> bool:
         # The state, the cost row and the completion notices commit together: a crash in between
@@ -214,12 +236,13 @@ class Recorder:
     def _queue_notices(self, task_id: str, state: TaskState, summary: dict[str, Any]) -> None:
         """The completion (or review) message for every channel, in the caller's transaction; none for a
         plan's step (its plan's card shows it, and the plan ends in one completion)."""
+        notifier = Notifier(self.config, self.store, self.clock)
         if self.store.task_field(task_id, "plan_id"):
+            notifier.files_out(task_id, summary.get("outbox"))
             return
         pull_request, no_pr = self._pull_requests(summary)
-        Notifier(self.config, self.store, self.clock).finished(
-            task_id, state, summary, pull_request=pull_request, no_pr=no_pr
-        )
+        notifier.finished(task_id, state, summary, pull_request=pull_request, no_pr=no_pr)
+        notifier.files_out(task_id, summary.get("outbox"))  # after the summary: the chat reads it first
 
     def _pull_requests(self, summary: dict[str, Any]) -> tuple[bool, str]:
         """Whether a task on a branch of its project can open a pull request, and if not, why (empty:

@@ -28,12 +28,14 @@ from core.service.plans import PlanActions
 from core.service.queries import Approval, SentMessage
 from core.service.schedules import ScheduleActions
 from core.service.talk import Talk
+from core.service.voice import VoiceNotes
 from core.service.web import WebLinks
 from core.service.worktrees import WorktreeHousekeeping
 
 
 class Service(
     PlanActions,
+    VoiceNotes,
     Talk,
     PermissionAnswers,
     AgentsQuery,

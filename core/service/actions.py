@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import TYPE_CHECKING
 
 from core.engine import request_cancel
 from core.errors import InvalidTransition
@@ -12,6 +13,10 @@ from core.service.base import LOCAL, Actor
 from core.service.delegation import Delegating, Delegation
 from core.service.queries import Queries
 from core.text import format_cost, local_time, state_label
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 
 class TaskActions(Delegating, Queries):
@@ -81,7 +86,8 @@ class TaskActions(Delegating, Queries):
         if self._recorded_from_disk(task.id):
             raise InvalidTransition(self._finished_before_cancel(task.id))  # its result landed meanwhile
         if self.engine is not None:
-            self.engine.end_without_runner(task.id, TaskState.CANCELLED, "cancelled; its runner was gone")
+            if self.engine.end_without_runner(task.id, TaskState.CANCELLED, "cancelled; its runner was gone"):
+                self.engine.dispatch()  # its slot is free, and what was said to it is settled
             return
         now = self.clock.now()
         self.store.transition(
@@ -102,7 +108,9 @@ class TaskActions(Delegating, Queries):
         self.audit(actor, "kill", None, "cancelled " + (", ".join(cancelled) or "nothing"))
         return cancelled
 
-    def retry(self, task_id: str, *, feedback: str | None = None, actor: Actor = LOCAL) -> Delegation:
+    def retry(
+        self, task_id: str, *, feedback: str | None = None, actor: Actor = LOCAL, files: Sequence[Path] = ()
+    ) -> Delegation:
         """Run a finished task again (same agent, same session where the CLI can resume)."""
         if actor.ref and (done := self.store.task_by_source(actor.ref)) is not None:
             return self._delegation_of(done)  # this retry was made already; the update is handled again
@@ -112,7 +120,7 @@ class TaskActions(Delegating, Queries):
         original = self.store.task_text(task.id)  # the known secrets it held are stored as names only
         text = original if not feedback else f"{original}\n\nFeedback on the previous attempt: {feedback}"
         self.audit(actor, "retry", task.id, feedback or "")
-        return self.delegate(text, agent=task.agent, cwd=task.cwd, actor=actor, parent=task)
+        return self.delegate(text, agent=task.agent, cwd=task.cwd, actor=actor, parent=task, files=files)
 
     def approve(self, task_id: str, *, actor: Actor = LOCAL) -> Task:
         task = self.get(task_id)

@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import AgentUnavailable, TaskRejected, TmuxError
+from core.files import TASK_INBOX, adopt, with_files
 from core.models import Task, TaskState
+from core.protocol import task_dir
 from core.service.base import LOCAL, Actor
 from core.service.engine_control import EngineControl
 from core.service.projects import ProjectChoice
 from core.text import money
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from core.routing import RouteDecision, Router
 
 
@@ -88,13 +92,16 @@ class Delegating(ProjectChoice, EngineControl):
         project: str | None = None,
         actor: Actor = LOCAL,
         parent: Task | None = None,
+        files: Sequence[Path] = (),
         host: str | None = None,
     ) -> Delegation:
         """Route, estimate, apply the approval policy and queue a task; start it if a slot is free.
 
         The task runs in its project's directory (see :meth:`choose_project`); a project whose
         directory is missing is one line and nothing is stored. A chat update handled again (after
-        a crash) gets the task it created the first time. ``host`` (or ``@host:NAME`` in the text)
+        a crash) gets the task it created the first time. ``files`` (staged by ``core.inbox``) move
+        into the task's folder with it and are named after its text; the launch puts them in the
+        agent's ``.orchestra/inbox/`` (``core.files``). ``host`` (or ``@host:NAME`` in the text)
         runs it on that host of bots.yaml; an unknown or unreachable one is one line, nothing stored.
         """
         from core.costs import effective_budgets
@@ -131,7 +138,7 @@ class Delegating(ProjectChoice, EngineControl):
         with self.store.atomic():
             task = self.store.create_task(
                 {
-                    "text": body,
+                    "text": with_files(body, [path.name for path in files]),
                     "agent": decision.agent,
                     "category": decision.category,
                     "rule": decision.rule,
@@ -173,6 +180,8 @@ class Delegating(ProjectChoice, EngineControl):
             )
             if needs:
                 self._request_approval(task, actor, why)
+            if files:  # before the commit: an engine that sees the task finds its files
+                adopt(files, task_dir(self.home, task.id) / TASK_INBOX)
         if not needs:
             try:
                 self.kick()

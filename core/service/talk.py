@@ -17,9 +17,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from core.agents import adapter_for
 from core.engine import signal_runner
 from core.errors import InvalidInput, InvalidTransition
+from core.files import TASK_INBOX, adopt, deliver_now, with_files
 from core.models import TaskState
 from core.protocol import SAY_DIR, SPEC_FILE, STOP_FILE, task_dir
 from core.service.actions import TaskActions
@@ -27,7 +31,22 @@ from core.service.base import LOCAL, Actor
 from core.store.says import LIVE, QUEUED
 from core.text import state_label
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from core.models import Task
+
 SAY_CHARS = 4000
+
+
+def _running_cwd(folder: Path) -> str | None:
+    """The working directory the task's agent was launched in (its spec's), if it was launched."""
+    try:
+        spec = json.loads((folder / SPEC_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cwd = spec.get("cwd") if isinstance(spec, dict) else None
+    return cwd if isinstance(cwd, str) and Path(cwd).is_dir() else None
 
 
 class Talk(TaskActions):
@@ -40,13 +59,27 @@ class Talk(TaskActions):
             return False
         try:
             spec = json.loads((task_dir(self.home, task_id) / SPEC_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:  # its window is still opening: what its agent's invocation will be
+            return self._streams(task_id)
         except (OSError, ValueError):
             return False
         return isinstance(spec, dict) and spec.get("prompt_mode") == "stream"
 
-    def say(self, task_id: str, text: str, *, actor: Actor = LOCAL) -> str:
-        """Tell task ``task_id`` ``text``; returns the line saying whether it was delivered or kept."""
-        text = text.strip()
+    def _streams(self, task_id: str) -> bool:
+        task = self.get(task_id)
+        try:
+            settings = self.config.agent_settings(task.agent)
+            return adapter_for(settings.kind).build("", settings).prompt_mode == "stream"
+        except (KeyError, ValueError):  # an agent no longer configured: nothing reads input
+            return False
+
+    def say(self, task_id: str, text: str, *, actor: Actor = LOCAL, files: Sequence[Path] = ()) -> str:
+        """Tell task ``task_id`` ``text``; returns the line saying whether it was delivered or kept.
+
+        ``files`` (staged by ``core.inbox``) go with the words: into a running agent's working
+        directory at once, into a queued task's folder for its launch, or with a finished task's follow-up.
+        """
+        text = text.strip() or ("Look at the attached files." if files else "")
         if not text:
             raise InvalidInput("say what? Write the message after the task id (say t7 use the v2 API)")
         if len(text) > SAY_CHARS:
@@ -55,8 +88,10 @@ class Talk(TaskActions):
         if task.state.finished:
             if task.state == TaskState.REJECTED:
                 raise InvalidTransition(f"{task.id} was rejected; delegate a new task instead")
-            follow = self.retry(task.id, feedback=text, actor=actor).task
+            follow = self.retry(task.id, feedback=text, actor=actor, files=files).task
             return f"💬 {task.id} had finished, so {follow.id} continues it in the same session with your message."
+        if files and not (actor.ref and self.store.say_by_ref(actor.ref)):
+            text = with_files(text, self._hand_over(task, files))
         live = task.state == TaskState.RUNNING and self.live_input(task.id)
         with self.store.atomic():
             said, made = self.store.add_say(
@@ -75,6 +110,17 @@ class Talk(TaskActions):
             else f"{task.id} is {state_label(task.state)}"
         )
         return f"💬 Kept for {task.id}: {why}, so it goes as a follow-up in the same session when this run ends."
+
+    def _hand_over(self, task: Task, files: Sequence[Path]) -> list[str]:
+        """Give a task that has not ended the files sent to it: the names it will find them under."""
+        folder = task_dir(self.home, task.id)
+        cwd = _running_cwd(folder) if task.state == TaskState.RUNNING else None
+        if cwd is None:
+            return adopt(files, folder / TASK_INBOX)  # its launch copies them into its working directory
+        try:
+            return deliver_now(files, cwd, folder)
+        except OSError as exc:
+            raise InvalidInput(f"could not put the files in {task.id}'s working directory ({exc})") from None
 
     def stop(self, task_id: str, *, actor: Actor = LOCAL) -> str:
         """End the running task's current turn, keeping its session (a reply continues it); an agent

@@ -27,6 +27,7 @@ from core.store.projects import ProjectsMixin
 from core.store.says import SaysMixin
 from core.store.schedules import SchedulesMixin
 from core.store.tasks import TasksMixin
+from core.store.transcripts import TranscriptsMixin
 from core.store.web import WebMixin
 
 __all__ = ["BUSY_TIMEOUT_S", "INBOUND_ATTEMPTS", "MIGRATIONS", "Store", "store_error"]
@@ -78,6 +79,7 @@ class Store(
     PlansMixin,
     SchedulesMixin,
     SaysMixin,
+    TranscriptsMixin,
     WebMixin,
 ):
     """Owns the SQLite database file. Safe to open from several processes at once.

@@ -10,6 +10,7 @@ from core.store.migrations_late import (
     _m015_plans,
     _m017_schedules,
     _m018_says,
+    _m019_files,
     _m020_hosts,
     _m_web_sessions,
 )
@@ -360,5 +361,6 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     (WEB_MIGRATION, _m_web_sessions),
     ("017_schedules", _m017_schedules),
     ("018_says", _m018_says),
+    ("019_files", _m019_files),
     ("020_hosts", _m020_hosts),
 ]

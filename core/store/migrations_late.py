@@ -62,6 +62,21 @@ def _m018_says(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX says_waiting ON says (state, task_id)")
 
 
+def _m019_files(db: sqlite_utils.Database) -> None:
+    """Voice notes waiting to become tasks (``core.voice``): the transcript shown with Run / Edit, who
+    sent it and where, and what became of it (``pending``, ``editing``: the sender's next message is
+    the task, ``run``: ``task_id`` made from it, ``dropped``). ``ref`` is the chat update's, so a
+    redelivered voice note is transcribed into one row; ``about_task`` is the task whose card it replied
+    to (Run then says it to that task, as a typed reply would)."""
+    db.execute(
+        "CREATE TABLE transcripts (id INTEGER PRIMARY KEY, platform TEXT NOT NULL, chat_id TEXT NOT NULL,"
+        " user_id TEXT NOT NULL, user_name TEXT NOT NULL, text TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',"
+        " created_at REAL NOT NULL, decided_at REAL, decided_by TEXT, task_id TEXT, ref TEXT UNIQUE,"
+        " message_id TEXT, topic TEXT NOT NULL DEFAULT '', about_task TEXT)"
+    )
+    db.execute("CREATE INDEX transcripts_editing ON transcripts (platform, chat_id, user_id, state)")
+
+
 def _m020_hosts(db: sqlite_utils.Database) -> None:
     """Which host a task runs on (``hosts:`` in bots.yaml): null or ``local`` is this machine; how far the
     engine has mirrored the remote ``events.jsonl`` is the local copy's size, so nothing more is kept."""

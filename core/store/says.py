@@ -44,6 +44,11 @@ class SaysMixin(_Base):
             return self._say_where("state = ?", WAITING)
         return self._say_where("state = ? AND task_id = ?", WAITING, task_id)
 
+    def say_by_ref(self, ref: str) -> Said | None:
+        """What a chat update said, if it was kept already (a redelivered update)."""
+        found = self._say_where("ref = ?", ref)
+        return found[0] if found else None
+
     def task_says(self, task_id: str) -> list[Said]:
         return self._say_where("task_id = ?", task_id)
 
