@@ -37,6 +37,7 @@ INBOX = f"{FOLDER}/inbox"
 OUTBOX = f"{FOLDER}/outbox"
 TASK_INBOX = "inbox"  # in the task's own folder: what goes into its working directory at launch
 TASK_SENT = "sent"  # in the task's own folder: what its run left in the outbox, as sent to the chats
+GITIGNORE = "# Orchestra's files for and from the agent: never committed\n*\n"  # .orchestra/.gitignore
 NAME_CHARS = 100
 _UNSAFE = re.compile(r"[^\w.+@=-]+")
 
@@ -138,7 +139,7 @@ def prepare_workdir(cwd: str | Path, task_folder: Path) -> list[str]:
         sub.mkdir(parents=True, exist_ok=True, mode=0o700)
     ignore = root / ".gitignore"
     if not ignore.is_file():
-        ignore.write_text("# Orchestra's files for and from the agent: never committed\n*\n", encoding="utf-8")
+        ignore.write_text(GITIGNORE, encoding="utf-8")
     received = task_folder / TASK_INBOX
     copied: list[str] = []
     if received.is_dir():
@@ -242,7 +243,7 @@ def size_text(size: int) -> str:
 
 
 __all__ = [
-    "FOLDER", "INBOX", "OUTBOX", "OUTBOX_HINT", "TASK_INBOX", "TASK_SENT", "OutFile", "Outgoing", "adopt",
+    "FOLDER", "GITIGNORE", "INBOX", "OUTBOX", "OUTBOX_HINT", "TASK_INBOX", "TASK_SENT", "OutFile", "Outgoing", "adopt",
     "attached_line", "collect_outbox", "deliver_now", "prepare_workdir", "safe_name", "size_text", "unique_name",
     "with_files",
 ]  # fmt: skip

@@ -27,6 +27,7 @@ import yaml
 
 from bot.app import App
 from core.errors import HostUnavailable
+from core.messages import OutKind
 from core.models import TaskState
 from tests.conftest import ROOT, free_port, requires_tmux
 from tests.sshd import Sshd, remove_user, sshd_available, start_sshd, throwaway_user
@@ -231,13 +232,103 @@ async def test_cancel_reaches_the_runner_on_the_host(app_on_host: Any, tmp_path:
         assert d.task.id not in app.tmux.windows()  # not in the engine's tmux server
         assert f"orchestra {d.task.id}: hang running" in app.service.peek(d.task.id)  # the pane there
         assert "hang running" in (app.service.screen(d.task.id) or "")  # with its colours, for /screen
-        assert "Kept for" in app.service.say(d.task.id, "use the v2 API")  # not live on a host: a follow-up
+        assert "Sent to" in app.service.say(d.task.id, "use the v2 API")  # it reads stream-json there too
         app.service.cancel(d.task.id)
         task = await app.engine.wait_finished(d.task.id, timeout=20)
     finally:
         await app.engine.stop()
     assert task.state == TaskState.CANCELLED
     assert "cancelled" in task.error
+
+
+FILES_AGENT = """\
+import pathlib, sys
+inbox, out = pathlib.Path('.orchestra/inbox'), pathlib.Path('.orchestra/outbox')
+if 'wait for' in sys.argv[1]:
+    import time
+    deadline = time.monotonic() + 20
+    while not (inbox / 'late.txt').exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+seen = sorted(p.name + '=' + p.read_text() for p in inbox.iterdir()) if inbox.is_dir() else []
+out.mkdir(parents=True, exist_ok=True)
+(out / 'huge.bin').write_bytes(b'x' * 2_000_000)
+(out / 'report.txt').write_text('seen: ' + ','.join(seen) + chr(10) + 'prompt: ' + sys.argv[1])
+print('done')
+"""
+
+
+async def test_files_go_to_the_host_and_its_outbox_comes_back(app_on_host: Any, tmp_path: Path, remote: Remote) -> None:
+    agent = {"kind": "command", "command": "{python}", "args": ["-S", "-c", FILES_AGENT, "{task}"]}
+    app = app_on_host(
+        hosts__box=remote.host(agents=["standin", "hang", "slow", "filer"]), agents__filer=agent,
+        files__outbox_max_mb=1,
+    )  # fmt: skip
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "notes.txt").write_text("hello from the phone")
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        d = app.service.delegate("summarise the notes", agent="filer", host="box", cwd=str(tmp_path),
+                                 files=[staged / "notes.txt"])  # fmt: skip
+        task = await app.engine.wait_finished(d.task.id, timeout=30)
+        waiting = app.service.delegate("wait for the late file", agent="filer", host="box", cwd=str(tmp_path)).task
+        await _until(lambda: app.store.get_task(waiting.id).started_at is not None)
+        (staged / "late.txt").write_text("late news")
+        line = app.service.say(waiting.id, "here it is", files=[staged / "late.txt"])
+        late = await app.engine.wait_finished(waiting.id, timeout=30)
+        await _until(lambda: len(app.store.list_tasks()) == 3)  # the words' follow-up: not needed here
+        follow = [t for t in app.store.list_tasks() if t.parent_id == waiting.id]
+        app.service.cancel(follow[0].id)
+        await app.engine.wait_finished(follow[0].id, timeout=30)
+    finally:
+        await app.engine.stop()
+    assert line.startswith(f"💬 Kept for {waiting.id}"), line  # the words: a follow-up; the file: there at once
+    assert "seen: late.txt=late news" in Path(late.summary["outbox"]["files"][0]["path"]).read_text()
+    assert task.state == TaskState.SUCCEEDED, task.error
+    outbox = task.summary["outbox"]
+    [sent] = outbox["files"]
+    report = Path(sent["path"]).read_text()
+    assert sent["name"] == "report.txt" and Path(sent["path"]).is_relative_to(app.home)  # here, not there
+    assert "seen: notes.txt=hello from the phone" in report  # the file reached the agent's inbox there
+    assert "Attached files (in .orchestra/inbox/): notes.txt" in report
+    assert "(Files you write to .orchestra/outbox/ are sent to the person when you finish.)" in report
+    assert outbox["skipped"] == ["huge.bin (1.9 MB, over the 1.0 MB limit)"]
+    there = remote.data / "work" / task.id / ".orchestra" / "outbox"
+    assert sorted(p.name for p in there.iterdir()) == ["huge.bin"]  # what came here left the host
+    files = [i.text for i in app.store.outbox_queue("console", task_id=task.id) if i.kind == OutKind.FILE]
+    assert [text for text in files if "report.txt" in text] == [f"📎 {task.id} · report.txt · {sent['size']} B"]
+    assert any("huge.bin" in text for text in files)  # the one left there is named
+
+
+async def test_a_message_and_a_stop_reach_the_agent_on_the_host(
+    app_on_host: Any, tmp_path: Path, remote: Remote
+) -> None:
+    app = app_on_host(
+        hosts__box=remote.host(agents=["standin", "hang", "slow", "steady", "long"]),
+        agents__steady=standin("success", "0.6"), agents__long=standin("success", "1.5"),
+    )  # fmt: skip
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        said = app.service.delegate("add the login form", agent="steady", host="box", cwd=str(tmp_path)).task.id
+        stopped = app.service.delegate("add the signup form", agent="long", host="box", cwd=str(tmp_path)).task.id
+        await _until(lambda: all(app.store.get_task(t).started_at for t in (said, stopped)))
+        line = app.service.say(said, "use the v2 API instead")
+        assert line.startswith(f"💬 Sent to {said}'s running agent (steady)"), line
+        assert app.service.stop(stopped).startswith(f"⏹ {stopped} stops after its current step; its session is kept")
+        done = await app.engine.wait_finished(said, timeout=40)
+        ended = await app.engine.wait_finished(stopped, timeout=40)
+        await asyncio.sleep(0.5)  # a dispatch pass settles what was said
+    finally:
+        await app.engine.stop()
+    assert done.state == TaskState.SUCCEEDED, done.error
+    [taken] = [line for line in (done.final_text or "").splitlines() if "Taken into account while working" in line]
+    assert "use the v2 API instead" in taken  # the agent on the host read it mid-run
+    assert [(s.how, s.state) for s in app.store.task_says(said)] == [("live", "delivered")]
+    assert ended.state == TaskState.CANCELLED and "session is kept" in (ended.error or ""), ended.error
+    assert ended.session_id
+    assert len(app.store.list_tasks()) == 2, "delivered live: no follow-up"
 
 
 async def test_a_killed_connection_loses_nothing(app_on_host: Any, tmp_path: Path, remote: Remote) -> None:

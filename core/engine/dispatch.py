@@ -145,8 +145,8 @@ class Dispatcher:
     def _text(self, task: Task) -> str:
         """What the agent is told: the task, and for a plan's step what the steps it waits for did."""
         text = self.store.task_text(task.id)
-        if not task.remote and (task_dir(self.home, task.id) / TASK_INBOX).is_dir():  # not on hosts yet
-            text += f"\n{OUTBOX_HINT}"  # it was sent files: it may send some back
+        if (task_dir(self.home, task.id) / TASK_INBOX).is_dir():  # it was sent files: it may send some back
+            text += f"\n{OUTBOX_HINT}"
         if not task.plan_id or not task.step_after:
             return text
         from core.engine.handoff import handoff

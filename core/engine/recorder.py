@@ -86,6 +86,7 @@ class Recorder:
         self.finished = finished
         self.baselines: dict[str, dict[str, Any] | None] = {}
         self.bring_back: Callable[[Task], None] | None = None  # set by ``core.hosts.follow`` for remote branches
+        self.take_outbox: Callable[[Task], Outgoing] | None = None  # and for remote outboxes
 
     def task_dir(self, task_id: str) -> Path:
         return task_dir(self.home, task_id)
@@ -138,8 +139,9 @@ class Recorder:
         duration = finished_at - started if started else None
         before = partial(self.bring_back, task) if self.bring_back and task.remote and task.branch else None
         ending = _Ending(task, final, result, finished_at, self._summary(task, final, result, duration), before=before)
-        # A remote task's outbox stays on its host (not brought back yet: README Hosts).
-        return ending if task.remote else replace(ending, collect=self._outbox_of(task_id))
+        if task.remote:  # its outbox is on its host: brought here first (``core.hosts.follow``)
+            return replace(ending, collect=partial(self.take_outbox, task)) if self.take_outbox else ending
+        return replace(ending, collect=self._outbox_of(task_id))
 
     def _outbox_of(self, task_id: str) -> Callable[[], Outgoing]:
         """How to take what the run left in its ``.orchestra/outbox/`` (nothing for a task never launched)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from core.messages import OutKind
 from core.models import TaskState
 from core.notify import Notifier
-from core.protocol import SAID_DIR, SAY_DIR, task_dir
+from core.protocol import SAID_DIR, SAY_DIR, EventKind, task_dir
 from core.store.says import DELIVERED, DROPPED, FOLLOWED, LIVE
 from core.text import clip
 
@@ -45,7 +45,7 @@ def release(config: Config, store: Store, clock: Clock, home: Path) -> bool:
         directory = task_dir(home, task_id)
         left = []
         for said in says:
-            if said.how == LIVE and (directory / SAID_DIR / f"{said.id}.json").exists():
+            if said.how == LIVE and _passed_on(store, directory, said):
                 store.settle_say(said.id, DELIVERED)
             else:
                 left.append(said)
@@ -71,6 +71,15 @@ def release(config: Config, store: Store, clock: Clock, home: Path) -> bool:
         log.info("%s follows %s up with %d message(s) said while it ran", follow.id, task.id, len(left))
         queued = True
     return queued
+
+
+def _passed_on(store: Store, directory: Path, said: Said) -> bool:
+    """Whether the runner wrote the message to its agent: it moved it to ``said/`` (here), or its notice
+    says so (a task on another host: its events come here, its folders stay there)."""
+    if (directory / SAID_DIR / f"{said.id}.json").exists():
+        return True
+    notices = store.events(said.task_id, kinds=[EventKind.NOTICE])
+    return any(str(event["data"].get("said")) == str(said.id) for event in notices)
 
 
 def _text(original: str, says: list[Said]) -> str:

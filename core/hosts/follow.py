@@ -16,16 +16,26 @@ import dataclasses
 import json
 import logging
 import os
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import HostUnavailable
+from core.files import TASK_INBOX, Outgoing, collect_outbox
 from core.hosts import git, remote
 from core.hosts.registry import Hosts
 from core.launch import discard, write_launch
 from core.models import TaskState
-from core.protocol import EVENTS_FILE, RESULT_FILE, SPEC_FILE, EventKind, event_record, failed_result, task_dir
+from core.protocol import (
+    EVENTS_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    EventKind,
+    event_record,
+    failed_result,
+    task_dir,
+)
 from core.summary import git_root
 
 if TYPE_CHECKING:
@@ -33,6 +43,7 @@ if TYPE_CHECKING:
     from core.engine.dispatch import Dispatcher, _Isolation
     from core.engine.recorder import Recorder
     from core.hosts.git import RemoteTree
+    from core.hosts.ssh import SshHost
     from core.models import Task
     from core.store import Store
 
@@ -56,6 +67,7 @@ class RemoteTasks:
         self._down: set[str] = set()  # hosts whose being down was logged (once until they are back)
         self.recorder = recorder
         recorder.bring_back = self.bring_back  # a remote branch comes back before the run's summary
+        recorder.take_outbox = self.take_outbox  # and what its agent left for the chat
         self._checks: dict[str, asyncio.Task[None]] = {}
 
     # -- launch ---------------------------------------------------------------------------------
@@ -110,12 +122,13 @@ class RemoteTasks:
         finally:
             discard(str(directory / "launch.bin"))  # it travels inside the connection, never kept here
         rel = f"tasks/{task.id}"
-        out = {
+        out: dict[str, tuple[bytes | None, int]] = {
             f"{rel}/task.md": (clean.encode("utf-8", "surrogateescape"), 0o600),
             f"{rel}/{SPEC_FILE}": (spec_json.encode(), 0o600),
             f"{rel}/launch.bin": (secret, 0o600),
             f"{rel}/cwd": (workdir.encode(), 0o600),
         }
+        out.update(self._inbox(directory, data, workdir, host))  # files a person sent with the task
         for path, content in files.items():  # the agent's config files (no secret in them)
             moved = there(path)
             if moved.startswith(data + "/"):
@@ -126,6 +139,38 @@ class RemoteTasks:
             (directory / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
             dispatcher.recorder.baselines[task.id] = baseline
         return remote.start_task(host, task.id, out, workdir), tree
+
+    @staticmethod
+    def _inbox(directory: Path, data: str, workdir: str, host: SshHost) -> dict[str, tuple[bytes | None, int]]:
+        """The task's received files as members of its launch's tar: ``<workdir>/.orchestra/inbox/`` there."""
+        received = directory / TASK_INBOX
+        if not received.is_dir():
+            return {}
+        sent = {p.name: p.read_bytes() for p in sorted(received.iterdir()) if p.is_file() and not p.is_symlink()}
+        if not workdir.startswith(data + "/"):  # never so today: work/ and worktrees/ are in the data dir
+            remote.put_files(host, workdir, sent)
+            return {}
+        return remote.agent_folder(sent, prefix=workdir[len(data) + 1 :] + "/")
+
+    def take_outbox(self, task: Task) -> Outgoing:
+        """What the agent left in its outbox on the host: brought into the task's folder here, then taken
+        as a local run's is (``core.files.collect_outbox``); never raises, as that does not."""
+        limits, folder = self.config.files, task_dir(self.home, task.id)
+        workdir = _spec_cwd(folder)
+        if workdir is None or limits.outbox_max_files == 0:
+            return Outgoing()
+        staging = folder / "host"
+        left: list[str] = []
+        try:
+            left = remote.fetch_outbox(
+                self.hosts.of(task), workdir, staging, max_files=limits.outbox_max_files,
+                max_bytes=limits.outbox_max_bytes(),
+            )  # fmt: skip
+        except (HostUnavailable, OSError, tarfile.TarError) as exc:
+            log.warning("%s: could not bring its outbox from host %s: %s", task.id, task.host, exc)
+            left = [f"the outbox on host {task.host} (it could not be fetched: {exc})"]
+        got = collect_outbox(staging, folder, max_files=limits.outbox_max_files, max_bytes=limits.outbox_max_bytes())
+        return Outgoing(got.files, (*got.skipped, *left))
 
     def bring_back(self, task: Task) -> None:
         """A remote task's branch, committed there and fetched here (its summary and Diff/Merge need it)."""
@@ -274,6 +319,15 @@ def cancel_remote(hosts: Hosts, store: Store, task: Task) -> bool:
     except HostUnavailable as exc:
         log.warning("could not cancel %s: %s", task.id, exc)
         return False
+
+
+def _spec_cwd(folder: Path) -> str | None:
+    """The working directory on the host the task's agent was launched in (the local copy of its spec)."""
+    try:
+        cwd = json.loads((folder / SPEC_FILE).read_text(encoding="utf-8")).get("cwd")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return cwd if isinstance(cwd, str) and cwd.startswith("/") else None
 
 
 def _write_result(directory: Path, payload: dict[str, Any]) -> None:

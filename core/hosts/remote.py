@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import HostUnavailable
+from core.files import GITIGNORE, size_text
 from core.hosts.ssh import quote
 
 if TYPE_CHECKING:
@@ -85,18 +86,28 @@ def check_tools(host: SshHost, commands: dict[str, str]) -> list[tuple[bool, str
     return lines
 
 
-def start_task(host: SshHost, task_id: str, files: dict[str, tuple[bytes, int]], workdir: str) -> str:
+def _tar(members: dict[str, tuple[bytes | None, int]]) -> bytes:
+    """An uncompressed tar of (content, mode) by path; None is a folder."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, (content, mode) in members.items():
+            info = tarfile.TarInfo(name)
+            info.mode, info.mtime = mode, int(time.time())
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def start_task(host: SshHost, task_id: str, files: dict[str, tuple[bytes | None, int]], workdir: str) -> str:
     """Unpack the task's files (paths relative to the data directory, with their modes), make its working
     directory and open its window running the runner; return the window's id (``@3``).
 
-    What an earlier launch of the same task left there (a window that never came up) is removed first.
+    What an earlier launch of the same task left there (its window, its folder) is removed first.
     """
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, (content, mode) in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(content), mode, int(time.time())
-            tar.addfile(info, io.BytesIO(content))
     data = host.data_dir()
     tmux = quote(host.tmux_words())
     session = quote([f"={SESSION}"])
@@ -112,7 +123,8 @@ def start_task(host: SshHost, task_id: str, files: dict[str, tuple[bytes, int]],
         f"umask 077 && rm -rf {quote([remote_task_dir(host, task_id)])} && mkdir -p {quote([data + '/tasks', workdir])}"
         f" && tar -xf - -C {quote([data])} && {{ {opened} 2>/dev/null || {{ {ensure} && {opened}; }}; }}"
     )
-    out = host.run(line, input=buffer.getvalue(), timeout=60).stdout.decode().strip()
+    archive = _tar(files)
+    out = host.run(line, input=archive, timeout=60 + len(archive) / 1e6).stdout.decode().strip()
     if not out.startswith("@"):
         raise HostUnavailable(f"host {host.name}: tmux did not open a window for {task_id} ({out[:80]!r})")
     return out.splitlines()[0]
@@ -132,6 +144,126 @@ def cancel(host: SshHost, task_id: str, runner_pid: int | None) -> bool:
         listed = f"{quote(host.tmux_words())} list-windows -t {quote([SESSION + ':'])} -F '#{{window_name}}'"
         line += f" && {listed} | grep -qx {quote([task_id])}"
     return host.run(line, check=False, timeout=30).returncode == 0
+
+
+def _signal(directory: str, runner_pid: int | None, sig: str) -> str:
+    """The shell words that signal the task's runner there, once its command line shows it is that runner."""
+    if not runner_pid:  # not started yet: it reads its folder when it is
+        return "true"
+    pid = int(runner_pid)
+    return f"{{ ! grep -q {quote([directory])} /proc/{pid}/cmdline 2>/dev/null || kill -{sig} {pid}; }}"
+
+
+def say(host: SshHost, task_id: str, say_id: int, content: bytes, runner_pid: int | None) -> None:
+    """Leave what was said in the task's ``say/`` folder there (whole or not at all) and wake its runner,
+    which writes it to the agent as it does here (``core.runner_input``)."""
+    folder = remote_task_dir(host, task_id) + "/say"
+    partial, final = f"{folder}/.{int(say_id)}.tmp", f"{folder}/{int(say_id)}.json"
+    line = f"umask 077 && mkdir -p {quote([folder])} && cat > {quote([partial])} && mv {quote([partial, final])}"
+    host.run(f"{line} && {_signal(remote_task_dir(host, task_id), runner_pid, 'USR1')}", input=content, timeout=30)
+
+
+def stop(host: SshHost, task_id: str, runner_pid: int | None) -> None:
+    """``/stop`` there: the stop mark, and the runner woken to send its agent the interrupt."""
+    directory = remote_task_dir(host, task_id)
+    host.run(f"touch {quote([directory + '/stop'])} && {_signal(directory, runner_pid, 'USR1')}", timeout=30)
+
+
+def put_files(host: SshHost, workdir: str, files: dict[str, bytes]) -> None:
+    """Files sent to a running task, into ``<workdir>/.orchestra/inbox/`` there (mode 0600)."""
+    host.run(
+        f"umask 077 && mkdir -p {quote([workdir])} && tar -xf - -C {quote([workdir])}",
+        input=_tar(agent_folder(files)),
+        timeout=60 + sum(map(len, files.values())) / 1e6,
+    )
+
+
+def agent_folder(files: dict[str, bytes], prefix: str = "") -> dict[str, tuple[bytes | None, int]]:
+    """The ``.orchestra/`` folder a task sent files gets in its working directory (as ``core.files`` makes
+    it here): its inbox with the files, an empty outbox, a ``.gitignore`` of everything. Tar members."""
+    root = f"{prefix}.orchestra"
+    out: dict[str, tuple[bytes | None, int]] = {f"{root}/inbox": (None, 0o700), f"{root}/outbox": (None, 0o700)}
+    out[f"{root}/.gitignore"] = (GITIGNORE.encode(), 0o600)
+    out.update({f"{root}/inbox/{name}": (content, 0o600) for name, content in files.items()})
+    return out
+
+
+def fetch_outbox(host: SshHost, workdir: str, into: Path, *, max_files: int, max_bytes: int) -> list[str]:
+    """Bring what the agent left in ``<workdir>/.orchestra/outbox/`` there into ``into/.orchestra/outbox/``
+    here, and remove what came from the host; the lines for files left there (too big, too many, not
+    regular files). The host's Python picks them by the same rules as ``core.files.collect_outbox``."""
+    source = f"{workdir}/.orchestra/outbox"
+    done = host.run([host.config.python, "-S", "-c", _PICK, source, str(max_files), str(max_bytes)], timeout=300)
+    target = into / ".orchestra" / "outbox"
+    target.mkdir(parents=True, exist_ok=True, mode=0o700)
+    taken: list[str] = []
+    skipped: list[str] = []
+    with tarfile.open(fileobj=io.BytesIO(done.stdout), mode="r:") as tar:
+        for member in tar.getmembers():
+            data = tar.extractfile(member) if member.isfile() else None
+            if data is None:
+                continue
+            content = data.read()
+            if member.name == ".skipped":
+                lines = content.decode(errors="replace").splitlines()
+                skipped = [_skip_line(line, max_files, max_bytes) for line in lines]
+                continue
+            if not member.name.startswith("f/"):
+                continue
+            name = os.path.basename(member.name)
+            path = target / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+            os.utime(path, (member.mtime, member.mtime))  # oldest first, as they were made there
+            taken.append(name)
+    if taken:
+        host.run(f"cd {quote([source])} && rm -f -- {quote(taken)}", check=False, timeout=30)
+    return skipped
+
+
+def _skip_line(line: str, max_files: int, max_bytes: int) -> str:
+    """A file the host left in its outbox, as ``core.files.collect_outbox`` names one here."""
+    why, name, *size = line.split("\t")
+    if why == "big":
+        return f"{name} ({size_text(int(size[0]))}, over the {size_text(max_bytes)} limit)"
+    return f"{name} (over {max_files} files)" if why == "many" else f"{name} (not a regular file)"
+
+
+_PICK = r"""
+import io, os, stat, sys, tarfile
+folder, most, biggest = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def made(name):
+    try:
+        return os.lstat(os.path.join(folder, name)).st_mtime, name
+    except OSError:
+        return 0.0, name
+try:
+    names = [] if os.path.islink(folder) else sorted(os.listdir(folder), key=made)
+except OSError:
+    names = []
+out, skipped, taken = io.BytesIO(), [], 0
+with tarfile.open(fileobj=out, mode="w") as tar:
+    for name in names:
+        try:
+            info = os.lstat(os.path.join(folder, name))
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            skipped.append(f"odd\t{name}")
+        elif info.st_size > biggest:
+            skipped.append(f"big\t{name}\t{info.st_size}")
+        elif taken >= most:
+            skipped.append(f"many\t{name}")
+        else:
+            taken += 1
+            tar.add(os.path.join(folder, name), arcname="f/" + name, recursive=False)
+    note = "\n".join(skipped).encode()
+    entry = tarfile.TarInfo(".skipped")
+    entry.size = len(note)
+    tar.addfile(entry, io.BytesIO(note))
+sys.stdout.buffer.write(out.getvalue())
+"""
 
 
 def windows(host: SshHost) -> set[str]:

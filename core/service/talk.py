@@ -15,6 +15,7 @@ cancel, and says so.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from core.agents import adapter_for
 from core.engine import signal_runner
-from core.errors import InvalidInput, InvalidTransition
+from core.errors import HostUnavailable, InvalidInput, InvalidTransition
 from core.files import TASK_INBOX, adopt, deliver_now, with_files
 from core.models import TaskState
 from core.protocol import SAY_DIR, SPEC_FILE, STOP_FILE, task_dir
@@ -36,27 +37,32 @@ if TYPE_CHECKING:
 
     from core.models import Task
 
+log = logging.getLogger(__name__)
 SAY_CHARS = 4000
 
 
-def _running_cwd(folder: Path) -> str | None:
+def _spec_cwd(folder: Path) -> str | None:
     """The working directory the task's agent was launched in (its spec's), if it was launched."""
     try:
         spec = json.loads((folder / SPEC_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     cwd = spec.get("cwd") if isinstance(spec, dict) else None
-    return cwd if isinstance(cwd, str) and Path(cwd).is_dir() else None
+    return cwd if isinstance(cwd, str) else None
+
+
+def _running_cwd(folder: Path) -> str | None:
+    """That working directory, here."""
+    cwd = _spec_cwd(folder)
+    return cwd if cwd is not None and Path(cwd).is_dir() else None
 
 
 class Talk(TaskActions):
     """``say`` and ``stop``; the roles are the surfaces' to check (operators in chats)."""
 
     def live_input(self, task_id: str) -> bool:
-        """Whether the task's agent reads what is said while it runs (its spec says ``stream``); not yet on
-        another host (what is said is kept for its follow-up there)."""
-        if self.store.task_field(task_id, "host") not in (None, "", "local"):
-            return False
+        """Whether the task's agent reads what is said while it runs (its spec says ``stream``), here or
+        on its host (the local copy of its spec says the same)."""
         try:
             spec = json.loads((task_dir(self.home, task_id) / SPEC_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError:  # its window is still opening: what its agent's invocation will be
@@ -101,8 +107,11 @@ class Talk(TaskActions):
             if made:
                 self.audit(actor, "say", task.id, self.quote(text, 200))
         if live:
-            if made:
-                self._drop(task.id, said.id, {"text": text, "by": actor.name})
+            if made and not self._drop(task, said.id, {"text": text, "by": actor.name}):
+                return (
+                    f"💬 Kept for {task.id}: host {task.host} cannot be reached now,"
+                    " so it goes as a follow-up when this run ends."
+                )
             return f"💬 Sent to {task.id}'s running agent ({task.agent}): it reads it before its next step."
         why = (
             f"{task.agent} cannot read messages while it runs"
@@ -114,6 +123,8 @@ class Talk(TaskActions):
     def _hand_over(self, task: Task, files: Sequence[Path]) -> list[str]:
         """Give a task that has not ended the files sent to it: the names it will find them under."""
         folder = task_dir(self.home, task.id)
+        if task.remote and task.state == TaskState.RUNNING:
+            return self._hand_over_there(task, files)
         cwd = _running_cwd(folder) if task.state == TaskState.RUNNING else None
         if cwd is None:
             return adopt(files, folder / TASK_INBOX)  # its launch copies them into its working directory
@@ -121,6 +132,21 @@ class Talk(TaskActions):
             return deliver_now(files, cwd, folder)
         except OSError as exc:
             raise InvalidInput(f"could not put the files in {task.id}'s working directory ({exc})") from None
+
+    def _hand_over_there(self, task: Task, files: Sequence[Path]) -> list[str]:
+        """Files for a task running on a host: kept in its folder here, and put in its inbox there."""
+        from core.hosts import remote
+
+        folder = task_dir(self.home, task.id)
+        names = adopt(files, folder / TASK_INBOX)
+        cwd = _spec_cwd(folder)
+        if cwd is None:  # its window is still opening: its launch takes them
+            return names
+        try:
+            remote.put_files(self.hosts.of(task), cwd, {n: (folder / TASK_INBOX / n).read_bytes() for n in names})
+        except HostUnavailable as exc:
+            raise InvalidInput(f"could not send the files to {task.id} on host {task.host} ({exc})") from None
+        return names
 
     def stop(self, task_id: str, *, actor: Actor = LOCAL) -> str:
         """End the running task's current turn, keeping its session (a reply continues it); an agent
@@ -132,13 +158,42 @@ class Talk(TaskActions):
             self.cancel(task.id, actor=actor)
             return f"⏹ {task.agent} cannot be interrupted mid-turn, so {task.id} is being cancelled instead."
         self.audit(actor, "stop", task.id, "the current turn")
+        if task.remote:
+            from core.hosts import remote
+
+            try:
+                remote.stop(self.hosts.of(task), task.id, self._runner_pid(task.id))
+            except HostUnavailable as exc:
+                raise InvalidTransition(f"could not stop {task.id}: {exc}") from None
+            return f"⏹ {task.id} stops after its current step; its session is kept: reply to its card to go on."
         directory = task_dir(self.home, task.id)
+        directory.mkdir(parents=True, exist_ok=True)  # claimed, its window still opening: its runner sees it
         (directory / STOP_FILE).touch()
         signal_runner(self.store, self.tmux, task.id, signal.SIGUSR1)
         return f"⏹ {task.id} stops after its current step; its session is kept: reply to its card to go on."
 
-    def _drop(self, task_id: str, say_id: int, content: dict[str, str]) -> None:
-        """Leave the words for the runner (whole or not at all, readable by its owner only) and wake it."""
+    def _runner_pid(self, task_id: str) -> int | None:
+        pid = self.store.task_field(task_id, "runner_pid")
+        return int(pid) if pid else None
+
+    def _drop(self, task: Task, say_id: int, content: dict[str, str]) -> bool:
+        """Leave the words for the runner (whole or not at all, readable by its owner only) and wake it;
+        False when its host cannot be reached (the words stay kept for the follow-up)."""
+        if task.remote:
+            from core.hosts import remote
+
+            data = json.dumps(content, ensure_ascii=False).encode()
+            try:
+                remote.say(self.hosts.of(task), task.id, say_id, data, self._runner_pid(task.id))
+            except HostUnavailable as exc:
+                self.store.keep_say(say_id)
+                log.warning("%s: what was said stays for its follow-up: %s", task.id, exc)
+                return False
+            return True
+        self._drop_here(task.id, say_id, content)
+        return True
+
+    def _drop_here(self, task_id: str, say_id: int, content: dict[str, str]) -> None:
         folder = task_dir(self.home, task_id) / SAY_DIR
         folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f".{say_id}.tmp"

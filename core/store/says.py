@@ -58,6 +58,10 @@ class SaysMixin(_Base):
         )
         return cursor.rowcount == 1
 
+    def keep_say(self, say_id: int) -> None:
+        """A message meant for a running agent that could not be passed on: kept for the follow-up instead."""
+        self._conn.execute("UPDATE says SET how = ? WHERE id = ? AND state = ?", (QUEUED, say_id, WAITING))
+
     def _say_where(self, where: str, *args: object) -> list[Said]:
         rows = self._conn.execute(f"SELECT {_COLUMNS} FROM says WHERE {where} ORDER BY id", args).fetchall()
         return [Said(*row) for row in rows]
