@@ -93,6 +93,10 @@ class HostUnavailable(OrchestraError):
     failed (``core.hosts``). The message is one line naming the host."""
 
 
+class HostDown(HostUnavailable):
+    """SSH itself could not reach the host (not a command there that failed): worth waiting for."""
+
+
 class WorktreeError(OrchestraError):
     """A task's git worktree could not be made or used (``core.worktrees``): the repository is
     gone or not git, the base names no commit, or git failed; nothing half-made is left."""

@@ -9,16 +9,20 @@ task runs in the engine's tmux server or under the engine's user.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +243,35 @@ async def test_cancel_reaches_the_runner_on_the_host(app_on_host: Any, tmp_path:
         await app.engine.stop()
     assert task.state == TaskState.CANCELLED
     assert "cancelled" in task.error
+
+
+async def test_a_cancel_as_the_task_starts_leaves_nothing_running_there(
+    app_on_host: Any, tmp_path: Path, remote: Remote
+) -> None:
+    app = app_on_host()
+    box = app.service.hosts.get("box")
+
+    def windows() -> list[str]:
+        listed = f"tmux -L {remote.tmux_socket} list-windows -a -F '#{{window_name}}'"
+        return [w for w in box.run(listed, check=False).stdout.decode().split() if w != "orchestra"]
+
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        ids = []
+        for _ in range(3):  # the cancel lands while its window is being opened there, or just after
+            task_id = app.service.delegate("wait forever", agent="hang", cwd=str(tmp_path), host="box").task.id
+            await _until(partial(lambda t: app.store.task_field(t, "state") == TaskState.RUNNING, task_id), 10)
+            app.service.cancel(task_id)
+            ids.append(task_id)
+        for task_id in ids:
+            assert (await app.engine.wait_finished(task_id, timeout=20)).state == TaskState.CANCELLED
+        try:
+            await _until(lambda: not windows(), timeout=20)  # no agent goes on there for a task cancelled here
+        except AssertionError:
+            raise AssertionError(f"still running there: {windows()}") from None
+    finally:
+        await app.engine.stop()
 
 
 FILES_AGENT = """\
@@ -468,6 +501,89 @@ async def test_a_host_that_refuses_connections_is_skipped_in_one_line(make_app: 
     assert "host down is down" in routed.decision.reason and "skipped, ran here" in routed.decision.reason
     states = {s.name: s for s in app.service.host_states()}
     assert not states["down"].up and "refused" in states["down"].detail
+
+
+class Gate:
+    """A TCP forwarder to the sshd that can be shut (the host is down: connections refused, the open
+    ones cut) and opened again (the host is back)."""
+
+    def __init__(self, target: int) -> None:
+        self.target, self.port, self.conns = target, free_port(), []  # type: ignore[var-annotated]
+        self.listener: socket.socket | None = None
+
+    def open(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def shut(self) -> None:
+        assert self.listener is not None
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        self.listener.close()
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self.conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+            b.shutdown(socket.SHUT_WR)
+
+
+async def test_a_queued_task_waits_while_its_host_is_down(app_on_host: Any, remote: Remote, tmp_path: Path) -> None:
+    gate = Gate(remote.sshd.port)
+    gate.open()
+    known = tmp_path / "known_hosts"  # the same host key, at the gate's port
+    known.write_text(f"[127.0.0.1]:{gate.port} {remote.sshd.known_hosts.read_text().split(' ', 1)[1]}")
+    app = app_on_host(hosts__box=remote.host(agents=["standin"], port=gate.port, known_hosts_file=str(known),
+                                             connect_timeout_s=3))  # fmt: skip
+    app.service.autostart_engine = False  # it is queued, for the engine started below
+    d = app.service.delegate("@host:box Create User model", cwd=str(tmp_path))  # chosen while it is up
+    box = app.service.hosts.get("box")
+    gate.shut()
+    box.disconnect()
+    from core.engine import dispatch
+
+    def waits() -> list[str]:
+        return [i.text for i in app.store.outbox_queue("console", task_id=d.task.id) if "waits for host" in i.text]
+
+    assert app.engine.acquire()
+    await app.engine.start()
+    try:
+        await _until(lambda: waits() and app.store.task_field(d.task.id, "state") == TaskState.QUEUED)
+        [told] = waits()
+        assert told.startswith(f"⏳ {d.task.id} waits for host box: host box is down") and "\n" not in told
+        app.engine.dispatch()  # within the wait: not tried again
+        assert app.store.task_field(d.task.id, "state") == TaskState.QUEUED
+        app.engine.dispatcher.host_waits["box"] = time.monotonic() - 1
+        app.engine.dispatch()  # still down: back to the queue, told once
+        await _until(lambda: app.store.task_field(d.task.id, "state") == TaskState.QUEUED
+                     and app.engine.dispatcher.host_waits["box"] > time.monotonic())  # fmt: skip
+        assert len(waits()) == 1
+        gate.open()
+        app.engine.dispatcher.host_waits["box"] = time.monotonic() - 1
+        app.engine.dispatch()  # as the sweep does: the host is back
+        task = await app.engine.wait_finished(d.task.id, timeout=30)
+    finally:
+        await app.engine.stop()
+        gate.shut()
+    assert task.state == TaskState.SUCCEEDED and task.host == "box", task.error
+    assert dispatch.HOST_RETRY_S <= 30  # the sweep's period: a task waits at most about that long
 
 
 def test_orchestra_hosts_shows_each_host(app_on_host: Any, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -22,9 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from core.agents import adapter_for
 from core.agents.common import agent_env
+from core.errors import HostDown
 from core.files import OUTBOX_HINT, TASK_INBOX, prepare_workdir
 from core.launch import discard_launch, write_launch
+from core.messages import OutKind
 from core.models import Task, TaskState
+from core.notify import Notifier
 from core.permissions.hook import TASK_DIR_ENV
 from core.protocol import ENGINE_SOCKET, SPEC_FILE, EventKind, TaskSpec, task_dir
 from core.summary import git_baseline, git_root
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
     from core.store import Store
 
 log = logging.getLogger(__name__)
+HOST_RETRY_S = 10.0  # how long the tasks of a host found down wait before it is tried again
 _TASK_FILE = "{task_file}"
 
 Notify = Callable[[str, str, dict[str, Any]], None]
@@ -89,6 +94,7 @@ class Dispatcher:
         self.notify = notify
         self.remote = remote  # tasks on other hosts: their launch and their followers
         self.redactor = store.redactor  # the store's: one set of known secrets for the files and the tables
+        self.host_waits: dict[str, float] = {}  # hosts found down at a launch: their tasks wait until then
 
     def dispatch(self) -> list[str]:
         """Move plans on (``core.engine.plans``), follow ended tasks up with what was said to them
@@ -122,6 +128,8 @@ class Dispatcher:
             host = self.config.hosts.get(task.host or "") if task.remote else None
             if host is not None and per_host.get(task.host or "", 0) >= host.max_concurrent:
                 continue  # this host is full
+            if host is not None and self.host_waits.get(task.host or "", 0.0) > time.monotonic():
+                continue  # this host was down a moment ago: the sweep tries it again
             if self._start(task):
                 started.append(task.id)
                 slots -= 1
@@ -223,16 +231,34 @@ class Dispatcher:
         """Back on the engine's thread: record the window, or end a task that could not start."""
         if error is not None or launched is None:
             discard_launch(str(task_dir(self.home, task.id)))  # no launcher will read its secrets
+            if isinstance(error, HostDown) and task.host and self._wait_for_host(task, error):
+                return False
             log.warning("could not start %s: %s", task.id, self.redactor.text(str(error)))
             self.recorder.fail_unstarted(task, f"could not start: {error}")
             return False
         self.store.update_task(task.id, window_id=launched.window_id)
+        if task.remote and self.store.task_field(task.id, "state") != TaskState.RUNNING:
+            self.remote.cancel(task)  # cancelled while its window opened there: its mark is there only now
+            return False
         if task.remote and task.host:
             self.remote.follow(task.id, task.host)
         if launched.worktree:
             self.store.update_task(task.id, worktree=launched.worktree, branch=launched.branch)
         if launched.repo is not None and self.config.worktrees.spares:  # the next task takes a ready checkout
             self.workers.submit(f"spare-{task.id}", partial(_make_spare, launched.repo, self.home), lambda _: None)
+        return True
+
+    def _wait_for_host(self, task: Task, error: HostDown) -> bool:
+        """A task whose host was down at its launch goes back to the queue (nothing is lost): it starts
+        when the host is back, tried again at each sweep; the chats are told once. False if it ended."""
+        if not self.store.transition(task.id, [TaskState.RUNNING], TaskState.QUEUED, updated_at=self.clock.now()):
+            return False
+        assert task.host is not None
+        self.host_waits[task.host] = time.monotonic() + HOST_RETRY_S
+        log.warning("%s waits for host %s: %s", task.id, task.host, error)
+        text = f"⏳ {task.id} waits for host {task.host}: {error}. It starts when the host is back"
+        text += f" (/cancel {task.id} drops it)."
+        Notifier(self.config, self.store, self.clock).post(OutKind.ACK, f"{task.id}:host-wait", text, task_id=task.id)
         return True
 
     def spec(self, task: Task, text: str) -> tuple[TaskSpec, dict[str, str], dict[str, str]]:

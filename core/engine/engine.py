@@ -84,6 +84,7 @@ class Engine:
         self._workers = Workers()  # launches and summaries in flight: the sweep leaves their tasks alone
         self.recorder = Recorder(config, store, clock, home, self._workers, self._finished_run)
         self.remote = RemoteTasks(config, store, home, self.ingest, self.recorder)  # tasks on other hosts, over SSH
+        self.listeners.append(self.remote.on_event)  # a cancel that came before a runner there was up
         self.dispatcher = Dispatcher(config, store, tmux, clock, home, workers=self._workers, recorder=self.recorder,
                                      notify=self._notify, remote=self.remote)  # fmt: skip
         self.asks = Asks(config, store, clock, home, self._notify)
@@ -100,8 +101,7 @@ class Engine:
     def release(self) -> None:
         if self._lock.held:
             with contextlib.suppress(OSError):
-                if self.socket_path.exists():
-                    self.socket_path.unlink()
+                self.socket_path.unlink()
             self._lock.release()
 
     def task_dir(self, task_id: str) -> Path:
@@ -197,6 +197,7 @@ class Engine:
             await asyncio.sleep(_SWEEP_S)
             try:
                 self.sweep()
+                self.dispatch()  # and what waited for a host found down goes when it can
             except Exception:
                 log.exception("sweep failed")
 
@@ -216,8 +217,7 @@ class Engine:
                 log.exception("listener failed for %s", task_id)
 
     def mark_finished(self, task_id: str) -> None:
-        event = self._finished.get(task_id)
-        if event is not None:
+        if (event := self._finished.get(task_id)) is not None:
             event.set()
 
     # -- dispatch and recording ------------------------------------------------------------

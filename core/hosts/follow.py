@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import tarfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from core.hosts.registry import Hosts
 from core.launch import discard, write_launch
 from core.models import TaskState
 from core.protocol import (
+    CANCEL_FILE,
     EVENTS_FILE,
     RESULT_FILE,
     SPEC_FILE,
@@ -306,6 +308,18 @@ class RemoteTasks:
                     return True
 
     # -- cancel -----------------------------------------------------------------------------------
+    def on_event(self, task_id: str, kind: str, data: dict[str, Any]) -> None:
+        """A runner there that tells its pid after its task was cancelled here (the cancel came while its
+        window opened, before the runner could be signalled): cancelled now, off the loop."""
+        if kind != EventKind.STARTED or not data.get("runner_pid"):
+            return
+        task = self.store.find_task(task_id)
+        if task is None or not task.remote:
+            return
+        if task.state == TaskState.RUNNING and not (task_dir(self.home, task_id) / CANCEL_FILE).exists():
+            return
+        threading.Thread(target=cancel_remote, args=(self.hosts, self.store, task), daemon=True).start()
+
     def cancel(self, task: Task) -> bool:
         """Cancel a running remote task there; False when its runner is gone (or the host unreachable)."""
         return bool(cancel_remote(self.hosts, self.store, task))

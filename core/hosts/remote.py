@@ -119,8 +119,10 @@ def start_task(host: SshHost, task_id: str, files: dict[str, tuple[bytes | None,
     argv = [host.config.python, "-S", "-c", _BOOT, runner_root(host), remote_task_dir(host, task_id)]
     window = ["new-window", "-d", "-P", "-F", "#{window_id}", "-t", f"{SESSION}:", "-n", task_id, "-c", "/", "--"]
     opened = f"{tmux} {quote([*window, *argv])}"
+    stale = f"{tmux} kill-window -t {quote([f'={SESSION}:={task_id}'])} 2>/dev/null;"  # a launch cut off
     line = (  # the window at once while the session runs (one tmux client); else the session first
-        f"umask 077 && rm -rf {quote([remote_task_dir(host, task_id)])} && mkdir -p {quote([data + '/tasks', workdir])}"
+        f"{stale} umask 077 && rm -rf {quote([remote_task_dir(host, task_id)])}"
+        f" && mkdir -p {quote([data + '/tasks', workdir])}"
         f" && tar -xf - -C {quote([data])} && {{ {opened} 2>/dev/null || {{ {ensure} && {opened}; }}; }}"
     )
     archive = _tar(files)

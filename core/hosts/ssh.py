@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.errors import HostUnavailable
+from core.errors import HostDown, HostUnavailable
 
 if TYPE_CHECKING:
     from core.config.hosts import HostConfig
@@ -154,12 +154,12 @@ class SshHost:
                     f"host {self.name}: ssh is not installed here (apt-get install openssh-client)"
                 ) from None
             except subprocess.TimeoutExpired:
-                raise HostUnavailable(f"host {self.name} is down: no connection within the timeout") from None
+                raise HostDown(f"host {self.name} is down: no connection within the timeout") from None
             err.seek(0)
             why = err.read().decode(errors="replace").strip().splitlines()
         if done.returncode != 0:
             reason = why[-1] if why else f"ssh exited {done.returncode}"
-            raise HostUnavailable(f"host {self.name} is down: {reason}")
+            raise HostDown(f"host {self.name} is down: {reason}")
 
     def _forward(self) -> None:
         """Forward ``<data_dir>/run/engine.sock`` on the host to the local engine's socket, over the master:
@@ -211,7 +211,7 @@ class SshHost:
         if done.returncode == 255:  # ssh's own failure: the link, not the command
             self._up_at = None
             why = done.stderr.decode(errors="replace").strip().splitlines()
-            raise HostUnavailable(f"host {self.name} is down: {why[-1] if why else 'the connection failed'}")
+            raise HostDown(f"host {self.name} is down: {why[-1] if why else 'the connection failed'}")
         if check and done.returncode != 0:
             why = done.stderr.decode(errors="replace").strip().splitlines()
             raise HostUnavailable(

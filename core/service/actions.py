@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from core.engine import request_cancel
 from core.errors import InvalidTransition
 from core.models import Task, TaskState
+from core.protocol import CANCEL_FILE, task_dir
 from core.service.base import LOCAL, Actor
 from core.service.delegation import Delegating, Delegation
 from core.service.queries import Queries
@@ -63,6 +64,9 @@ class TaskActions(Delegating, Queries):
         if task.remote:  # the same cancel, sent over SSH; a host that is down is one line, nothing changed
             from core.hosts import remote
 
+            mark = task_dir(self.home, task.id)  # here too: a runner there not up yet is cancelled once it is
+            mark.mkdir(parents=True, exist_ok=True)
+            (mark / CANCEL_FILE).touch()
             pid = self.store.task_field(task.id, "runner_pid")
             if not remote.cancel(self.hosts.of(task), task.id, int(pid) if pid else None):
                 self._cancel_orphan(task)
