@@ -30,7 +30,7 @@ from core.redact import Redactor
 from core.runner_input import Conversation
 from core.runner_output import RunOutput
 from core.runner_price import list_price
-from core.runner_procs import descendants, hang_up_reason
+from core.runner_procs import descendants, hang_up_reason, is_bwrap
 from core.text import money
 
 _READ_CHUNK = 65536
@@ -266,13 +266,16 @@ class Runner:
                 self.exit_code = os.waitstatus_to_exitcode(status)
 
     def _signal_tree(self, sig: int) -> None:
-        """Signal the agent's process group and every process below the runner, setsid'd or not."""
-        if self.pid is not None and self.exit_code is None:  # until reaped, the group id is surely ours
+        """Signal the agent's process group and every process below the runner, setsid'd or not; a SIGTERM
+        spares bubblewrap's own processes (``runner_procs.is_bwrap``), which end with the agent inside."""
+        spare = {p for p in descendants(os.getpid()) if is_bwrap(p)} if sig == signal.SIGTERM else set()
+        if self.pid is not None and self.exit_code is None and self.pid not in spare:  # until reaped, ours
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, sig)
         for pid in descendants(os.getpid()):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
+            if pid not in spare:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
 
     def _stop_leftovers(self, grace: float) -> None:
         """Stop what the agent left running: SIGTERM, then SIGKILL after ``grace``; bounded."""

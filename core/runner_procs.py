@@ -55,6 +55,18 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def is_bwrap(pid: int) -> bool:
+    """Whether the process is bubblewrap (``sandbox: bwrap``). The outer one dies of a SIGTERM at once,
+    which would end the run's reading of the output while the agent inside still uses its grace (a
+    trap, a CLI saving its session): a SIGTERM spares them; they end when the agent does (its exit
+    status is theirs), or at the SIGKILL."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as fh:
+            return fh.read().strip() == b"bwrap"
+    except OSError:
+        return False
+
+
 def _children(pid: int) -> list[int]:
     try:
         threads = os.listdir(f"/proc/{pid}/task")
