@@ -505,26 +505,35 @@ async def test_a_host_that_refuses_connections_is_skipped_in_one_line(make_app: 
 
 class Gate:
     """A TCP forwarder to the sshd that can be shut (the host is down: connections refused, the open
-    ones cut) and opened again (the host is back)."""
+    ones cut) and opened again (the host is back). Its threads end before their sockets are closed, so
+    none of them touches a later socket given the same fd number."""
 
     def __init__(self, target: int) -> None:
-        self.target, self.port, self.conns = target, free_port(), []  # type: ignore[var-annotated]
+        self.target, self.port = target, free_port()
+        self.conns: list[socket.socket] = []
+        self.threads: list[threading.Thread] = []
         self.listener: socket.socket | None = None
 
     def open(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        self._thread(self._accept, self.listener)
 
     def shut(self) -> None:
         assert self.listener is not None
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
-        self.listener.close()
-        for conn in self.conns:
+        for sock in (self.listener, *self.conns):
             with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() and the recv()s
+        for thread in self.threads:
+            thread.join(timeout=5)
+        for sock in (self.listener, *self.conns):
+            sock.close()
         self.conns.clear()
+        self.threads.clear()
+
+    def _thread(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -534,8 +543,8 @@ class Gate:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target))
             self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            self._thread(self._pipe, client, upstream)
+            self._thread(self._pipe, upstream, client)
 
     @staticmethod
     def _pipe(a: socket.socket, b: socket.socket) -> None:

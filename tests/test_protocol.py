@@ -6,6 +6,7 @@ with a real Unix socket standing in for the engine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -138,7 +139,8 @@ class _FakeEngine:
         (home / ENGINE_SOCKET).parent.mkdir(parents=True, exist_ok=True)
         self.server.bind(str(home / ENGINE_SOCKET))
         self.server.listen()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
 
     def _serve(self) -> None:
         while True:
@@ -150,6 +152,12 @@ class _FakeEngine:
                 self.lines += [json.loads(line) for line in lines]
 
     def close(self) -> None:
+        # Wake the accept() and let the thread end before the fd is closed: a thread still in accept()
+        # on a closed fd took the connections of whatever socket was given that number next (a fake
+        # GitHub's, in tests/test_pulls.py: "Connection reset by peer" there).
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=5)
         self.server.close()
 
 
