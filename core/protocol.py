@@ -320,6 +320,17 @@ def failed_result(status: str, reason: str) -> dict[str, Any]:
     return {"status": status, "result": {"status": "failed", "errors": [reason]}}
 
 
+def spec_cwd(directory: Path) -> str | None:
+    """The working directory the task's agent was launched in, from its ``spec.json`` (for a task on
+    another host, the local copy: a path there); None before its launch or when it cannot be read."""
+    try:
+        spec = json.loads((directory / SPEC_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cwd = spec.get("cwd") if isinstance(spec, dict) else None
+    return cwd if isinstance(cwd, str) and cwd.startswith("/") else None
+
+
 def read_result(directory: Path) -> dict[str, Any] | None:
     """A task directory's ``result.json``; None when there is none yet; ValueError when it is broken."""
     path = directory / RESULT_FILE

@@ -268,11 +268,12 @@ class Runner:
     def _signal_tree(self, sig: int) -> None:
         """Signal the agent's process group and every process below the runner, setsid'd or not; a SIGTERM
         spares bubblewrap's own processes (``runner_procs.is_bwrap``), which end with the agent inside."""
-        spare = {p for p in descendants(os.getpid()) if is_bwrap(p)} if sig == signal.SIGTERM else set()
+        tree = descendants(os.getpid())
+        spare = {p for p in tree if is_bwrap(p)} if sig == signal.SIGTERM else set()
         if self.pid is not None and self.exit_code is None and self.pid not in spare:  # until reaped, ours
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, sig)
-        for pid in descendants(os.getpid()):
+        for pid in tree:
             if pid not in spare:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)

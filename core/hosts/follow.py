@@ -36,6 +36,7 @@ from core.protocol import (
     EventKind,
     event_record,
     failed_result,
+    spec_cwd,
     task_dir,
 )
 from core.summary import git_root
@@ -158,7 +159,7 @@ class RemoteTasks:
         """What the agent left in its outbox on the host: brought into the task's folder here, then taken
         as a local run's is (``core.files.collect_outbox``); never raises, as that does not."""
         limits, folder = self.config.files, task_dir(self.home, task.id)
-        workdir = _spec_cwd(folder)
+        workdir = spec_cwd(folder)
         if workdir is None or limits.outbox_max_files == 0:
             return Outgoing()
         staging = folder / "host"
@@ -333,15 +334,6 @@ def cancel_remote(hosts: Hosts, store: Store, task: Task) -> bool:
     except HostUnavailable as exc:
         log.warning("could not cancel %s: %s", task.id, exc)
         return False
-
-
-def _spec_cwd(folder: Path) -> str | None:
-    """The working directory on the host the task's agent was launched in (the local copy of its spec)."""
-    try:
-        cwd = json.loads((folder / SPEC_FILE).read_text(encoding="utf-8")).get("cwd")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return cwd if isinstance(cwd, str) and cwd.startswith("/") else None
 
 
 def _write_result(directory: Path, payload: dict[str, Any]) -> None:

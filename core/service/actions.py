@@ -67,13 +67,17 @@ class TaskActions(Delegating, Queries):
             mark = task_dir(self.home, task.id)  # here too: a runner there not up yet is cancelled once it is
             mark.mkdir(parents=True, exist_ok=True)
             (mark / CANCEL_FILE).touch()
-            pid = self.store.task_field(task.id, "runner_pid")
-            if not remote.cancel(self.hosts.of(task), task.id, int(pid) if pid else None):
+            if not remote.cancel(self.hosts.of(task), task.id, self._runner_pid(task.id)):
                 self._cancel_orphan(task)
             return self.get(task.id)
         if not request_cancel(self.store, self.tmux, self.home, task.id):
             self._cancel_orphan(task)
         return self.get(task.id)
+
+    def _runner_pid(self, task_id: str) -> int | None:
+        """The pid its runner reported (on its host for a remote task), None before it started."""
+        pid = self.store.task_field(task_id, "runner_pid")
+        return int(pid) if pid else None
 
     def _recorded_from_disk(self, task_id: str) -> bool:
         """A result the runner wrote while no engine listened wins over a cancel that comes after it."""

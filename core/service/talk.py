@@ -26,7 +26,7 @@ from core.engine import signal_runner
 from core.errors import HostUnavailable, InvalidInput, InvalidTransition
 from core.files import TASK_INBOX, adopt, deliver_now, with_files
 from core.models import TaskState
-from core.protocol import SAY_DIR, SPEC_FILE, STOP_FILE, task_dir
+from core.protocol import SAY_DIR, SPEC_FILE, STOP_FILE, spec_cwd, task_dir
 from core.service.actions import TaskActions
 from core.service.base import LOCAL, Actor
 from core.store.says import LIVE, QUEUED
@@ -41,19 +41,9 @@ log = logging.getLogger(__name__)
 SAY_CHARS = 4000
 
 
-def _spec_cwd(folder: Path) -> str | None:
-    """The working directory the task's agent was launched in (its spec's), if it was launched."""
-    try:
-        spec = json.loads((folder / SPEC_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    cwd = spec.get("cwd") if isinstance(spec, dict) else None
-    return cwd if isinstance(cwd, str) else None
-
-
 def _running_cwd(folder: Path) -> str | None:
-    """That working directory, here."""
-    cwd = _spec_cwd(folder)
+    """The working directory the task's agent was launched in here, if it was launched."""
+    cwd = spec_cwd(folder)
     return cwd if cwd is not None and Path(cwd).is_dir() else None
 
 
@@ -139,7 +129,7 @@ class Talk(TaskActions):
 
         folder = task_dir(self.home, task.id)
         names = adopt(files, folder / TASK_INBOX)
-        cwd = _spec_cwd(folder)
+        cwd = spec_cwd(folder)
         if cwd is None:  # its window is still opening: its launch takes them
             return names
         try:
@@ -165,16 +155,12 @@ class Talk(TaskActions):
                 remote.stop(self.hosts.of(task), task.id, self._runner_pid(task.id))
             except HostUnavailable as exc:
                 raise InvalidTransition(f"could not stop {task.id}: {exc}") from None
-            return f"⏹ {task.id} stops after its current step; its session is kept: reply to its card to go on."
-        directory = task_dir(self.home, task.id)
-        directory.mkdir(parents=True, exist_ok=True)  # claimed, its window still opening: its runner sees it
-        (directory / STOP_FILE).touch()
-        signal_runner(self.store, self.tmux, task.id, signal.SIGUSR1)
+        else:
+            directory = task_dir(self.home, task.id)
+            directory.mkdir(parents=True, exist_ok=True)  # claimed, its window still opening: its runner sees it
+            (directory / STOP_FILE).touch()
+            signal_runner(self.store, self.tmux, task.id, signal.SIGUSR1)
         return f"⏹ {task.id} stops after its current step; its session is kept: reply to its card to go on."
-
-    def _runner_pid(self, task_id: str) -> int | None:
-        pid = self.store.task_field(task_id, "runner_pid")
-        return int(pid) if pid else None
 
     def _drop(self, task: Task, say_id: int, content: dict[str, str]) -> bool:
         """Leave the words for the runner (whole or not at all, readable by its owner only) and wake it;
